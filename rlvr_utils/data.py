@@ -1,0 +1,215 @@
+"""MATH loading (JSONL, official layout, Hugging Face hub), gold answers and stratified sampling.
+
+Every source becomes the same record: id, problem, solution, level, type (subject), gold, and the
+source's own `answer` column when it has one (kept only to report disagreements: the gold is always
+the last box of the solution).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import random
+import tarfile
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .grading import last_boxed
+
+SUBJECTS = (
+    "Algebra",
+    "Counting & Probability",
+    "Geometry",
+    "Intermediate Algebra",
+    "Number Theory",
+    "Prealgebra",
+    "Precalculus",
+)
+HUB_DATASET = "EleutherAI/hendrycks_math"
+_HUB_CONFIGS = (
+    "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+    "number_theory", "prealgebra", "precalculus",
+)
+REQUIRED_FIELDS = ("problem", "solution", "level", "type")
+
+
+class DataError(ValueError):
+    """Malformed input; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class MathProblem:
+    id: str
+    problem: str
+    solution: str
+    level: str
+    type: str
+    gold: str | None
+    answer: str | None = None  # the source's own answer column, untrusted
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def problem_id(problem: str, solution: str) -> str:
+    """Content hash: stable across sources, orderings and subsets."""
+    return hashlib.sha1((problem + "\n" + solution).encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def make_record(row: dict, where: str) -> MathProblem:
+    missing = [f for f in REQUIRED_FIELDS if not isinstance(row.get(f), str)]
+    if missing:
+        raise DataError(f"{where}: missing or non-string field(s) {', '.join(missing)}")
+    answer = row.get("answer")
+    return MathProblem(
+        id=row.get("id") or problem_id(row["problem"], row["solution"]),
+        problem=row["problem"],
+        solution=row["solution"],
+        level=row["level"],
+        type=row["type"],
+        gold=row["gold"] if "gold" in row else last_boxed(row["solution"]),
+        answer=answer if isinstance(answer, str) else None,
+    )
+
+
+def _read_jsonl(path: Path) -> Iterator[MathProblem]:
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+            yield make_record(row, f"{path}:{n}")
+
+
+def _read_official_dir(root: Path, split: str) -> Iterator[MathProblem]:
+    files = sorted((root / split).glob("*/*.json"))
+    if not files:
+        raise DataError(f"{root}: no {split}/<subject>/<n>.json files (official MATH layout)")
+    for p in files:
+        try:
+            row = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
+        yield make_record(row, str(p))
+
+
+def _read_official_tar(path: Path, split: str) -> Iterator[MathProblem]:
+    with tarfile.open(path) as tar:
+        members = sorted(
+            (m for m in tar.getmembers() if m.isfile() and m.name.endswith(".json")
+             and f"/{split}/" in "/" + m.name),
+            key=lambda m: m.name,
+        )
+        if not members:
+            raise DataError(f"{path}: no */{split}/<subject>/<n>.json members (official MATH layout)")
+        for m in members:
+            raw = tar.extractfile(m).read()  # type: ignore[union-attr]
+            try:
+                row = json.load(io.BytesIO(raw))
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}!{m.name}:{e.lineno}: invalid JSON ({e.msg})") from None
+            yield make_record(row, f"{path}!{m.name}")
+
+
+def _read_hub(name: str, split: str) -> Iterator[MathProblem]:
+    import datasets  # only users with internet get here
+
+    for config in _HUB_CONFIGS:
+        for i, row in enumerate(datasets.load_dataset(name, config, split=split)):
+            yield make_record(dict(row), f"{name}/{config}[{split}][{i}]")
+
+
+def load_math(source: str | Path, split: str = "test") -> list[MathProblem]:
+    """Load MATH problems.
+
+    `source` is a .jsonl file; a directory holding `<split>.jsonl` (e.g. ../shared/data/math_subset);
+    the official layout `MATH/{train,test}/<subject>/<n>.json` as a directory or .tar/.tar.gz; or
+    `hub` / a hub dataset name (default EleutherAI/hendrycks_math, all subjects).
+    """
+    if split not in ("train", "test"):
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    s = str(source)
+    p = Path(source)
+    if p.is_file() and s.endswith(".jsonl"):
+        rows = _read_jsonl(p)
+    elif p.is_file() and (s.endswith(".tar") or s.endswith(".tar.gz") or s.endswith(".tgz")):
+        rows = _read_official_tar(p, split)
+    elif p.is_dir() and (p / f"{split}.jsonl").is_file():
+        rows = _read_jsonl(p / f"{split}.jsonl")
+    elif p.is_dir() and (p / split).is_dir():
+        rows = _read_official_dir(p, split)
+    elif p.exists():
+        raise DataError(
+            f"{p}: unknown layout; expected a .jsonl file, a directory with {split}.jsonl, "
+            f"the official MATH/{split}/<subject>/<n>.json layout, or a .tar/.tar.gz of it"
+        )
+    elif s == "hub" or (s.count("/") == 1 and not s.startswith((".", "/"))):
+        rows = _read_hub(HUB_DATASET if s == "hub" else s, split)
+    else:
+        raise DataError(f"{source}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
+    return list(rows)
+
+
+def stratified_sample(problems: list[MathProblem], ratio: float, seed: int = 42) -> list[MathProblem]:
+    """Keep round(ratio * n_subject) problems of each subject, chosen with a seeded shuffle."""
+    if not 0 < ratio <= 1:
+        raise ValueError(f"ratio must be in (0, 1], got {ratio}")
+    by_type: dict[str, list[MathProblem]] = {}
+    for p in problems:
+        by_type.setdefault(p.type, []).append(p)
+    rng = random.Random(seed)
+    out: list[MathProblem] = []
+    for subject in sorted(by_type):
+        group = sorted(by_type[subject], key=lambda p: p.id)
+        rng.shuffle(group)
+        out.extend(group[: max(1, round(ratio * len(group)))])
+    return out
+
+
+def count_table(problems: Iterable[MathProblem]):
+    """Subject × level counts as a pandas DataFrame (with totals)."""
+    import pandas as pd
+
+    c = Counter((p.type, p.level) for p in problems)
+    df = pd.Series(c).unstack(fill_value=0) if c else pd.DataFrame()
+    if len(df):
+        df = df.sort_index().reindex(sorted(df.columns), axis=1)
+        df["total"] = df.sum(axis=1)
+        df.loc["total"] = df.sum(axis=0)
+    return df
+
+
+@dataclass(frozen=True)
+class GoldReport:
+    n: int
+    no_gold: list[str]       # ids whose solution has no (or an empty) last box
+    disagree: list[tuple[str, str | None, str | None]]  # (id, provided answer, gold)
+
+
+def check_gold(problems: list[MathProblem]) -> GoldReport:
+    """Rows without a gold answer, and rows where the provided `answer` column disagrees with it."""
+    no_gold = [p.id for p in problems if not (p.gold or "").strip()]
+    disagree = [
+        (p.id, p.answer, p.gold) for p in problems
+        if p.answer is not None and _squash(p.answer) != _squash(p.gold or "")
+    ]
+    return GoldReport(len(problems), no_gold, disagree)
+
+
+def _squash(s: str) -> str:
+    return "".join(s.split())
+
+
+def write_jsonl(problems: Iterable[MathProblem], path: str | Path) -> Path:
+    from .runs import atomic_write_text
+
+    text = "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in problems)
+    return atomic_write_text(path, text)

@@ -1,0 +1,334 @@
+"""Answer extraction and verification of untrusted model text.
+
+Extraction is a linear scan in the caller's process. Verification (math-verify, i.e. sympy) runs in a
+pool of worker processes with a hard wall-clock timeout and a memory cap per worker: sympy can hang
+or eat all memory on hostile input (power towers, huge factorials), and math-verify's own timeout
+uses SIGALRM, which does not work off the main thread. A worker past its deadline is killed and
+replaced; the caller never waits longer than the timeout for one item.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Iterable, Literal, Sequence
+
+Status = Literal["correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error"]
+STATUSES: tuple[str, ...] = ("correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error")
+
+# `boxed`: MATH's and the paper's rule (last \boxed{} / \fbox{}).
+# `boxed_or_answer_is`: for weak models that rarely box (SmolLM2 ends with "The answer is: N");
+# used only when no box is present, and recorded with every result, never applied silently.
+ExtractionPolicy = Literal["boxed", "boxed_or_answer_is"]
+EXTRACTION_POLICIES: tuple[str, ...] = ("boxed", "boxed_or_answer_is")
+
+MAX_ANSWER_CHARS = 1000  # longer "answers" are garbage; parsing them only wastes worker time
+
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.{1,200}?)\s*(?:\.\s*)?$", re.IGNORECASE)
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...} in text, braces matched to any depth.
+
+    Also accepts MATH's rare `\\boxed 5` form (a single token after a space). Returns None when there
+    is no box or the last box is never closed.
+    """
+    start = max(text.rfind(c) for c in _BOX_COMMANDS)
+    while start >= 0:
+        cmd = "\\boxed" if text.startswith("\\boxed", start) else "\\fbox"
+        i = start + len(cmd)
+        if i < len(text) and text[i] == "{":
+            depth = 0
+            for j in range(i, len(text)):
+                ch = text[j]
+                if ch == "{":
+                    depth += 1
+                elif ch == "}":
+                    depth -= 1
+                    if depth == 0:
+                        return text[i + 1 : j]
+            return None  # unbalanced: the model never closed its box
+        if i < len(text) and text[i] == " ":
+            m = re.match(r" +([^\s$]+)", text[i:])
+            if m:
+                return m.group(1)
+        # `\boxedfoo` or a box at the very end: look at the previous one
+        start = max(text.rfind(c, 0, start) for c in _BOX_COMMANDS)
+    return None
+
+
+def extract_answer(completion: str, policy: ExtractionPolicy = "boxed") -> str | None:
+    """The model's final answer under the named policy, or None."""
+    if policy not in EXTRACTION_POLICIES:
+        raise ValueError(f"unknown extraction policy {policy!r}; known: {', '.join(EXTRACTION_POLICIES)}")
+    boxed = last_boxed(completion)
+    if boxed is not None or policy == "boxed":
+        return boxed
+    tail = completion.rstrip()[-400:]
+    for line in reversed(tail.splitlines()):
+        m = _ANSWER_IS.search(line.strip())
+        if m:
+            return m.group(1).strip().strip("$").strip()
+        if line.strip():
+            break  # only the last non-empty line counts: "answer is" mid-text is not a final answer
+    return None
+
+
+@dataclass(frozen=True)
+class GradeResult:
+    status: Status
+    reward: float
+    extracted: str | None
+    seconds: float
+    policy: str
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RewardSpec:
+    """Binary reward from a status: `correct` gets `correct`, every other status gets `wrong`."""
+
+    correct: float = 1.0
+    wrong: float = 0.0
+
+    def __call__(self, status: str) -> float:
+        return self.correct if status == "correct" else self.wrong
+
+
+# ----------------------------------------------------------------------------------------- worker
+
+
+def _to_math(s: str) -> str:
+    return "$" + s.strip().strip("$") + "$"
+
+
+def verify_pair(extracted: str, gold: str) -> str:
+    """math-verify comparison of an extracted answer with a gold answer (runs inside a worker)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    cfg = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    # timeouts None: the pool enforces them; SIGALRM-based ones would also be fine in a worker's main
+    # thread but would double-count.
+    gold_parsed = parse(_to_math(gold), extraction_config=cfg, parsing_timeout=None)
+    if not gold_parsed:
+        return "invalid_gold"
+    pred = parse(_to_math(extracted), extraction_config=cfg, parsing_timeout=None)
+    if not pred:
+        # math-verify can't parse it as math; exact string match is still a fair correct
+        return "correct" if _norm(extracted) == _norm(gold) else "incorrect"
+    ok = verify(gold_parsed, pred, timeout_seconds=None)
+    if not ok and _norm(extracted) == _norm(gold):
+        ok = True
+    return "correct" if ok else "incorrect"
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"\s+|\\[,!;: ]|\\text\{\s*\}|\$", "", s).replace("\\left", "").replace("\\right", "")
+
+
+def _worker_main(conn: Connection, mem_mb: int) -> None:
+    import resource
+
+    if mem_mb > 0:
+        limit = mem_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    import sys
+
+    sys.set_int_max_str_digits(10_000)  # a 10^6-digit int -> str conversion is a CPU bomb
+    import logging
+
+    import math_verify  # noqa: F401  (import before signalling ready so the first task isn't charged)
+
+    logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout is disabled": the pool enforces it
+
+    conn.send("ready")
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        extracted, gold = msg
+        try:
+            conn.send(("ok", verify_pair(extracted, gold)))
+        except MemoryError:
+            conn.send(("error", "MemoryError"))
+        except BaseException as e:  # noqa: BLE001 - model text may trigger anything inside sympy
+            conn.send(("error", f"{type(e).__name__}: {str(e)[:200]}"))
+
+
+class _Worker:
+    def __init__(self, ctx, mem_mb: int):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, mem_mb), daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.task: int | None = None
+        self.deadline = 0.0
+        self.started = 0.0
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class GradingPool:
+    """Worker processes that verify (extracted, gold) pairs with a hard per-item timeout.
+
+    Use as a context manager, or call close(). Workers start in the background on creation.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        timeout: float = 5.0,
+        mem_mb: int = 2048,
+        policy: ExtractionPolicy = "boxed",
+        reward: RewardSpec = RewardSpec(),
+    ):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0, got {timeout}")
+        if policy not in EXTRACTION_POLICIES:
+            raise ValueError(f"unknown extraction policy {policy!r}; known: {', '.join(EXTRACTION_POLICIES)}")
+        self.n = workers or max(1, min(4, os.cpu_count() or 1))
+        self.timeout = timeout
+        self.mem_mb = mem_mb
+        self.policy = policy
+        self.reward = reward
+        # forkserver/spawn: never fork a process that holds torch/vLLM threads
+        self._ctx = mp.get_context("spawn")
+        self._workers = [_Worker(self._ctx, mem_mb) for _ in range(self.n)]
+        self.restarts = 0
+        self._start_failures = 0
+
+    def __enter__(self) -> "GradingPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for w in self._workers:
+            try:
+                if w.proc.is_alive() and w.task is None and w.ready:
+                    w.conn.send(None)
+            except OSError:
+                pass
+        for w in self._workers:
+            w.proc.join(timeout=1)
+            if w.proc.is_alive():
+                w.kill()
+        self._workers = []
+
+    def _replace(self, i: int) -> None:
+        self._workers[i].kill()
+        self._workers[i] = _Worker(self._ctx, self.mem_mb)
+        self.restarts += 1
+
+    def grade(self, completions: Sequence[str], golds: Sequence[str | None]) -> list[GradeResult]:
+        """Grade completions against gold answers; one result per item, in order. Never raises on text."""
+        if len(completions) != len(golds):
+            raise ValueError(f"{len(completions)} completions but {len(golds)} gold answers")
+        if not self._workers:
+            raise RuntimeError("GradingPool is closed")
+        results: list[GradeResult | None] = [None] * len(completions)
+        pending: list[tuple[int, str, str]] = []
+        for k, (text, gold) in enumerate(zip(completions, golds)):
+            t0 = time.perf_counter()
+            try:
+                extracted = extract_answer(_clean(text), self.policy)
+            except Exception as e:  # noqa: BLE001
+                results[k] = self._result("error", None, t0, f"extraction: {type(e).__name__}")
+                continue
+            if not isinstance(gold, str) or not gold.strip():
+                results[k] = self._result("invalid_gold", extracted, t0)
+            elif extracted is None or not extracted.strip():
+                results[k] = self._result("no_answer", extracted, t0)
+            elif len(extracted) > MAX_ANSWER_CHARS:
+                results[k] = self._result("incorrect", extracted[:MAX_ANSWER_CHARS], t0, "answer too long")
+            else:
+                pending.append((k, extracted, _clean(gold)))
+        self._run(pending, results)
+        return results  # type: ignore[return-value]
+
+    def _result(self, status: str, extracted: str | None, t0: float, detail: str = "") -> GradeResult:
+        return GradeResult(status, self.reward(status), extracted, time.perf_counter() - t0, self.policy, detail)  # type: ignore[arg-type]
+
+    def _run(self, pending: list[tuple[int, str, str]], results: list) -> None:
+        queue = list(reversed(pending))
+        extracted_of = {k: e for k, e, _ in pending}
+        while queue or any(w.task is not None for w in self._workers):
+            now = time.perf_counter()
+            for w in self._workers:
+                if w.ready and w.task is None and queue:
+                    k, extracted, gold = queue.pop()
+                    try:
+                        w.conn.send((extracted, gold))
+                    except OSError:
+                        queue.append((k, extracted, gold))
+                        w.ready = False
+                        continue
+                    w.task, w.started, w.deadline = k, now, now + self.timeout
+            conns = [w.conn for w in self._workers if w.proc.is_alive() or w.task is not None]
+            deadlines = [w.deadline for w in self._workers if w.task is not None]
+            wait_for = max(0.0, min(deadlines) - time.perf_counter()) if deadlines else 0.5
+            ready = wait(conns, timeout=wait_for)
+            for i, w in enumerate(self._workers):
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        if not w.ready:
+                            self._start_failures += 1
+                            if self._start_failures > 3:
+                                raise RuntimeError("grading workers die on start-up (is math-verify installed?)")
+                        self._fail(i, results, extracted_of, "error", "worker died")
+                        continue
+                    if msg == "ready":
+                        w.ready = True
+                        self._start_failures = 0
+                    elif w.task is not None:
+                        kind, payload = msg
+                        status, detail = (payload, "") if kind == "ok" else ("error", payload)
+                        results[w.task] = GradeResult(
+                            status, self.reward(status), extracted_of[w.task],
+                            time.perf_counter() - w.started, self.policy, detail,
+                        )
+                        w.task = None
+                elif w.task is not None and time.perf_counter() >= w.deadline:
+                    self._fail(i, results, extracted_of, "timeout", f"killed after {self.timeout:g}s")
+                elif not w.proc.is_alive():
+                    self._fail(i, results, extracted_of, "error", "worker died")
+
+    def _fail(self, i: int, results: list, extracted_of: dict, status: str, detail: str) -> None:
+        w = self._workers[i]
+        if w.task is not None:
+            results[w.task] = GradeResult(
+                status, self.reward(status), extracted_of[w.task],  # type: ignore[arg-type]
+                time.perf_counter() - w.started, self.policy, detail,
+            )
+        self._replace(i)
+
+
+def _clean(text) -> str:
+    """Model text as a str that is safe to pickle and parse (NUL bytes and lone surrogates removed)."""
+    if not isinstance(text, str):
+        text = "" if text is None else str(text)
+    return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
+def grade_records(records: Iterable[dict], pool: GradingPool) -> list[GradeResult]:
+    """Grade dicts with `completion` and `answer` keys."""
+    recs = list(records)
+    return pool.grade([r.get("completion", "") for r in recs], [r.get("answer") for r in recs])

@@ -1,0 +1,111 @@
+import json
+import random
+import time
+
+import pytest
+
+from hostile import HOSTILE
+from rlvr_utils.data import load_math
+from rlvr_utils.grading import STATUSES, GradingPool, RewardSpec, extract_answer
+
+
+def test_statuses_and_rewards(pool):
+    res = pool.grade(
+        [r"so \boxed{\frac{1}{2}}", r"\boxed{0.5}", r"\boxed{3}", "I don't know", r"\boxed{2}"],
+        ["\\frac12", "\\frac{1}{2}", "4", "4", ""],
+    )
+    assert [r.status for r in res] == ["correct", "correct", "incorrect", "no_answer", "invalid_gold"]
+    assert [r.reward for r in res] == [1.0, 1.0, 0.0, 0.0, 0.0]
+    assert res[0].extracted == r"\frac{1}{2}" and res[0].policy == "boxed"
+
+
+def test_reward_spec_is_configurable():
+    with GradingPool(workers=1, reward=RewardSpec(correct=1.0, wrong=-1.0)) as p:
+        assert [r.reward for r in p.grade([r"\boxed{1}", r"\boxed{2}", "none"], ["1", "1", "1"])] == [1, -1, -1]
+
+
+def test_extraction_policy_is_explicit():
+    text = "Step 1 ...\nThe answer is: 42"
+    assert extract_answer(text, "boxed") is None
+    assert extract_answer(text, "boxed_or_answer_is") == "42"
+    assert extract_answer("The answer is $\\frac{3}{4}$.", "boxed_or_answer_is") == "\\frac{3}{4}"
+    # a box wins over the fallback; a mid-text "answer is" is not a final answer
+    assert extract_answer("The answer is: 1\n\\boxed{2}", "boxed_or_answer_is") == "2"
+    assert extract_answer("the answer is 3, I think\nmore text", "boxed_or_answer_is") is None
+    with pytest.raises(ValueError, match="unknown extraction policy"):
+        extract_answer("x", "loose")
+
+
+def test_fallback_policy_in_pool():
+    with GradingPool(workers=1, policy="boxed_or_answer_is") as p:
+        r = p.grade(["blah\nThe answer is: 7"], ["7"])[0]
+    assert (r.status, r.policy) == ("correct", "boxed_or_answer_is")
+
+
+def test_reference_solutions_grade_correct_against_own_gold(pool, math_dir):
+    probs = load_math(math_dir, "test")
+    res = pool.grade([p.solution for p in probs], [p.gold for p in probs])
+    bad = [(p.id, p.gold, r.status) for p, r in zip(probs, res) if r.status != "correct"]
+    assert len(bad) / len(probs) <= 0.005, bad[:20]
+
+
+def test_reference_solutions_not_correct_against_other_gold(pool, math_dir):
+    probs = load_math(math_dir, "test")
+    rng = random.Random(0)
+    pairs = []
+    for p in probs:
+        other = rng.choice(probs)
+        while "".join(other.gold.split()) == "".join(p.gold.split()):
+            other = rng.choice(probs)
+        pairs.append((p, other))
+    res = pool.grade([p.solution for p, _ in pairs], [o.gold for _, o in pairs])
+    wrong_correct = [(p.gold, o.gold) for (p, o), r in zip(pairs, res) if r.status == "correct"]
+    assert len(wrong_correct) / len(pairs) <= 0.005, wrong_correct
+
+
+@pytest.mark.parametrize("name,completion", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_completion_returns_in_time(name, completion):
+    timeout = 2.0
+    with GradingPool(workers=1, timeout=timeout) as p:
+        p.grade([r"\boxed{1}"], ["1"])  # wait for the worker to be up: start-up is not grading time
+        t0 = time.perf_counter()
+        (r,) = p.grade([completion], ["2"])
+        took = time.perf_counter() - t0
+    assert r.status in STATUSES
+    assert took <= timeout + 1.0, (name, took, r.status)
+
+
+def test_hostile_batch_never_hangs_and_pool_recovers(pool):
+    t0 = time.perf_counter()
+    res = pool.grade([c for _, c in HOSTILE] + [r"\boxed{2}"], ["2"] * (len(HOSTILE) + 1))
+    assert len(res) == len(HOSTILE) + 1
+    assert res[-1].status == "correct"  # workers replaced after kills still grade
+    # two workers, each item bounded by the timeout (+ restart)
+    assert time.perf_counter() - t0 < (len(HOSTILE) / 2 + 2) * (pool.timeout + 1.5)
+    assert {"timeout", "error", "incorrect", "no_answer"} & {r.status for r in res}
+
+
+def test_python_code_never_executes(tmp_path, pool):
+    marker = tmp_path / "pwned"
+    code = f"__import__('os').system('touch {marker}')"
+    pool.grade([f"\\boxed{{{code}}}", f"The answer is: {code}"], [code, "1"])
+    assert not marker.exists()
+
+
+def test_cli_grade_jsonl(tmp_path):
+    from rlvr_utils.cli import main
+
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\n".join([
+        json.dumps({"completion": r"\boxed{4}", "answer": "4", "x": 1}),
+        "{not json",
+        json.dumps({"completion": r"\boxed{5}", "answer": "4"}),
+        json.dumps({"answer": "4"}),
+        json.dumps({"completion": "nothing", "answer": "4"}),
+    ]) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["grade", "--jsonl", str(inp), "--out", str(out), "--workers", "1"]) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["correct", "error", "incorrect", "error", "no_answer"]
+    assert all({"status", "reward", "extracted", "seconds"} <= r.keys() for r in rows)
+    assert rows[0]["reward"] == 1.0 and rows[2]["extracted"] == "5"
