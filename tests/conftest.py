@@ -20,3 +20,18 @@ def pool():
 
     with GradingPool(workers=2, timeout=5.0) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
+    from rlvr_utils.models import resolve_model
+
+    return resolve_model("smollm2-135m")  # provisioned by `make setup`; fetched here if missing
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory, smollm2_path) -> str:
+    """SmolLM2's architecture and tokenizer with 2 small random layers: seconds, not minutes."""
+    from rlvr_utils.models import make_tiny_model
+
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", layers=2, hidden=128))

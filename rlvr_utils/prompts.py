@@ -1,0 +1,69 @@
+"""Named prompt templates, rendered through the model's own chat template."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    system: str
+    user: str  # formatted with {problem}
+
+
+PROMPTS: dict[str, PromptTemplate] = {
+    t.name: t
+    for t in (
+        # The study's prompt (Zhu et al. 2025 / Qwen2.5-Math evaluation): reason, then box the answer.
+        PromptTemplate(
+            "paper",
+            "Please reason step by step, and put your final answer within \\boxed{}.",
+            "{problem}\nLet's think step by step and output the final answer within \\boxed{{}}.",
+        ),
+        # Same instruction without a system message of our own (the template's default applies).
+        PromptTemplate("paper_nosys", "", "{problem}\nLet's think step by step and output the final answer within \\boxed{{}}."),
+        # For weak models that do not box (pair with the `boxed_or_answer_is` extraction policy).
+        PromptTemplate(
+            "answer_is",
+            "You are a helpful math assistant.",
+            "{problem}\nSolve the problem step by step. End with the line 'The answer is: <answer>'.",
+        ),
+    )
+}
+
+
+class PromptTooLong(ValueError):
+    pass
+
+
+def render(tokenizer, problem: str, template: str = "paper") -> list[int]:
+    """Token ids of the chat-templated prompt, ending with the assistant turn's opening."""
+    if template not in PROMPTS:
+        raise ValueError(f"unknown prompt template {template!r}; known: {', '.join(PROMPTS)}")
+    t = PROMPTS[template]
+    messages = ([{"role": "system", "content": t.system}] if t.system else []) + [
+        {"role": "user", "content": t.user.format(problem=problem)}
+    ]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def check_budget(prompt_ids: list[int], max_tokens: int, context: int, where: str = "prompt") -> None:
+    """A prompt that leaves no room for `max_tokens` is an error, never a silent truncation."""
+    if len(prompt_ids) + max_tokens > context:
+        raise PromptTooLong(
+            f"{where}: {len(prompt_ids)} prompt tokens + max_tokens={max_tokens} exceed the model's "
+            f"context of {context}; lower max_tokens or filter long problems (max_prompt_tokens)"
+        )
+
+
+def context_length(model_path_or_config) -> int:
+    cfg = model_path_or_config
+    if isinstance(cfg, str):
+        from transformers import AutoConfig
+
+        cfg = AutoConfig.from_pretrained(cfg)
+    return int(getattr(cfg, "max_position_embeddings", 2048))

@@ -1,0 +1,294 @@
+"""Rollout engines: one interface, two implementations (vLLM in-process, HF model fallback).
+
+Every engine returns, per sample, the exact token ids it sampled (EOS included when generation
+stopped on it), so the trainer never re-tokenizes decoded text, and the model's log-probability of
+each sampled token. `logprobs` are the raw model log-probs, log_softmax(logits) at temperature 1,
+before temperature/top-p: the same quantity in both engines, and what the policy's forward pass
+computes, so engine-vs-policy agreement is a direct check of weight sync.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Literal, Sequence
+
+EngineKind = Literal["auto", "vllm", "hf"]
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0  # 0 = greedy
+    top_p: float = 1.0
+    max_tokens: int = 256
+    min_tokens: int = 0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_tokens < 1 or not 0 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(f"need 1 <= max_tokens and 0 <= min_tokens <= max_tokens, got "
+                             f"max_tokens={self.max_tokens}, min_tokens={self.min_tokens}")
+
+
+@dataclass
+class Rollout:
+    prompt_index: int
+    sample_index: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    text: str
+    finish_reason: str  # "stop" (ended on EOS) | "length"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Engine(ABC):
+    name: str
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
+        """n samples per prompt, ordered prompt-major (all samples of prompt 0 first)."""
+
+    @abstractmethod
+    def sync_weights(self, policy) -> None:
+        """Make the engine sample from the policy's current weights."""
+
+    def close(self) -> None:  # noqa: B027 - optional
+        pass
+
+
+def vllm_available() -> bool:
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("vllm") is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def make_engine(kind: EngineKind, model_path: str, policy=None, tokenizer=None, **kw) -> Engine:
+    """`auto` picks vLLM when it is installed, else the HF engine over `policy`."""
+    if kind not in ("auto", "vllm", "hf"):
+        raise ValueError(f"unknown engine {kind!r}; known: auto, vllm, hf")
+    if kind == "vllm" or (kind == "auto" and vllm_available()):
+        return VLLMEngine(model_path, **kw)
+    if policy is None or tokenizer is None:
+        raise ValueError("the hf engine samples from the policy itself: pass policy= and tokenizer=")
+    return HFEngine(policy, tokenizer, batch_size=kw.get("batch_size", 64))
+
+
+def _eos_ids(tokenizer, config=None) -> list[int]:
+    ids = set()
+    for src in (getattr(config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(src, int):
+            ids.add(src)
+        elif src:
+            ids.update(src)
+    return sorted(ids)
+
+
+# ---------------------------------------------------------------------------------------------- HF
+
+
+class HFEngine(Engine):
+    """Samples from the policy module itself (so it is always in sync) with a KV-cached loop.
+
+    A hand-written loop instead of `generate` keeps only the sampled token's log-prob per step
+    (generate's output_logits would hold 64 x 512 x 49k floats), and makes min_tokens/top_p/seed exact.
+    """
+
+    name = "hf"
+
+    def __init__(self, policy, tokenizer, batch_size: int = 64, autocast: bool = True):
+        self.policy = policy
+        self.tok = tokenizer
+        self.batch_size = batch_size
+        self.autocast = autocast
+        gen_cfg = getattr(policy, "generation_config", None)
+        self.eos = _eos_ids(tokenizer, gen_cfg)
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
+
+    def sync_weights(self, policy) -> None:
+        self.policy = policy  # same module: nothing to copy
+
+    def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
+        import torch
+
+        flat = [(i, j, list(p)) for i, p in enumerate(prompts) for j in range(n)]
+        gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
+        out: list[Rollout] = []
+        was_training = self.policy.training
+        self.policy.eval()
+        try:
+            for s in range(0, len(flat), self.batch_size):
+                chunk = flat[s : s + self.batch_size]
+                resp, lps, fin = self._sample([c[2] for c in chunk], sampling, gen)
+                for (i, j, p), r, lp, f in zip(chunk, resp, lps, fin):
+                    text = self.tok.decode(r, skip_special_tokens=True)
+                    out.append(Rollout(i, j, p, r, lp, text, f))
+        finally:
+            self.policy.train(was_training)
+        return out
+
+    def _sample(self, prompts: list[list[int]], sp: SamplingConfig, gen):
+        import torch
+
+        dev = next(self.policy.parameters()).device
+        B, L = len(prompts), max(len(p) for p in prompts)
+        ids = torch.full((B, L), self.pad, dtype=torch.long)
+        mask = torch.zeros((B, L), dtype=torch.long)
+        for b, p in enumerate(prompts):  # left padding
+            ids[b, L - len(p):] = torch.tensor(p)
+            mask[b, L - len(p):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        eos = torch.tensor(self.eos, device=dev)
+        done = torch.zeros(B, dtype=torch.bool, device=dev)
+        toks, lps = [], []
+        ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if self.autocast else torch.autocast(dev.type, enabled=False)
+        with torch.no_grad(), ctx:
+            o = self.policy(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+            past, logits = o.past_key_values, o.logits[:, -1].float()
+            for t in range(sp.max_tokens):
+                raw = torch.log_softmax(logits, -1)
+                if sp.temperature == 0:
+                    scaled = logits.clone()
+                else:
+                    scaled = logits / sp.temperature
+                if t < sp.min_tokens:
+                    scaled[:, eos] = float("-inf")
+                if sp.temperature == 0:
+                    tok = scaled.argmax(-1)
+                else:
+                    probs = torch.softmax(scaled, -1)
+                    if sp.top_p < 1:
+                        probs = _top_p(probs, sp.top_p)
+                    tok = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(dev)
+                tok = torch.where(done, torch.full_like(tok, self.pad), tok)
+                toks.append(tok)
+                lps.append(raw.gather(-1, tok[:, None]).squeeze(-1))
+                done = done | torch.isin(tok, eos)
+                if bool(done.all()):
+                    break
+                mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=dev)], -1)
+                pos = pos[:, -1:] + 1
+                o = self.policy(input_ids=tok[:, None], attention_mask=mask, position_ids=pos,
+                                past_key_values=past, use_cache=True)
+                past, logits = o.past_key_values, o.logits[:, -1].float()
+        T = torch.stack(toks, 1).tolist()
+        LP = torch.stack(lps, 1).tolist()
+        resp, outlp, fin = [], [], []
+        eos_set = set(self.eos)
+        for row, lrow in zip(T, LP):
+            end = next((k for k, x in enumerate(row) if x in eos_set), None)
+            if end is None:
+                resp.append(row)
+                outlp.append(lrow)
+                fin.append("length")
+            else:
+                resp.append(row[: end + 1])
+                outlp.append(lrow[: end + 1])
+                fin.append("stop")
+        return resp, outlp, fin
+
+
+def _top_p(probs, top_p: float):
+    import torch
+
+    sp, si = probs.sort(-1, descending=True)
+    keep = sp.cumsum(-1) - sp < top_p  # keep the smallest prefix reaching top_p (at least one token)
+    sp = sp * keep
+    out = torch.zeros_like(probs).scatter(-1, si, sp)
+    return out / out.sum(-1, keepdim=True)
+
+
+# -------------------------------------------------------------------------------------------- vLLM
+
+
+def configure_vllm_env() -> None:
+    """Settings vLLM reads at import: in-process engine (weight sync by reference), CPU threads."""
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{n - 1}" if n > 1 else "0")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
+
+
+class VLLMEngine(Engine):
+    """vLLM in this process (`vllm-cpu` on CPU, `vllm` on CUDA)."""
+
+    name = "vllm"
+
+    def __init__(self, model_path: str, max_model_len: int = 2048, seed: int = 0, dtype: str = "bfloat16",
+                 enforce_eager: bool = True, gpu_memory_utilization: float = 0.35, sleep_mode: bool = False,
+                 batch_size: int | None = None):
+        configure_vllm_env()
+        import torch
+        from vllm import LLM
+
+        kw: dict = {}
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            # policy and engine share one card: cap the engine's share, optionally sleep between rollouts
+            kw.update(gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=sleep_mode)
+        self.sleep_mode = sleep_mode and self.cuda
+        self.dtype = getattr(torch, dtype)
+        self.llm = LLM(model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                       enforce_eager=enforce_eager, enable_prefix_caching=True, **kw)
+        self.tok = self.llm.get_tokenizer()
+        self.eos = _eos_ids(self.tok, self.llm.llm_engine.model_config.hf_config)
+        if self.sleep_mode:
+            self.llm.sleep(level=1)
+
+    def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if self.sleep_mode:
+            self.llm.wake_up()
+        params = [
+            SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+                           max_tokens=sampling.max_tokens, min_tokens=sampling.min_tokens,
+                           seed=sampling.seed * 1_000_003 + i, logprobs=0, skip_special_tokens=True)
+            for i in range(len(prompts))
+        ]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
+        if self.sleep_mode:
+            self.llm.sleep(level=1)
+        eos = set(self.eos)
+        rollouts: list[Rollout] = []
+        for i, o in enumerate(outs):
+            for j, c in enumerate(sorted(o.outputs, key=lambda c: c.index)):
+                ids = list(c.token_ids)
+                lps = [float(d[t].logprob) for d, t in zip(c.logprobs or [], ids)]
+                stopped = bool(ids) and ids[-1] in eos
+                rollouts.append(Rollout(i, j, list(prompts[i]), ids, lps, c.text,
+                                        "stop" if stopped else "length"))
+        return rollouts
+
+    def sync_weights(self, policy) -> None:
+        state = policy.state_dict()
+        # the engine keeps its own dtype (bf16): cast here, one tensor at a time, to bound memory
+        weights = ((k, v.detach().to(self.dtype)) for k, v in state.items())
+        if self.sleep_mode:
+            self.llm.wake_up()
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        # cached prefixes hold K/V computed with the old weights: serving them after a sync is wrong
+        self.llm.reset_prefix_cache()
+        if self.sleep_mode:
+            self.llm.sleep(level=1)
+
+    def close(self) -> None:
+        import gc
+
+        del self.llm
+        gc.collect()
