@@ -117,6 +117,22 @@ def _cmd_model_list(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .config import TrainConfig, parse_sets
+    from .train import train
+
+    run_dir = Path(a.run_dir)
+    if a.resume and (run_dir / "config.json").exists():
+        cfg = TrainConfig.load(run_dir / "config.json")
+        if a.set:
+            raise ValueError("--resume continues the saved config; --set is not allowed with it")
+    else:
+        cfg = TrainConfig.from_dict(parse_sets(a.set))  # validated before any model is loaded
+    train(cfg, run_dir, resume=a.resume, stop_after=a.stop_after)
+    print(run_dir)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .grading import EXTRACTION_POLICIES
 
@@ -154,6 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     esub = e.add_subparsers(dest="cmd", required=True)
     esub.add_parser("check", help="import the core packages and print their versions").set_defaults(
         fn=_cmd_env_check)
+
+    t = sub.add_parser("train", help="one RL run into a run directory")
+    t.add_argument("--run-dir", required=True)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    t.set_defaults(fn=_cmd_train)
 
     m = sub.add_parser("model", help="named models")
     msub = m.add_subparsers(dest="cmd", required=True)

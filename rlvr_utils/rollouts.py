@@ -82,7 +82,7 @@ def make_engine(kind: EngineKind, model_path: str, policy=None, tokenizer=None, 
         return VLLMEngine(model_path, **kw)
     if policy is None or tokenizer is None:
         raise ValueError("the hf engine samples from the policy itself: pass policy= and tokenizer=")
-    return HFEngine(policy, tokenizer, batch_size=kw.get("batch_size", 64))
+    return HFEngine(policy, tokenizer, batch_size=kw.get("batch_size") or 64, dtype=kw.get("dtype", "bfloat16"))
 
 
 def _eos_ids(tokenizer, config=None) -> list[int]:
@@ -107,17 +107,27 @@ class HFEngine(Engine):
 
     name = "hf"
 
-    def __init__(self, policy, tokenizer, batch_size: int = 64, autocast: bool = True):
-        self.policy = policy
+    def __init__(self, policy, tokenizer, batch_size: int = 64, dtype: str = "bfloat16"):
+        import copy
+
+        import torch
+
         self.tok = tokenizer
         self.batch_size = batch_size
-        self.autocast = autocast
+        # A low-precision copy for sampling: under autocast every decode step would re-cast all fp32
+        # weights (autocast caches casts only with grad enabled); measured 1.5-2.4x faster here.
+        dt = getattr(torch, dtype)
+        self._owns_copy = policy.dtype != dt
+        self.model = copy.deepcopy(policy).to(dt).requires_grad_(False) if self._owns_copy else policy
         gen_cfg = getattr(policy, "generation_config", None)
         self.eos = _eos_ids(tokenizer, gen_cfg)
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
 
     def sync_weights(self, policy) -> None:
-        self.policy = policy  # same module: nothing to copy
+        if self._owns_copy:
+            self.model.load_state_dict(policy.state_dict())  # casts to the copy's dtype in place
+        else:
+            self.model = policy
 
     def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
         import torch
@@ -125,8 +135,8 @@ class HFEngine(Engine):
         flat = [(i, j, list(p)) for i, p in enumerate(prompts) for j in range(n)]
         gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
         out: list[Rollout] = []
-        was_training = self.policy.training
-        self.policy.eval()
+        was_training = self.model.training
+        self.model.eval()
         try:
             for s in range(0, len(flat), self.batch_size):
                 chunk = flat[s : s + self.batch_size]
@@ -135,13 +145,13 @@ class HFEngine(Engine):
                     text = self.tok.decode(r, skip_special_tokens=True)
                     out.append(Rollout(i, j, p, r, lp, text, f))
         finally:
-            self.policy.train(was_training)
+            self.model.train(was_training)
         return out
 
     def _sample(self, prompts: list[list[int]], sp: SamplingConfig, gen):
         import torch
 
-        dev = next(self.policy.parameters()).device
+        dev = next(self.model.parameters()).device
         B, L = len(prompts), max(len(p) for p in prompts)
         ids = torch.full((B, L), self.pad, dtype=torch.long)
         mask = torch.zeros((B, L), dtype=torch.long)
@@ -153,9 +163,8 @@ class HFEngine(Engine):
         eos = torch.tensor(self.eos, device=dev)
         done = torch.zeros(B, dtype=torch.bool, device=dev)
         toks, lps = [], []
-        ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if self.autocast else torch.autocast(dev.type, enabled=False)
-        with torch.no_grad(), ctx:
-            o = self.policy(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        with torch.no_grad():
+            o = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
             past, logits = o.past_key_values, o.logits[:, -1].float()
             for t in range(sp.max_tokens):
                 raw = torch.log_softmax(logits, -1)
@@ -180,7 +189,7 @@ class HFEngine(Engine):
                     break
                 mask = torch.cat([mask, torch.ones((B, 1), dtype=mask.dtype, device=dev)], -1)
                 pos = pos[:, -1:] + 1
-                o = self.policy(input_ids=tok[:, None], attention_mask=mask, position_ids=pos,
+                o = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=pos,
                                 past_key_values=past, use_cache=True)
                 past, logits = o.past_key_values, o.logits[:, -1].float()
         T = torch.stack(toks, 1).tolist()

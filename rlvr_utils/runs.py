@@ -61,3 +61,75 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
             if n == len(lines):
                 return
             raise ValueError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+
+
+class RunDir:
+    """One run's folder (a grid cell). The layout:
+
+    config.json  metrics.jsonl  eval.jsonl  status.json  samples/  checkpoints/  tb/  [train.ipynb]
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.json")
+    metrics = property(lambda self: self.path / "metrics.jsonl")
+    evals = property(lambda self: self.path / "eval.jsonl")
+    status_file = property(lambda self: self.path / "status.json")
+    samples = property(lambda self: self.path / "samples")
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    tb = property(lambda self: self.path / "tb")
+    notebook = property(lambda self: self.path / "train.ipynb")
+
+    def status(self) -> dict:
+        if not self.status_file.exists():
+            return {"state": "pending"}
+        return json.loads(self.status_file.read_text())
+
+    def set_status(self, state: str, **extra) -> None:
+        import time
+
+        atomic_write_json(self.status_file, {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+
+    def write_samples(self, name: str, rows: list[dict]) -> None:
+        atomic_write_text(self.samples / f"{name}.jsonl",
+                          "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+    def read_metrics(self) -> list[dict]:
+        return list(read_jsonl(self.metrics))
+
+    def read_evals(self) -> list[dict]:
+        return list(read_jsonl(self.evals))
+
+    def truncate_after(self, step: int) -> None:
+        """On resume from a checkpoint after `step` updates: drop rows written later (they are redone)."""
+        for f in (self.metrics, self.evals):
+            if f.exists():
+                rows = [r for r in read_jsonl(f) if r["step"] <= step]
+                atomic_write_text(f, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+    # -- checkpoints: one directory, replaced atomically
+    def save_checkpoint(self, state: dict) -> None:
+        import shutil
+
+        import torch
+
+        final = self.checkpoints / "latest"
+        tmp = self.checkpoints / ".latest.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        torch.save(state, tmp / "state.pt")
+        old = self.checkpoints / ".latest.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if final.exists():
+            final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def load_checkpoint(self) -> dict | None:
+        import torch
+
+        for d in (self.checkpoints / "latest", self.checkpoints / ".latest.old"):
+            if (d / "state.pt").exists():
+                return torch.load(d / "state.pt", map_location="cpu", weights_only=False)
+        return None

@@ -1,0 +1,200 @@
+"""The frozen, validated training config and `key=value` override parsing.
+
+Defaults are the original small study's hyperparameters (Qwen2.5 runs: 80 steps, 32 prompts x 2
+rollouts, 512 tokens, lr 1e-6, T=1.0). The fast CPU settings live in the notebook's parameters cell
+and in the grid's `cpu` profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+ObjectiveName = Literal["psr", "nsr", "w_reinforce", "reinforce", "grpo"]
+LossAgg = Literal["token_mean", "seq_mean"]
+LossNorm = Literal["all", "kept"]
+
+
+def default_data() -> str:
+    """$RLVR_DATA, else the offline MATH subset beside the checkout when present, else the hub."""
+    if os.environ.get("RLVR_DATA"):
+        return os.environ["RLVR_DATA"]
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "math_subset"
+    return str(shared) if shared.is_dir() else "hub"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # --- what is trained
+    model: str = "smollm2-135m"        # registry name, local dir or hub id
+    objective: ObjectiveName = "w_reinforce"
+    lam: float = 0.1                    # W-REINFORCE weight of correct samples
+    grpo_scale_std: bool = True         # GRPO: divide by the group's reward std
+    seed: int = 0
+    # --- data
+    data: str = field(default_factory=default_data)  # jsonl file/dir, official MATH dir/tar, or "hub"
+    train_split: str = "train"
+    eval_split: str = "test"
+    levels: str = ""                    # e.g. "Level 1,Level 2": restrict training problems ("" = all)
+    max_prompt_tokens: int = 512        # longer prompts are dropped (counted in the run log), not truncated
+    prompt: str = "paper"               # rlvr_utils.prompts.PROMPTS
+    extraction: str = "boxed"           # grading policy: boxed | boxed_or_answer_is
+    # --- rollouts
+    steps: int = 80
+    prompts_per_step: int = 32
+    rollouts_per_prompt: int = 2
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    min_tokens: int = 0
+    engine: str = "auto"                # auto | vllm | hf
+    # --- update
+    lr: float = 1e-6
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    mini_batches: int = 1               # optimizer steps per rollout batch (>1 makes the clip active)
+    micro_batch_size: int = 4           # samples per forward/backward (gradient accumulation)
+    clip_eps: float = 0.2
+    loss_agg: LossAgg = "token_mean"    # token_mean (paper) | seq_mean (original small study)
+    loss_norm: LossNorm = "all"         # divide by all samples' tokens/seqs, or by the kept ones only
+    entropy_coef: float = 0.0
+    kl_coef: float = 0.0                # k3 KL to the initial policy (keeps a frozen copy when > 0)
+    autocast_bf16: bool = True
+    # --- evaluation
+    eval_every: int = 10                # 0 = only at step 0 and at the end
+    eval_problems: int = 100            # fixed, seeded subset of the eval split
+    eval_samples: int = 4               # n for pass@k (k = 1, 2, 4, ... <= n)
+    eval_temperature: float = 0.6
+    eval_top_p: float = 0.95
+    eval_max_tokens: int = 0            # 0 = max_tokens
+    eval_t1: bool = True                # also the original study's protocol: 1 sample at T=1.0
+    # --- plumbing
+    checkpoint_every: int = 10
+    keep_checkpoint: bool = False       # keep checkpoints/ after a run is done (1.6 GB for 135M + AdamW)
+    grade_timeout: float = 5.0
+    grade_workers: int = 2
+    max_model_len: int = 2048
+
+    def __post_init__(self):
+        errors = validate(self)
+        if errors:
+            raise ValueError("invalid config: " + "; ".join(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **kw) -> "TrainConfig":
+        return dataclasses.replace(self, **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], strict: bool = True) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown and strict:
+            raise ValueError(f"unknown config key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**{k: coerce(k, v) for k, v in d.items() if k in known})
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        from .runs import atomic_write_json
+
+        atomic_write_json(path, {**self.to_dict(), **({"_meta": extra} if extra else {})})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        d = json.loads(Path(path).read_text())
+        d.pop("_meta", None)
+        return cls.from_dict(d)
+
+
+def _choices(name: str) -> tuple | None:
+    hint = typing.get_type_hints(TrainConfig)[name]
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
+
+
+def validate(c: TrainConfig) -> list[str]:
+    from .grading import EXTRACTION_POLICIES
+    from .prompts import PROMPTS
+
+    e: list[str] = []
+    for f in fields(c):
+        ch = _choices(f.name)
+        if ch and getattr(c, f.name) not in ch:
+            e.append(f"{f.name}={getattr(c, f.name)!r} not in {', '.join(ch)}")
+    positive = ("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
+                "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens", "eval_samples")
+    for k in positive:
+        if getattr(c, k) < 1:
+            e.append(f"{k} must be >= 1, got {getattr(c, k)}")
+    for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm"):
+        if not getattr(c, k) > 0:
+            e.append(f"{k} must be > 0, got {getattr(c, k)}")
+    for k in ("lam", "weight_decay", "entropy_coef", "kl_coef", "warmup_steps", "eval_every", "eval_problems",
+              "checkpoint_every", "min_tokens", "eval_max_tokens", "temperature", "eval_temperature"):
+        if getattr(c, k) < 0:
+            e.append(f"{k} must be >= 0, got {getattr(c, k)}")
+    if not 0 < c.top_p <= 1 or not 0 < c.eval_top_p <= 1:
+        e.append("top_p and eval_top_p must be in (0, 1]")
+    if c.min_tokens > c.max_tokens:
+        e.append(f"min_tokens={c.min_tokens} > max_tokens={c.max_tokens}")
+    batch = c.prompts_per_step * c.rollouts_per_prompt
+    if batch % c.mini_batches:
+        e.append(f"rollout batch {c.prompts_per_step}x{c.rollouts_per_prompt}={batch} is not divisible by "
+                 f"mini_batches={c.mini_batches}")
+    if c.objective == "grpo" and c.rollouts_per_prompt < 2:
+        e.append("grpo needs rollouts_per_prompt >= 2 (group baseline)")
+    if c.engine not in ("auto", "vllm", "hf"):
+        e.append(f"engine={c.engine!r} not in auto, vllm, hf")
+    if c.prompt not in PROMPTS:
+        e.append(f"prompt={c.prompt!r} not in {', '.join(PROMPTS)}")
+    if c.extraction not in EXTRACTION_POLICIES:
+        e.append(f"extraction={c.extraction!r} not in {', '.join(EXTRACTION_POLICIES)}")
+    if c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens) > c.max_model_len:
+        e.append(f"max_prompt_tokens + max_tokens = {c.max_prompt_tokens + c.max_tokens} > max_model_len={c.max_model_len}")
+    return e
+
+
+def coerce(name: str, value: Any) -> Any:
+    """A value from the command line / papermill into the field's declared type."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    if typing.get_origin(hint) is Literal:
+        hint = type(typing.get_args(hint)[0])
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if not isinstance(value, str) or hint is str:
+        if hint is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if hint is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+    try:
+        if hint is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        return hint(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a valid {hint.__name__}") from None
+
+
+def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
+    """['lr=1e-6', 'objective=nsr'] -> {'lr': 1e-06, 'objective': 'nsr'} (typed by TrainConfig's fields)."""
+    known = {f.name for f in fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise ValueError(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        k = k.strip()
+        if k not in known:
+            raise ValueError(f"unknown config key {k!r} in --set {p!r}; known: {', '.join(sorted(known))}")
+        out[k] = coerce(k, v.strip())
+    return out
