@@ -133,6 +133,25 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_grid(a: argparse.Namespace) -> int:
+    from .grid import main_grid
+
+    sets: dict = {}
+    for p in a.set or []:
+        if "=" not in p:
+            raise ValueError(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        sets[k.strip()] = v.strip()
+    return main_grid(a.profile, a.runs, sets, a.dry_run)
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from .report import render_report
+
+    print(render_report(a.runs_dir, a.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .grading import EXTRACTION_POLICIES
 
@@ -178,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     t.set_defaults(fn=_cmd_train)
 
+    gr = sub.add_parser("grid", help="run notebooks/03_train over a model x objective x seed grid")
+    gr.add_argument("--profile", default="cpu", help="cpu | seed | paper")
+    gr.add_argument("--runs", required=True, help="the grid's folder, e.g. runs/cpu")
+    gr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a parameter, or an axis: models=a,b objectives=psr,nsr seeds=0,1 lams=0.1,0.5")
+    gr.add_argument("--dry-run", action="store_true", help="list the cells and their state")
+    gr.set_defaults(fn=_cmd_grid)
+
+    rp = sub.add_parser("report", help="execute 04_analyze on a grid and render HTML; prints its path")
+    rp.add_argument("runs_dir")
+    rp.add_argument("--out", default=None)
+    rp.set_defaults(fn=_cmd_report)
+
     m = sub.add_parser("model", help="named models")
     msub = m.add_subparsers(dest="cmd", required=True)
     f = msub.add_parser("fetch", help="provision an embedded model (idempotent)")
@@ -192,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError) as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
 

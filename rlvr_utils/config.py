@@ -198,3 +198,13 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
             raise ValueError(f"unknown config key {k!r} in --set {p!r}; known: {', '.join(sorted(known))}")
         out[k] = coerce(k, v.strip())
     return out
+
+
+def config_from_namespace(ns: dict[str, Any], extra: dict[str, Any] | None = None) -> TrainConfig:
+    """A notebook's parameters (its globals) plus `extra` -> TrainConfig; unknown `extra` keys are errors."""
+    known = {f.name for f in fields(TrainConfig)}
+    d = {k: v for k, v in ns.items() if k in known}
+    bad = sorted(set(extra or {}) - known)
+    if bad:
+        raise ValueError(f"extra: unknown config key(s) {', '.join(bad)}")
+    return TrainConfig.from_dict({**d, **(extra or {})})

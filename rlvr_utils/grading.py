@@ -292,7 +292,7 @@ class GradingPool:
                         if not w.ready:
                             self._start_failures += 1
                             if self._start_failures > 3:
-                                raise RuntimeError("grading workers die on start-up (is math-verify installed?)")
+                                raise RuntimeError("grading workers die on start-up (is math-verify installed?)") from None
                         self._fail(i, results, extracted_of, "error", "worker died")
                         continue
                     if msg == "ready":

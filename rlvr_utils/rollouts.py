@@ -54,8 +54,13 @@ class Engine(ABC):
     name: str
 
     @abstractmethod
-    def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
-        """n samples per prompt, ordered prompt-major (all samples of prompt 0 first)."""
+    def generate(self, prompts: Sequence[list[int]], n: int,
+                 sampling: SamplingConfig | Sequence[SamplingConfig]) -> list[Rollout]:
+        """n samples per prompt, ordered prompt-major (all samples of prompt 0 first).
+
+        `sampling` is one config for all prompts or one per prompt (lets several evaluation
+        protocols share one engine call).
+        """
 
     @abstractmethod
     def sync_weights(self, policy) -> None:
@@ -129,7 +134,19 @@ class HFEngine(Engine):
         else:
             self.model = policy
 
-    def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
+    def generate(self, prompts: Sequence[list[int]], n: int,
+                 sampling: SamplingConfig | Sequence[SamplingConfig]) -> list[Rollout]:
+        if not isinstance(sampling, SamplingConfig):
+            out: list[Rollout] = []
+            for sp in dict.fromkeys(sampling):  # one pass per distinct config, original order kept
+                idx = [i for i, x in enumerate(sampling) if x == sp]
+                for r in self.generate([prompts[i] for i in idx], n, sp):
+                    r.prompt_index = idx[r.prompt_index]
+                    out.append(r)
+            return sorted(out, key=lambda r: (r.prompt_index, r.sample_index))
+        return self._generate(prompts, n, sampling)
+
+    def _generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
         import torch
 
         flat = [(i, j, list(p)) for i, p in enumerate(prompts) for j in range(n)]
@@ -240,6 +257,9 @@ class VLLMEngine(Engine):
     def __init__(self, model_path: str, max_model_len: int = 2048, seed: int = 0, dtype: str = "bfloat16",
                  enforce_eager: bool = True, gpu_memory_utilization: float = 0.35, sleep_mode: bool = False,
                  batch_size: int | None = None):
+        # Sequences per generate call. More than the KV cache holds makes vLLM preempt and recompute,
+        # and vLLM's CPU runner then crashes on seeded sampling ("CPU Generator does not use offset").
+        self.batch_size = batch_size or 128
         configure_vllm_env()
         import torch
         from vllm import LLM
@@ -258,19 +278,25 @@ class VLLMEngine(Engine):
         if self.sleep_mode:
             self.llm.sleep(level=1)
 
-    def generate(self, prompts: Sequence[list[int]], n: int, sampling: SamplingConfig) -> list[Rollout]:
+    def generate(self, prompts: Sequence[list[int]], n: int,
+                 sampling: SamplingConfig | Sequence[SamplingConfig]) -> list[Rollout]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         if self.sleep_mode:
             self.llm.wake_up()
+        sps = [sampling] * len(prompts) if isinstance(sampling, SamplingConfig) else list(sampling)
         params = [
-            SamplingParams(n=n, temperature=sampling.temperature, top_p=sampling.top_p,
-                           max_tokens=sampling.max_tokens, min_tokens=sampling.min_tokens,
-                           seed=sampling.seed * 1_000_003 + i, logprobs=0, skip_special_tokens=True)
-            for i in range(len(prompts))
+            SamplingParams(n=n, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
+                           min_tokens=sp.min_tokens, seed=sp.seed * 1_000_003 + i, logprobs=0,
+                           skip_special_tokens=True)
+            for i, sp in enumerate(sps)
         ]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params, use_tqdm=False)
+        per_call = max(1, self.batch_size // n)
+        outs = []
+        for s in range(0, len(prompts), per_call):
+            outs += self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts[s : s + per_call]],
+                                      params[s : s + per_call], use_tqdm=False)
         if self.sleep_mode:
             self.llm.sleep(level=1)
         eos = set(self.eos)

@@ -400,3 +400,26 @@ def _agg(x: torch.Tensor, mask: torch.Tensor, agg: str) -> torch.Tensor:
     if agg == "token_mean":
         return (x * mask).sum()
     return ((x * mask).sum(-1) / mask.sum(-1).clamp(min=1)).sum()
+
+
+def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: int = 2, max_tokens: int = 96,
+                     prompt: str = "answer_is", extraction: str = "boxed_or_answer_is", levels: str = "Level 1",
+                     out: str | Path | None = None, engine: str = "hf") -> Path:
+    """Sample and grade a few test problems with a model, written as a run folder's eval records
+    (`samples/eval_00000.jsonl`) so the rollout browser can read them. Returns the folder."""
+    import tempfile
+
+    cfg = TrainConfig(model=model, eval_problems=problems, eval_samples=samples, max_tokens=max_tokens,
+                      prompt=prompt, extraction=extraction, levels=levels, engine=engine, eval_t1=False)
+    path = resolve_model(model)
+    tok = load_tokenizer(path)
+    data = prepare_data(cfg, tok)
+    policy = load_policy(path) if engine == "hf" else None
+    eng = make_engine(engine, path, policy=policy, tokenizer=tok, max_model_len=cfg.max_model_len, seed=0)
+    run = RunDir(out or tempfile.mkdtemp(prefix="rlvr-preview-"))
+    with GradingPool(workers=1, timeout=cfg.grade_timeout, policy=extraction) as pool:  # type: ignore[arg-type]
+        row, recs = evaluate(eng, pool, data.eval, data.eval_prompts,
+                             EvalSettings(samples, cfg.eval_temperature, cfg.eval_top_p, max_tokens, False, 0))
+    eng.close()
+    run.write_samples("eval_00000", recs)
+    return run.path

@@ -1,0 +1,82 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Analyze a grid
+#
+# Everything here is read from the run folders' files (`config.json`, `metrics.jsonl`,
+# `eval.jsonl`), never from notebook outputs. Accuracy is on a fixed, seeded subset of the test
+# split shared by every cell; intervals are 95% bootstrap CIs over problems (one seed) or over
+# seeds (several).
+
+# %% tags=["parameters"]
+runs_dir: str = "runs/cpu"     # a grid's folder
+table_every: int = 10          # accuracy tables at steps 0, every, 2*every, ... (the original study: 10)
+window: int = 2                # moving-average window of the training curves
+
+# %%
+from rlvr_utils import analysis as A
+from rlvr_utils import plots as P
+
+runs = A.load_grid(runs_dir)
+A.status_table(runs)
+
+# %%
+metrics, evals = A.metrics_frame(runs), A.eval_frame(runs)
+settings = A.settings_table(runs)
+settings
+
+# %% [markdown]
+# ## Accuracy per model over training, one table per objective (greedy decoding)
+
+# %%
+for objective, table in A.accuracy_tables(evals, "greedy", table_every).items():
+    display(table.style.set_caption(f"{objective}: greedy accuracy"))
+
+# %% [markdown]
+# The original study's protocol: one sample at T = 1.0.
+
+# %%
+for objective, table in A.accuracy_tables(evals, "t1", table_every).items():
+    display(table.style.set_caption(f"{objective}: accuracy, 1 sample at T=1.0"))
+
+# %% [markdown]
+# ## Training curves (moving average, window 2)
+
+# %%
+P.plot_curves(metrics, ("reward_mean", "kept"), window);
+
+# %% [markdown]
+# ## Final accuracy by model × objective
+
+# %%
+final = A.final_accuracy(evals)
+P.plot_final_bars(final);
+
+# %%
+final[["model", "objective", "seed", "step", "base", "greedy", "greedy_lo", "greedy_hi", "delta"]]
+
+# %% [markdown]
+# ## pass@k: base model vs each objective
+# NSR's claim is that it keeps (or raises) pass@k at large k while PSR narrows it.
+
+# %%
+pk = A.pass_at_k_frame(evals)
+P.plot_pass_at_k(pk);
+
+# %% [markdown]
+# ## Entropy and response length
+# Entropy is estimated as the mean negative log-probability of the sampled tokens (unbiased at T=1).
+
+# %%
+P.plot_curves(metrics, ("entropy", "response_len_mean"), window);

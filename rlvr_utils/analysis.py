@@ -1,0 +1,157 @@
+"""Pure functions from run files to tables and frames (no notebook outputs are ever read)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .runs import RunDir, read_jsonl
+
+
+@dataclass
+class Run:
+    name: str
+    path: Path
+    config: dict
+    status: dict
+    metrics: pd.DataFrame
+    evals: pd.DataFrame
+
+    @property
+    def label(self) -> dict:
+        c = self.config
+        return {"run": self.name, "model": c.get("model"), "objective": c.get("objective"), "seed": c.get("seed"),
+                "lam": c.get("lam")}
+
+
+def load_run(path: str | Path) -> Run:
+    rd = RunDir(path)
+    cfg = json.loads(rd.config.read_text()) if rd.config.exists() else {}
+    metrics = pd.DataFrame(rd.read_metrics())
+    evals = pd.DataFrame([flatten_eval(e) for e in rd.read_evals()])
+    return Run(rd.path.name, rd.path, cfg, rd.status(), metrics, evals)
+
+
+def load_grid(runs_dir: str | Path) -> list[Run]:
+    """Every run folder (one with a config.json) directly under runs_dir, sorted by name."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"{runs_dir}: no such runs directory")
+    return [load_run(p) for p in sorted(runs_dir.iterdir()) if (p / "config.json").exists()]
+
+
+def flatten_eval(e: dict) -> dict:
+    """One eval.jsonl row -> flat columns (greedy, greedy_lo, greedy_hi, pass@k..., t1)."""
+    out = {"step": e["step"]}
+    for key in ("greedy", "t1"):
+        if key in e:
+            out[key], out[f"{key}_lo"], out[f"{key}_hi"] = e[key]["mean"], e[key]["lo"], e[key]["hi"]
+    for k, v in e.get("pass_at_k", {}).items():
+        out[f"pass@{k}"], out[f"pass@{k}_lo"], out[f"pass@{k}_hi"] = v["mean"], v["lo"], v["hi"]
+    out["response_len_mean"] = e.get("response_len_mean", np.nan)
+    return out
+
+
+def status_table(runs: list[Run]) -> pd.DataFrame:
+    return pd.DataFrame([{**r.label, "state": r.status.get("state"), "steps": len(r.metrics),
+                          "error": r.status.get("error", "")[:120]} for r in runs])
+
+
+def metrics_frame(runs: list[Run]) -> pd.DataFrame:
+    frames = [r.metrics.assign(**r.label) for r in runs if len(r.metrics)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def eval_frame(runs: list[Run]) -> pd.DataFrame:
+    frames = [r.evals.assign(**r.label) for r in runs if len(r.evals)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def accuracy_tables(evals: pd.DataFrame, metric: str = "greedy", every: int = 10) -> dict[str, pd.DataFrame]:
+    """The original study's tables: per objective, accuracy per model (rows) at steps 0, every, 2*every, ...
+
+    Cells are "mean ± half-width" over seeds when there are several, else the bootstrap CI of one run.
+    """
+    if evals.empty:
+        return {}
+    out = {}
+    steps = sorted(s for s in evals["step"].unique() if s % every == 0 or s == evals["step"].max())
+    for obj, g in evals[evals["step"].isin(steps)].groupby("objective"):
+        def cell(x: pd.DataFrame) -> str:
+            if len(x) > 1:
+                m, s = x[metric].mean(), x[metric].std(ddof=1)
+                return f"{m:.3f} ± {1.96 * s / np.sqrt(len(x)):.3f}"
+            r = x.iloc[0]
+            return f"{r[metric]:.3f} [{r[f'{metric}_lo']:.3f}, {r[f'{metric}_hi']:.3f}]"
+
+        t = g.groupby(["model", "step"]).apply(cell, include_groups=False).unstack("step")
+        t.columns = [f"step {c}" for c in t.columns]
+        out[str(obj)] = t
+    return out
+
+
+def smooth(df: pd.DataFrame, cols: list[str], window: int = 2, by: tuple[str, ...] = ("run",)) -> pd.DataFrame:
+    """Moving average of `cols` within each run (window 2, as the original study's curves)."""
+    df = df.sort_values([*by, "step"]).copy()
+    for c in cols:
+        df[c] = df.groupby(list(by))[c].transform(lambda s: s.rolling(window, min_periods=1).mean())
+    return df
+
+
+def final_accuracy(evals: pd.DataFrame, metric: str = "greedy") -> pd.DataFrame:
+    """Each run's last evaluation, with its base (step 0) value and the change."""
+    if evals.empty:
+        return evals
+    last = evals.loc[evals.groupby("run")["step"].idxmax()]
+    base = evals[evals["step"] == 0].set_index("run")[metric]
+    last = last.assign(base=last["run"].map(base), delta=lambda d: d[metric] - d["base"])
+    return last.reset_index(drop=True)
+
+
+def pass_at_k_frame(evals: pd.DataFrame) -> pd.DataFrame:
+    """Long frame of pass@k for the base model (step 0, pooled over runs) and each objective's last step."""
+    if evals.empty:
+        return evals
+    ks = sorted(int(c.split("@")[1]) for c in evals.columns if c.startswith("pass@") and c.count("_") == 0)
+    rows = []
+    base = evals[evals["step"] == 0]
+    last = evals.loc[evals.groupby("run")["step"].idxmax()]
+    for label, frame in [("base", base)] + [(o, g) for o, g in last.groupby("objective")]:
+        for model, g in frame.groupby("model"):
+            for k in ks:
+                rows.append({"model": model, "policy": label, "k": k, "pass@k": g[f"pass@{k}"].mean(),
+                             "lo": g[f"pass@{k}_lo"].mean(), "hi": g[f"pass@{k}_hi"].mean()})
+    return pd.DataFrame(rows)
+
+
+def load_samples(run_dir: str | Path) -> pd.DataFrame:
+    """All per-sample records of a run (training steps and evaluations) in one frame."""
+    rd = RunDir(run_dir)
+    frames = []
+    for f in sorted(rd.samples.glob("*.jsonl")) if rd.samples.exists() else []:
+        kind, num = f.stem.split("_", 1)
+        rows = list(read_jsonl(f))
+        if rows:
+            frames.append(pd.DataFrame(rows).assign(source=kind, step=int(num)))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def base_success(records: pd.DataFrame, by: str = "level") -> pd.DataFrame:
+    """Share of correct samples per level/subject (e.g. from an evaluation at step 0)."""
+    if records.empty:
+        return records
+    return (records.assign(correct=records["status"] == "correct")
+            .groupby(by)["correct"].agg(["mean", "count"]).rename(columns={"mean": "success", "count": "samples"}))
+
+
+def settings_table(runs: list[Run]) -> pd.DataFrame:
+    """The config fields that matter for reading the results, one row per distinct setting."""
+    keys = ["model", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "lr", "temperature",
+            "levels", "prompt", "extraction", "loss_agg", "loss_norm", "mini_batches", "eval_problems",
+            "eval_samples", "engine"]
+    rows = [{k: r.config.get(k) for k in keys} for r in runs]
+    return pd.DataFrame(rows).drop_duplicates().reset_index(drop=True) if rows else pd.DataFrame()

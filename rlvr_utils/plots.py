@@ -1,0 +1,105 @@
+"""Seaborn figures from analysis frames. Each function returns its matplotlib Figure."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use(matplotlib.get_backend() if matplotlib.get_backend() else "Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .analysis import Run, smooth  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="notebook")
+
+
+def _empty(msg: str):
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.text(0.5, 0.5, msg, ha="center", va="center")
+    ax.axis("off")
+    return fig
+
+
+def plot_run(run: Run, cols: tuple[str, ...] = ("reward_mean", "kept", "entropy", "response_len_mean")):
+    """One run's training curves plus its evaluation accuracy."""
+    if run.metrics.empty:
+        return _empty(f"{run.name}: no metrics yet")
+    fig, axes = plt.subplots(1, len(cols) + 1, figsize=(3.2 * (len(cols) + 1), 3))
+    for ax, c in zip(axes, cols):
+        sns.lineplot(data=run.metrics, x="step", y=c, ax=ax, marker="o")
+        ax.set_title(c)
+    if not run.evals.empty:
+        ev = run.evals
+        axes[-1].plot(ev["step"], ev["greedy"], marker="o", label="greedy")
+        axes[-1].fill_between(ev["step"], ev["greedy_lo"], ev["greedy_hi"], alpha=0.2)
+        if "pass@1" in ev:
+            axes[-1].plot(ev["step"], ev["pass@1"], marker="s", label="pass@1")
+        axes[-1].legend()
+    axes[-1].set_title("eval accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(metrics: pd.DataFrame, ys: tuple[str, ...] = ("reward_mean", "correct_ratio"), window: int = 2):
+    """Training curves, moving average over `window` steps, one column per y, hue = objective.
+
+    Seeds of a model x objective are pooled by seaborn into a mean with a 95% CI band.
+    """
+    if metrics.empty:
+        return _empty("no training metrics")
+    df = smooth(metrics, list(ys), window)
+    models = sorted(df["model"].unique())
+    fig, axes = plt.subplots(len(models), len(ys), figsize=(4.2 * len(ys), 3.2 * len(models)), squeeze=False)
+    for i, m in enumerate(models):
+        for j, y in enumerate(ys):
+            ax = axes[i][j]
+            sns.lineplot(data=df[df["model"] == m], x="step", y=y, hue="objective", ax=ax, errorbar=("ci", 95))
+            ax.set_title(f"{m}: {y} (MA{window})")
+    fig.tight_layout()
+    return fig
+
+
+def plot_final_bars(final: pd.DataFrame, metric: str = "greedy"):
+    """Final accuracy by model x objective, with the base model as a dashed line per model."""
+    if final.empty:
+        return _empty("no evaluations")
+    fig, ax = plt.subplots(figsize=(1.6 * final["objective"].nunique() * final["model"].nunique() + 2, 3.6))
+    sns.barplot(data=final, x="model", y=metric, hue="objective", ax=ax, errorbar=("ci", 95))
+    for i, (m, g) in enumerate(final.groupby("model", sort=False)):
+        ax.hlines(g["base"].mean(), i - 0.4, i + 0.4, colors="k", linestyles="--", label="base" if i == 0 else None)
+    # single-seed runs: show the bootstrap CI of each bar instead
+    if final.groupby(["model", "objective"]).size().max() == 1 and f"{metric}_lo" in final:
+        for patch, (_, r) in zip(ax.patches, final.sort_values(["objective", "model"]).iterrows()):
+            x = patch.get_x() + patch.get_width() / 2
+            ax.errorbar(x, r[metric], yerr=[[r[metric] - r[f"{metric}_lo"]], [r[f"{metric}_hi"] - r[metric]]],
+                        color="k", capsize=3)
+    ax.set_title(f"final {metric} accuracy (dashed: base model)")
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_pass_at_k(pk: pd.DataFrame):
+    """pass@k vs k (log2), base model vs each objective's final policy, per model."""
+    if pk.empty:
+        return _empty("no pass@k")
+    g = sns.relplot(data=pk, x="k", y="pass@k", hue="policy", col="model", kind="line", marker="o",
+                    height=3.2, aspect=1.2, facet_kws={"sharey": False})
+    for ax in g.axes.flat:
+        ax.set_xscale("log", base=2)
+    for (model, policy), d in pk.groupby(["model", "policy"]):
+        ax = g.axes_dict[model]
+        ax.fill_between(d["k"], d["lo"], d["hi"], alpha=0.12)
+    g.figure.suptitle("pass@k: base vs trained", y=1.03)
+    return g.figure
+
+
+def plot_counts(table: pd.DataFrame):
+    """Subject x level counts (from data.count_table) as a heatmap."""
+    t = table.drop(index="total", columns="total", errors="ignore")
+    fig, ax = plt.subplots(figsize=(1.1 * len(t.columns) + 3, 0.45 * len(t) + 1.5))
+    sns.heatmap(t, annot=True, fmt="d", cmap="Blues", ax=ax, cbar=False)
+    ax.set_title("problems per subject x level")
+    fig.tight_layout()
+    return fig

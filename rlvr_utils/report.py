@@ -1,0 +1,33 @@
+"""Render a grid's report: execute `notebooks/04_analyze` on it, then HTML without code cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .runs import atomic_write_text
+
+ANALYZE = Path(__file__).resolve().parents[1] / "notebooks" / "04_analyze.ipynb"
+
+
+def render_report(runs_dir: str | Path, out: str | Path | None = None, **params) -> Path:
+    """Writes <runs_dir>/report.ipynb and report.html (plots embedded as PNG: readable offline).
+
+    MathJax is left to nbconvert's template: with no network, formulas show as TeX source.
+    """
+    import nbformat
+    import papermill
+    from nbconvert import HTMLExporter
+
+    runs_dir = Path(runs_dir).resolve()
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"{runs_dir}: no such runs directory")
+    out = Path(out) if out else runs_dir / "report.html"
+    nb_out = out.with_suffix(".ipynb")
+    partial = nb_out.with_name(f".{nb_out.name}.partial")
+    papermill.execute_notebook(str(ANALYZE), str(partial), parameters={"runs_dir": str(runs_dir), **params},
+                               cwd=str(ANALYZE.parent.parent), progress_bar=False, kernel_name="python3")
+    partial.replace(nb_out)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(nb_out, as_version=4))
+    atomic_write_text(out, body)
+    return out

@@ -1,0 +1,168 @@
+"""Notebooks under papermill, the grid (skip, failure isolation, kill/resume), the report, the browser."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rlvr_utils.analysis import load_samples
+from rlvr_utils.inspect import SampleBrowser, filter_records, render_record
+from rlvr_utils.runs import RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+NB = REPO / "notebooks"
+TINY = ["steps=2", "prompts_per_step=2", "rollouts_per_prompt=2", "max_tokens=12", "eval_problems=3",
+        "eval_samples=2", "eval_every=0", "engine=hf", "grade_workers=1", "checkpoint_every=1"]
+
+
+def grid(runs, *sets, check=True, **kw):
+    args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "cpu", "--runs", str(runs)]
+    for s in sets:
+        args += ["--set", s]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, **kw)
+    if check and p.returncode:
+        raise AssertionError(f"grid failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory, tiny_model_path):
+    """A 2-cell grid of the tiny model, plus a cell whose model does not exist (it must fail alone)."""
+    runs = tmp_path_factory.mktemp("grid")
+    p = grid(runs, f"models={tiny_model_path},/nonexistent/model", "objectives=psr,nsr", *TINY, check=False)
+    return runs, p, Path(tiny_model_path).name
+
+
+def test_committed_notebooks_match_sources_and_have_no_outputs():
+    import jupytext
+
+    for py in sorted(NB.glob("0*.py")):
+        ipynb = py.with_suffix(".ipynb")
+        assert ipynb.exists(), f"{ipynb.name} missing: run `make notebooks`"
+        nb = json.loads(ipynb.read_text())
+        assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), ipynb.name
+        src = jupytext.read(py)
+        assert [c.source for c in src.cells] == ["".join(c["source"]) for c in nb["cells"]], \
+            f"{ipynb.name} is stale: run `make notebooks`"
+        params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+        assert len(params) == 1, f"{ipynb.name}: exactly one parameters cell"
+
+
+def test_grid_runs_cells_and_isolates_failure(tiny_grid):
+    runs, p, tiny = tiny_grid
+    assert p.returncode == 1, p.stdout  # one failed cell -> non-zero exit, after the others ran
+    assert "2 done, 2 failed" in p.stdout
+    for obj in ("psr", "nsr"):
+        cell = RunDir(runs / f"{tiny}__{obj}__s0")
+        assert cell.status()["state"] == "done"
+        assert cell.notebook.exists() and [m["step"] for m in cell.read_metrics()] == [1, 2]
+        nb = json.loads(cell.notebook.read_text())
+        assert any(c.get("outputs") for c in nb["cells"])  # executed
+        bad = RunDir(runs / f"model__{obj}__s0")
+        assert bad.status()["state"] == "failed" and "nonexistent" in bad.status()["error"]
+
+
+def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, tiny_model_path):
+    runs, _, tiny = tiny_grid
+    nb = runs / f"{tiny}__psr__s0" / "train.ipynb"
+    before = nb.stat().st_mtime_ns
+    p = grid(runs, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY)
+    assert p.stdout.count("done, skipped") == 2 and nb.stat().st_mtime_ns == before
+    p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(runs), "--dry-run",
+                        "--set", f"models={tiny_model_path}", "--set", "objectives=psr,w_reinforce"],
+                       capture_output=True, text=True, cwd=REPO, check=True)
+    assert "done" in p.stdout and "pending" in p.stdout and "w_reinforce" in p.stdout
+
+
+def test_grid_rejects_unknown_parameter(tmp_path):
+    p = grid(tmp_path, "not_a_param=3", check=False)
+    assert p.returncode == 2 and "not_a_param" in p.stderr and "parameters cell" in p.stderr
+    p = grid(tmp_path, "objectives=psr,ppo", check=False)
+    assert p.returncode == 2 and "ppo" in p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, tiny_model_path):
+    sets = [f"models={tiny_model_path}", "objectives=psr,nsr", *TINY, "steps=6"]
+    args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path)]
+    for s in sets:
+        args += ["--set", s]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    tiny = Path(tiny_model_path).name
+    second = RunDir(tmp_path / f"{tiny}__nsr__s0")
+    deadline = time.time() + 600
+    # wait until the first cell is done and the second has a checkpoint, then kill everything
+    while time.time() < deadline and not (second.checkpoints / "latest" / "state.pt").exists():
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = RunDir(tmp_path / f"{tiny}__psr__s0")
+    assert first.status()["state"] == "done" and second.status()["state"] == "running"
+    done_at = first.notebook.stat().st_mtime_ns
+    assert 1 <= len(second.read_metrics()) < 6
+    p = grid(tmp_path, *sets)
+    assert "resuming" in p.stdout and p.stdout.count("done, skipped") == 1
+    assert first.notebook.stat().st_mtime_ns == done_at
+    assert [m["step"] for m in second.read_metrics()] == [1, 2, 3, 4, 5, 6]  # nothing lost or doubled
+    assert "resumed from checkpoint" in second.notebook.read_text()
+    for f in (second.metrics, second.evals):  # every line parses: no torn writes
+        assert all(json.loads(x) for x in f.read_text().splitlines())
+    assert json.loads(second.config.read_text())["steps"] == 6
+
+
+def test_report_renders_every_section(tiny_grid):
+    from rlvr_utils.report import render_report
+
+    runs, _, _ = tiny_grid
+    html_path = render_report(runs)
+    html = html_path.read_text()
+    assert html_path.name == "report.html" and (runs / "report.ipynb").exists()
+    for needle in ("greedy accuracy", "T=1.0", "Training curves", "Final accuracy", "pass@k", "Entropy",
+                   "image/png"):
+        assert needle in html, needle
+    assert "def " not in html and "import " not in html  # code cells are hidden
+
+
+def test_sample_and_inspect_notebooks_execute(tmp_path, tiny_grid, math_dir, tiny_model_path):
+    import papermill
+
+    runs, _, tiny = tiny_grid
+    papermill.execute_notebook(str(NB / "01_sample_math.ipynb"), str(tmp_path / "01.ipynb"), kernel_name="python3",
+                               parameters={"source": str(math_dir), "split": "test", "ratio": 0.1,
+                                           "out": str(tmp_path / "s.jsonl")}, progress_bar=False, cwd=str(REPO))
+    assert (tmp_path / "s.jsonl").exists()
+    for params in ({"run_dir": str(runs / f"{tiny}__psr__s0")},
+                   {"run_dir": "", "model": tiny_model_path, "problems": 2, "samples": 1, "max_tokens": 8}):
+        out = tmp_path / "02.ipynb"
+        papermill.execute_notebook(str(NB / "02_inspect_rollouts.ipynb"), str(out), kernel_name="python3",
+                                   parameters=params, progress_bar=False, cwd=str(REPO))
+        assert "application/vnd.jupyter.widget-view+json" in out.read_text()
+
+
+def test_browser_logic_without_kernel(tiny_grid):
+    runs, _, tiny = tiny_grid
+    run = runs / f"{tiny}__psr__s0"
+    b = SampleBrowser(run)
+    assert b.source.options[0].startswith("step") and "eval 0" in b.source.options
+    first = b.view.value
+    assert "extracted:" in first and "status:" in first
+    b.source.value = "eval 0"
+    assert b.view.value != first and "samples</b>" in b.summary.value
+    n_all = len(b.current)
+    b.status.value = "correct"
+    assert len(b.current) == (load_samples(run).query("source == 'eval' and step == 0")["status"] == "correct").sum()
+    b.status.value = "all"
+    b.index.value = min(1, b.index.max)
+    assert len(b.current) == n_all
+    # rendering escapes model text and shows LaTeX answers for MathJax
+    html = render_record({"problem": "p", "completion": "<script>alert(1)</script> $x$", "extracted": "\\frac12",
+                          "gold": "1/2", "status": "correct", "reward": 1.0})
+    assert "<script>" not in html and "&lt;script&gt;" in html and "\\(\\frac12\\)" in html
+    lvl = b.records["level"].iloc[0]
+    assert (filter_records(b.records, None, "all", "all", lvl)["level"] == lvl).all()
