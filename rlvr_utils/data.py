@@ -174,6 +174,26 @@ def stratified_sample(problems: list[MathProblem], ratio: float, seed: int = 42)
     return out
 
 
+def stratified_subset(problems: list[MathProblem], n: int, seed: int = 0) -> list[MathProblem]:
+    """Exactly min(n, len) problems, subjects in proportion to their share (largest remainder)."""
+    if n >= len(problems):
+        return list(problems)
+    by_type: dict[str, list[MathProblem]] = {}
+    for p in problems:
+        by_type.setdefault(p.type, []).append(p)
+    rng = random.Random(seed)
+    quota = {t: n * len(g) / len(problems) for t, g in by_type.items()}
+    take = {t: int(q) for t, q in quota.items()}
+    for t in sorted(quota, key=lambda t: (-(quota[t] - take[t]), t))[: n - sum(take.values())]:
+        take[t] += 1
+    out: list[MathProblem] = []
+    for subject in sorted(by_type):
+        group = sorted(by_type[subject], key=lambda p: p.id)
+        rng.shuffle(group)
+        out.extend(group[: take[subject]])
+    return out
+
+
 def count_table(problems: Iterable[MathProblem]):
     """Subject × level counts as a pandas DataFrame (with totals)."""
     import pandas as pd

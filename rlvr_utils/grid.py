@@ -86,14 +86,24 @@ def cells(profile: str, sets: dict[str, Any] | None = None, nb: Path = NOTEBOOK)
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: not in {nb.name}'s parameters cell "
                          f"nor TrainConfig")
     params = {**spec.params, **sets}
+    short = _model_names(axes["models"])
     out = []
     for model, obj, seed, lam in itertools.product(axes["models"], axes["objectives"], axes["seeds"], axes["lams"]):
         p = {**params, "model": model, "objective": obj, "seed": seed, "lam": lam}
         p = {k: coerce(k, v) if k in TrainConfig.__dataclass_fields__ else v for k, v in p.items()}
         TrainConfig.from_dict(p)  # every cell validated before the first one runs
-        name = f"{Path(model).name}__{obj}__s{seed}" + (f"__lam{lam:g}" if len(axes["lams"]) > 1 else "")
+        name = f"{short[model]}__{obj}__s{seed}" + (f"__lam{lam:g}" if len(axes["lams"]) > 1 else "")
         out.append(Cell(name, p))
     return out
+
+
+def _model_names(models: tuple[str, ...]) -> dict[str, str]:
+    """Folder-safe short names: the registry name or the path's last part; a hash where two collide."""
+    import hashlib
+
+    base = {m: Path(m.rstrip("/")).name or m for m in models}
+    clash = {b for b in base.values() if list(base.values()).count(b) > 1}
+    return {m: (f"{b}-{hashlib.sha1(m.encode()).hexdigest()[:6]}" if b in clash else b) for m, b in base.items()}
 
 
 def notebook_args(params: dict[str, Any], run_dir: Path, nb: Path = NOTEBOOK) -> dict[str, Any]:
@@ -130,7 +140,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
             f" failed {len(failed)}{eta})")
         t0 = time.perf_counter()
         run.path.mkdir(parents=True, exist_ok=True)
-        partial = run.path / ".train.ipynb.partial"
+        partial = run.path / ".train.partial.ipynb"
         try:
             papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(c.params, run.path),
                                        cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=False,

@@ -23,7 +23,7 @@ def render_report(runs_dir: str | Path, out: str | Path | None = None, **params)
         raise FileNotFoundError(f"{runs_dir}: no such runs directory")
     out = Path(out) if out else runs_dir / "report.html"
     nb_out = out.with_suffix(".ipynb")
-    partial = nb_out.with_name(f".{nb_out.name}.partial")
+    partial = nb_out.with_name(f".{nb_out.stem}.partial.ipynb")
     papermill.execute_notebook(str(ANALYZE), str(partial), parameters={"runs_dir": str(runs_dir), **params},
                                cwd=str(ANALYZE.parent.parent), progress_bar=False, kernel_name="python3")
     partial.replace(nb_out)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .data import MathProblem, load_math, stratified_sample
+from .data import MathProblem, load_math, stratified_subset
 from .evaluate import EvalSettings, evaluate
 from .grading import GradingPool
 from .models import load_policy, load_tokenizer, resolve_model
@@ -66,10 +66,10 @@ def prepare_data(cfg: TrainConfig, tok) -> Prepared:
                          f"(levels={cfg.levels!r}, max_prompt_tokens={cfg.max_prompt_tokens})")
     ev, ev_ids = [], []
     if cfg.eval_problems:
-        pool = load_math(cfg.data, cfg.eval_split)
-        ratio = min(1.0, cfg.eval_problems / max(1, len(pool)))
-        subset = stratified_sample(pool, ratio, EVAL_SUBSET_SEED)[: cfg.eval_problems]
-        ev, ev_ids = keep(subset, levels)
+        pool, pool_ids = keep(load_math(cfg.data, cfg.eval_split), levels)
+        ids_of = {p.id: t for p, t in zip(pool, pool_ids)}
+        ev = stratified_subset(pool, cfg.eval_problems, EVAL_SUBSET_SEED)
+        ev_ids = [ids_of[p.id] for p in ev]
     return Prepared(train, train_ids, ev, ev_ids, dict(dropped))
 
 

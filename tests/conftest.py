@@ -34,4 +34,4 @@ def tiny_model_path(tmp_path_factory, smollm2_path) -> str:
     """SmolLM2's architecture and tokenizer with 2 small random layers: seconds, not minutes."""
     from rlvr_utils.models import make_tiny_model
 
-    return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", layers=2, hidden=128))
+    return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-smollm2", layers=2, hidden=128))

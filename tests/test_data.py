@@ -92,3 +92,15 @@ def test_cli_data_check_and_sample(tmp_path, math_dir, capsys):
     assert main(["data", "sample", str(math_dir), "--split", "train", "--ratio", "0.1",
                  "--out", str(tmp_path / "s.jsonl")]) == 0
     assert 150 < len(load_math(tmp_path / "s.jsonl")) < 225
+
+
+def test_stratified_subset_exact_size_and_proportional(math_dir):
+    from rlvr_utils.data import stratified_subset
+
+    probs = load_math(math_dir, "test")
+    sub = stratified_subset(probs, 100, seed=0)
+    assert len(sub) == 100 and len({p.id for p in sub}) == 100
+    full, part = count_table(probs)["total"], count_table(sub)["total"]
+    for subject in full.index[:-1]:
+        assert abs(part[subject] - 100 * full[subject] / len(probs)) < 1
+    assert [p.id for p in stratified_subset(probs, 100, seed=0)] == [p.id for p in sub]

@@ -63,7 +63,7 @@ def test_grid_runs_cells_and_isolates_failure(tiny_grid):
         assert cell.notebook.exists() and [m["step"] for m in cell.read_metrics()] == [1, 2]
         nb = json.loads(cell.notebook.read_text())
         assert any(c.get("outputs") for c in nb["cells"])  # executed
-        bad = RunDir(runs / f"model__{obj}__s0")
+        bad = RunDir(runs / f"model__{obj}__s0")  # /nonexistent/model
         assert bad.status()["state"] == "failed" and "nonexistent" in bad.status()["error"]
 
 
