@@ -66,7 +66,7 @@ def plot_final_bars(final: pd.DataFrame, metric: str = "greedy"):
         return _empty("no evaluations")
     fig, ax = plt.subplots(figsize=(1.6 * final["objective"].nunique() * final["model"].nunique() + 2, 3.6))
     sns.barplot(data=final, x="model", y=metric, hue="objective", ax=ax, errorbar=("ci", 95))
-    for i, (m, g) in enumerate(final.groupby("model", sort=False)):
+    for i, (_, g) in enumerate(final.groupby("model", sort=False)):
         ax.hlines(g["base"].mean(), i - 0.4, i + 0.4, colors="k", linestyles="--", label="base" if i == 0 else None)
     # single-seed runs: show the bootstrap CI of each bar instead
     if final.groupby(["model", "objective"]).size().max() == 1 and f"{metric}_lo" in final:
@@ -88,7 +88,7 @@ def plot_pass_at_k(pk: pd.DataFrame):
                     height=3.2, aspect=1.2, facet_kws={"sharey": False})
     for ax in g.axes.flat:
         ax.set_xscale("log", base=2)
-    for (model, policy), d in pk.groupby(["model", "policy"]):
+    for (model, _), d in pk.groupby(["model", "policy"]):
         ax = g.axes_dict[model]
         ax.fill_between(d["k"], d["lo"], d["hi"], alpha=0.12)
     g.figure.suptitle("pass@k: base vs trained", y=1.03)

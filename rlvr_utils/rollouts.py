@@ -269,6 +269,10 @@ class VLLMEngine(Engine):
         if self.cuda:
             # policy and engine share one card: cap the engine's share, optionally sleep between rollouts
             kw.update(gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=sleep_mode)
+        else:
+            # vLLM's CPU runner cannot rewind a seeded sampler (torch CPU generators have no offset), which
+            # it must do when a prompt is prefilled in chunks: schedule whole prompts only.
+            kw.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 16384))
         self.sleep_mode = sleep_mode and self.cuda
         self.dtype = getattr(torch, dtype)
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,

@@ -35,3 +35,35 @@ def tiny_model_path(tmp_path_factory, smollm2_path) -> str:
     from rlvr_utils.models import make_tiny_model
 
     return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-smollm2", layers=2, hidden=128))
+
+
+TINY_GRID = ["steps=2", "prompts_per_step=2", "rollouts_per_prompt=2", "max_tokens=12", "eval_problems=3",
+             "eval_samples=2", "eval_every=0", "engine=hf", "grade_workers=1", "checkpoint_every=1"]
+
+
+def run_grid_cli(runs, *sets, check=True, extra_args=()):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "cpu", "--runs", str(runs), *extra_args]
+    for s in sets:
+        args += ["--set", s]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO)
+    if check and p.returncode:
+        raise AssertionError(f"grid failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory, tiny_model_path):
+    """A 2-cell grid of the tiny model, plus a cell whose model does not exist (it must fail alone)."""
+    runs = tmp_path_factory.mktemp("grid")
+    p = run_grid_cli(runs, f"models={tiny_model_path},/nonexistent/model", "objectives=psr,nsr", *TINY_GRID, check=False)
+    return runs, p, Path(tiny_model_path).name
+
+
+
+@pytest.fixture(scope="session")
+def tiny_grid_run(tiny_grid):
+    runs, _, tiny = tiny_grid
+    return runs / f"{tiny}__psr__s0"

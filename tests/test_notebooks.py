@@ -8,34 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
+from conftest import TINY_GRID as TINY
+from conftest import run_grid_cli as grid
 from rlvr_utils.analysis import load_samples
 from rlvr_utils.inspect import SampleBrowser, filter_records, render_record
 from rlvr_utils.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]
 NB = REPO / "notebooks"
-TINY = ["steps=2", "prompts_per_step=2", "rollouts_per_prompt=2", "max_tokens=12", "eval_problems=3",
-        "eval_samples=2", "eval_every=0", "engine=hf", "grade_workers=1", "checkpoint_every=1"]
-
-
-def grid(runs, *sets, check=True, **kw):
-    args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "cpu", "--runs", str(runs)]
-    for s in sets:
-        args += ["--set", s]
-    p = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO, **kw)
-    if check and p.returncode:
-        raise AssertionError(f"grid failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
-
-
-@pytest.fixture(scope="module")
-def tiny_grid(tmp_path_factory, tiny_model_path):
-    """A 2-cell grid of the tiny model, plus a cell whose model does not exist (it must fail alone)."""
-    runs = tmp_path_factory.mktemp("grid")
-    p = grid(runs, f"models={tiny_model_path},/nonexistent/model", "objectives=psr,nsr", *TINY, check=False)
-    return runs, p, Path(tiny_model_path).name
 
 
 def test_committed_notebooks_match_sources_and_have_no_outputs():
@@ -73,9 +53,7 @@ def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, tiny_model_path):
     before = nb.stat().st_mtime_ns
     p = grid(runs, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY)
     assert p.stdout.count("done, skipped") == 2 and nb.stat().st_mtime_ns == before
-    p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(runs), "--dry-run",
-                        "--set", f"models={tiny_model_path}", "--set", "objectives=psr,w_reinforce"],
-                       capture_output=True, text=True, cwd=REPO, check=True)
+    p = grid(runs, f"models={tiny_model_path}", "objectives=psr,w_reinforce", extra_args=["--dry-run"])
     assert "done" in p.stdout and "pending" in p.stdout and "w_reinforce" in p.stdout
 
 

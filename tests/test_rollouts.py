@@ -54,7 +54,7 @@ def test_hf_engine_shapes_seed_and_eos(smollm2_path):
     assert len(g.response_ids) == 12 and not set(g.response_ids[:12]) & set(eng.eos)
 
 
-def _vllm_sync_check(model_path, q):
+def _vllm_sync_check(model_path, math_dir, q):
     """Runs in a fresh process: vLLM binds OpenMP threads for the whole process it lives in."""
     try:
         torch.manual_seed(0)
@@ -90,7 +90,13 @@ def _vllm_sync_check(model_path, q):
         stale = (new - engine_lp()).abs().max().item()
         eng.sync_weights(policy)
         synced = (new - engine_lp()).abs().max().item()
-        q.put(dict(before=before, stale=stale, synced=synced,
+        # a batch bigger than one prefill step: vLLM's CPU runner crashed on seeded sampling
+        # ("CPU Generator does not use offset") until prompts were scheduled whole
+        from rlvr_utils.data import load_math
+
+        many = [render(tok, p.problem) for p in load_math(math_dir, "test")[:48]]
+        big = eng.generate(many, 4, SamplingConfig(1.0, 1.0, 4, 0, 1))
+        q.put(dict(big=len(big), before=before, stale=stale, synced=synced,
                    repro=[a.response_ids for a in r1] == [b.response_ids for b in r1b],
                    eos=eng.eos, finishes=[(r.finish_reason, r.response_ids[-1], len(r.response_ids)) for r in r1],
                    lens=[(len(r.response_ids), len(r.logprobs)) for r in r1]))
@@ -102,16 +108,16 @@ def _vllm_sync_check(model_path, q):
 
 
 @pytest.mark.slow
-def test_vllm_engine_weight_sync_is_real(smollm2_path):
+def test_vllm_engine_weight_sync_is_real(smollm2_path, math_dir):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_vllm_sync_check, args=(smollm2_path, q))
+    p = ctx.Process(target=_vllm_sync_check, args=(smollm2_path, str(math_dir), q))
     p.start()
     res = q.get(timeout=600)
     p.join(timeout=60)
     assert "error" not in res, res.get("error")
     print(res)
-    assert res["repro"]
+    assert res["repro"] and res["big"] == 48 * 4
     assert all(a == b for a, b in res["lens"])
     for reason, last, n in res["finishes"]:
         assert (reason == "stop") == (last in res["eos"]) and (reason == "stop" or n == 32)
