@@ -55,8 +55,13 @@ notebooks: setup ## regenerate notebooks/*.ipynb (no outputs) from the jupytext 
 lab: setup ## start JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks
 
-bench: setup ## run the benchmarks in bench/
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+bench: setup ## run the benchmarks in bench/ (installs the `bench` extra: TRL, the peer of bench/step.py)
+	$(PY) -m pip install -q -e ".[lab,dev,$(VLLM_EXTRA),bench]"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	$(PY) bench/grading.py
+	$(PY) bench/rollouts.py
+	$(PY) bench/step.py
+	$(PY) bench/base_success.py
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)

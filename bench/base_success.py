@@ -28,13 +28,14 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--engine", default="auto")
+    ap.add_argument("--combos", default=",".join(f"{p}:{e}" for p, e in COMBOS), help="prompt:extraction,...")
     a = ap.parse_args()
     path = resolve_model(a.model)
     tok = load_tokenizer(path)
     eng = make_engine(a.engine, path, tokenizer=tok, max_model_len=2048, seed=0)
     rows = []
     with GradingPool(workers=2) as pool:
-        for prompt, policy in COMBOS:
+        for prompt, policy in (c.split(":") for c in a.combos.split(",")):
             pool.policy = policy
             for level in a.levels.split(","):
                 cfg = TrainConfig(model=a.model, prompt=prompt, extraction=policy, levels=level, eval_problems=10_000)
@@ -45,14 +46,14 @@ def main():
                 grades = pool.grade([r.text for r in rolls], [probs[r.prompt_index].gold for r in rolls])
                 ok = [g.status == "correct" for g in grades]
                 solved = {probs[r.prompt_index].id for r, c in zip(rolls, ok) if c}
-                rows.append({"prompt": prompt, "extraction": policy, "level": level, "problems": len(probs),
+                rows.append({"temperature": a.temperature, "prompt": prompt, "extraction": policy, "level": level, "problems": len(probs),
                              "samples": len(ok), "success": sum(ok) / len(ok), "problems_solved": len(solved),
                              "no_answer": sum(g.status == "no_answer" for g in grades) / len(ok),
                              "truncated": sum(r.finish_reason == "length" for r in rolls) / len(ok)})
                 print(json.dumps(rows[-1]), flush=True)
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "base_success.json").write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2))
+    (out / f"base_success_{a.model}_T{a.temperature:g}.json").write_text(json.dumps({"args": vars(a), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

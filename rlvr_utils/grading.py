@@ -29,7 +29,7 @@ EXTRACTION_POLICIES: tuple[str, ...] = ("boxed", "boxed_or_answer_is")
 MAX_ANSWER_CHARS = 1000  # longer "answers" are garbage; parsing them only wastes worker time
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*(.{1,200}?)\s*(?:\.\s*)?$", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*", re.IGNORECASE)
 
 
 def last_boxed(text: str) -> str | None:
@@ -69,14 +69,21 @@ def extract_answer(completion: str, policy: ExtractionPolicy = "boxed") -> str |
     boxed = last_boxed(completion)
     if boxed is not None or policy == "boxed":
         return boxed
-    tail = completion.rstrip()[-400:]
-    for line in reversed(tail.splitlines()):
-        m = _ANSWER_IS.search(line.strip())
-        if m:
-            return m.group(1).strip().strip("$").strip()
-        if line.strip():
-            break  # only the last non-empty line counts: "answer is" mid-text is not a final answer
-    return None
+    return _last_answer_is(completion)
+
+
+def _last_answer_is(text: str) -> str | None:
+    """The rest of the line after the last "answer is[:]"; after its last '=' if it is a calculation."""
+    last = None
+    for last in _ANSWER_IS.finditer(text):
+        pass
+    if last is None:
+        return None
+    line = text[last.end() : last.end() + 300].split("\n", 1)[0]
+    if "=" in line:
+        line = line.rsplit("=", 1)[1]
+    ans = line.strip().rstrip(".").strip().strip("$").strip()
+    return ans or None
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,10 @@ def test_extraction_policy_is_explicit():
     assert extract_answer(text, "boxed") is None
     assert extract_answer(text, "boxed_or_answer_is") == "42"
     assert extract_answer("The answer is $\\frac{3}{4}$.", "boxed_or_answer_is") == "\\frac{3}{4}"
-    # a box wins over the fallback; a mid-text "answer is" is not a final answer
+    # a box wins over the fallback; the last "answer is" counts, after its last '='
     assert extract_answer("The answer is: 1\n\\boxed{2}", "boxed_or_answer_is") == "2"
-    assert extract_answer("the answer is 3, I think\nmore text", "boxed_or_answer_is") is None
+    assert extract_answer("the answer is 3\nno, the answer is 2 * 2 = 4.\nDone.", "boxed_or_answer_is") == "4"
+    assert extract_answer("The answer is: \n", "boxed_or_answer_is") is None
     with pytest.raises(ValueError, match="unknown extraction policy"):
         extract_answer("x", "loose")
 

@@ -1,0 +1,41 @@
+"""pyproject.toml is the single source of dependencies; environment.yml and the Makefile agree with it."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_environment_yml_installs_pyproject_extras():
+    py = tomllib.loads((REPO / "pyproject.toml").read_text())
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    editable = [x for x in pip if x.startswith("-e .")]
+    assert len(editable) == 1, pip
+    extras = set(re.search(r"\[(.*)\]", editable[0]).group(1).split(","))
+    defined = set(py["project"]["optional-dependencies"])
+    assert extras <= defined and {"lab", "dev"} <= extras and extras & {"vllm-cpu", "vllm-gpu"}
+    # nothing installed beside the package except the torch pin, which must be the Makefile's
+    others = [x for x in pip if not x.startswith("-e .")]
+    make_torch = re.search(r"^TORCH \?= (\S+)", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert others == [make_torch]
+    pyver = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    major, minor = map(int, pyver.split("=")[1].split(".")[:2])
+    assert (major, minor) >= tuple(map(int, py["project"]["requires-python"].lstrip(">=").split(".")))
+
+
+def test_named_packages_are_declared():
+    py = tomllib.loads((REPO / "pyproject.toml").read_text())
+    deps = " ".join(py["project"]["dependencies"] + sum(py["project"]["optional-dependencies"].values(), []))
+    for name in ("jupyterlab", "papermill", "torch", "transformers", "vllm", "math-verify", "datasets",
+                 "seaborn", "ipywidgets", "jupytext", "nbconvert", "pytest"):
+        assert re.search(rf"(^|[\s\"']){re.escape(name)}", deps), name
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    assert "make test" in readme and "make study" in readme
+    assert "make test" in (REPO / ".ci" / "run").read_text()
