@@ -46,7 +46,8 @@ def main():
                 grades = pool.grade([r.text for r in rolls], [probs[r.prompt_index].gold for r in rolls])
                 ok = [g.status == "correct" for g in grades]
                 solved = {probs[r.prompt_index].id for r, c in zip(rolls, ok) if c}
-                rows.append({"temperature": a.temperature, "prompt": prompt, "extraction": policy, "level": level, "problems": len(probs),
+                rows.append({"temperature": a.temperature, "prompt": prompt, "extraction": policy, "level": level,
+                             "problems": len(probs),
                              "samples": len(ok), "success": sum(ok) / len(ok), "problems_solved": len(solved),
                              "no_answer": sum(g.status == "no_answer" for g in grades) / len(ok),
                              "truncated": sum(r.finish_reason == "length" for r in rolls) / len(ok)})

@@ -74,11 +74,11 @@ def extract_answer(completion: str, policy: ExtractionPolicy = "boxed") -> str |
 
 def _last_answer_is(text: str) -> str | None:
     """The rest of the line after the last "answer is[:]"; after its last '=' if it is a calculation."""
-    last = None
-    for last in _ANSWER_IS.finditer(text):
-        pass
-    if last is None:
+    matches = list(_ANSWER_IS.finditer(text[-20_000:]))  # bounded: a final answer is near the end
+    if not matches:
         return None
+    last = matches[-1]
+    text = text[-20_000:]
     line = text[last.end() : last.end() + 300].split("\n", 1)[0]
     if "=" in line:
         line = line.rsplit("=", 1)[1]
