@@ -18,11 +18,11 @@
 # and draw the stratified subset the original study trained on (25% per subject, seed 42).
 
 # %% tags=["parameters"]
-source: str = ""          # jsonl file/dir, official MATH dir or tar, or "hub"; "" = the default data
+source: str = ""          # jsonl file or dir, official MATH dir or tar, or hub (empty: the default data)
 split: str = "train"      # train | test
 ratio: float = 0.25       # share of each subject to keep
 seed: int = 42            # sampling seed (the original study: 42)
-out: str = ""             # write the subset here as JSONL ("" = don't write)
+out: str = ""             # write the subset here as JSONL (empty: do not write)
 
 # %%
 from rlvr_utils.config import default_data

@@ -28,7 +28,7 @@ prompts_per_step: int = 4          # (32)
 rollouts_per_prompt: int = 2       # (2)
 max_tokens: int = 128              # response budget (512)
 lr: float = 2e-6                   # (1e-6)
-levels: str = "Level 1"            # MATH levels to train on, "" = all
+levels: str = "Level 1"            # MATH levels to train on, comma-separated (empty: all)
 prompt: str = "answer_is"          # prompt template (rlvr_utils.prompts.PROMPTS); "paper" boxes
 extraction: str = "boxed_or_answer_is"  # grading policy; "boxed" is MATH's rule
 eval_every: int = 2                # evaluate every N steps (and at 0 and the end)

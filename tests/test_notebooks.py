@@ -31,6 +31,11 @@ def test_committed_notebooks_match_sources_and_have_no_outputs():
             f"{ipynb.name} is stale: run `make notebooks`"
         params = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
         assert len(params) == 1, f"{ipynb.name}: exactly one parameters cell"
+        # every assignment is typed, commented and understood by papermill (grid validation relies on it)
+        import papermill
+
+        assigned = [ln.split(":")[0] for ln in "".join(params[0]["source"]).splitlines() if ln and not ln.startswith("#")]
+        assert list(papermill.inspect_notebook(str(ipynb))) == assigned, ipynb.name
 
 
 def test_grid_runs_cells_and_isolates_failure(tiny_grid):
