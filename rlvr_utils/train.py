@@ -333,7 +333,7 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
     resp_mask = torch.zeros((B, max(len(r.response_ids) for r in rolls)), dtype=torch.bool)
     for b, r in enumerate(rolls):
         resp_mask[b, : len(r.response_ids)] = True
-    kept_idx = [i for i in range(B) if keep[i]]
+    kept_idx = [i for i in range(B) if keep[i] and (adv[i] != 0 or cfg.entropy_coef or cfg.kl_coef)]
     # Old log-probs = the sampling policy's. With one mini-batch the policy has not moved when it is
     # forwarded, so old = current (detached) exactly and costs nothing; with more, they are computed
     # once before the first optimizer step, so later mini-batches see a real ratio and the clip acts.
@@ -352,7 +352,10 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
         mb_t = torch.tensor(mb)
         denom = loss_denominator(resp_mask[mb_t], keep[mb_t], cfg.loss_agg, cfg.loss_norm)
         # length-sorted micro-batches: far less padding, same sum (the loss is additive over samples)
-        todo = sorted((i for i in mb if keep[i]), key=lambda i: len(rolls[i].prompt_ids) + len(rolls[i].response_ids))
+        # A zero advantage (GRPO on a group that is all right or all wrong) is a zero gradient: skip the
+        # forward unless an entropy/KL term still needs it. The denominator above already counted it.
+        todo = sorted((i for i in mb if keep[i] and (adv[i] != 0 or cfg.entropy_coef or cfg.kl_coef)),
+                      key=lambda i: len(rolls[i].prompt_ids) + len(rolls[i].response_ids))
         if not todo:
             stats["skipped_minibatches"] += 1  # nothing kept: no gradient, no optimizer step
             continue

@@ -83,3 +83,19 @@ def test_nothing_kept_skips_the_step():
     st = update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, 1)
     assert st["optimizer_steps"] == 0 and st["skipped_minibatches"] == 1
     assert all(torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+
+
+def test_grpo_uniform_groups_are_not_forwarded():
+    policy, tok = toy()
+    eng = HFEngine(policy, tok, dtype="float32")
+    cfg = TrainConfig(objective="grpo", prompts_per_step=2, rollouts_per_prompt=2, max_tokens=4, autocast_bf16=False)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
+    rolls = eng.generate([[3], [4]], 2, SamplingConfig(1.0, 1.0, 4, 0, 0))
+    groups = torch.tensor([0, 0, 1, 1])
+    adv, keep = advantages("grpo", torch.tensor([True, True, False, False]), groups)
+    st = update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, 1)
+    assert st["optimizer_steps"] == 0 and st["tokens_trained"] == 0  # every group uniform: zero gradient
+    adv, keep = advantages("grpo", torch.tensor([True, False, False, False]), groups)
+    st = update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, 2)
+    assert st["optimizer_steps"] == 1 and st["tokens_trained"] == sum(len(r.response_ids) for r in rolls[:2])
