@@ -32,9 +32,11 @@ runs = A.load_grid(runs_dir)
 A.status_table(runs)
 
 # %%
+from IPython.display import Markdown
+
 metrics, evals = A.metrics_frame(runs), A.eval_frame(runs)
-settings = A.settings_table(runs)
-settings
+display(Markdown(A.describe_settings(runs)))
+A.settings_table(runs)
 
 # %% [markdown]
 # ## Accuracy per model over training, one table per objective (greedy decoding)

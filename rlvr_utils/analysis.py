@@ -155,3 +155,17 @@ def settings_table(runs: list[Run]) -> pd.DataFrame:
             "eval_samples", "engine"]
     rows = [{k: r.config.get(k) for k in keys} for r in runs]
     return pd.DataFrame(rows).drop_duplicates().reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def describe_settings(runs: list[Run]) -> str:
+    """One Markdown paragraph naming what a reader must know to read the numbers (grading policy first)."""
+    if not runs:
+        return "No runs found."
+    c = [r.config for r in runs]
+    val = lambda k: ", ".join(sorted({str(x.get(k)) for x in c}))
+    return (f"**Grading policy: `{val('extraction')}`** (prompt `{val('prompt')}`). Training levels: "
+            f"{val('levels') or 'all'}; {val('steps')} steps of {val('prompts_per_step')} prompts x "
+            f"{val('rollouts_per_prompt')} rollouts, at most {val('max_tokens')} tokens, T={val('temperature')}, "
+            f"lr={val('lr')}; loss `{val('loss_agg')}` normalised over `{val('loss_norm')}` samples. Evaluation: "
+            f"{val('eval_problems')} fixed test problems (same levels), greedy, pass@k from {val('eval_samples')} "
+            f"samples at T={val('eval_temperature')}, and 1 sample at T=1.0.")

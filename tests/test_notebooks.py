@@ -106,7 +106,7 @@ def test_report_renders_every_section(tiny_grid):
     html_path = render_report(runs)
     html = html_path.read_text()
     assert html_path.name == "report.html" and (runs / "report.ipynb").exists()
-    for needle in ("greedy accuracy", "T=1.0", "Training curves", "Final accuracy", "pass@k", "Entropy",
+    for needle in ("Grading policy", "greedy accuracy", "T=1.0", "Training curves", "Final accuracy", "pass@k", "Entropy",
                    "image/png"):
         assert needle in html, needle
     assert "def " not in html and "import " not in html  # code cells are hidden
