@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,6 +170,3 @@ def main_grid(profile: str, runs: str, sets: dict[str, Any], dry_run: bool) -> i
     n_failed = run_grid(profile, runs, sets, dry_run, log=lambda m: print(m, flush=True))
     return 1 if n_failed else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main_grid(sys.argv[1], sys.argv[2], {}, False))

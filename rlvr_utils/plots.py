@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use(matplotlib.get_backend() if matplotlib.get_backend() else "Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .analysis import Run, smooth  # noqa: E402
+from .analysis import Run, smooth
 
 sns.set_theme(style="whitegrid", context="notebook")
 
