@@ -39,7 +39,7 @@ def single_process(ps):
     for sol, gold in ps:
         ext = extract_answer(sol)
         try:
-            statuses.append(verify_pair(ext, gold) if ext else "no_answer")
+            statuses.append(verify_pair(ext, gold, timeout=5) if ext else "no_answer")
         except Exception:  # noqa: BLE001
             statuses.append("error")
     return time.perf_counter() - t0, statuses

@@ -117,21 +117,23 @@ def _to_math(s: str) -> str:
     return "$" + s.strip().strip("$") + "$"
 
 
-def verify_pair(extracted: str, gold: str) -> str:
-    """math-verify comparison of an extracted answer with a gold answer (runs inside a worker)."""
+def verify_pair(extracted: str, gold: str, timeout: int | None = None) -> str:
+    """math-verify comparison of an extracted answer with a gold answer (runs inside a worker).
+
+    `timeout`: math-verify's own SIGALRM timeouts (main thread only); the pool passes None and
+    enforces its own hard limit instead.
+    """
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     cfg = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    # timeouts None: the pool enforces them; SIGALRM-based ones would also be fine in a worker's main
-    # thread but would double-count.
-    gold_parsed = parse(_to_math(gold), extraction_config=cfg, parsing_timeout=None)
+    gold_parsed = parse(_to_math(gold), extraction_config=cfg, parsing_timeout=timeout)
     if not gold_parsed:
         return "invalid_gold"
-    pred = parse(_to_math(extracted), extraction_config=cfg, parsing_timeout=None)
+    pred = parse(_to_math(extracted), extraction_config=cfg, parsing_timeout=timeout)
     if not pred:
         # math-verify can't parse it as math; exact string match is still a fair correct
         return "correct" if _norm(extracted) == _norm(gold) else "incorrect"
-    ok = verify(gold_parsed, pred, timeout_seconds=None)
+    ok = verify(gold_parsed, pred, timeout_seconds=timeout)
     if not ok and _norm(extracted) == _norm(gold):
         ok = True
     return "correct" if ok else "incorrect"
