@@ -47,6 +47,7 @@ lint: setup ## ruff
 
 study: setup ## run the CPU study grid and render its report
 	$(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS)
+	@echo "rendering the report; its path:"
 	$(VENV)/bin/rlvr report $(RUNS)
 
 notebooks: setup ## regenerate notebooks/*.ipynb (no outputs) from the jupytext sources

@@ -33,7 +33,7 @@ class GridSpec:
 # MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
 # samples when prompted for, and graded on, "The answer is: N" (T=0.6). So the cpu profile trains
 # and evaluates on Level 1 with that prompt and the boxed_or_answer_is policy, at T=0.6 and lr 1e-5
-# (135M moves little at 1e-6 in 6 steps); each cell takes ~10 minutes here.
+# (135M moves little at 1e-6 in 6 steps); each cell took 7.5-8.5 minutes here (make study: 27 min).
 PROFILES: dict[str, GridSpec] = {
     "cpu": GridSpec(
         models=("smollm2-135m",), objectives=("psr", "nsr", "w_reinforce"),
