@@ -31,7 +31,8 @@ def _cmd_data_write(a: argparse.Namespace) -> int:
     probs = load_math(a.source, a.split)
     if a.cmd == "sample":
         probs = stratified_sample(probs, a.ratio, a.seed)
-    out = write_jsonl(probs, a.out)
+    default = f"data/math_{a.split}.jsonl" if a.cmd == "import" else f"data/math_{a.split}_r{a.ratio:g}_s{a.seed}.jsonl"
+    out = write_jsonl(probs, a.out or default)
     print(count_table(probs).to_string())
     print(f"wrote {len(probs)} problems to {out}")
     return 0
@@ -169,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
         s = dsub.add_parser(name, help=help_)
         s.add_argument("source")
         s.add_argument("--split", default="train")
-        s.add_argument("--out", required=True, help="output JSONL (e.g. data/math_train.jsonl)")
+        s.add_argument("--out", default=None, help="output JSONL (default: under data/, which git ignores)")
         if name == "sample":
             s.add_argument("--ratio", type=float, default=0.25)
             s.add_argument("--seed", type=int, default=42)

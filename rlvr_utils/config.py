@@ -54,6 +54,8 @@ class TrainConfig:
     max_tokens: int = 512
     min_tokens: int = 0
     engine: str = "auto"                # auto | vllm | hf
+    vllm_gpu_memory: float = 0.35       # CUDA: the engine's share of the card (the policy trains beside it)
+    vllm_sleep: bool = False            # CUDA: offload the engine's weights/KV between rollouts
     # --- update
     lr: float = 1e-6
     warmup_steps: int = 0
@@ -139,6 +141,8 @@ def validate(c: TrainConfig) -> list[str]:
               "checkpoint_every", "min_tokens", "eval_max_tokens", "temperature", "eval_temperature"):
         if getattr(c, k) < 0:
             e.append(f"{k} must be >= 0, got {getattr(c, k)}")
+    if not 0 < c.vllm_gpu_memory < 1:
+        e.append(f"vllm_gpu_memory must be in (0, 1), got {c.vllm_gpu_memory}")
     if not 0 < c.top_p <= 1 or not 0 < c.eval_top_p <= 1:
         e.append("top_p and eval_top_p must be in (0, 1]")
     if c.min_tokens > c.max_tokens:

@@ -219,7 +219,7 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, log, stop_after) -> None
     run.truncate_after(start if start else -1)  # rows past the checkpoint are redone
 
     engine = make_engine(cfg.engine, model_path, policy=policy, tokenizer=tok, max_model_len=cfg.max_model_len,
-                         seed=cfg.seed)
+                         seed=cfg.seed, gpu_memory_utilization=cfg.vllm_gpu_memory, sleep_mode=cfg.vllm_sleep)
     if start > 0:
         engine.sync_weights(policy)
     pool = GradingPool(workers=cfg.grade_workers, timeout=cfg.grade_timeout, policy=cfg.extraction)  # type: ignore[arg-type]
