@@ -19,15 +19,6 @@ from typing import Iterable, Iterator
 
 from .grading import last_boxed
 
-SUBJECTS = (
-    "Algebra",
-    "Counting & Probability",
-    "Geometry",
-    "Intermediate Algebra",
-    "Number Theory",
-    "Prealgebra",
-    "Precalculus",
-)
 HUB_DATASET = "EleutherAI/hendrycks_math"
 _HUB_CONFIGS = (
     "algebra", "counting_and_probability", "geometry", "intermediate_algebra",

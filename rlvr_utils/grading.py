@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Iterable, Literal, Sequence
+from typing import Literal, Sequence
 
 Status = Literal["correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error"]
 STATUSES: tuple[str, ...] = ("correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error")
@@ -335,9 +335,3 @@ def _clean(text) -> str:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-
-
-def grade_records(records: Iterable[dict], pool: GradingPool) -> list[GradeResult]:
-    """Grade dicts with `completion` and `answer` keys."""
-    recs = list(records)
-    return pool.grade([r.get("completion", "") for r in recs], [r.get("answer") for r in recs])

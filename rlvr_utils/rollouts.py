@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
 EngineKind = Literal["auto", "vllm", "hf"]
@@ -44,7 +44,6 @@ class Rollout:
     logprobs: list[float]
     text: str
     finish_reason: str  # "stop" (ended on EOS) | "length"
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,7 +23,7 @@ from .evaluate import EvalSettings, evaluate
 from .grading import GradingPool
 from .models import load_policy, load_tokenizer, resolve_model
 from .objectives import advantages, loss_denominator, policy_loss
-from .prompts import render
+from .prompts import check_budget, context_length, render
 from .rollouts import Rollout, SamplingConfig, make_engine
 from .runs import RunDir, append_jsonl
 
@@ -193,6 +193,8 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, log, stop_after) -> None
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model_path = resolve_model(cfg.model)
+    check_budget([0] * cfg.max_prompt_tokens, max(cfg.max_tokens, cfg.eval_max_tokens), context_length(model_path),
+                 "max_prompt_tokens")  # before any weights load
     tok = load_tokenizer(model_path)
     data = prepare_data(cfg, tok)
     if not run.config.exists():

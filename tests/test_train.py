@@ -85,3 +85,13 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):
         assert {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
     fe, ce = RunDir(tmp_path / "full").read_evals(), RunDir(tmp_path / "cut").read_evals()
     assert [e["greedy"] for e in fe] == [e["greedy"] for e in ce]
+
+
+def test_budget_beyond_model_context_is_an_error_before_loading(tmp_path, tiny_model_path):
+    from rlvr_utils.prompts import PromptTooLong
+    from rlvr_utils.train import train
+
+    cfg = TrainConfig(model=tiny_model_path, max_prompt_tokens=8000, max_tokens=512, max_model_len=9000)
+    with pytest.raises(PromptTooLong, match="exceed the model's context of 8192"):
+        train(cfg, tmp_path / "r")
+    assert not (tmp_path / "r" / "config.json").exists()
