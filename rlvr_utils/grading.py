@@ -123,9 +123,11 @@ def verify_pair(extracted: str, gold: str, timeout: int | None = None) -> str:
     `timeout`: math-verify's own SIGALRM timeouts (main thread only); the pool passes None and
     enforces its own hard limit instead.
     """
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify import LatexExtractionConfig, parse, verify
 
-    cfg = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    # LaTeX extraction only: math-verify's plain-expression path hands text to sympy's parse_expr,
+    # which is eval underneath. latex2sympy2's ANTLR parser never evaluates model text as Python.
+    cfg = [LatexExtractionConfig(boxed_match_priority=0)]
     gold_parsed = parse(_to_math(gold), extraction_config=cfg, parsing_timeout=timeout)
     if not gold_parsed:
         return "invalid_gold"

@@ -110,3 +110,30 @@ def test_cli_grade_jsonl(tmp_path):
     assert [r["status"] for r in rows] == ["correct", "error", "incorrect", "error", "no_answer"]
     assert all({"status", "reward", "extracted", "seconds"} <= r.keys() for r in rows)
     assert rows[0]["reward"] == 1.0 and rows[2]["extracted"] == "5"
+
+
+def test_model_text_never_reaches_parse_expr_as_code(monkeypatch):
+    """sympy's parse_expr is eval underneath: verification may hand it only number literals that
+    latex2sympy2's grammar already validated (sympy.Number("12")), never an expression or a name."""
+    import re
+
+    import math_verify.parser as mvp
+    import sympy.parsing.sympy_parser as sp
+
+    from rlvr_utils.grading import verify_pair
+
+    seen = []
+    orig = sp.parse_expr
+
+    def spy(s, *a, **k):
+        seen.append(s)
+        return orig(s, *a, **k)
+
+    monkeypatch.setattr(mvp, "parse_expr", spy)
+    monkeypatch.setattr(sp, "parse_expr", spy)
+    mvp.parse_expr_cached.cache_clear()
+    for ans, gold in [("1+1", "2"), ("2*3", "6"), ("\\frac{1}{2}", "0.5"), ("__import__('os').getcwd()", "1"),
+                      ("(1+2)/3", "1"), ("10 / 4", "2.5"), ("x**2 + lambda", "1")]:
+        verify_pair(ans, gold)
+    assert seen and all(re.fullmatch(r"[0-9.]+", s) for s in seen), seen
+    assert verify_pair("\\frac{1}{2}", "0.5") == "correct" and verify_pair("3", "0.5") == "incorrect"
