@@ -107,9 +107,8 @@ def _model_names(models: tuple[str, ...]) -> dict[str, str]:
     return {m: (f"{b}-{hashlib.sha1(m.encode()).hexdigest()[:6]}" if b in clash else b) for m, b in base.items()}
 
 
-def notebook_args(params: dict[str, Any], run_dir: Path, nb: Path = NOTEBOOK) -> dict[str, Any]:
+def notebook_args(params: dict[str, Any], run_dir: Path, nb_params: set[str]) -> dict[str, Any]:
     """Split cell params into the notebook's own parameters and the `extra` dict for the rest."""
-    nb_params = set(notebook_parameters(nb))
     own = {k: v for k, v in params.items() if k in nb_params}
     extra = {k: v for k, v in params.items() if k not in nb_params}
     return {**own, "extra": extra, "run_dir": str(run_dir), "resume": True}
@@ -126,6 +125,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
         for c in todo:
             log(f"{RunDir(runs / c.name).status().get('state', 'pending'):8s} {c.name}  {json.dumps(c.params)}")
         return 0
+    nb_params = set(notebook_parameters())  # inspected once, not per cell
     failed: list[str] = []
     durations: list[float] = []
     for i, c in enumerate(todo):
@@ -143,7 +143,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
         run.path.mkdir(parents=True, exist_ok=True)
         partial = run.path / ".train.partial.ipynb"
         try:
-            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(c.params, run.path),
+            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(c.params, run.path, nb_params),
                                        cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=False,
                                        kernel_name="python3")
             partial.rename(run.notebook)

@@ -120,12 +120,8 @@ def response_logprobs(policy, rolls: list[Rollout], autocast: bool, need_entropy
         logits = policy.get_output_embeddings()(h).float()
     logp_all = torch.log_softmax(logits, -1)
     logp = logp_all.gather(-1, tgt[..., None]).squeeze(-1)
-    ent = None
-    if need_entropy:
+    with torch.set_grad_enabled(need_entropy and torch.is_grad_enabled()):
         ent = -(logp_all.exp() * logp_all).sum(-1)
-    else:
-        with torch.no_grad():
-            ent = -(logp_all.exp() * logp_all).sum(-1)
     return logp * mask, mask, ent * mask
 
 
@@ -335,13 +331,18 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
     resp_mask = torch.zeros((B, max(len(r.response_ids) for r in rolls)), dtype=torch.bool)
     for b, r in enumerate(rolls):
         resp_mask[b, : len(r.response_ids)] = True
-    kept_idx = [i for i in range(B) if keep[i] and (adv[i] != 0 or cfg.entropy_coef or cfg.kl_coef)]
+    # A zero advantage (GRPO on a group that is all right or all wrong) is a zero gradient: such samples,
+    # like filtered ones, are never forwarded unless an entropy/KL term still needs them. Micro-batches
+    # are length-sorted: far less padding, same sum (the loss is additive over samples).
+    needs = [bool(keep[i]) and (adv[i] != 0 or bool(cfg.entropy_coef) or bool(cfg.kl_coef)) for i in range(B)]
+    length = lambda i: len(rolls[i].prompt_ids) + len(rolls[i].response_ids)
+    kept_idx = [i for i in range(B) if needs[i]]
     # Old log-probs = the sampling policy's. With one mini-batch the policy has not moved when it is
     # forwarded, so old = current (detached) exactly and costs nothing; with more, they are computed
     # once before the first optimizer step, so later mini-batches see a real ratio and the clip acts.
     old: dict[int, torch.Tensor] = {}
     if cfg.mini_batches > 1 and kept_idx:
-        kept_idx.sort(key=lambda i: len(rolls[i].prompt_ids) + len(rolls[i].response_ids))
+        kept_idx.sort(key=length)
         with torch.no_grad():
             for ch in _chunks(kept_idx, cfg.micro_batch_size):
                 lp, _, _ = response_logprobs(policy, [rolls[i] for i in ch], cfg.autocast_bf16)
@@ -353,11 +354,7 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
     for mb in mbs:
         mb_t = torch.tensor(mb)
         denom = loss_denominator(resp_mask[mb_t], keep[mb_t], cfg.loss_agg, cfg.loss_norm)
-        # length-sorted micro-batches: far less padding, same sum (the loss is additive over samples)
-        # A zero advantage (GRPO on a group that is all right or all wrong) is a zero gradient: skip the
-        # forward unless an entropy/KL term still needs it. The denominator above already counted it.
-        todo = sorted((i for i in mb if keep[i] and (adv[i] != 0 or cfg.entropy_coef or cfg.kl_coef)),
-                      key=lambda i: len(rolls[i].prompt_ids) + len(rolls[i].response_ids))
+        todo = sorted((i for i in mb if needs[i]), key=length)  # the denominator above counted them all
         if not todo:
             stats["skipped_minibatches"] += 1  # nothing kept: no gradient, no optimizer step
             continue
