@@ -68,7 +68,6 @@ class TrainConfig:
     loss_norm: LossNorm = "all"         # divide by all samples' tokens/seqs, or by the kept ones only
     entropy_coef: float = 0.0
     kl_coef: float = 0.0                # k3 KL to the initial policy (keeps a frozen copy when > 0)
-    autocast_bf16: bool = True
     # --- evaluation
     eval_every: int = 10                # 0 = only at step 0 and at the end
     eval_problems: int = 100            # fixed, seeded subset of the eval split
@@ -83,6 +82,9 @@ class TrainConfig:
     grade_timeout: float = 5.0
     grade_workers: int = 2
     max_model_len: int = 2048
+    device: str = "auto"                # auto (CUDA when available) | cpu | cuda | cuda:N
+    precision: str = "auto"             # auto | fp32 | bf16 for the policy's matmuls and both engines;
+                                        # auto = bf16 on CUDA, on a CPU the faster one (hardware.py)
 
     def __post_init__(self):
         errors = validate(self)
@@ -122,6 +124,7 @@ def _choices(name: str) -> tuple | None:
 
 def validate(c: TrainConfig) -> list[str]:
     from .grading import EXTRACTION_POLICIES
+    from .hardware import DEVICES, PRECISIONS
     from .prompts import PROMPTS
 
     e: list[str] = []
@@ -153,6 +156,10 @@ def validate(c: TrainConfig) -> list[str]:
                  f"mini_batches={c.mini_batches}")
     if c.objective == "grpo" and c.rollouts_per_prompt < 2:
         e.append("grpo needs rollouts_per_prompt >= 2 (group baseline)")
+    if c.precision not in PRECISIONS:
+        e.append(f"precision={c.precision!r} not in {', '.join(PRECISIONS)}")
+    if c.device not in DEVICES and not c.device.startswith("cuda:"):
+        e.append(f"device={c.device!r} not in {', '.join(DEVICES)} (or cuda:N)")
     if c.engine not in ("auto", "vllm", "hf"):
         e.append(f"engine={c.engine!r} not in auto, vllm, hf")
     if c.prompt not in PROMPTS:

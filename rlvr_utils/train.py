@@ -21,6 +21,7 @@ from .config import TrainConfig
 from .data import MathProblem, load_math, stratified_subset
 from .evaluate import EvalSettings, evaluate
 from .grading import GradingPool
+from .hardware import resolve as resolve_hardware
 from .models import load_policy, load_tokenizer, resolve_model
 from .objectives import advantages, loss_denominator, policy_loss
 from .prompts import check_budget, context_length, render
@@ -193,10 +194,13 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, log, stop_after) -> None
                  "max_prompt_tokens")  # before any weights load
     tok = load_tokenizer(model_path)
     data = prepare_data(cfg, tok)
+    hw = resolve_hardware(cfg.device, cfg.precision)
+    log(f"hardware: {hw}")
     if not run.config.exists():
         cfg.save(run.config, {**_meta(), "model_path": model_path, "n_train": len(data.train),
-                              "n_eval": len(data.eval), "dropped": data.dropped})
-    policy = load_policy(model_path)
+                              "n_eval": len(data.eval), "dropped": data.dropped, "hardware": hw.to_dict()})
+    cfg = cfg.replace(device=hw.device, precision=hw.precision)  # the loop sees concrete choices
+    policy = load_policy(model_path, device=hw.device)
     policy.train()
     policy.config.use_cache = False
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
@@ -216,7 +220,7 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, log, stop_after) -> None
         log(f"resumed from checkpoint after step {start}")
     run.truncate_after(start if start else -1)  # rows past the checkpoint are redone
 
-    engine = make_engine(cfg.engine, model_path, policy=policy, tokenizer=tok, max_model_len=cfg.max_model_len,
+    engine = make_engine(cfg.engine, model_path, policy=policy, tokenizer=tok, dtype=hw.dtype, max_model_len=cfg.max_model_len,
                          seed=cfg.seed, gpu_memory_utilization=cfg.vllm_gpu_memory, sleep_mode=cfg.vllm_sleep)
     if start > 0:
         engine.sync_weights(policy)
@@ -324,7 +328,12 @@ def _step(cfg, step, policy, ref, opt, sched, engine, pool, data: Prepared, curs
 
 
 def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
-    """Mini-batched clipped-surrogate update. Non-kept samples carry no gradient and are not forwarded."""
+    """Mini-batched clipped-surrogate update. Non-kept samples carry no gradient and are not forwarded.
+
+    `cfg.precision` must be resolved (fp32 | bf16): bf16 runs the matmuls under autocast."""
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"update_policy needs a resolved precision (fp32 | bf16), got {cfg.precision!r}")
+    bf16 = cfg.precision == "bf16"
     B = len(rolls)
     order = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed * 7919 + step)).tolist()
     mbs = _chunks(order, B // cfg.mini_batches)
@@ -345,7 +354,7 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
         kept_idx.sort(key=length)
         with torch.no_grad():
             for ch in _chunks(kept_idx, cfg.micro_batch_size):
-                lp, _, _ = response_logprobs(policy, [rolls[i] for i in ch], cfg.autocast_bf16)
+                lp, _, _ = response_logprobs(policy, [rolls[i] for i in ch], bf16)
                 for j, i in enumerate(ch):
                     old[i] = lp[j, : len(rolls[i].response_ids)]
     stats = {"loss": 0.0, "grad_norm": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "approx_kl": 0.0,
@@ -361,7 +370,7 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
         opt.zero_grad(set_to_none=True)
         for ch in _chunks(todo, cfg.micro_batch_size):
             rs = [rolls[i] for i in ch]
-            lp, mask, ent = response_logprobs(policy, rs, cfg.autocast_bf16, need_entropy=cfg.entropy_coef > 0)
+            lp, mask, ent = response_logprobs(policy, rs, bf16, need_entropy=cfg.entropy_coef > 0)
             if cfg.mini_batches > 1:
                 o = torch.zeros_like(lp)
                 for j, i in enumerate(ch):
@@ -375,7 +384,7 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
                 loss = loss - cfg.entropy_coef * _agg(ent, mask, cfg.loss_agg) / denom
             if ref is not None:
                 with torch.no_grad():
-                    rlp, _, _ = response_logprobs(ref, rs, cfg.autocast_bf16)
+                    rlp, _, _ = response_logprobs(ref, rs, bf16)
                 d = rlp - lp
                 k3 = (torch.exp(d) - d - 1) * mask
                 loss = loss + cfg.kl_coef * _agg(k3, mask, cfg.loss_agg) / denom
@@ -418,8 +427,10 @@ def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: in
     path = resolve_model(model)
     tok = load_tokenizer(path)
     data = prepare_data(cfg, tok)
-    policy = load_policy(path) if engine == "hf" else None
-    eng = make_engine(engine, path, policy=policy, tokenizer=tok, max_model_len=cfg.max_model_len, seed=0)
+    hw = resolve_hardware(cfg.device, cfg.precision)
+    policy = load_policy(path, device=hw.device) if engine == "hf" else None
+    eng = make_engine(engine, path, policy=policy, tokenizer=tok, dtype=hw.dtype, max_model_len=cfg.max_model_len,
+                      seed=0)
     run = RunDir(out or tempfile.mkdtemp(prefix="rlvr-preview-"))
     with GradingPool(workers=1, timeout=cfg.grade_timeout, policy=extraction) as pool:  # type: ignore[arg-type]
         row, recs = evaluate(eng, pool, data.eval, data.eval_prompts,

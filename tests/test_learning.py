@@ -38,7 +38,7 @@ def run(objective: str, steps: int = 30, mini_batches: int = 1, lr: float = 3e-3
     policy, tok = toy(seed)
     eng = HFEngine(policy, tok, dtype="float32")
     cfg = TrainConfig(objective=objective, lr=lr, mini_batches=mini_batches, micro_batch_size=8,
-                      prompts_per_step=8, rollouts_per_prompt=4, max_tokens=4, autocast_bf16=False, seed=seed)
+                      prompts_per_step=8, rollouts_per_prompt=4, max_tokens=4, precision="fp32", seed=seed)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
     prompts = [[2 + (i % (VOCAB - 2))] for i in range(cfg.prompts_per_step)]
@@ -75,7 +75,7 @@ def test_nothing_kept_skips_the_step():
     before = [p.detach().clone() for p in policy.parameters()]
     eng = HFEngine(policy, tok, dtype="float32")
     cfg = TrainConfig(objective="psr", prompts_per_step=2, rollouts_per_prompt=2, max_tokens=4,
-                      autocast_bf16=False)
+                      precision="fp32")
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
     rolls = eng.generate([[3], [4]], 2, SamplingConfig(1.0, 1.0, 4, 0, 0))
@@ -88,7 +88,7 @@ def test_nothing_kept_skips_the_step():
 def test_grpo_uniform_groups_are_not_forwarded():
     policy, tok = toy()
     eng = HFEngine(policy, tok, dtype="float32")
-    cfg = TrainConfig(objective="grpo", prompts_per_step=2, rollouts_per_prompt=2, max_tokens=4, autocast_bf16=False)
+    cfg = TrainConfig(objective="grpo", prompts_per_step=2, rollouts_per_prompt=2, max_tokens=4, precision="fp32")
     opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
     rolls = eng.generate([[3], [4]], 2, SamplingConfig(1.0, 1.0, 4, 0, 0))

@@ -1,20 +1,37 @@
 """Both engines on CPU: interface, reproducibility, EOS handling, and real weight sync."""
 
+import math
 import multiprocessing as mp
 
 import pytest
 import torch
 
+from rlvr_utils.hardware import dtype_name
 from rlvr_utils.models import load_policy, load_tokenizer
 from rlvr_utils.prompts import PromptTooLong, check_budget, render
 from rlvr_utils.rollouts import HFEngine, SamplingConfig, VLLMEngine, make_engine
 
 
 def _policy_logprobs(policy, prompt_ids, response_ids):
+    """(log-probs of the response tokens, max |logit|) from one full-sequence forward."""
     ids = torch.tensor([prompt_ids + response_ids])
     with torch.no_grad():
         logits = policy(ids).logits[0, len(prompt_ids) - 1 : -1].float()
-    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(response_ids)[:, None]).squeeze(-1)
+    lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(response_ids)[:, None]).squeeze(-1)
+    return lp, logits.abs().max().item()
+
+
+def logprob_tolerance(precision: str, max_logit: float) -> float:
+    """How far two forwards of the same weights may disagree on a log-prob, from the precision used.
+
+    fp32: only kernel order differs (KV-cached decode vs one full forward): measured <= 2e-5, so 1e-3.
+    bf16: the logits themselves are bf16, so each is off by up to half a unit in the last place (8
+    significant bits: ulp(x) = 2^(floor(log2 x) - 7), 0.25 for logits in [32, 64)); a log-prob is a
+    logit minus a log-sum-exp, each off by that much in either forward: 2 ulps of the largest logit.
+    """
+    if precision == "fp32":
+        return 1e-3
+    return 2 * 2.0 ** (math.floor(math.log2(max_logit)) - 7)
 
 
 def test_prompt_template_and_budget(smollm2_path):
@@ -28,10 +45,12 @@ def test_prompt_template_and_budget(smollm2_path):
         render(tok, "x", "nope")
 
 
-def test_hf_engine_shapes_seed_and_eos(smollm2_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_hf_engine_shapes_seed_and_eos(smollm2_path, precision):
     tok = load_tokenizer(smollm2_path)
     policy = load_policy(smollm2_path)
-    eng = HFEngine(policy, tok, batch_size=3)
+    eng = HFEngine(policy, tok, batch_size=3, dtype=dtype_name(precision))
+    assert (eng.model is policy) == (precision == "fp32")  # fp32 samples from the policy itself, bf16 from a copy
     prompts = [render(tok, "What is 2+3?"), render(tok, "Say hi.")]
     sp = SamplingConfig(temperature=1.0, max_tokens=24, seed=3)
     a = eng.generate(prompts, 2, sp)
@@ -46,9 +65,10 @@ def test_hf_engine_shapes_seed_and_eos(smollm2_path):
             assert r.response_ids[-1] in eng.eos
         else:
             assert len(r.response_ids) == 24 and not set(r.response_ids) & set(eng.eos)
-        # the recorded log-probs are the policy's own (bf16 autocast while sampling)
-        lp = _policy_logprobs(policy, r.prompt_ids, r.response_ids)
-        assert torch.allclose(lp, torch.tensor(r.logprobs), atol=0.25)
+        # the recorded log-probs are the sampling model's own: one full forward of it gives them again
+        lp, max_logit = _policy_logprobs(eng.model, r.prompt_ids, r.response_ids)
+        tol = logprob_tolerance(precision, max_logit)
+        assert (lp - torch.tensor(r.logprobs)).abs().max().item() <= tol, (precision, tol)
     # min_tokens forbids EOS before it; greedy is deterministic without a seed
     g = eng.generate(prompts[:1], 1, SamplingConfig(temperature=0, max_tokens=12, min_tokens=12, seed=0))[0]
     assert len(g.response_ids) == 12 and not set(g.response_ids[:12]) & set(eng.eos)
@@ -66,7 +86,7 @@ def _vllm_sync_check(model_path, math_dir, q):
         r1 = eng.generate([prompt], 2, sp)
         r1b = eng.generate([prompt], 2, sp)
         fixed = r1[0]
-        before = (_policy_logprobs(policy, fixed.prompt_ids, fixed.response_ids)
+        before = (_policy_logprobs(policy, fixed.prompt_ids, fixed.response_ids)[0]
                   - torch.tensor(fixed.logprobs)).abs().max().item()
         # a few optimizer steps on a fixed sequence change the policy
         opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
@@ -86,7 +106,7 @@ def _vllm_sync_check(model_path, math_dir, q):
             plp = o.prompt_logprobs[len(fixed.prompt_ids):]
             return torch.tensor([d[t].logprob for d, t in zip(plp, fixed.response_ids)])
 
-        new = _policy_logprobs(policy, fixed.prompt_ids, fixed.response_ids)
+        new = _policy_logprobs(policy, fixed.prompt_ids, fixed.response_ids)[0]
         stale = (new - engine_lp()).abs().max().item()
         eng.sync_weights(policy)
         synced = (new - engine_lp()).abs().max().item()

@@ -34,7 +34,7 @@ def test_bad_config_rejected_before_loading(tmp_path):
         assert not (tmp_path / "r").exists()
     with pytest.raises(ValueError, match="not a valid int"):
         parse_sets(["steps=two"])
-    assert TrainConfig.from_dict(parse_sets(["lam=0.5", "autocast_bf16=false"])).lam == 0.5
+    assert TrainConfig.from_dict(parse_sets(["lam=0.5", "precision=fp32"])).lam == 0.5
 
 
 @pytest.mark.slow
