@@ -11,7 +11,7 @@ MODEL_STAMP := $(VENV)/.model-smollm2-135m
 GRID ?= cpu
 RUNS ?= runs/$(GRID)
 
-.PHONY: help setup model browser test study lint bench notebooks lab clean-venv
+.PHONY: help setup model browser test study lint bench wheels notebooks lab clean-venv
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ study: setup ## run the CPU study grid and render its report
 	@echo "rendering the report; its path:"
 	$(VENV)/bin/rlvr report $(RUNS)
 
+wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package index (bench/gpu_check.sh)
+	$(PY) -m pip download -q --no-deps -d .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"
+
 notebooks: setup ## regenerate notebooks/*.ipynb (no outputs) from the jupytext sources
 	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py
 
@@ -63,6 +66,7 @@ bench: setup ## run the benchmarks in bench/ (installs the `bench` extra: TRL, t
 	$(PY) bench/rollouts.py
 	$(PY) bench/step.py
 	$(PY) bench/base_success.py
+	$(PY) bench/precision.py
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)

@@ -42,7 +42,7 @@ def trl_side(steps: int) -> dict:
     from rlvr_utils.grading import GradingPool
     from rlvr_utils.models import load_tokenizer, resolve_model
     from rlvr_utils.prompts import PROMPTS as TEMPLATES
-    from rlvr_utils.train import Cursor, prepare_data
+    from rlvr_utils.data import Cursor, prepare_data
 
     path = resolve_model("smollm2-135m")
     tok = load_tokenizer(path)

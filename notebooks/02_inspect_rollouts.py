@@ -28,8 +28,8 @@ prompt: str = "answer_is"
 extraction: str = "boxed_or_answer_is"
 
 # %%
-from rlvr_utils.inspect import SampleBrowser
-from rlvr_utils.train import preview_rollouts
+from rlvr_utils.browser import SampleBrowser
+from rlvr_utils.evaluate import preview_rollouts
 
 if not run_dir:
     run_dir = preview_rollouts(model, problems, samples, max_tokens, prompt, extraction)

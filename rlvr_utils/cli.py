@@ -135,7 +135,13 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_grid(a: argparse.Namespace) -> int:
-    from .grid import main_grid
+    from .grid import run_grid, settings_table
+
+    if a.table:
+        print(settings_table(), end="")
+        return 0
+    if not a.runs:
+        raise ValueError("--runs is required (the grid's folder, e.g. runs/cpu)")
 
     sets: dict = {}
     for p in a.set or []:
@@ -143,7 +149,7 @@ def _cmd_grid(a: argparse.Namespace) -> int:
             raise ValueError(f"--set expects key=value, got {p!r}")
         k, v = p.split("=", 1)
         sets[k.strip()] = v.strip()
-    return main_grid(a.profile, a.runs, sets, a.dry_run)
+    return 1 if run_grid(a.profile, a.runs, sets, a.dry_run, log=lambda m: print(m, flush=True)) else 0
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
@@ -155,6 +161,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .grading import EXTRACTION_POLICIES
+    from .grid import PROFILES
 
     p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
     sub = p.add_subparsers(dest="group", required=True)
@@ -199,11 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(fn=_cmd_train)
 
     gr = sub.add_parser("grid", help="run notebooks/03_train over a model x objective x seed grid")
-    gr.add_argument("--profile", default="cpu", help="cpu | seed | paper")
-    gr.add_argument("--runs", required=True, help="the grid's folder, e.g. runs/cpu")
+    gr.add_argument("--profile", default="cpu", help=" | ".join(PROFILES))
+    gr.add_argument("--runs", help="the grid's folder, e.g. runs/cpu")
     gr.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="override a parameter, or an axis: models=a,b objectives=psr,nsr seeds=0,1 lams=0.1,0.5")
-    gr.add_argument("--dry-run", action="store_true", help="list the cells and their state")
+    gr.add_argument("--dry-run", action="store_true", help="list the cells, their state and resolved settings")
+    gr.add_argument("--table", action="store_true", help="print the profiles' settings table (README) and exit")
     gr.set_defaults(fn=_cmd_grid)
 
     rp = sub.add_parser("report", help="execute 04_analyze on a grid and render HTML; prints its path")
@@ -225,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, MemoryError) as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,8 +1,8 @@
 """The frozen, validated training config and `key=value` override parsing.
 
 Defaults are the original small study's hyperparameters (Qwen2.5 runs: 80 steps, 32 prompts x 2
-rollouts, 512 tokens, lr 1e-6, T=1.0). The fast CPU settings live in the notebook's parameters cell
-and in the grid's `cpu` profile.
+rollouts, 512 tokens, lr 1e-6, T=1.0). Other settings live in the grid's profiles (grid.PROFILES),
+which resolve to complete configs; these defaults are the only other source.
 """
 
 from __future__ import annotations
@@ -14,12 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
-
-ObjectiveName = Literal["psr", "nsr", "w_reinforce", "reinforce", "grpo"]
-LossAgg = Literal["token_mean", "seq_mean"]
-LossNorm = Literal["all", "kept"]
-
+from typing import Any
 
 def default_data() -> str:
     """$RLVR_DATA, else the offline MATH subset beside the checkout when present, else the hub."""
@@ -33,9 +28,10 @@ def default_data() -> str:
 class TrainConfig:
     # --- what is trained
     model: str = "smollm2-135m"        # registry name, local dir or hub id
-    objective: ObjectiveName = "w_reinforce"
+    objective: str = "w_reinforce"      # rlvr_utils.objectives.OBJECTIVES
     lam: float = 0.1                    # W-REINFORCE weight of correct samples
     grpo_scale_std: bool = True         # GRPO: divide by the group's reward std
+    objective_args: dict = field(default_factory=dict)  # other knobs of the objective, e.g. {"eps": 1e-4}
     seed: int = 0
     # --- data
     data: str = field(default_factory=default_data)  # jsonl file/dir, official MATH dir/tar, or "hub"
@@ -60,13 +56,19 @@ class TrainConfig:
     lr: float = 1e-6
     warmup_steps: int = 0
     weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999           # the original small study: 0.95
     max_grad_norm: float = 1.0
     mini_batches: int = 1               # optimizer steps per rollout batch (>1 makes the clip active)
+    mini_batch_size: int = 0            # >0: the paper's schedule: keep first, then cut the kept samples into
+                                        # mini-batches of this many (ceil(kept/size) steps); 0: `mini_batches`
+    scale_logits: bool = True           # divide logits by the sampling temperature in the loss (the paper's code)
     micro_batch_size: int = 4           # samples per forward/backward (gradient accumulation)
     clip_eps: float = 0.2
-    loss_agg: LossAgg = "token_mean"    # token_mean (paper) | seq_mean (original small study)
-    loss_norm: LossNorm = "all"         # divide by all samples' tokens/seqs, or by the kept ones only
+    loss_agg: str = "token_mean"        # token_mean (paper) | seq_mean (original small study)
+    loss_norm: str = "all"              # divide by all samples' tokens/seqs, or by the kept ones only
     entropy_coef: float = 0.0
+    gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~30% more compute
     kl_coef: float = 0.0                # k3 KL to the initial policy (keeps a frozen copy when > 0)
     # --- evaluation
     eval_every: int = 10                # 0 = only at step 0 and at the end
@@ -117,26 +119,33 @@ class TrainConfig:
         return cls.from_dict(d)
 
 
-def _choices(name: str) -> tuple | None:
-    hint = typing.get_type_hints(TrainConfig)[name]
-    return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
-
-
 def validate(c: TrainConfig) -> list[str]:
     from .grading import EXTRACTION_POLICIES
-    from .hardware import DEVICES, PRECISIONS
+    from .hardware import PRECISIONS
+    from .losses import AGGREGATIONS, NORMALISATIONS
+    from .objectives import OBJECTIVES, objective_kwargs
     from .prompts import PROMPTS
+    from .rollouts import ENGINES
 
     e: list[str] = []
-    for f in fields(c):
-        ch = _choices(f.name)
-        if ch and getattr(c, f.name) not in ch:
-            e.append(f"{f.name}={getattr(c, f.name)!r} not in {', '.join(ch)}")
+    # each choice is checked against its registry, the one place that lists it
+    choices = {"objective": OBJECTIVES, "loss_agg": AGGREGATIONS, "loss_norm": NORMALISATIONS, "engine": ENGINES,
+               "precision": PRECISIONS, "prompt": PROMPTS, "extraction": EXTRACTION_POLICIES}
+    for k, known in choices.items():
+        if getattr(c, k) not in known:
+            e.append(f"{k}={getattr(c, k)!r} not in {', '.join(known)}")
+    if c.objective in OBJECTIVES:
+        try:
+            objective_kwargs(c)
+        except ValueError as err:
+            e.append(str(err))
     positive = ("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
                 "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens", "eval_samples")
     for k in positive:
         if getattr(c, k) < 1:
             e.append(f"{k} must be >= 1, got {getattr(c, k)}")
+    if not (0 <= c.adam_beta1 < 1 and 0 <= c.adam_beta2 < 1):
+        e.append(f"adam_beta1, adam_beta2 must be in [0, 1), got {c.adam_beta1}, {c.adam_beta2}")
     for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm"):
         if not getattr(c, k) > 0:
             e.append(f"{k} must be > 0, got {getattr(c, k)}")
@@ -151,21 +160,17 @@ def validate(c: TrainConfig) -> list[str]:
     if c.min_tokens > c.max_tokens:
         e.append(f"min_tokens={c.min_tokens} > max_tokens={c.max_tokens}")
     batch = c.prompts_per_step * c.rollouts_per_prompt
+    if c.mini_batch_size < 0:
+        e.append(f"mini_batch_size must be >= 0, got {c.mini_batch_size}")
+    if c.mini_batch_size and c.mini_batches != 1:
+        e.append("set one of mini_batch_size (the paper's schedule) and mini_batches (fixed count), not both")
     if batch % c.mini_batches:
         e.append(f"rollout batch {c.prompts_per_step}x{c.rollouts_per_prompt}={batch} is not divisible by "
                  f"mini_batches={c.mini_batches}")
     if c.objective == "grpo" and c.rollouts_per_prompt < 2:
         e.append("grpo needs rollouts_per_prompt >= 2 (group baseline)")
-    if c.precision not in PRECISIONS:
-        e.append(f"precision={c.precision!r} not in {', '.join(PRECISIONS)}")
-    if c.device not in DEVICES and not c.device.startswith("cuda:"):
-        e.append(f"device={c.device!r} not in {', '.join(DEVICES)} (or cuda:N)")
-    if c.engine not in ("auto", "vllm", "hf"):
-        e.append(f"engine={c.engine!r} not in auto, vllm, hf")
-    if c.prompt not in PROMPTS:
-        e.append(f"prompt={c.prompt!r} not in {', '.join(PROMPTS)}")
-    if c.extraction not in EXTRACTION_POLICIES:
-        e.append(f"extraction={c.extraction!r} not in {', '.join(EXTRACTION_POLICIES)}")
+    if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):
+        e.append(f"device={c.device!r} not in auto, cpu, cuda (or cuda:N)")
     if c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens) > c.max_model_len:
         e.append(f"max_prompt_tokens + max_tokens = {c.max_prompt_tokens + c.max_tokens} > max_model_len={c.max_model_len}")
     return e
@@ -174,10 +179,16 @@ def validate(c: TrainConfig) -> list[str]:
 def coerce(name: str, value: Any) -> Any:
     """A value from the command line / papermill into the field's declared type."""
     hint = typing.get_type_hints(TrainConfig)[name]
-    if typing.get_origin(hint) is Literal:
-        hint = type(typing.get_args(hint)[0])
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is dict and isinstance(value, str):
+        try:
+            value = json.loads(value or "{}")
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} expects a JSON object, e.g. {name}={{\"eps\": 1e-4}}")
+        return value
     if not isinstance(value, str) or hint is str:
         if hint is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
@@ -209,13 +220,3 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
             raise ValueError(f"unknown config key {k!r} in --set {p!r}; known: {', '.join(sorted(known))}")
         out[k] = coerce(k, v.strip())
     return out
-
-
-def config_from_namespace(ns: dict[str, Any], extra: dict[str, Any] | None = None) -> TrainConfig:
-    """A notebook's parameters (its globals) plus `extra` -> TrainConfig; unknown `extra` keys are errors."""
-    known = {f.name for f in fields(TrainConfig)}
-    d = {k: v for k, v in ns.items() if k in known}
-    bad = sorted(set(extra or {}) - known)
-    if bad:
-        raise ValueError(f"extra: unknown config key(s) {', '.join(bad)}")
-    return TrainConfig.from_dict({**d, **(extra or {})})

@@ -119,9 +119,10 @@ def _read_hub(name: str, split: str) -> Iterator[MathProblem]:
 
 
 def load_math(source: str | Path, split: str = "test") -> list[MathProblem]:
-    """Load MATH problems.
+    """Load MATH problems (or generated ones).
 
-    `source` is a .jsonl file; a directory holding `<split>.jsonl` (e.g. ../shared/data/math_subset);
+    `source` is a generated-task spec `gen:<family>?difficulty=D&n=N&seed=S` (rlvr_utils.tasks); a
+    .jsonl file; a directory holding `<split>.jsonl` (e.g. ../shared/data/math_subset);
     the official layout `MATH/{train,test}/<subject>/<n>.json` as a directory or .tar/.tar.gz; or
     `hub` / a hub dataset name (default EleutherAI/hendrycks_math, all subjects).
     """
@@ -129,6 +130,10 @@ def load_math(source: str | Path, split: str = "test") -> list[MathProblem]:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     s = str(source)
     p = Path(source)
+    from .tasks import is_task_spec, load_task  # tasks builds on this module's records
+
+    if is_task_spec(s):
+        return load_task(s, split)
     if p.is_file() and s.endswith(".jsonl"):
         rows = _read_jsonl(p)
     elif p.is_file() and (s.endswith(".tar") or s.endswith(".tar.gz") or s.endswith(".tgz")):
@@ -224,3 +229,72 @@ def write_jsonl(problems: Iterable[MathProblem], path: str | Path) -> Path:
 
     text = "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in problems)
     return atomic_write_text(path, text)
+
+
+# ------------------------------------------------------------------------------ what a run trains on
+
+EVAL_SUBSET_SEED = 1234  # the same eval problems for every cell of a grid, whatever its seed
+
+
+@dataclass
+class Prepared:
+    train: list[MathProblem]
+    train_prompts: list[list[int]]
+    eval: list[MathProblem]
+    eval_prompts: list[list[int]]
+    dropped: dict
+
+
+def prepare_data(cfg, tok) -> Prepared:
+    """A TrainConfig's train and eval problems: loaded, filtered (gold present, level, prompt length)
+    and tokenized with its prompt template."""
+    from .prompts import render
+
+    dropped: Counter = Counter()
+
+    def keep(problems: list[MathProblem], levels: set[str]) -> tuple[list, list]:
+        out, ids = [], []
+        for p in problems:
+            if not (p.gold or "").strip():
+                dropped["no_gold"] += 1
+                continue
+            if levels and p.level not in levels:
+                continue
+            t = render(tok, p.problem, cfg.prompt)
+            if len(t) > cfg.max_prompt_tokens:
+                dropped["prompt_too_long"] += 1
+                continue
+            out.append(p)
+            ids.append(t)
+        return out, ids
+
+    levels = {x.strip() for x in cfg.levels.split(",") if x.strip()}
+    train, train_ids = keep(load_math(cfg.data, cfg.train_split), levels)
+    if not train:
+        raise ValueError(f"no training problems left in {cfg.data} [{cfg.train_split}] after filters "
+                         f"(levels={cfg.levels!r}, max_prompt_tokens={cfg.max_prompt_tokens})")
+    ev, ev_ids = [], []
+    if cfg.eval_problems:
+        pool, pool_ids = keep(load_math(cfg.data, cfg.eval_split), levels)
+        ids_of = {p.id: t for p, t in zip(pool, pool_ids)}
+        ev = stratified_subset(pool, cfg.eval_problems, EVAL_SUBSET_SEED)
+        ev_ids = [ids_of[p.id] for p in ev]
+    return Prepared(train, train_ids, ev, ev_ids, dict(dropped))
+
+
+class Cursor:
+    """Epoch-wise seeded permutation of the training problems; its state is one integer."""
+
+    def __init__(self, n: int, seed: int, consumed: int = 0):
+        self.n, self.seed, self.consumed = n, seed, consumed
+
+    def take(self, k: int) -> list[int]:
+        import numpy as np
+
+        out = []
+        for _ in range(k):
+            epoch, pos = divmod(self.consumed, self.n)
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            out.append(int(perm[pos]))
+            self.consumed += 1
+        return out

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from math import comb
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .grading import GradingPool
-from .rollouts import Engine, SamplingConfig
+from .rollouts import Engine, SamplingConfig, mix_seed
+from .runs import RunDir, sample_record
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -77,17 +79,13 @@ def evaluate(engine: Engine, pool: GradingPool, problems: Sequence, prompt_ids: 
         protocols.append(("t1", 1, SamplingConfig(1.0, 1.0, s.max_tokens, 0, s.seed + 2)))
     reqs = [(tag, i, j, sp) for tag, n, sp in protocols for i in range(len(problems)) for j in range(n)]
     rolls = engine.generate([prompt_ids[i] for _, i, _, _ in reqs], 1,
-                            [SamplingConfig(sp.temperature, sp.top_p, sp.max_tokens, 0, sp.seed * 7919 + j)
+                            [SamplingConfig(sp.temperature, sp.top_p, sp.max_tokens, 0, mix_seed(sp.seed, j))
                              for _, _, j, sp in reqs])
     grades = pool.grade([r.text for r in rolls], [golds[i] for _, i, _, _ in reqs])
     ok: dict[str, list[list[bool]]] = {tag: [[] for _ in problems] for tag, _, _ in protocols}
     for (tag, i, j, _), r, g in zip(reqs, rolls, grades):
         ok[tag][i].append(g.status == "correct")
-        p = problems[i]
-        records.append({"protocol": tag, "problem_id": p.id, "sample": j, "level": p.level, "subject": p.type,
-                        "problem": p.problem, "completion": r.text, "extracted": g.extracted, "gold": p.gold,
-                        "status": g.status, "reward": g.reward, "finish_reason": r.finish_reason,
-                        "response_tokens": len(r.response_ids)})
+        records.append({**sample_record(problems[i], r, g, protocol=tag), "sample": j})
 
     greedy = [float(o[0]) for o in ok["greedy"]]
     row["greedy"] = summarize(greedy, s.seed)
@@ -104,3 +102,34 @@ def evaluate(engine: Engine, pool: GradingPool, problems: Sequence, prompt_ids: 
         row["t1"] = summarize([float(o[0]) for o in ok["t1"]], s.seed)
     row["response_len_mean"] = float(np.mean([len(r.response_ids) for r in rolls]))
     return row, records
+
+
+def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: int = 2, max_tokens: int = 96,
+                     prompt: str = "answer_is", extraction: str = "boxed_or_answer_is", levels: str = "Level 1",
+                     out: str | Path | None = None, engine: str = "hf") -> Path:
+    """Sample and grade a few test problems with a model, written as a run folder's eval records
+    (`samples/eval_00000.jsonl`) so the rollout browser can read them. Returns the folder."""
+    import tempfile
+
+    from .config import TrainConfig
+    from .data import prepare_data
+    from .hardware import resolve
+    from .models import load_policy, load_tokenizer, resolve_model
+    from .rollouts import make_engine
+
+    cfg = TrainConfig(model=model, eval_problems=problems, eval_samples=samples, max_tokens=max_tokens,
+                      prompt=prompt, extraction=extraction, levels=levels, engine=engine, eval_t1=False)
+    path = resolve_model(model)
+    tok = load_tokenizer(path)
+    data = prepare_data(cfg, tok)
+    hw = resolve(cfg.device, cfg.precision)
+    policy = load_policy(path, device=hw.device) if engine == "hf" else None
+    eng = make_engine(engine, path, policy=policy, tokenizer=tok, dtype=hw.dtype, max_model_len=cfg.max_model_len,
+                      seed=0)
+    run = RunDir(out or tempfile.mkdtemp(prefix="rlvr-preview-"))
+    with GradingPool(workers=1, timeout=cfg.grade_timeout, policy=extraction) as pool:  # type: ignore[arg-type]
+        row, recs = evaluate(eng, pool, data.eval, data.eval_prompts,
+                             EvalSettings(samples, cfg.eval_temperature, cfg.eval_top_p, max_tokens, False, 0))
+    eng.close()
+    run.write_samples("eval_00000", recs)
+    return run.path

@@ -13,18 +13,19 @@ import multiprocessing as mp
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+import typing
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Literal, Sequence
 
 Status = Literal["correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error"]
-STATUSES: tuple[str, ...] = ("correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error")
+STATUSES: tuple[str, ...] = typing.get_args(Status)  # the one list of statuses: metrics, filters, reports
 
 # `boxed`: MATH's and the paper's rule (last \boxed{} / \fbox{}).
 # `boxed_or_answer_is`: for weak models that rarely box (SmolLM2 ends with "The answer is: N");
 # used only when no box is present, and recorded with every result, never applied silently.
 ExtractionPolicy = Literal["boxed", "boxed_or_answer_is"]
-EXTRACTION_POLICIES: tuple[str, ...] = ("boxed", "boxed_or_answer_is")
+EXTRACTION_POLICIES: tuple[str, ...] = typing.get_args(ExtractionPolicy)
 
 MAX_ANSWER_CHARS = 1000  # longer "answers" are garbage; parsing them only wastes worker time
 
@@ -94,9 +95,6 @@ class GradeResult:
     seconds: float
     policy: str
     detail: str = ""
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -220,7 +218,6 @@ class GradingPool:
         # forkserver/spawn: never fork a process that holds torch/vLLM threads
         self._ctx = mp.get_context("spawn")
         self._workers = [_Worker(self._ctx, mem_mb) for _ in range(self.n)]
-        self.restarts = 0
         self._start_failures = 0
 
     def __enter__(self) -> "GradingPool":
@@ -245,7 +242,6 @@ class GradingPool:
     def _replace(self, i: int) -> None:
         self._workers[i].kill()
         self._workers[i] = _Worker(self._ctx, self.mem_mb)
-        self.restarts += 1
 
     def grade(self, completions: Sequence[str], golds: Sequence[str | None]) -> list[GradeResult]:
         """Grade completions against gold answers; one result per item, in order. Never raises on text."""

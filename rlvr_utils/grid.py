@@ -7,16 +7,17 @@ an interrupted cell resumes from its checkpoint (the notebook calls `train(..., 
 from __future__ import annotations
 
 import itertools
-import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig, coerce
+from .config import TrainConfig
 from .runs import RunDir
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_train.ipynb"
+# The training notebook: beside the package in a checkout; RLVR_NOTEBOOKS points elsewhere.
+NOTEBOOK = Path(os.environ.get("RLVR_NOTEBOOKS", Path(__file__).resolve().parents[1] / "notebooks")) / "03_train.ipynb"
 
 
 @dataclass(frozen=True)
@@ -26,15 +27,16 @@ class GridSpec:
     seeds: tuple[int, ...] = (0,)
     lams: tuple[float, ...] = (0.1,)
     params: dict[str, Any] = field(default_factory=dict)
+    per_objective: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. GRPO's KL loss
     about: str = ""
 
 
-# Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
-# MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
-# samples when prompted for, and graded on, "The answer is: N" (T=0.6). So the cpu profile trains
-# and evaluates on Level 1 with that prompt and the boxed_or_answer_is policy, at T=0.6 and lr 1e-5
-# (135M moves little at 1e-6 in 6 steps); each cell took 7.5-8.5 minutes here (make study: 27 min).
 PROFILES: dict[str, GridSpec] = {
+    # Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
+    # MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
+    # samples when prompted for, and graded on, "The answer is: N" (T=0.6). So the cpu profile trains and
+    # evaluates on Level 1 with that prompt and the boxed_or_answer_is policy, at T=0.6 and lr 1e-5 (135M
+    # moves little at 1e-6 in 6 steps).
     "cpu": GridSpec(
         models=("smollm2-135m",), objectives=("psr", "nsr", "w_reinforce"),
         params=dict(steps=6, prompts_per_step=12, rollouts_per_prompt=4, max_tokens=160, temperature=0.6, lr=1e-5,
@@ -42,60 +44,128 @@ PROFILES: dict[str, GridSpec] = {
                     eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
         about="SmolLM2-135M x PSR/NSR/W-REINFORCE, fast CPU settings (make study)",
     ),
+    # The original small study (shared/reference/paper_recipe.md): one optimizer step per rollout batch of
+    # 32 prompts x 2, AdamW (0.9, 0.95) with weight decay 0.01, per-sequence token mean, min 128 tokens,
+    # vLLM at 0.3 of the card; its evaluation was 1 sample at T=1 (eval_t1), ours adds greedy and pass@k.
+    # Memory (hardware.memory_plan, 3B on an 80 GB card): micro-batches of 8 with activation checkpointing
+    # and vLLM asleep while the policy trains; the micro-batch size changes memory, not the maths.
     "seed": GridSpec(
         models=("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce"),
-        params=dict(steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, lr=1e-6,
-                    temperature=1.0, eval_every=10, eval_problems=500, eval_samples=8, checkpoint_every=10),
+        params=dict(steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, min_tokens=128, lr=1e-6,
+                    temperature=1.0, adam_beta2=0.95, weight_decay=0.01, loss_agg="seq_mean", micro_batch_size=8,
+                    gradient_checkpointing=True, vllm_sleep=True,
+                    prompt="paper", extraction="boxed", levels="", vllm_gpu_memory=0.3, eval_t1=True,
+                    eval_every=10, eval_problems=500, eval_samples=8, checkpoint_every=10),
         about="the original small study's grid and hyperparameters (GPU)",
     ),
+    # RLVR-Decomposed (Zhu et al. 2025) at a scale one GPU can run: its prompt, loss (PPO clip 0.2, token
+    # mean over the kept samples of each mini-batch, logits / T), regularisers (entropy 0.001, weight decay
+    # 0.01, grad clip 1, GRPO's k3 KL loss 0.001) and PSR/NSR schedule (filter, then mini-batches of a fixed
+    # size), with 64 prompts x 8 per step instead of 1024 x 8 and a 128-sample mini-batch (4 updates when
+    # all are kept, as the paper's 256 prompts of 1024). Micro-batches of 2: at 3072 tokens the fp32
+    # logits over a 152k vocabulary dominate memory (hardware.memory_plan).
     "paper": GridSpec(
         models=("qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce", "reinforce", "grpo"),
         seeds=(0, 1, 2),
-        params=dict(steps=200, prompts_per_step=256, rollouts_per_prompt=8, max_tokens=4096, lr=1e-6,
-                    mini_batches=4, temperature=1.0, eval_every=20, eval_problems=500, eval_samples=16,
-                    max_model_len=5120, checkpoint_every=10),
-        about="Zhu et al. 2025 settings (8 rollouts, lr 1e-6, clipped surrogate with mini-batches; GPU)",
+        params=dict(steps=140, prompts_per_step=64, rollouts_per_prompt=8, max_tokens=3072, max_prompt_tokens=1024,
+                    max_model_len=4096, lr=1e-6, temperature=1.0, top_p=1.0, mini_batch_size=128, micro_batch_size=2,
+                    gradient_checkpointing=True, vllm_sleep=True,
+                    clip_eps=0.2, loss_agg="token_mean", loss_norm="kept", scale_logits=True, entropy_coef=0.001,
+                    weight_decay=0.01, max_grad_norm=1.0, prompt="paper", extraction="boxed", levels="",
+                    eval_every=7, eval_problems=500, eval_samples=16, eval_temperature=0.6, eval_top_p=0.95,
+                    eval_max_tokens=3072, checkpoint_every=7),
+        per_objective={"grpo": dict(kl_coef=0.001)},
+        about="Zhu et al. 2025's recipe at one-GPU scale (64 prompts x 8, mini-batches of 128; GPU)",
     ),
 }
+
+# The two recipes the profiles follow, as facts (shared/reference/paper_recipe.md), for the README table.
+RECIPES: dict[str, dict[str, Any]] = {
+    "original small study": dict(
+        model="Qwen2.5-0.5B/1.5B/3B-Instruct", steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512,
+        min_tokens=128, temperature=1.0, lr=1e-6, adam_beta2=0.95, weight_decay=0.01, mini_batches=1,
+        loss_agg="seq_mean", clip_eps="0.2 (inactive)", entropy_coef=0, kl_coef=0, eval_samples="1 at T=1.0"),
+    "paper": dict(
+        model="Qwen2.5-Math-7B", steps=140, prompts_per_step=1024, rollouts_per_prompt=8, max_tokens=3072,
+        max_prompt_tokens=1024, temperature=1.0, lr=1e-6, adam_beta2=0.999, weight_decay=0.01,
+        mini_batch_size="2048 (256 prompts)", loss_agg="token_mean", loss_norm="kept", scale_logits=True, clip_eps=0.2,
+        entropy_coef=0.001, kl_coef="0 (grpo: 0.001)", eval_samples="256 at T=0.6, top-p 0.95"),
+}
+TABLE_KEYS = ("model", "objective", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "min_tokens",
+              "max_prompt_tokens", "temperature", "lr", "adam_beta2", "weight_decay", "mini_batches", "mini_batch_size",
+              "loss_agg", "loss_norm", "scale_logits", "clip_eps", "entropy_coef", "kl_coef", "prompt", "extraction",
+              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1")
+
+
+def settings_table() -> str:
+    """Markdown: setting x {the two recipes, each profile's resolved cells}. The README carries it verbatim."""
+    cols = list(RECIPES) + [f"`{p}`" for p in PROFILES]
+    rows = ["| setting | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    for k in TABLE_KEYS:
+        vals = [str(RECIPES[r].get(k, "")) for r in RECIPES]
+        for p in PROFILES:
+            cs = cells(p)
+            by_obj = {c.config.objective: getattr(c.config, k) for c in cs}
+            if k in ("model", "objective"):
+                vals.append(", ".join(dict.fromkeys(str(getattr(c.config, k)) for c in cs)))
+                continue
+            first = getattr(cs[0].config, k)
+            other = {o: v for o, v in by_obj.items() if v != first}
+            vals.append(f"{first!r}" + "".join(f" ({o}: {v!r})" for o, v in other.items()))
+        rows.append(f"| `{k}` | " + " | ".join(vals) + " |")
+    return "\n".join(rows) + "\n"
+
+
+AXES = {"models": str, "objectives": str, "seeds": int, "lams": float}  # --set models=a,b narrows an axis
 
 
 @dataclass(frozen=True)
 class Cell:
     name: str
-    params: dict[str, Any]
+    config: TrainConfig  # complete: nothing is left for the notebook to fill in
 
 
-def notebook_parameters(nb: Path = NOTEBOOK) -> dict[str, Any]:
-    import papermill
+def resolve_config(profile: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """One config from a profile: TrainConfig's defaults <- the profile's settings <- `overrides`
+    (the profile's first model and objective unless overridden). The notebook's interactive path."""
+    spec = _profile(profile)
+    d = {"model": spec.models[0], "objective": spec.objectives[0], **(overrides or {})}
+    return TrainConfig.from_dict({**spec.params, **spec.per_objective.get(d["objective"], {}), **d})
 
-    return papermill.inspect_notebook(str(nb))
 
-
-def cells(profile: str, sets: dict[str, Any] | None = None, nb: Path = NOTEBOOK) -> list[Cell]:
-    """The grid's cells; `sets` override profile values (and may narrow an axis: models=a,b)."""
-    if profile not in PROFILES:
-        raise ValueError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
-    spec = PROFILES[profile]
+def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
+    """The grid's cells, each a complete validated config; `sets` override profile values and may
+    narrow an axis (models=a,b). Every cell is validated before the first one runs."""
+    spec = _profile(profile)
     sets = dict(sets or {})
     axes = {"models": spec.models, "objectives": spec.objectives, "seeds": spec.seeds, "lams": spec.lams}
-    for ax, conv in (("models", str), ("objectives", str), ("seeds", int), ("lams", float)):
+    for ax, conv in AXES.items():
         if ax in sets:
             axes[ax] = tuple(conv(x) for x in str(sets.pop(ax)).split(","))
-    allowed = set(notebook_parameters(nb)) | {f for f in TrainConfig.__dataclass_fields__}
-    unknown = sorted(set(sets) - allowed)
+    unknown = sorted(set(sets) - set(TrainConfig.__dataclass_fields__))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: not in {nb.name}'s parameters cell "
-                         f"nor TrainConfig")
-    params = {**spec.params, **sets}
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: not a TrainConfig field nor an axis "
+                         f"({', '.join(AXES)}); the notebook's parameters cell takes a whole config")
     short = _model_names(axes["models"])
     out = []
     for model, obj, seed, lam in itertools.product(axes["models"], axes["objectives"], axes["seeds"], axes["lams"]):
-        p = {**params, "model": model, "objective": obj, "seed": seed, "lam": lam}
-        p = {k: coerce(k, v) if k in TrainConfig.__dataclass_fields__ else v for k, v in p.items()}
-        TrainConfig.from_dict(p)  # every cell validated before the first one runs
+        cfg = TrainConfig.from_dict({**spec.params, **spec.per_objective.get(obj, {}), **sets, "model": model,
+                                     "objective": obj, "seed": seed, "lam": lam})
         name = f"{short[model]}__{obj}__s{seed}" + (f"__lam{lam:g}" if len(axes["lams"]) > 1 else "")
-        out.append(Cell(name, p))
+        out.append(Cell(name, cfg))
     return out
+
+
+def settings_diff(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings of `cfg` that differ from TrainConfig's defaults (what a profile decided)."""
+    base = TrainConfig().to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if v != base[k]}
+
+
+def _profile(name: str) -> GridSpec:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
 
 
 def _model_names(models: tuple[str, ...]) -> dict[str, str]:
@@ -107,11 +177,9 @@ def _model_names(models: tuple[str, ...]) -> dict[str, str]:
     return {m: (f"{b}-{hashlib.sha1(m.encode()).hexdigest()[:6]}" if b in clash else b) for m, b in base.items()}
 
 
-def notebook_args(params: dict[str, Any], run_dir: Path, nb_params: set[str]) -> dict[str, Any]:
-    """Split cell params into the notebook's own parameters and the `extra` dict for the rest."""
-    own = {k: v for k, v in params.items() if k in nb_params}
-    extra = {k: v for k, v in params.items() if k not in nb_params}
-    return {**own, "extra": extra, "run_dir": str(run_dir), "resume": True}
+def notebook_args(cell: Cell, run_dir: Path) -> dict[str, Any]:
+    """The notebook's parameters for a cell: its whole resolved config, nothing left to defaults."""
+    return {"config": cell.config.to_dict(), "run_dir": str(run_dir), "resume": True}
 
 
 def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None, dry_run: bool = False,
@@ -122,10 +190,12 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
     todo = cells(profile, sets)
     runs = Path(runs)
     if dry_run:
+        base = TrainConfig().to_dict()
+        log(f"{len(todo)} cells; settings that differ from TrainConfig's defaults (the rest are those defaults):")
         for c in todo:
-            log(f"{RunDir(runs / c.name).status().get('state', 'pending'):8s} {c.name}  {json.dumps(c.params)}")
+            diff = ", ".join(f"{k}={v!r} (default {base[k]!r})" for k, v in settings_diff(c.config).items())
+            log(f"{RunDir(runs / c.name).status().get('state', 'pending'):8s} {c.name}  {diff}")
         return 0
-    nb_params = set(notebook_parameters())  # inspected once, not per cell
     failed: list[str] = []
     durations: list[float] = []
     for i, c in enumerate(todo):
@@ -143,7 +213,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
         run.path.mkdir(parents=True, exist_ok=True)
         partial = run.path / ".train.partial.ipynb"
         try:
-            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(c.params, run.path, nb_params),
+            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(c, run.path),
                                        cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=False,
                                        kernel_name="python3")
             partial.rename(run.notebook)
@@ -164,9 +234,3 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
 
 def _fmt(s: float) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s"
-
-
-def main_grid(profile: str, runs: str, sets: dict[str, Any], dry_run: bool) -> int:
-    n_failed = run_grid(profile, runs, sets, dry_run, log=lambda m: print(m, flush=True))
-    return 1 if n_failed else 0
-

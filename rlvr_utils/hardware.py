@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 PRECISIONS = ("auto", "fp32", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
 _DTYPE = {"fp32": "float32", "bf16": "bfloat16"}
 
 
@@ -55,7 +54,7 @@ def resolve_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but torch sees no CUDA device")
     if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device={device!r} not in {', '.join(DEVICES)} (or cuda:N)")
+        raise ValueError(f"device={device!r} not in auto, cpu, cuda (or cuda:N)")
     return device
 
 
@@ -152,3 +151,113 @@ def resolve(device: str = "auto", precision: str = "auto") -> Hardware:
         chosen, reason = measure_cpu_precision()
         return Hardware(dev, chosen, name, bf16_native(flags), reason)
     return Hardware(dev, precision, name, bf16_native(flags), "forced")
+
+
+# ------------------------------------------------------------------------------------ memory plan
+
+GB = 1e9
+
+
+def param_count(mc) -> int:
+    """Parameters of a decoder-only transformer from its HF config (Llama/Qwen2 shapes: GQA, SwiGLU)."""
+    H, L, F, V = mc.hidden_size, mc.num_hidden_layers, mc.intermediate_size, mc.vocab_size
+    heads = mc.num_attention_heads
+    kv = getattr(mc, "num_key_value_heads", None) or heads
+    hd = getattr(mc, "head_dim", None) or H // heads
+    bias = (heads + 2 * kv) * hd if getattr(mc, "attention_bias", mc.model_type == "qwen2") else 0
+    per_layer = H * heads * hd + 2 * H * kv * hd + heads * hd * H + bias + 3 * H * F + 2 * H
+    head = 0 if getattr(mc, "tie_word_embeddings", False) else V * H
+    return V * H + head + L * per_layer + H
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Bytes a run needs at its two peaks (rollout, update) against what the device has."""
+
+    params: int
+    parts: dict  # name -> bytes
+    rollout_peak: float
+    update_peak: float
+    available: float
+    device: str
+
+    @property
+    def peak(self) -> float:
+        return max(self.rollout_peak, self.update_peak)
+
+    @property
+    def fits(self) -> bool:
+        return self.peak <= 0.95 * self.available  # allocator fragmentation and the CUDA context
+
+    def __str__(self) -> str:
+        rows = [f"memory plan ({self.params / 1e9:.2f}B parameters, {self.device}, {self.available / GB:.1f} GB):"]
+        rows += [f"  {k:34s} {v / GB:8.2f} GB" for k, v in self.parts.items()]
+        rows += [f"  {'peak while sampling':34s} {self.rollout_peak / GB:8.2f} GB",
+                 f"  {'peak while updating':34s} {self.update_peak / GB:8.2f} GB  "
+                 f"({'fits' if self.fits else 'DOES NOT FIT'})"]
+        return "\n".join(rows)
+
+
+def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> MemoryPlan:
+    """Estimate, before any weights load, what `cfg` needs on `hw` for a model of HF config `mc`.
+
+    fp32 master weights (4 B/param), fp32 grads (4), AdamW moments (8), a frozen fp32 reference when
+    kl_coef > 0 (4); the engine: vLLM's share of the card (gpu_memory_utilization; released while
+    training when it sleeps) or the HF engine's bf16 copy (2) plus its KV cache; activations of one
+    micro-batch: per token and layer ~(10 H + 4 F) values (F: the MLP width) in the compute precision (H with activation
+    checkpointing), plus fp32 logits, log-softmax and their gradients at response positions only.
+    """
+    P = param_count(mc)
+    H, L, F, V = mc.hidden_size, mc.num_hidden_layers, mc.intermediate_size, mc.vocab_size
+    heads = mc.num_attention_heads
+    kv = getattr(mc, "num_key_value_heads", None) or heads
+    hd = getattr(mc, "head_dim", None) or H // heads
+    act_bytes = 2 if hw.precision == "bf16" else 4
+    seq = cfg.max_prompt_tokens + max(cfg.max_tokens, cfg.eval_max_tokens)
+    tokens = cfg.micro_batch_size * seq
+    per_tok_layer = (H if cfg.gradient_checkpointing else 10 * H + 4 * F) * act_bytes
+    parts = {"weights (fp32 master)": 4 * P, "gradients (fp32)": 4 * P, "AdamW moments (fp32)": 8 * P}
+    if cfg.kl_coef > 0:
+        parts["reference policy (fp32)"] = 4 * P
+    parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] = tokens * L * per_tok_layer
+    parts["logits at response positions"] = cfg.micro_batch_size * cfg.max_tokens * V * 4 * 3
+    cuda = hw.device.startswith("cuda")
+    if available is None:
+        available = _device_bytes(hw.device)
+    from .rollouts import vllm_available
+
+    engine_vllm = cfg.engine == "vllm" or (cfg.engine == "auto" and vllm_available())
+    if engine_vllm and cuda:
+        parts[f"vLLM share ({cfg.vllm_gpu_memory:.2f} of the card)"] = cfg.vllm_gpu_memory * available
+    elif not engine_vllm:
+        batch = min(64, cfg.prompts_per_step * cfg.rollouts_per_prompt)  # HFEngine's batch size
+        if hw.precision == "bf16":
+            parts["HF engine bf16 copy"] = 2 * P
+        parts[f"HF engine KV cache ({batch} x {seq})"] = batch * seq * L * 2 * kv * hd * act_bytes
+    engine = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine")))
+    resident = parts["weights (fp32 master)"] + parts["AdamW moments (fp32)"] + parts.get("reference policy (fp32)", 0)
+    sleeping = engine_vllm and cuda and cfg.vllm_sleep
+    update = resident + parts["gradients (fp32)"] + parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] \
+        + parts["logits at response positions"] + (0 if sleeping else engine)
+    return MemoryPlan(P, parts, resident + engine, update, available, hw.device)
+
+
+def _device_bytes(device: str) -> float:
+    import os
+
+    if device.startswith("cuda"):
+        import torch
+
+        return float(torch.cuda.get_device_properties(device).total_memory)
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_plan(plan: MemoryPlan) -> None:
+    """Refuse a run that cannot fit, naming what to change."""
+    if plan.fits:
+        return
+    raise MemoryError(
+        f"{plan}\nthe run needs ~{plan.peak / GB:.1f} GB but {plan.device} has {plan.available / GB:.1f} GB. "
+        "Change one of: micro_batch_size (activations), gradient_checkpointing=true, vllm_sleep=true (the engine "
+        "releases its share while the policy trains), a lower vllm_gpu_memory, kl_coef=0 (no reference copy), "
+        "max_tokens, or a smaller model / larger card.")

@@ -15,14 +15,18 @@ class PromptTemplate:
 PROMPTS: dict[str, PromptTemplate] = {
     t.name: t
     for t in (
-        # The study's prompt (Zhu et al. 2025 / Qwen2.5-Math evaluation): reason, then box the answer.
+        # The paper's prompt, exactly as its code builds it (RLVR-Decomposed, rl_dataset.py ~137).
         PromptTemplate(
             "paper",
+            "You are a helpful assistant.",
+            "{problem}\nPlease reason step by step, and put your final answer within \\boxed{{}}.",
+        ),
+        # Qwen2.5-Math's evaluation prompt (what this kit called "paper" before it was checked).
+        PromptTemplate(
+            "qwen_math",
             "Please reason step by step, and put your final answer within \\boxed{}.",
             "{problem}\nLet's think step by step and output the final answer within \\boxed{{}}.",
         ),
-        # Same instruction without a system message of our own (the template's default applies).
-        PromptTemplate("paper_nosys", "", "{problem}\nLet's think step by step and output the final answer within \\boxed{{}}."),
         # For weak models that do not box (pair with the `boxed_or_answer_is` extraction policy).
         PromptTemplate(
             "answer_is",

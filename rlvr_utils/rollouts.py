@@ -10,11 +10,13 @@ computes, so engine-vs-policy agreement is a direct check of weight sync.
 from __future__ import annotations
 
 import os
+import typing
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 EngineKind = Literal["auto", "vllm", "hf"]
+ENGINES: tuple[str, ...] = typing.get_args(EngineKind)  # auto = vLLM where installed, else hf
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,6 @@ class Rollout:
     text: str
     finish_reason: str  # "stop" (ended on EOS) | "length"
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 class Engine(ABC):
     name: str
@@ -69,6 +68,11 @@ class Engine(ABC):
         pass
 
 
+def mix_seed(seed: int, salt: int) -> int:
+    """One seed per (run seed, step / request / sample): the one rule used wherever seeds are derived."""
+    return seed * 1_000_003 + salt
+
+
 def vllm_available() -> bool:
     try:
         import importlib.util
@@ -82,8 +86,8 @@ def make_engine(kind: EngineKind, model_path: str, policy=None, tokenizer=None, 
                 **kw) -> Engine:
     """`auto` picks vLLM when it is installed, else the HF engine over `policy`. `dtype` is the engine's
     precision (float32 | bfloat16), resolved by `hardware.resolve` for the run."""
-    if kind not in ("auto", "vllm", "hf"):
-        raise ValueError(f"unknown engine {kind!r}; known: auto, vllm, hf")
+    if kind not in ENGINES:
+        raise ValueError(f"unknown engine {kind!r}; known: {', '.join(ENGINES)}")
     if kind == "vllm" or (kind == "auto" and vllm_available()):
         return VLLMEngine(model_path, dtype=dtype, **kw)
     if policy is None or tokenizer is None:
@@ -294,7 +298,7 @@ class VLLMEngine(Engine):
         sps = [sampling] * len(prompts) if isinstance(sampling, SamplingConfig) else list(sampling)
         params = [
             SamplingParams(n=n, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
-                           min_tokens=sp.min_tokens, seed=sp.seed * 1_000_003 + i, logprobs=0,
+                           min_tokens=sp.min_tokens, seed=mix_seed(sp.seed, i), logprobs=0,
                            skip_special_tokens=True)
             for i, sp in enumerate(sps)
         ]

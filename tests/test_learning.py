@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlvr_utils.config import TrainConfig
-from rlvr_utils.objectives import advantages
+from rlvr_utils.objectives import advantages, objective_kwargs
 from rlvr_utils.rollouts import HFEngine, SamplingConfig
 from rlvr_utils.train import update_policy
 
@@ -47,7 +47,7 @@ def run(objective: str, steps: int = 30, mini_batches: int = 1, lr: float = 3e-3
         rolls = eng.generate(prompts, cfg.rollouts_per_prompt, SamplingConfig(1.0, 1.0, 4, 4, seed=step))
         correct = torch.tensor([TARGET in r.response_ids for r in rolls])
         groups = torch.tensor([r.prompt_index for r in rolls])
-        adv, keep = advantages(objective, correct, groups, cfg.lam)
+        adv, keep = advantages(objective, correct, groups, **objective_kwargs(cfg))
         stats.append(update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, step))
         rewards.append(correct.float().mean().item())
     return rewards, stats
@@ -99,3 +99,20 @@ def test_grpo_uniform_groups_are_not_forwarded():
     adv, keep = advantages("grpo", torch.tensor([True, False, False, False]), groups)
     st = update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, 2)
     assert st["optimizer_steps"] == 1 and st["tokens_trained"] == sum(len(r.response_ids) for r in rolls[:2])
+
+
+@pytest.mark.parametrize("kept,size", [(5, 2), (4, 2), (1, 4), (0, 3), (8, 8)])
+def test_paper_schedule_takes_ceil_kept_over_size_steps(kept, size):
+    """Filter first, then cut the kept samples into mini-batches of `size`: ceil(kept / size) optimizer steps."""
+    policy, tok = toy()
+    eng = HFEngine(policy, tok, dtype="float32")
+    cfg = TrainConfig(objective="psr", prompts_per_step=4, rollouts_per_prompt=2, max_tokens=4, precision="fp32",
+                      mini_batch_size=size, lr=1e-2)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
+    rolls = eng.generate([[3], [4], [5], [6]], 2, SamplingConfig(1.0, 1.0, 4, 4, 0))
+    correct = torch.tensor([i < kept for i in range(8)])
+    adv, keep = advantages("psr", correct, torch.tensor([r.prompt_index for r in rolls]))
+    st = update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, 1)
+    assert st["optimizer_steps"] == -(-kept // size) and st["tokens_trained"] == 4 * kept
+    assert (st["clip_frac"] == 0.0) == (kept <= size)  # one mini-batch: on-policy, nothing to clip

@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import TINY_GRID as TINY
 from conftest import run_grid_cli as grid
 from rlvr_utils.analysis import load_samples
-from rlvr_utils.inspect import SampleBrowser, filter_records, render_record
+from rlvr_utils.browser import SampleBrowser, filter_records, render_record
 from rlvr_utils.runs import RunDir
 
 REPO = Path(__file__).resolve().parents[1]

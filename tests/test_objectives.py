@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from rlvr_utils.objectives import OBJECTIVES, advantages, loss_denominator, policy_loss
+from rlvr_utils.losses import loss_denominator, policy_loss
+from rlvr_utils.objectives import OBJECTIVES, advantages
 
 C = torch.tensor([True, False, True, False, False, False])  # 3 prompts x 2 samples
 G = torch.tensor([0, 0, 1, 1, 2, 2])

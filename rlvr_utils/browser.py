@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis import load_samples
+from .grading import STATUSES
 
-STATUS_FILTERS = ("all", "correct", "incorrect", "no_answer", "timeout", "error", "invalid_gold")
 ALL = "all"
+STATUS_FILTERS = (ALL, *STATUSES)
 
 
 def sources(records: pd.DataFrame) -> list[str]:

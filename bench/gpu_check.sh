@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one prepared device check, for a session lent a GPU (torch + transformers preinstalled; no vLLM,
+# no hub, no package index). Run from the repo root, carrying .whl/ (`make wheels` fills it with
+# math-verify and its two small dependencies, ~0.4 MB):  bash bench/gpu_check.sh
+# It runs bench/gpu_step.py (two RL steps of the `seed` batch per Qwen2.5 shape) and writes under $OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install -q --no-index --find-links .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"
+nvidia-smi --query-gpu=name,memory.total --format=csv || true
+OUT=${OUT:-bench/results}
+mkdir -p "$OUT"
+PYTHONPATH=. python bench/gpu_step.py --out "$OUT/gpu_step.json" "$@" 2>&1 | grep -v "Loading weights\|Writing model" | tee "$OUT/gpu_step.log"

@@ -1,0 +1,136 @@
+"""Two RL steps of the original study's batch on one GPU, through the real trainer: where time and memory go.
+
+Qwen2.5-0.5B/1.5B/3B-shaped models with random weights (published shapes, no download) and a byte-level
+tokenizer built here (the hub's is not reachable); generated problems (`gen:chain`), so no data travels.
+Each model trains 2 steps of 32 prompts x 2 samples x 512 tokens (forced full length: random weights
+rarely stop) with W-REINFORCE (every sample is trained) and the HF engine on the same device. Printed per
+model: per-phase seconds, generated and trained tokens/s, the update's model FLOP utilisation, peak GPU
+memory, and the memory plan's prediction beside it.
+
+GPU:       python bench/gpu_step.py                    (bench/gpu_check.sh installs math-verify first)
+CPU smoke: python bench/gpu_step.py --device cpu --tiny
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from rlvr_utils.config import TrainConfig
+from rlvr_utils.hardware import memory_plan
+from rlvr_utils.hardware import resolve as resolve_hardware
+from rlvr_utils.models import load_tokenizer
+from rlvr_utils.prompts import render
+from rlvr_utils.runs import RunDir
+from rlvr_utils.train import train
+
+SHAPES = {  # published Qwen2.5-*-Instruct config.json values
+    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+                         num_key_value_heads=2),
+    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+                         num_key_value_heads=2),
+    "qwen2.5-3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                       num_key_value_heads=2),
+}
+PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer with a chat template: enough for prompts and decoding, no download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.add_special_tokens(specials)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.chat_template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+                         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    return tok
+
+
+def build_model(name: str, out: Path, tiny: bool, device: str) -> Path:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tiny_shape = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=2,
+                      num_key_value_heads=1)
+    shape = {**SHAPES[name], **(tiny_shape if tiny else {})}
+    tok = byte_tokenizer()
+    cfg = Qwen2Config(vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6, tie_word_embeddings=True,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **shape)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2ForCausalLM(cfg).to(torch.bfloat16)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    del model
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--tiny", action="store_true", help="2 layers and a small batch: a CPU smoke test")
+    ap.add_argument("--models", default=",".join(SHAPES))
+    ap.add_argument("--out", default=None, help="also write the rows as JSON here")
+    a = ap.parse_args()
+    cuda = a.device.startswith("cuda")
+    batch = dict(prompts_per_step=2, rollouts_per_prompt=2, max_tokens=8) if a.tiny else \
+        dict(prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in a.models.split(","):
+            path = build_model(name, Path(tmp) / name, a.tiny, a.device)
+            cfg = TrainConfig(model=str(path), data="gen:chain?difficulty=3&n=400", objective="w_reinforce", steps=2,
+                              **batch, min_tokens=batch["max_tokens"], engine="hf", device=a.device, eval_problems=0,
+                              checkpoint_every=0, micro_batch_size=8, lr=1e-6, grade_workers=2, max_model_len=2048)
+            hw = resolve_hardware(cfg.device, cfg.precision)
+            from transformers import AutoConfig
+
+            plan = memory_plan(AutoConfig.from_pretrained(path), cfg, hw)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            t0 = time.perf_counter()
+            run = train(cfg, Path(tmp) / f"run-{name}", log=lambda m: None)
+            wall = time.perf_counter() - t0
+            peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
+            ms = RunDir(run.path).read_metrics()
+            m = ms[-1]  # the second step: warm
+            gen_tokens = m["samples"] * m["response_len_mean"]
+            # update FLOPs ~ 6 x params x tokens forwarded: prompt tokens too, but the vocabulary head only
+            # runs at response positions
+            tok = load_tokenizer(str(path))
+            recs = [json.loads(x) for x in (run.path / "samples" / "step_00002.jsonl").read_text().splitlines()]
+            prompt_tokens = sum(len(render(tok, r["problem"], cfg.prompt)) for r in recs)
+            n_params = plan.params
+            head = 151936 * AutoConfig.from_pretrained(path).hidden_size
+            flops = 6 * ((n_params - head) * (prompt_tokens + m["tokens_trained"]) + head * m["tokens_trained"])
+            card = torch.cuda.get_device_name(a.device) if cuda else hw.name
+            peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
+            row = {"model": name, "device": card, "precision": hw.precision, "params_b": round(n_params / 1e9, 3),
+                   "generate_s": round(m["time_generate"], 2), "grade_s": round(m["time_grade"], 2),
+                   "train_s": round(m["time_train"], 2), "sync_s": round(m["time_sync"], 2),
+                   "gen_tokens_s": round(gen_tokens / m["time_generate"], 1),
+                   "train_tokens_s": round(m["tokens_trained"] / m["time_train"], 1),
+                   "update_mfu": round(flops / m["time_train"] / (peak_tflops * 1e12), 3) if peak_tflops else None,
+                   "peak_gb": round(peak, 2) if peak is not None else None,
+                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 2), "wall_s_2_steps": round(wall, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if cuda:
+                torch.cuda.empty_cache()
+    print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
+    for r in rows:
+        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+    if a.out:
+        Path(a.out).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

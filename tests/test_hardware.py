@@ -1,0 +1,57 @@
+"""Device and precision are decided from the machine and recorded; the memory plan refuses what cannot fit."""
+
+import json
+
+import pytest
+import torch
+
+from rlvr_utils.config import TrainConfig
+from rlvr_utils.hardware import Hardware, check_plan, cpu_info, memory_plan, param_count, resolve
+
+
+def test_auto_precision_is_measured_once_and_forcing_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
+    hw = resolve("auto", "auto")
+    assert hw.device == ("cuda" if torch.cuda.is_available() else "cpu") and hw.precision in ("fp32", "bf16")
+    if hw.device == "cpu":
+        assert "measured" in hw.reason and cpu_info()[0] in json.loads((tmp_path / "hardware.json").read_text()).popitem()[0]
+        assert resolve("cpu", "auto") == hw  # the cached verdict: every run on this machine agrees
+    assert resolve("cpu", "bf16").precision == "bf16" and resolve("cpu", "fp32").dtype == "float32"
+    with pytest.raises(ValueError, match="precision"):
+        resolve("cpu", "fp16")
+    with pytest.raises(ValueError, match="precision='fp8' not in"):
+        TrainConfig(precision="fp8")
+
+
+def test_param_count_matches_the_model(tiny_model_path):
+    from transformers import AutoConfig, AutoModelForCausalLM, Qwen2Config
+
+    mc = AutoConfig.from_pretrained(tiny_model_path)
+    assert param_count(mc) == sum(p.numel() for p in AutoModelForCausalLM.from_config(mc).parameters())
+    q = Qwen2Config(vocab_size=1000, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, tie_word_embeddings=True)  # Qwen2 has q/k/v biases
+    assert param_count(q) == sum(p.numel() for p in AutoModelForCausalLM.from_config(q).parameters())
+
+
+def test_memory_plan_refuses_what_cannot_fit_and_names_the_knobs(tmp_path, tiny_model_path, monkeypatch):
+    from transformers import Qwen2Config
+
+    from rlvr_utils.train import train
+
+    q3b = Qwen2Config(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                      num_attention_heads=16, num_key_value_heads=2, tie_word_embeddings=True)
+    gpu = Hardware("cuda", "bf16", "H100", True, "test")
+    cfg = TrainConfig(model="qwen2.5-3b", engine="vllm", micro_batch_size=16, vllm_gpu_memory=0.3)
+    plan = memory_plan(q3b, cfg, gpu, available=80e9)
+    assert plan.parts["AdamW moments (fp32)"] == 8 * plan.params and 3.0e9 < plan.params < 3.2e9
+    assert not plan.fits and "DOES NOT FIT" in str(plan)
+    with pytest.raises(MemoryError, match="micro_batch_size.*gradient_checkpointing"):
+        check_plan(plan)
+    lean = memory_plan(q3b, cfg.replace(micro_batch_size=8, gradient_checkpointing=True, vllm_sleep=True), gpu, 80e9)
+    assert lean.fits and lean.update_peak < plan.update_peak
+    # the trainer refuses before any weights load, and writes nothing (a machine with 1 MB of memory)
+    monkeypatch.setattr("rlvr_utils.hardware._device_bytes", lambda device: 1e6)
+    with pytest.raises(MemoryError):
+        train(TrainConfig(model=tiny_model_path, micro_batch_size=4, max_tokens=64, eval_problems=0, engine="hf",
+                          device="cpu", precision="fp32", levels="Level 1"), tmp_path / "r")
+    assert not (tmp_path / "r" / "config.json").exists()
