@@ -71,10 +71,24 @@ def eval_frame(runs: list[Run]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def seed_ci(values, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lo, hi) across seeds: mean +- t_{(1+level)/2, n-1} * s / sqrt(n). With 3 seeds t is 4.30,
+    not 1.96. One value has no spread to estimate: (value, nan, nan)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    m = float(v.mean())
+    if len(v) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return m, m - half, m + half
+
+
 def accuracy_tables(evals: pd.DataFrame, metric: str = "greedy", every: int = 10) -> dict[str, pd.DataFrame]:
     """The original study's tables: per objective, accuracy per model (rows) at steps 0, every, 2*every, ...
 
-    Cells are "mean ± half-width" over seeds when there are several, else the bootstrap CI of one run.
+    Cells are "mean ± half-width" of the 95% t-interval over seeds when there are several, else the
+    bootstrap CI over problems of one run.
     """
     if evals.empty:
         return {}
@@ -83,8 +97,8 @@ def accuracy_tables(evals: pd.DataFrame, metric: str = "greedy", every: int = 10
     for obj, g in evals[evals["step"].isin(steps)].groupby("objective"):
         def cell(x: pd.DataFrame) -> str:
             if len(x) > 1:
-                m, s = x[metric].mean(), x[metric].std(ddof=1)
-                return f"{m:.3f} ± {1.96 * s / np.sqrt(len(x)):.3f}"
+                m, lo, hi = seed_ci(x[metric])
+                return f"{m:.3f} ± {hi - m:.3f}"
             r = x.iloc[0]
             return f"{r[metric]:.3f} [{r[f'{metric}_lo']:.3f}, {r[f'{metric}_hi']:.3f}]"
 
@@ -113,7 +127,10 @@ def final_accuracy(evals: pd.DataFrame, metric: str = "greedy") -> pd.DataFrame:
 
 
 def pass_at_k_frame(evals: pd.DataFrame) -> pd.DataFrame:
-    """Long frame of pass@k for the base model (step 0, pooled over runs) and each objective's last step."""
+    """Long frame of pass@k for the base model (step 0, pooled over runs) and each objective's last step.
+
+    The CI is over seeds (t-based) when a group has several runs, else that run's bootstrap over
+    problems; the `ci` column says which (never an average of per-run bounds)."""
     if evals.empty:
         return evals
     ks = sorted(int(c.split("@")[1]) for c in evals.columns if c.startswith("pass@") and c.count("_") == 0)
@@ -123,8 +140,13 @@ def pass_at_k_frame(evals: pd.DataFrame) -> pd.DataFrame:
     for label, frame in [("base", base)] + [(o, g) for o, g in last.groupby("objective")]:
         for model, g in frame.groupby("model"):
             for k in ks:
-                rows.append({"model": model, "policy": label, "k": k, "pass@k": g[f"pass@{k}"].mean(),
-                             "lo": g[f"pass@{k}_lo"].mean(), "hi": g[f"pass@{k}_hi"].mean()})
+                if len(g) > 1:
+                    m, lo, hi = seed_ci(g[f"pass@{k}"])
+                    ci = f"seeds (t, n={len(g)})"
+                else:
+                    m, lo, hi = (float(g[f"pass@{k}{x}"].iloc[0]) for x in ("", "_lo", "_hi"))
+                    ci = "problems (bootstrap)"
+                rows.append({"model": model, "policy": label, "k": k, "pass@k": m, "lo": lo, "hi": hi, "ci": ci})
     return pd.DataFrame(rows)
 
 

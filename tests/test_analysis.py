@@ -1,0 +1,29 @@
+"""Study statistics: seed-level CIs use the t distribution; pass@k CIs are never averaged bounds."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from rlvr_utils.analysis import pass_at_k_frame, seed_ci
+
+
+def test_seed_ci_is_t_based():
+    m, lo, hi = seed_ci([0.1, 0.2, 0.3])
+    assert m == pytest.approx(0.2)
+    assert hi - m == pytest.approx(4.302653 * 0.1 / math.sqrt(3), rel=1e-5)  # t(0.975, 2 dof), not 1.96
+    assert math.isnan(seed_ci([0.5])[1])
+
+
+def test_pass_at_k_frame_uses_seeds_or_one_runs_bootstrap():
+    rows = [dict(run=f"r{s}", model="m", objective="nsr", seed=s, step=st, **{"pass@1": v, "pass@1_lo": v - 0.1,
+                                                                            "pass@1_hi": v + 0.1})
+            for s, (a, b) in enumerate([(0.2, 0.3), (0.2, 0.5), (0.2, 0.4)]) for st, v in ((0, a), (5, b))]
+    rows.append(dict(run="p0", model="m", objective="psr", seed=0, step=0, **{"pass@1": 0.2, "pass@1_lo": 0.1,
+                                                                            "pass@1_hi": 0.3}))
+    rows.append(dict(run="p0", model="m", objective="psr", seed=0, step=5, **{"pass@1": 0.25, "pass@1_lo": 0.15,
+                                                                            "pass@1_hi": 0.4}))
+    f = pass_at_k_frame(pd.DataFrame(rows)).set_index("policy")
+    nsr = f.loc["nsr"]
+    assert nsr["ci"].startswith("seeds (t, n=3)") and nsr["hi"] - nsr["pass@k"] == pytest.approx(seed_ci([0.3, 0.5, 0.4])[2] - 0.4)
+    assert f.loc["psr", "ci"] == "problems (bootstrap)" and f.loc["psr", "hi"] == 0.4
