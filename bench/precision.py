@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 
 from rlvr_utils.config import TrainConfig
 from rlvr_utils.data import prepare_data
