@@ -25,5 +25,6 @@ def test_pass_at_k_frame_uses_seeds_or_one_runs_bootstrap():
                                                                             "pass@1_hi": 0.4}))
     f = pass_at_k_frame(pd.DataFrame(rows)).set_index("policy")
     nsr = f.loc["nsr"]
-    assert nsr["ci"].startswith("seeds (t, n=3)") and nsr["hi"] - nsr["pass@k"] == pytest.approx(seed_ci([0.3, 0.5, 0.4])[2] - 0.4)
+    assert nsr["ci"].startswith("seeds (t, n=3)")
+    assert nsr["hi"] - nsr["pass@k"] == pytest.approx(seed_ci([0.3, 0.5, 0.4])[2] - 0.4)
     assert f.loc["psr", "ci"] == "problems (bootstrap)" and f.loc["psr", "hi"] == 0.4
