@@ -11,7 +11,7 @@ MODEL_STAMP := $(VENV)/.model-smollm2-135m
 GRID ?= cpu
 RUNS ?= runs/$(GRID)
 
-.PHONY: help setup model browser test study lint bench wheels notebooks lab clean-venv
+.PHONY: help setup model browser test test-fast study lint bench wheels notebooks lab clean-venv
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ browser: ## Debian's chromium for the JupyterLab browser test (apt-get, as root;
 
 test: setup browser ## run the test suite
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+FAST_TESTS := tests/test_objectives.py tests/test_losses.py tests/test_analysis.py tests/test_data.py tests/test_tasks.py \
+	tests/test_hardware.py tests/test_grid.py tests/test_env.py
+test-fast: setup ## the unit tests: loss maths, objectives, statistics, data, tasks, hardware, profiles (no slow marker)
+	$(PY) -m pytest -q -ra -m "not slow" $(FAST_TESTS) $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check rlvr_utils tests bench

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
 
 from rlvr_utils.config import TrainConfig
 from rlvr_utils.hardware import memory_plan
@@ -27,14 +28,6 @@ from rlvr_utils.prompts import render
 from rlvr_utils.runs import RunDir
 from rlvr_utils.train import train
 
-SHAPES = {  # published Qwen2.5-*-Instruct config.json values
-    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2),
-    "qwen2.5-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                         num_key_value_heads=2),
-    "qwen2.5-3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-                       num_key_value_heads=2),
-}
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
 
 

@@ -159,13 +159,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .grading import EXTRACTION_POLICIES
-    from .grid import PROFILES
-
-    p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
-    sub = p.add_subparsers(dest="group", required=True)
-
+def _add_data_and_grade(sub, policies) -> None:
     d = sub.add_parser("data", help="MATH data: check, import, sample")
     dsub = d.add_subparsers(dest="cmd", required=True)
     c = dsub.add_parser("check", help="gold-answer report and subject x level counts")
@@ -186,12 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("grade", help="grade completions against gold answers")
     g.add_argument("--jsonl", required=True, help="input: one object per line with `completion` and `answer`")
     g.add_argument("--out", required=True)
-    g.add_argument("--policy", default="boxed", choices=EXTRACTION_POLICIES)
+    g.add_argument("--policy", default="boxed", choices=policies)
     g.add_argument("--timeout", type=float, default=5.0, help="seconds per item (hard)")
     g.add_argument("--workers", type=int, default=None)
     g.add_argument("--reward-correct", type=float, default=1.0)
     g.add_argument("--reward-wrong", type=float, default=0.0)
     g.set_defaults(fn=_cmd_grade)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .grading import EXTRACTION_POLICIES
+    from .grid import PROFILES
+
+    p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
+    sub = p.add_subparsers(dest="group", required=True)
+    _add_data_and_grade(sub, EXTRACTION_POLICIES)
 
     e = sub.add_parser("env", help="environment checks")
     esub = e.add_subparsers(dest="cmd", required=True)

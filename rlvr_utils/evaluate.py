@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .grading import GradingPool
+from .grading import STATUSES, GradingPool
 from .rollouts import Engine, SamplingConfig, mix_seed
 from .runs import RunDir, sample_record
 
@@ -52,6 +52,31 @@ def breakdown(per_problem: Sequence[float], problems: Sequence, key: str) -> dic
     for v, p in zip(per_problem, problems):
         groups[getattr(p, key)].append(v)
     return {g: summarize(vs) for g, vs in sorted(groups.items())}
+
+
+def batch_stats(rolls: Sequence, grades: Sequence, keep, n: int) -> dict:
+    """What a training step's rollouts looked like: rewards, statuses, lengths, prompts solved by all or
+    none of their `n` samples, and kept samples."""
+    correct = np.array([g.status == "correct" for g in grades])
+    per_prompt = correct.reshape(-1, n)
+    lens = [len(r.response_ids) for r in rolls]
+    status_counts = Counter(g.status for g in grades)
+    all_lp = [x for r in rolls for x in r.logprobs]
+    return {
+        "reward_mean": float(np.mean([g.reward for g in grades])),
+        "correct_ratio": float(correct.mean()),
+        "samples": len(rolls),
+        "kept": int(keep.sum()),
+        # -mean log p (raw, T=1) of the sampled tokens: an unbiased estimate of the policy's entropy at
+        # T=1 only; `entropy_kept` (update) is the exact entropy of the trained samples at the loss's T
+        "entropy": -float(np.mean(all_lp)) if all_lp else float("nan"),
+        "response_len_mean": float(np.mean(lens)),
+        "response_len_max": int(max(lens)),
+        "truncation_rate": float(np.mean([r.finish_reason == "length" for r in rolls])),
+        "prompts_all_correct": int(per_prompt.all(1).sum()),
+        "prompts_all_wrong": int((~per_prompt).all(1).sum()),
+        **{f"status_{st}": status_counts.get(st, 0) for st in STATUSES},
+    }
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,27 @@ def provenance() -> dict:
     return {"versions": vers, "git": rev, "python": platform.python_version(), "host": platform.node()}
 
 
+def capture_rng() -> dict:
+    """Every random state a resumed run must restore to continue exactly where it stopped."""
+    import random
+
+    import numpy as np
+    import torch
+
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def restore_rng(state: dict) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
 class RunDir:
     """One run's folder (a grid cell). The layout:
 
@@ -140,6 +161,16 @@ class RunDir:
                 rows = [r for r in read_jsonl(f) if r["step"] <= step]
                 atomic_write_text(f, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
+    def board(self, purge_after: int = 0, log=print):
+        """TensorBoard writer for tb/ (events after step `purge_after` are dropped on resume); a no-op
+        writer where tensorboard is not installed (a bare GPU image): metrics.jsonl holds everything."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            log("tensorboard not installed: no tb/ event files")
+            return _NoBoard()
+        return SummaryWriter(str(self.tb), purge_step=purge_after + 1 if purge_after else None)
+
     # -- checkpoints: one directory, replaced atomically
     def save_checkpoint(self, state: dict) -> None:
         import shutil
@@ -165,3 +196,9 @@ class RunDir:
             if (d / "state.pt").exists():
                 return torch.load(d / "state.pt", map_location="cpu", weights_only=False)
         return None
+
+
+class _NoBoard:
+    def add_scalar(self, *a, **k) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...

@@ -1,18 +1,16 @@
 """The RL loop: sample prompts -> rollouts -> grade -> objective -> micro-batched update -> sync.
 
 The only orchestrator, meant to be read top to bottom. What it calls lives elsewhere: data
-preparation in `data.py`, who is kept with what advantage in `objectives.py`, the loss maths in
-`losses.py`, and every file it writes goes through `runs.RunDir`.
+preparation in `data.py`, who is kept with what advantage in `objectives.py`, the mini-batched update
+in `update.py` (its maths in `losses.py`), and every file it writes goes through `runs.RunDir`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import random
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -23,16 +21,16 @@ from transformers import AutoConfig
 
 from .config import TrainConfig
 from .data import Cursor, Prepared, prepare_data
-from .evaluate import EvalSettings, evaluate
-from .grading import STATUSES, GradingPool
+from .evaluate import EvalSettings, batch_stats, evaluate
+from .grading import GradingPool
 from .hardware import check_plan, memory_plan
 from .hardware import resolve as resolve_hardware
-from .losses import aggregate, kl_k3, loss_denominator, masked_sum, pg_loss, policy_loss, response_logprobs
 from .models import load_policy, load_tokenizer, resolve_model
 from .objectives import advantages, objective_kwargs
 from .prompts import check_budget, context_length
 from .rollouts import Engine, SamplingConfig, make_engine, mix_seed
-from .runs import RunDir, append_jsonl, provenance, sample_record
+from .runs import RunDir, append_jsonl, capture_rng, provenance, restore_rng, sample_record
+from .update import update_policy
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
@@ -151,7 +149,7 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         cursor.consumed = ck["cursor"]
-        _restore_rng(ck["rng"])
+        restore_rng(ck["rng"])
         start = ck["step"]
         log(f"resumed from checkpoint after step {start}")
     run.truncate_after(start if start else -1)  # rows past the checkpoint are redone
@@ -162,13 +160,7 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     if start > 0:
         engine.sync_weights(policy)
     pool = GradingPool(workers=cfg.grade_workers, timeout=cfg.grade_timeout, policy=cfg.extraction)  # type: ignore[arg-type]
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-
-        tb = SummaryWriter(str(run.tb), purge_step=start + 1 if start else None)
-    except ImportError:  # a bare GPU image without tensorboard: the run files still hold every metric
-        log("tensorboard not installed: no tb/ event files")
-        tb = _NoBoard()
+    tb = run.board(purge_after=start, log=log)
     es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_max_tokens or cfg.max_tokens,
                       cfg.eval_t1, cfg.seed)
     return Loop(cfg, run, data, policy, ref, opt, sched, cursor, engine, pool, tb, es, log, start)
@@ -196,29 +188,9 @@ def _step(s: Loop, step: int) -> dict:
 
     s.run.write_samples(f"step_{step:05d}", [sample_record(p, r, g, step=step, advantage=float(a), kept=bool(k))
                                              for r, p, g, a, k in zip(rolls, probs, grades, adv, keep)])
-    lens = [len(r.response_ids) for r in rolls]
-    per_prompt = correct.view(cfg.prompts_per_step, cfg.rollouts_per_prompt)
-    status_counts = Counter(g.status for g in grades)
-    all_lp = [x for r in rolls for x in r.logprobs]
-    return {
-        "step": step,
-        "reward_mean": float(np.mean([g.reward for g in grades])),
-        "correct_ratio": float(correct.float().mean()),
-        "samples": len(rolls),
-        "kept": int(keep.sum()),
-        **upd,
-        # -mean log p of sampled tokens: an unbiased estimate of the policy's entropy at T=1
-        "entropy": -float(np.mean(all_lp)) if all_lp else float("nan"),
-        "response_len_mean": float(np.mean(lens)),
-        "response_len_max": int(max(lens)),
-        "truncation_rate": float(np.mean([r.finish_reason == "length" for r in rolls])),
-        "prompts_all_correct": int(per_prompt.all(1).sum()),
-        "prompts_all_wrong": int((~per_prompt).all(1).sum()),
-        **{f"status_{st}": status_counts.get(st, 0) for st in STATUSES},
-        "lr": s.sched.get_last_lr()[0],
-        "time_generate": t1 - t0, "time_grade": t2 - t1, "time_train": t3 - t2, "time_sync": t4 - t3,
-        "time_total": t4 - t0,
-    }
+    return {"step": step, **batch_stats(rolls, grades, keep, cfg.rollouts_per_prompt), **upd,
+            "lr": s.sched.get_last_lr()[0], "time_generate": t1 - t0, "time_grade": t2 - t1, "time_train": t3 - t2,
+            "time_sync": t4 - t3, "time_total": t4 - t0}
 
 
 def _evaluate(s: Loop, step: int) -> None:
@@ -237,115 +209,7 @@ def _evaluate(s: Loop, step: int) -> None:
 def _checkpoint(s: Loop, step: int) -> None:
     t0 = time.perf_counter()
     s.run.save_checkpoint({"step": step, "policy": s.policy.state_dict(), "optimizer": s.opt.state_dict(),
-                           "scheduler": s.sched.state_dict(), "cursor": s.cursor.consumed, "rng": _capture_rng()})
+                           "scheduler": s.sched.state_dict(), "cursor": s.cursor.consumed, "rng": capture_rng()})
     s.log(f"checkpoint after step {step} ({time.perf_counter() - t0:.1f}s)")
 
 
-class _NoBoard:
-    def add_scalar(self, *a, **k) -> None: ...
-    def flush(self) -> None: ...
-    def close(self) -> None: ...
-
-
-def _capture_rng() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-
-
-def _restore_rng(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-
-
-def _chunks(idx: list[int], size: int) -> list[list[int]]:
-    return [idx[i : i + size] for i in range(0, len(idx), size)]
-
-
-def update_policy(cfg: TrainConfig, policy, ref, opt, sched, rolls: list, adv: torch.Tensor, keep: torch.Tensor,
-                  step: int) -> dict:
-    """Mini-batched policy-gradient update. Non-kept samples carry no gradient and are not forwarded.
-
-    Mini-batches: `mini_batches` equal slices of the shuffled rollout batch (filtering happens inside
-    each), or, with `mini_batch_size` m, the paper's schedule: the kept samples only, cut into slices
-    of m, so k kept samples take ceil(k / m) optimizer steps. `cfg.precision` must be resolved
-    (fp32 | bf16): bf16 runs the matmuls under autocast. With one mini-batch the old log-probs are the
-    current ones, so the on-policy loss -A log pi is used (the clipped surrogate's gradient at ratio 1,
-    and a value that means something); with several, PPO's clipped surrogate against log-probs
-    computed once before the first optimizer step.
-    """
-    if cfg.precision not in ("fp32", "bf16"):
-        raise ValueError(f"update_policy needs a resolved precision (fp32 | bf16), got {cfg.precision!r}")
-    bf16 = cfg.precision == "bf16"
-    temperature = cfg.temperature if cfg.scale_logits and cfg.temperature > 0 else 1.0
-    B = len(rolls)
-    order = torch.randperm(B, generator=torch.Generator().manual_seed(mix_seed(cfg.seed, step))).tolist()
-    if cfg.mini_batch_size:
-        mbs = _chunks([i for i in order if keep[i]], cfg.mini_batch_size)
-    else:
-        mbs = _chunks(order, B // cfg.mini_batches)
-    resp_mask = torch.zeros((B, max(len(r.response_ids) for r in rolls)), dtype=torch.bool)
-    for b, r in enumerate(rolls):
-        resp_mask[b, : len(r.response_ids)] = True
-    # A zero advantage (GRPO on a group that is all right or all wrong) is a zero gradient: such samples,
-    # like filtered ones, are never forwarded unless an entropy/KL term still needs them. Micro-batches
-    # are length-sorted: far less padding, same sum (the loss is additive over samples).
-    needs = [bool(keep[i]) and (adv[i] != 0 or bool(cfg.entropy_coef) or bool(cfg.kl_coef)) for i in range(B)]
-    length = lambda i: len(rolls[i].prompt_ids) + len(rolls[i].response_ids)
-    forward = lambda model, ch, **kw: response_logprobs(model, [rolls[i].prompt_ids for i in ch],
-                                                        [rolls[i].response_ids for i in ch], temperature, bf16, **kw)
-    old: dict[int, torch.Tensor] = {}
-    multi = len(mbs) > 1  # the policy moves between mini-batches: the ratio to the sampling policy matters
-    if multi:
-        with torch.no_grad():
-            for ch in _chunks(sorted((i for i in range(B) if needs[i]), key=length), cfg.micro_batch_size):
-                lp, _, _ = forward(policy, ch)
-                for j, i in enumerate(ch):
-                    old[i] = lp[j, : len(rolls[i].response_ids)]
-    stats = {"loss": 0.0, "grad_norm": 0.0, "clip_frac": 0.0, "ratio_mean": 0.0, "approx_kl": 0.0,
-             "entropy_kept": 0.0, "kl_ref": 0.0, "optimizer_steps": 0, "skipped_minibatches": 0}
-    n_tok = 0
-    for mb in mbs:
-        mb_t = torch.tensor(mb)
-        denom = loss_denominator(resp_mask[mb_t], keep[mb_t], cfg.loss_agg, cfg.loss_norm)
-        todo = sorted((i for i in mb if needs[i]), key=length)  # the denominator above counted them all
-        if not todo:
-            stats["skipped_minibatches"] += 1  # nothing kept: no gradient, no optimizer step
-            continue
-        opt.zero_grad(set_to_none=True)
-        for ch in _chunks(todo, cfg.micro_batch_size):
-            lp, mask, ent = forward(policy, ch, entropy_grad=cfg.entropy_coef > 0)
-            a = adv[ch].to(lp.device)
-            nt = int(mask.sum())
-            if multi:
-                o = torch.zeros_like(lp)
-                for j, i in enumerate(ch):
-                    o[j, : len(rolls[i].response_ids)] = old[i]
-                loss, st = policy_loss(lp, o, a, mask, keep[ch], cfg.clip_eps, cfg.loss_agg, denom)
-                stats["clip_frac"] += st.clip_frac * nt
-                stats["ratio_mean"] += st.ratio_mean * nt
-                stats["approx_kl"] += st.approx_kl * nt
-            else:
-                loss = aggregate(pg_loss(lp, a), mask, cfg.loss_agg, denom)
-                stats["ratio_mean"] += nt  # old = current: ratio 1, nothing clipped, no drift
-            if cfg.entropy_coef > 0:
-                loss = loss - cfg.entropy_coef * aggregate(ent, mask, cfg.loss_agg, denom)
-            if ref is not None:
-                with torch.no_grad():
-                    rlp, _, _ = forward(ref, ch)
-                k3 = kl_k3(lp, rlp)
-                loss = loss + cfg.kl_coef * aggregate(k3, mask, cfg.loss_agg, denom)
-                stats["kl_ref"] += float(masked_sum(k3.detach(), mask))
-            loss.backward()
-            stats["loss"] += float(loss.detach())
-            stats["entropy_kept"] += float(ent.detach().sum())
-            n_tok += nt
-        gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        stats["grad_norm"] = max(stats["grad_norm"], float(gn)) if math.isfinite(float(gn)) else float("nan")
-        opt.step()
-        sched.step()
-        stats["optimizer_steps"] += 1
-    for k in ("clip_frac", "ratio_mean", "approx_kl", "entropy_kept", "kl_ref"):
-        stats[k] = stats[k] / n_tok if n_tok else 0.0
-    stats["loss"] /= max(1, stats["optimizer_steps"])
-    stats["tokens_trained"] = n_tok
-    return stats

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rlvr_utils.config import TrainConfig
 from rlvr_utils.grid import PROFILES, cells, resolve_config, settings_diff, settings_table
 
@@ -42,6 +44,7 @@ def test_dry_run_prints_each_cells_resolved_settings(tmp_path):
     assert settings_diff(TrainConfig()) == {}
 
 
+@pytest.mark.slow
 def test_gpu_step_bench_runs_on_cpu(tmp_path):
     """bench/gpu_step.py is the script a lent GPU runs; its CPU mode goes through the same trainer code path."""
     import json

@@ -11,7 +11,7 @@ import torch
 from rlvr_utils.config import TrainConfig
 from rlvr_utils.objectives import advantages, objective_kwargs
 from rlvr_utils.rollouts import HFEngine, SamplingConfig
-from rlvr_utils.train import update_policy
+from rlvr_utils.update import update_policy
 
 TARGET = 7
 VOCAB = 12

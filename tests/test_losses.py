@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from rlvr_utils.losses import (aggregate, group_advantages, kl_k3, masked_mean, masked_sum, pg_loss,
+from rlvr_utils.losses import (aggregate, group_advantages, kl_k3, masked_mean, masked_sum, pg_loss, policy_loss,
                                response_logprobs, token_logprobs)
 from rlvr_utils.objectives import OBJECTIVES, advantages, knobs, objective_kwargs, register
 
@@ -39,6 +39,23 @@ def test_on_policy_loss_value_and_gradient():
     assert loss.item() == pytest.approx((1 * 1 + 1 * 2 - 0.5) / 3)  # -A log pi: advantage-weighted NLL
     loss.backward()
     assert torch.allclose(logp.grad, torch.tensor([[-1 / 3, -1 / 3], [1 / 3, 0.0]]))
+
+
+def test_on_policy_gradient_equals_the_clipped_form_at_ratio_one():
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+    base = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.7, -0.1]])
+    adv, keep = torch.tensor([0.1, -1.0]), torch.ones(2, dtype=torch.bool)
+    grads = []
+    for clipped in (False, True):
+        logp = base.clone().requires_grad_(True)
+        if clipped:
+            loss, st = policy_loss(logp, logp.detach(), adv, mask, keep, 0.2, "token_mean", 5.0)
+            assert st.clip_frac == 0.0 and st.ratio_mean == 1.0
+        else:
+            loss = aggregate(pg_loss(logp, adv), mask, "token_mean", 5.0)
+        loss.backward()
+        grads.append(logp.grad)
+    assert torch.allclose(grads[0], grads[1], atol=0, rtol=1e-6)
 
 
 def test_kl_k3_by_hand_and_clamped():
@@ -75,6 +92,7 @@ def test_response_logprobs_match_a_full_forward(tiny_model_path):
     assert lp[0, 2] == 0 and ent[0, 2] == 0 and (ent[mask] > 0).all()
 
 
+@pytest.mark.slow
 def test_a_new_objective_is_one_decorated_function(tmp_path, tiny_model_path, math_dir):
     from rlvr_utils.config import TrainConfig
     from rlvr_utils.runs import RunDir
