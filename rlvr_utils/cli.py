@@ -134,6 +134,16 @@ def _cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_warmstart(a: argparse.Namespace) -> int:
+    from .config import parse_sets
+    from .warmstart import WarmStart, warmstart
+
+    out = warmstart(WarmStart(**parse_sets(a.set, WarmStart)), a.out)
+    print((out / "prior.json").read_text())
+    print(out)
+    return 0
+
+
 def _cmd_grid(a: argparse.Namespace) -> int:
     from .grid import run_grid, settings_table
 
@@ -207,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     t.set_defaults(fn=_cmd_train)
+
+    w = sub.add_parser("warmstart", help="SFT a base model on N worked solutions: a rung of the prior ladder")
+    w.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a WarmStart field: base, data, n, epochs, lr, batch_size, seed, prompt, eval_problems, ...")
+    w.add_argument("--out", default=None, help="the rung's folder (default: cached under ~/.cache/rlvr_utils)")
+    w.set_defaults(fn=_cmd_warmstart)
 
     gr = sub.add_parser("grid", help="run notebooks/03_train over a model x objective x seed grid")
     gr.add_argument("--profile", default="cpu", help=" | ".join(PROFILES))

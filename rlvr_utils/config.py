@@ -176,9 +176,9 @@ def validate(c: TrainConfig) -> list[str]:
     return e
 
 
-def coerce(name: str, value: Any) -> Any:
-    """A value from the command line / papermill into the field's declared type."""
-    hint = typing.get_type_hints(TrainConfig)[name]
+def coerce(name: str, value: Any, cls: type | None = None) -> Any:
+    """A value from the command line / papermill into the field's declared type (of TrainConfig or `cls`)."""
+    hint = typing.get_type_hints(cls or TrainConfig)[name]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     if hint is dict and isinstance(value, str):
@@ -207,9 +207,10 @@ def coerce(name: str, value: Any) -> Any:
         raise ValueError(f"{name}={value!r} is not a valid {hint.__name__}") from None
 
 
-def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
-    """['lr=1e-6', 'objective=nsr'] -> {'lr': 1e-06, 'objective': 'nsr'} (typed by TrainConfig's fields)."""
-    known = {f.name for f in fields(TrainConfig)}
+def parse_sets(pairs: list[str] | None, cls: type | None = None) -> dict[str, Any]:
+    """['lr=1e-6', 'objective=nsr'] -> {'lr': 1e-06, 'objective': 'nsr'} (typed by TrainConfig's or `cls`'s fields)."""
+    cls = cls or TrainConfig
+    known = {f.name for f in fields(cls)}
     out: dict[str, Any] = {}
     for p in pairs or []:
         if "=" not in p:
@@ -218,5 +219,5 @@ def parse_sets(pairs: list[str] | None) -> dict[str, Any]:
         k = k.strip()
         if k not in known:
             raise ValueError(f"unknown config key {k!r} in --set {p!r}; known: {', '.join(sorted(known))}")
-        out[k] = coerce(k, v.strip())
+        out[k] = coerce(k, v.strip(), cls)
     return out

@@ -1,0 +1,131 @@
+"""Warm starts: the prior as a dose. Supervised fine-tuning of a base model on N worked solutions.
+
+A rung of the prior ladder is a model directory (cached under `~/.cache/rlvr_utils/warmstarts/`) with
+its recipe (`warmstart.json`) and its measured prior (`prior.json`: greedy accuracy and pass@k on
+held-out problems with bootstrap CIs, and the held-out SFT loss) beside the weights. N = 0 is the base
+model itself, measured the same way. Any rung's directory is a `model` for `rlvr train` / the grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .data import EVAL_SUBSET_SEED, load_math, stratified_subset
+from .evaluate import EvalSettings, evaluate
+from .grading import GradingPool
+from .hardware import resolve
+from .losses import masked_mean, response_logprobs
+from .models import cache_dir, load_policy, load_tokenizer, resolve_model
+from .prompts import render
+from .rollouts import HFEngine
+from .runs import atomic_write_json
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    base: str = "smollm2-135m"                       # registry name or local model directory
+    data: str = "gen:chain?difficulty=2&n=5000"      # a task spec or MATH source: train split = SFT data
+    n: int = 200                                     # worked solutions trained on (0 = the base, measured)
+    epochs: int = 2
+    lr: float = 5e-5
+    batch_size: int = 8
+    seed: int = 0
+    prompt: str = "paper"
+    extraction: str = "boxed"
+    eval_problems: int = 64                          # held-out (test split) problems for the prior
+    eval_samples: int = 16                           # pass@k up to k = this, at T=0.6
+    max_tokens: int = 160
+
+    def key(self) -> str:
+        """The rung's folder name: readable, plus a hash of the whole recipe."""
+        h = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        return f"{Path(self.base.rstrip('/')).name}-n{self.n}-s{self.seed}-{h}"
+
+
+def sft_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_size: int = 8) -> float:
+    """Mean negative log-likelihood per target token (no gradient)."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            lp, mask, _ = response_logprobs(model, prompts[i : i + batch_size], targets[i : i + batch_size])
+            total += float(-(lp * mask).sum())
+            count += int(mask.sum())
+    return total / max(count, 1)
+
+
+def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+    """Build (or find cached) the rung `ws`; returns its model directory."""
+    out = Path(out) if out else cache_dir() / "warmstarts" / ws.key()
+    if (out / "prior.json").exists():
+        log(f"{out}: cached")
+        return out
+    path = resolve_model(ws.base)
+    tok = load_tokenizer(path)
+    train = load_math(ws.data, "train")
+    if ws.n > len(train):
+        raise ValueError(f"n={ws.n} but {ws.data} has only {len(train)} training problems")
+    random.Random(ws.seed).shuffle(train)
+    train = train[: ws.n]
+    held = stratified_subset(load_math(ws.data, "test"), ws.eval_problems, EVAL_SUBSET_SEED)  # RL evals' problems
+    encode = lambda ps: ([render(tok, p.problem, ws.prompt) for p in ps],
+                         [tok(p.solution, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for p in ps])
+    hw = resolve("auto", "fp32")  # SFT in fp32: small models, and exact resumable numbers
+    torch.manual_seed(ws.seed)
+    model = load_policy(path, device=hw.device)
+    t0 = time.perf_counter()
+    if ws.n:
+        _sft(model, *encode(train), ws, log)
+    model.eval()
+    held_loss = sft_loss(model, *encode(held), ws.batch_size)
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    with GradingPool(workers=2, timeout=5.0, policy=ws.extraction) as pool:  # type: ignore[arg-type]
+        row, _ = evaluate(HFEngine(model, tok), pool, held, encode(held)[0],
+                          EvalSettings(ws.eval_samples, 0.6, 0.95, ws.max_tokens, False, ws.seed))
+    prior = {"held_out_sft_loss": held_loss, "greedy": row["greedy"], "pass_at_k": row["pass_at_k"],
+             "n_eval": len(held), "build_seconds": round(time.perf_counter() - t0, 1)}
+    atomic_write_json(tmp / "warmstart.json", {**asdict(ws), "base_path": path})
+    atomic_write_json(tmp / "prior.json", prior)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)  # a killed build never leaves a half rung at the final path
+    log(f"{out}: held-out SFT loss {held_loss:.3f}, greedy {row['greedy']['mean']:.3f} "
+        f"[{row['greedy']['lo']:.3f}, {row['greedy']['hi']:.3f}]")
+    return out
+
+
+def _sft(model, prompts: list[list[int]], targets: list[list[int]], ws: WarmStart, log) -> None:
+    """Plain SFT: the mean token NLL of the worked solution given the prompt, AdamW, shuffled batches."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=ws.lr, weight_decay=0.0)
+    order = list(range(len(prompts)))
+    rng = random.Random(ws.seed)
+    for epoch in range(ws.epochs):
+        rng.shuffle(order)
+        total = 0.0
+        for i in range(0, len(order), ws.batch_size):
+            b = order[i : i + ws.batch_size]
+            lp, mask, _ = response_logprobs(model, [prompts[j] for j in b], [targets[j] for j in b])
+            loss = -masked_mean(lp, mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            total += float(loss.detach()) * len(b)
+        log(f"sft epoch {epoch + 1}/{ws.epochs}: train loss {total / len(order):.3f}")
+
+
+def read_prior(model_dir: str | Path) -> dict | None:
+    """A rung's measured prior, or None for a model that is not a warm start."""
+    f = Path(model_dir) / "prior.json"
+    return json.loads(f.read_text()) if f.exists() else None

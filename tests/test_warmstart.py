@@ -1,0 +1,20 @@
+"""Warm starts: SFT on worked solutions lowers held-out SFT loss; the rung records its recipe and prior."""
+
+import json
+
+from rlvr_utils.warmstart import WarmStart, read_prior, warmstart
+
+
+def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_model_path):
+    common = dict(base=tiny_model_path, data="gen:chain?difficulty=2&n=120", epochs=3, lr=2e-3, batch_size=8,
+                  eval_problems=8, eval_samples=2, max_tokens=8)
+    base = warmstart(WarmStart(n=0, **common), tmp_path / "n0", log=lambda m: None)
+    rung = warmstart(WarmStart(n=96, **common), tmp_path / "n96", log=lambda m: None)
+    p0, p1 = read_prior(base), read_prior(rung)
+    assert p1["held_out_sft_loss"] < p0["held_out_sft_loss"] - 0.5, (p0, p1)
+    for p in (p0, p1):
+        assert p["n_eval"] == 8 and set(p["pass_at_k"]) == {"1", "2"} and 0 <= p["greedy"]["mean"] <= 1
+    recipe = json.loads((rung / "warmstart.json").read_text())
+    assert recipe["n"] == 96 and recipe["data"].startswith("gen:chain")
+    assert (rung / "config.json").exists() and not list(tmp_path.glob("*.partial"))
+    assert warmstart(WarmStart(n=96, **common), tmp_path / "n96", log=lambda m: None) == rung  # cached
