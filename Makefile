@@ -11,7 +11,7 @@ MODEL_STAMP := $(VENV)/.model-smollm2-135m
 GRID ?= cpu
 RUNS ?= runs/$(GRID)
 
-.PHONY: help setup model browser test test-fast study lint bench wheels notebooks lab clean-venv
+.PHONY: help setup model browser test test-fast study prior-study lint bench wheels notebooks lab clean-venv
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ study: setup ## run the CPU study grid and render its report
 
 wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package index (bench/gpu_check.sh)
 	$(PY) -m pip download -q --no-deps -d .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"
+
+prior-study: setup ## the prior axis: warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (long; resumable)
+	$(VENV)/bin/rlvr grid --profile prior --runs runs/prior
+	$(VENV)/bin/rlvr report runs/prior
 
 notebooks: setup ## regenerate notebooks/*.ipynb (no outputs) from the jupytext sources
 	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py

@@ -77,6 +77,17 @@ PROFILES: dict[str, GridSpec] = {
         per_objective={"grpo": dict(kl_coef=0.001)},
         about="Zhu et al. 2025's recipe at one-GPU scale (64 prompts x 8, mini-batches of 128; GPU)",
     ),
+    # The prior axis on a CPU: warm starts of SmolLM2-135M (`rlvr warmstart`; 0, 200 and 1,000 worked
+    # solutions of 3-term integer chains) x PSR/NSR/W-REINFORCE x 3 seeds, on the same generated task.
+    # Each rung is built on first use and cached. Not yet measured here: cell time and each rung's prior
+    # (whether the weakest rung's pass@16 is above 0 at this difficulty) are the next session's first run.
+    "prior": GridSpec(
+        models=("warm:n=0", "warm:n=200", "warm:n=1000"), objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2),
+        params=dict(data="gen:chain?difficulty=2&n=5000", steps=20, prompts_per_step=16, rollouts_per_prompt=4,
+                    max_tokens=96, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
+                    eval_every=10, eval_problems=64, eval_samples=16, eval_temperature=0.6, checkpoint_every=5),
+        about="the prior axis on a CPU: SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (make prior-study)",
+    ),
 }
 
 # The two recipes the profiles follow, as facts (shared/reference/paper_recipe.md), for the README table.
@@ -169,10 +180,13 @@ def _profile(name: str) -> GridSpec:
 
 
 def _model_names(models: tuple[str, ...]) -> dict[str, str]:
-    """Folder-safe short names: the registry name or the path's last part; a hash where two collide."""
+    """Folder-safe short names: the registry name, the path's last part or the warm-start spec; a hash
+    where two collide."""
     import hashlib
+    import re
 
-    base = {m: Path(m.rstrip("/")).name or m for m in models}
+    base = {m: re.sub(r"[^A-Za-z0-9._-]+", "-", m if m.startswith("warm:") else Path(m.rstrip("/")).name or m)
+            for m in models}
     clash = {b for b in base.values() if list(base.values()).count(b) > 1}
     return {m: (f"{b}-{hashlib.sha1(m.encode()).hexdigest()[:6]}" if b in clash else b) for m, b in base.items()}
 

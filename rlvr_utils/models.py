@@ -39,6 +39,9 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+WARM_PREFIX = "warm:"
+
+
 def cache_dir() -> Path:
     """Where converted models live: $RLVR_CACHE, else ~/.cache/rlvr_utils."""
     return Path(os.environ.get("RLVR_CACHE", Path.home() / ".cache" / "rlvr_utils"))
@@ -51,8 +54,13 @@ def embedded_path(name: str) -> Path:
 def resolve_model(name: str, fetch: bool = True) -> str:
     """A registry name, local directory or hub id -> what `from_pretrained` takes.
 
-    The embedded default is provisioned on first use (`fetch=True`).
+    The embedded default is provisioned on first use (`fetch=True`), and so is a warm start named by
+    its recipe, `warm:n=200,seed=0` (any `warmstart.WarmStart` field; cached after the first build).
     """
+    if name.startswith(WARM_PREFIX):
+        from .warmstart import warmstart, warmstart_from_spec  # warm starts build on this module
+
+        return str(warmstart(warmstart_from_spec(name)))
     if name in MODELS:
         spec = MODELS[name]
         if spec.wheel is None:

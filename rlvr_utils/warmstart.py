@@ -39,8 +39,8 @@ class WarmStart:
     lr: float = 5e-5
     batch_size: int = 8
     seed: int = 0
-    prompt: str = "paper"
-    extraction: str = "boxed"
+    prompt: str = "answer_is"                        # as the RL runs on these rungs (weak models rarely box)
+    extraction: str = "boxed_or_answer_is"
     eval_problems: int = 64                          # held-out (test split) problems for the prior
     eval_samples: int = 16                           # pass@k up to k = this, at T=0.6
     max_tokens: int = 160
@@ -123,6 +123,21 @@ def _sft(model, prompts: list[list[int]], targets: list[list[int]], ws: WarmStar
             opt.step()
             total += float(loss.detach()) * len(b)
         log(f"sft epoch {epoch + 1}/{ws.epochs}: train loss {total / len(order):.3f}")
+
+
+def warmstart_from_spec(spec: str) -> WarmStart:
+    """`warm:n=200,seed=0,data=gen:chain?difficulty=2&n=5000` -> WarmStart (commas separate fields)."""
+    from .config import coerce
+    from .models import WARM_PREFIX
+
+    fields = {}
+    for part in filter(None, spec[len(WARM_PREFIX):].split(",")):
+        k, sep, v = part.partition("=")
+        if not sep or k not in WarmStart.__dataclass_fields__:
+            raise ValueError(f"{spec!r}: expected field=value with a WarmStart field "
+                             f"({', '.join(WarmStart.__dataclass_fields__)}), got {part!r}")
+        fields[k] = coerce(k, v, WarmStart)
+    return WarmStart(**fields)
 
 
 def read_prior(model_dir: str | Path) -> dict | None:

@@ -18,3 +18,15 @@ def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_mode
     assert recipe["n"] == 96 and recipe["data"].startswith("gen:chain")
     assert (rung / "config.json").exists() and not list(tmp_path.glob("*.partial"))
     assert warmstart(WarmStart(n=96, **common), tmp_path / "n96", log=lambda m: None) == rung  # cached
+
+
+def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_path):
+    from pathlib import Path
+
+    from rlvr_utils.models import resolve_model
+
+    monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
+    spec = f"warm:base={tiny_model_path},n=0,data=gen:chain?difficulty=2&n=40,eval_problems=4,eval_samples=1,max_tokens=4"
+    path = Path(resolve_model(spec))
+    assert path.parent == tmp_path / "warmstarts" and read_prior(path)["n_eval"] == 4
+    assert resolve_model(spec) == str(path)  # built once, then cached

@@ -1,0 +1,115 @@
+"""The prior study's answer: each objective's change against its rung's own base, with CIs, the noise
+floor, and the interaction (does NSR's edge over PSR grow or shrink with the prior?).
+
+Pure functions from run files (`analysis.load_grid`). CIs say over what: across seeds (t-based, the
+primary one) or over problems (paired bootstrap within one run). A rung is the model a run started
+from: a warm start's `n` (from `warmstart.json` beside the weights) or the model's name.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .analysis import Run, load_samples, seed_ci
+from .evaluate import bootstrap_ci, pass_at_k
+
+
+def rung_of(run: Run) -> tuple[float, str]:
+    """(order, label) of the rung a run started from: a warm start's dose n, else the model's name."""
+    model = str(run.config.get("_meta", {}).get("model_path") or run.config.get("model", ""))
+    recipe = Path(model) / "warmstart.json"
+    if recipe.exists():
+        n = json.loads(recipe.read_text())["n"]
+        return float(n), f"n={n}"
+    return float("nan"), Path(model.rstrip("/")).name or model
+
+
+def run_deltas(runs: list[Run]) -> pd.DataFrame:
+    """One row per run and k: pass@k at step 0 (the base) and at the last evaluation, and the change."""
+    rows = []
+    for r in runs:
+        ev = r.evals
+        if ev.empty or 0 not in set(ev["step"]) or ev["step"].max() == 0:
+            continue
+        order, label = rung_of(r)
+        base, last = ev[ev["step"] == 0].iloc[0], ev.loc[ev["step"].idxmax()]
+        for col in (c for c in ev.columns if c.startswith("pass@") and "_" not in c):
+            rows.append({"rung": label, "rung_order": order, "objective": r.config.get("objective"),
+                         "seed": r.config.get("seed"), "run": r.name, "k": int(col.split("@")[1]),
+                         "base": float(base[col]), "final": float(last[col]), "delta": float(last[col] - base[col])})
+    return pd.DataFrame(rows)
+
+
+def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
+    """Per rung x objective x k: mean change with its 95% t-interval across seeds."""
+    rows = []
+    for (order, rung, obj, k), g in deltas.groupby(["rung_order", "rung", "objective", "k"], dropna=False):
+        m, lo, hi = seed_ci(g["delta"])
+        rows.append({"rung": rung, "rung_order": order, "objective": obj, "k": k, "delta": m, "lo": lo, "hi": hi,
+                     "seeds": len(g)})
+    return pd.DataFrame(rows)
+
+
+def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
+    """Per rung x k: the base's pass@k across sampling seeds (every run evaluates its base with its own
+    seed): mean, SD and the 95% t half-width. A change smaller than this is not a change."""
+    base = deltas.drop_duplicates(["run", "k"])
+    rows = []
+    for (order, rung, k), g in base.groupby(["rung_order", "rung", "k"], dropna=False):
+        m, lo, hi = seed_ci(g["base"])
+        rows.append({"rung": rung, "rung_order": order, "k": k, "base": m, "sd": float(g["base"].std(ddof=1)),
+                     "half_width": hi - m, "evaluations": len(g)})
+    return pd.DataFrame(rows)
+
+
+def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
+    """Difference in differences at pass@k: (Δa − Δb) at the highest rung minus the same at the lowest,
+    with a t-interval from the four cells' seed variances (Welch–Satterthwaite degrees of freedom)."""
+    from scipy import stats
+
+    d = deltas[deltas["k"] == k]
+    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
+    cells = {(r, o): d[(d["rung_order"] == r) & (d["objective"] == o)]["delta"].to_numpy()
+             for r in (lo_r, hi_r) for o in (a, b)}
+    if any(len(v) < 2 for v in cells.values()):
+        raise ValueError(f"interaction needs >= 2 seeds in each of {sorted(cells)}; got {[len(v) for v in cells.values()]}")
+    est = (cells[hi_r, a].mean() - cells[hi_r, b].mean()) - (cells[lo_r, a].mean() - cells[lo_r, b].mean())
+    var = {c: v.var(ddof=1) / len(v) for c, v in cells.items()}
+    se = float(np.sqrt(sum(var.values())))
+    df = se**4 / sum(v**2 / (len(cells[c]) - 1) for c, v in var.items()) if se > 0 else 1.0
+    half = float(stats.t.ppf((1 + level) / 2, df) * se)
+    return {"k": k, "did": float(est), "lo": float(est - half), "hi": float(est + half), "se": se, "df": float(df),
+            "mde_80": float((stats.t.ppf((1 + level) / 2, df) + stats.t.ppf(0.8, df)) * se),
+            "rungs": (lo_r, hi_r), "objectives": (a, b)}
+
+
+def problem_delta(run_dir: str | Path, k: int, iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """One run's change in pass@k over problems, paired by problem (last evaluation minus step 0), with
+    a bootstrap CI over problems: the uncertainty within a seed."""
+    s = load_samples(run_dir)
+    s = s[(s["source"] == "eval") & (s["protocol"] == "sampled")]
+    last = s["step"].max()
+    per = {}
+    for step in (0, last):
+        g = s[s["step"] == step].groupby("problem_id")["status"]
+        per[step] = g.apply(lambda x: pass_at_k(len(x), int((x == "correct").sum()), k))
+    diff = (per[last] - per[0]).dropna().to_numpy()
+    lo, hi = bootstrap_ci(diff, iters=iters, seed=seed)
+    return float(diff.mean()), lo, hi
+
+
+def answer(deltas: pd.DataFrame, k: int) -> str:
+    """The study's answer in one sentence, with the interaction's CI and the minimum detectable effect."""
+    it = interaction(deltas, k)
+    a, b = it["objectives"]
+    if it["lo"] > 0 or it["hi"] < 0:
+        verdict = f"{a.upper()}'s advantage over {b.upper()} at pass@{k} {'grows' if it['did'] > 0 else 'shrinks'} with the prior"
+    else:
+        verdict = f"no detectable change in {a.upper()}'s advantage over {b.upper()} at pass@{k} with the prior"
+    return (f"{verdict}: difference in differences {it['did']:+.3f} [{it['lo']:+.3f}, {it['hi']:+.3f}] (95% t-interval over "
+            f"seeds, rung {it['rungs'][0]:g} vs {it['rungs'][1]:g}); the smallest effect this design detects with 80% "
+            f"power is {it['mde_80']:.3f}.")
