@@ -67,9 +67,11 @@ def test_train_two_steps_writes_run_files(tmp_path, objective):
 
 
 @pytest.mark.slow
-def test_killed_and_resumed_run_matches_uninterrupted(tmp_path):
+def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, tiny_model_path):
+    # the tiny model: SmolLM2's checkpoints (1.6 GB with AdamW state, one per step here) made this the
+    # suite's slowest test (218 s on a 2-core Zen 3); resume equality does not depend on the model's size
     common = sets(*FAST, "steps=3", "checkpoint_every=1", "objective=w_reinforce", "engine=hf", "lr=1e-4",
-                  "eval_every=0")
+                  "eval_every=0", f"model={tiny_model_path}")
     rlvr("train", "--run-dir", str(tmp_path / "full"), *common)
     # the interrupted run stops right after its step-2 checkpoint, as a kill there would leave it
     rlvr("train", "--run-dir", str(tmp_path / "cut"), *common, "--stop-after", "2")
