@@ -322,7 +322,7 @@ class VLLMEngine(Engine):
 
     def sync_weights(self, policy) -> None:
         state = policy.state_dict()
-        # the engine keeps its own dtype (bf16): cast here, one tensor at a time, to bound memory
+        # the engine keeps its own dtype (the run's precision): cast here, one tensor at a time, to bound memory
         weights = ((k, v.detach().to(self.dtype)) for k, v in state.items())
         if self.sleep_mode:
             self.llm.wake_up()
