@@ -112,10 +112,11 @@ def settings_table() -> str:
     """Markdown: setting x {the two recipes, each profile's resolved cells}. The README carries it verbatim."""
     cols = list(RECIPES) + [f"`{p}`" for p in PROFILES]
     rows = ["| setting | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    resolved = {p: cells(p) for p in PROFILES}
     for k in TABLE_KEYS:
         vals = [str(RECIPES[r].get(k, "")) for r in RECIPES]
         for p in PROFILES:
-            cs = cells(p)
+            cs = resolved[p]
             by_obj = {c.config.objective: getattr(c.config, k) for c in cs}
             if k in ("model", "objective"):
                 vals.append(", ".join(dict.fromkeys(str(getattr(c.config, k)) for c in cs)))
