@@ -30,7 +30,7 @@ class Hardware:
     @property
     def dtype(self) -> str:
         """The torch dtype name of the precision: float32 | bfloat16."""
-        return _DTYPE[self.precision]
+        return dtype_name(self.precision)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -23,7 +23,7 @@ from .data import EVAL_SUBSET_SEED, load_math, stratified_subset
 from .evaluate import EvalSettings, evaluate
 from .grading import GradingPool
 from .hardware import resolve
-from .losses import masked_mean, response_logprobs
+from .losses import masked_mean, masked_sum, response_logprobs
 from .models import cache_dir, load_policy, load_tokenizer, resolve_model
 from .prompts import render
 from .rollouts import HFEngine
@@ -57,7 +57,7 @@ def sft_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_si
     with torch.no_grad():
         for i in range(0, len(prompts), batch_size):
             lp, mask, _ = response_logprobs(model, prompts[i : i + batch_size], targets[i : i + batch_size])
-            total += float(-(lp * mask).sum())
+            total -= float(masked_sum(lp, mask))
             count += int(mask.sum())
     return total / max(count, 1)
 
