@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[lab,dev,$(VLLM_EXTRA)]"
+	$(PY) -m pip install -q -e ".[lab,dev,ray,$(VLLM_EXTRA)]"
 	@# vllm pulls torchvision/torchaudio/torchcodec builds that fail to import beside torch 2.13 CPU
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) -m rlvr_utils.cli env check
@@ -69,7 +69,7 @@ lab: setup ## start JupyterLab on the notebooks
 	$(VENV)/bin/jupyter lab notebooks
 
 bench: setup ## run the benchmarks in bench/ (installs the `bench` extra: TRL, the peer of bench/step.py)
-	$(PY) -m pip install -q -e ".[lab,dev,$(VLLM_EXTRA),bench]"
+	$(PY) -m pip install -q -e ".[lab,dev,ray,$(VLLM_EXTRA),bench]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
 	$(PY) bench/grading.py
 	$(PY) bench/rollouts.py

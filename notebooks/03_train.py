@@ -55,4 +55,4 @@ r = load_run(run_dir)
 plot_run(r);
 
 # %%
-r.metrics[["step", "reward_mean", "kept", "loss", "entropy", "response_len_mean", "time_total"]]
+r.metrics[["step", "reward_mean", "kept", "loss", "entropy_kept", "response_len_mean", "time_total"]]

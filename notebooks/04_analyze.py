@@ -78,7 +78,7 @@ P.plot_pass_at_k(pk);
 
 # %% [markdown]
 # ## Entropy and response length
-# Entropy is estimated as the mean negative log-probability of the sampled tokens (unbiased at T=1).
+# `entropy_kept`: the exact entropy of the policy at the loss's temperature, over the samples each step trained on.
 
 # %%
-P.plot_curves(metrics, ("entropy", "response_len_mean"), window);
+P.plot_curves(metrics, ("entropy_kept", "response_len_mean"), window);

@@ -145,6 +145,7 @@ def _cmd_warmstart(a: argparse.Namespace) -> int:
 
 
 def _cmd_grid(a: argparse.Namespace) -> int:
+    from .executors import Resources
     from .grid import run_grid, settings_table
 
     if a.table:
@@ -159,7 +160,10 @@ def _cmd_grid(a: argparse.Namespace) -> int:
             raise ValueError(f"--set expects key=value, got {p!r}")
         k, v = p.split("=", 1)
         sets[k.strip()] = v.strip()
-    return 1 if run_grid(a.profile, a.runs, sets, a.dry_run, log=lambda m: print(m, flush=True)) else 0
+    res = Resources(cpus=a.cpus_per_cell, gpus=a.gpus_per_cell, address=a.address, retries=a.retries,
+                    log_output=a.log_output)
+    return 1 if run_grid(a.profile, a.runs, sets, a.dry_run, log=lambda m: print(m, flush=True),
+                         executor=a.executor, resources=res, progress_every=a.progress_every) else 0
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
@@ -199,6 +203,7 @@ def _add_data_and_grade(sub, policies) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .executors import EXECUTORS
     from .grading import EXTRACTION_POLICIES
     from .grid import PROFILES
 
@@ -231,6 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a parameter, or an axis: models=a,b objectives=psr,nsr seeds=0,1 lams=0.1,0.5")
     gr.add_argument("--dry-run", action="store_true", help="list the cells, their state and resolved settings")
     gr.add_argument("--table", action="store_true", help="print the profiles' settings table (README) and exit")
+    gr.add_argument("--executor", default="local", choices=EXECUTORS,
+                    help="local: one cell at a time here (default); ray: cells as Ray tasks, in parallel")
+    gr.add_argument("--address", default=None, help="ray: an existing cluster (auto, or host:port); default: start one here")
+    gr.add_argument("--cpus-per-cell", type=int, default=0,
+                    help="cores (threads) per cell; default: local all, ray an even share (GPU nodes: a card's share)")
+    gr.add_argument("--gpus-per-cell", type=float, default=0.0, help="ray: GPUs per cell (default 1 where the cluster has GPUs)")
+    gr.add_argument("--retries", type=int, default=1, help="ray: re-runs of a cell whose worker died (each resumes)")
+    gr.add_argument("--log-output", action="store_true", help="stream each cell's training log (papermill's log_output)")
+    gr.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines (from the run files)")
     gr.set_defaults(fn=_cmd_grid)
 
     rp = sub.add_parser("report", help="execute 04_analyze on a grid and render HTML; prints its path")

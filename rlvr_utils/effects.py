@@ -39,7 +39,7 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
         base, last = ev[ev["step"] == 0].iloc[0], ev.loc[ev["step"].idxmax()]
         for col in (c for c in ev.columns if c.startswith("pass@") and "_" not in c):
             rows.append({"rung": label, "rung_order": order, "objective": r.config.get("objective"),
-                         "seed": r.config.get("seed"), "run": r.name, "k": int(col.split("@")[1]),
+                         "seed": r.config.get("seed"), "run": r.name, "path": str(r.path), "k": int(col.split("@")[1]),
                          "base": float(base[col]), "final": float(last[col]), "delta": float(last[col] - base[col])})
     return pd.DataFrame(rows)
 
@@ -84,32 +84,64 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
     half = float(stats.t.ppf((1 + level) / 2, df) * se)
     return {"k": k, "did": float(est), "lo": float(est - half), "hi": float(est + half), "se": se, "df": float(df),
             "mde_80": float((stats.t.ppf((1 + level) / 2, df) + stats.t.ppf(0.8, df)) * se),
-            "rungs": (lo_r, hi_r), "objectives": (a, b)}
+            "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "seeds"}
+
+
+def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
+    """Per problem: pass@k at the last evaluation minus at step 0 (from the run's eval samples)."""
+    s = load_samples(run_dir)
+    s = s[(s["source"] == "eval") & (s["protocol"] == "sampled")]
+    per = {}
+    for step in (0, s["step"].max()):
+        g = s[s["step"] == step].groupby("problem_id")["status"]
+        per[step] = g.apply(lambda x: pass_at_k(len(x), int((x == "correct").sum()), k))
+    return (per[s["step"].max()] - per[0]).dropna()
 
 
 def problem_delta(run_dir: str | Path, k: int, iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """One run's change in pass@k over problems, paired by problem (last evaluation minus step 0), with
     a bootstrap CI over problems: the uncertainty within a seed."""
-    s = load_samples(run_dir)
-    s = s[(s["source"] == "eval") & (s["protocol"] == "sampled")]
-    last = s["step"].max()
-    per = {}
-    for step in (0, last):
-        g = s[s["step"] == step].groupby("problem_id")["status"]
-        per[step] = g.apply(lambda x: pass_at_k(len(x), int((x == "correct").sum()), k))
-    diff = (per[last] - per[0]).dropna().to_numpy()
+    diff = _problem_deltas(run_dir, k).to_numpy()
     lo, hi = bootstrap_ci(diff, iters=iters, seed=seed)
     return float(diff.mean()), lo, hi
 
 
+def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", iters: int = 2000,
+                        seed: int = 0) -> dict:
+    """The difference in differences when cells have one seed: per problem (every run evaluates the same
+    problems), (Δa − Δb) at the highest rung minus at the lowest, averaged over the cell's runs, with a
+    paired bootstrap over problems. It says nothing about seed-to-seed variation: a smoke-scale answer."""
+    d = deltas[deltas["k"] == k]
+    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
+    per = {}
+    for r in (lo_r, hi_r):
+        for o in (a, b):
+            paths = d[(d["rung_order"] == r) & (d["objective"] == o)]["path"].unique()
+            if not len(paths):
+                raise ValueError(f"no run of {o} at rung {r:g}")
+            per[(r, o)] = pd.concat([_problem_deltas(p, k) for p in paths], axis=1).mean(axis=1)
+    df = pd.DataFrame(per).dropna()
+    did = ((df[(hi_r, a)] - df[(hi_r, b)]) - (df[(lo_r, a)] - df[(lo_r, b)])).to_numpy()
+    lo, hi = bootstrap_ci(did, iters=iters, seed=seed)
+    se = float(did.std(ddof=1) / np.sqrt(len(did))) if len(did) > 1 else float("nan")
+    return {"k": k, "did": float(did.mean()), "lo": lo, "hi": hi, "se": se, "problems": len(did),
+            "mde_80": float((1.96 + 0.84) * se), "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "problems"}
+
+
 def answer(deltas: pd.DataFrame, k: int) -> str:
-    """The study's answer in one sentence, with the interaction's CI and the minimum detectable effect."""
-    it = interaction(deltas, k)
+    """The study's answer in one sentence, with the interaction's CI and the minimum detectable effect.
+    Over seeds (t) when every cell has >= 2 seeds; otherwise over problems (bootstrap), and it says so."""
+    try:
+        it = interaction(deltas, k)
+        over = "95% t-interval over seeds"
+    except ValueError:
+        it = problem_interaction(deltas, k)
+        over = f"95% bootstrap interval over {it['problems']} problems, one seed per cell: seed variation not included"
     a, b = it["objectives"]
     if it["lo"] > 0 or it["hi"] < 0:
         verdict = f"{a.upper()}'s advantage over {b.upper()} at pass@{k} {'grows' if it['did'] > 0 else 'shrinks'} with the prior"
     else:
         verdict = f"no detectable change in {a.upper()}'s advantage over {b.upper()} at pass@{k} with the prior"
-    return (f"{verdict}: difference in differences {it['did']:+.3f} [{it['lo']:+.3f}, {it['hi']:+.3f}] (95% t-interval over "
-            f"seeds, rung {it['rungs'][0]:g} vs {it['rungs'][1]:g}); the smallest effect this design detects with 80% "
+    return (f"{verdict}: difference in differences {it['did']:+.3f} [{it['lo']:+.3f}, {it['hi']:+.3f}] ({over}, "
+            f"rung {it['rungs'][0]:g} vs {it['rungs'][1]:g}); the smallest effect this design detects with 80% "
             f"power is {it['mde_80']:.3f}.")

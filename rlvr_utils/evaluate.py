@@ -67,9 +67,10 @@ def batch_stats(rolls: Sequence, grades: Sequence, keep, n: int) -> dict:
         "correct_ratio": float(correct.mean()),
         "samples": len(rolls),
         "kept": int(keep.sum()),
-        # -mean log p (raw, T=1) of the sampled tokens: an unbiased estimate of the policy's entropy at
-        # T=1 only; `entropy_kept` (update) is the exact entropy of the trained samples at the loss's T
-        "entropy": -float(np.mean(all_lp)) if all_lp else float("nan"),
+        # -mean log p (raw logits, T=1) of the sampled tokens. Not an entropy: it estimates the T=1
+        # policy's entropy only when sampling at T=1. The entropy is `entropy_kept` (update.py): exact,
+        # from the logits at the loss's temperature, over the samples trained on.
+        "sampled_nll": -float(np.mean(all_lp)) if all_lp else float("nan"),
         "response_len_mean": float(np.mean(lens)),
         "response_len_max": int(max(lens)),
         "truncation_rate": float(np.mean([r.finish_reason == "length" for r in rolls])),

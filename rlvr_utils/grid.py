@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
+from .executors import EXECUTORS, Progress, Resources
 from .runs import RunDir
 
 # The training notebook: beside the package in a checkout; RLVR_NOTEBOOKS points elsewhere.
@@ -198,10 +198,11 @@ def notebook_args(cell: Cell, run_dir: Path) -> dict[str, Any]:
 
 
 def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None, dry_run: bool = False,
-             log=print) -> int:
-    """Execute every cell not yet done. Returns the number of failed cells."""
-    import papermill
-
+             log=print, executor: str = "local", resources: Resources | None = None,
+             progress_every: float = 30.0) -> int:
+    """Execute every cell not yet done with `executor` (executors.EXECUTORS). Returns the number of failed cells."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     todo = cells(profile, sets)
     runs = Path(runs)
     if dry_run:
@@ -211,41 +212,20 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
             diff = ", ".join(f"{k}={v!r} (default {base[k]!r})" for k, v in settings_diff(c.config).items())
             log(f"{RunDir(runs / c.name).status().get('state', 'pending'):8s} {c.name}  {diff}")
         return 0
-    failed: list[str] = []
-    durations: list[float] = []
-    for i, c in enumerate(todo):
-        run = RunDir(runs / c.name)
-        state = run.status().get("state")
-        if state == "done":
-            log(f"[{i + 1}/{len(todo)}] {c.name}: done, skipped")
-            continue
-        remaining = len(todo) - i
-        eta = f", ETA {_fmt(remaining * sum(durations) / len(durations))}" if durations else ""
-        log(f"[{i + 1}/{len(todo)}] {c.name}: {'resuming' if state in ('running', 'failed') else 'running'}"
-            f" (done {sum(RunDir(runs / x.name).status().get('state') == 'done' for x in todo)},"
-            f" failed {len(failed)}{eta})")
-        t0 = time.perf_counter()
-        run.path.mkdir(parents=True, exist_ok=True)
-        partial = run.path / ".train.partial.ipynb"
-        try:
-            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(c, run.path),
-                                       cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=False,
-                                       kernel_name="python3")
-            partial.rename(run.notebook)
-        except Exception as e:  # noqa: BLE001 - a failed cell must not stop the grid
-            if partial.exists():
-                partial.rename(run.path / "train.failed.ipynb")
-            if run.status().get("state") != "failed":
-                run.set_status("failed", error=f"{type(e).__name__}: {str(e)[-1500:]}")
-            failed.append(c.name)
-            log(f"    {c.name} FAILED: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__}")
-            continue
-        durations.append(time.perf_counter() - t0)
-        log(f"    {c.name} done in {_fmt(durations[-1])}")
+    pending = []
+    for c in todo:
+        if RunDir(runs / c.name).status().get("state") == "done":
+            log(f"{c.name}: done, skipped")
+        else:
+            pending.append(c)
+    log(f"grid {profile}: {len(pending)} of {len(todo)} cells to run ({executor} executor)")
+    progress = Progress(runs, pending, log, progress_every)
+    progress.start()
+    try:
+        results = EXECUTORS[executor](pending, runs, resources or Resources(), log)
+    finally:
+        progress.stop.set()
+    failed = [r.name for r in results if not r.ok]
     log(f"grid {profile}: {len(todo) - len(failed)} done, {len(failed)} failed" +
         (f" ({', '.join(failed)})" if failed else ""))
     return len(failed)
-
-
-def _fmt(s: float) -> str:
-    return f"{int(s // 60)}m{int(s % 60):02d}s"

@@ -10,6 +10,7 @@ On CUDA it is bf16 where the card supports it. The resolved choice goes into eac
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -94,6 +95,34 @@ def matmul_gflops(dtype: str, n: int = 512, seconds: float = 0.3) -> float:
         torch.nn.functional.linear(x, w)
         reps += 1
     return 4 * n**3 * reps / dt / 1e9
+
+
+THREADS_ENV = "RLVR_THREADS"  # a grid executor's allocation for the cell it starts (cores; 0 = all)
+
+
+def cell_threads() -> int:
+    """The cores this process may use: its executor's allocation, else every core in its affinity mask."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    given = int(os.environ.get(THREADS_ENV) or 0)
+    return min(given, cores) if given > 0 else cores
+
+
+def use_threads(n: int | None = None) -> int:
+    """Make torch's and vLLM's CPU threads follow the allocation (`n`, else `cell_threads()`).
+
+    Must run before vLLM starts: its CPU worker freezes `torch.set_num_threads`. With the whole
+    affinity mask vLLM pins one thread per core, as it does by default. With a share of the machine
+    (a Ray cell beside another) nothing is pinned: the share is a count, not a set of cores, and two
+    cells pinned to the same cores would each run at a fraction of their speed.
+    """
+    import torch
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    n = n or cell_threads()
+    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores)) if n >= len(cores) else "nobind"
+    return n
 
 
 def _cache_file() -> Path:

@@ -18,7 +18,7 @@ def _empty(msg: str):
     return fig
 
 
-def plot_run(run: Run, cols: tuple[str, ...] = ("reward_mean", "kept", "entropy", "response_len_mean")):
+def plot_run(run: Run, cols: tuple[str, ...] = ("reward_mean", "kept", "entropy_kept", "response_len_mean")):
     """One run's training curves plus its evaluation accuracy."""
     if run.metrics.empty:
         return _empty(f"{run.name}: no metrics yet")

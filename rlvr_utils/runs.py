@@ -148,6 +148,31 @@ class RunDir:
         atomic_write_text(self.samples / f"{name}.jsonl",
                           "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
 
+    def lock(self) -> "RunDir":
+        """Claim the folder for this process until it exits: one writer per run. A second trainer (a
+        grid run twice, or a cell retried while its old process lives) fails here, before it writes."""
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RuntimeError(f"{self.path} is being written by another process (pid {holder}); "
+                               "stop it or wait for it, then run again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd  # held (open) for the life of this object; the OS releases it when the process dies
+        return self
+
+    def unlock(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
     def read_metrics(self) -> list[dict]:
         return list(read_jsonl(self.metrics))
 
@@ -202,3 +227,23 @@ class _NoBoard:
     def add_scalar(self, *a, **k) -> None: ...
     def flush(self) -> None: ...
     def close(self) -> None: ...
+
+
+PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
+
+
+def exit_with_parent() -> None:
+    """Under a grid executor (Linux): die when the process that started this one does. A kernel that
+    outlived a killed Ray worker or driver would keep writing the run a retry is about to resume."""
+    import ctypes
+    import signal
+
+    parent = int(os.environ.get(PARENT_ENV) or 0)
+    if not parent:
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call
+        os._exit(1)

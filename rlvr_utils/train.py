@@ -8,6 +8,7 @@ in `update.py` (its maths in `losses.py`), and every file it writes goes through
 from __future__ import annotations
 
 import copy
+import os
 import random
 import shutil
 import time
@@ -23,13 +24,13 @@ from .config import TrainConfig
 from .data import Cursor, Prepared, prepare_data
 from .evaluate import EvalSettings, batch_stats, evaluate
 from .grading import GradingPool
-from .hardware import check_plan, memory_plan
+from .hardware import check_plan, memory_plan, use_threads
 from .hardware import resolve as resolve_hardware
 from .models import load_policy, load_tokenizer, resolve_model
 from .objectives import advantages, objective_kwargs
 from .prompts import check_budget, context_length
 from .rollouts import Engine, SamplingConfig, make_engine, mix_seed
-from .runs import RunDir, append_jsonl, capture_rng, provenance, restore_rng, sample_record
+from .runs import RunDir, append_jsonl, capture_rng, exit_with_parent, provenance, restore_rng, sample_record
 from .update import update_policy
 
 
@@ -37,6 +38,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
           log: Callable[[str], None] = print, stop_after: int | None = None) -> RunDir:
     """Run (or resume) one training run into `run_dir`. `stop_after`: return after that many steps
     in this call (a test hook that simulates a kill right after a checkpoint)."""
+    exit_with_parent()
     run = RunDir(run_dir)
     if run.config.exists():
         saved = TrainConfig.load(run.config)
@@ -48,13 +50,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
         if run.status().get("state") == "done":
             log(f"{run.path}: already done")
             return run
-    run.path.mkdir(parents=True, exist_ok=True)
-    run.set_status("running")
+    run.lock()
+    run.set_status("running", pid=os.getpid())
     try:
         _train(cfg, run, resume, log, stop_after)
     except BaseException as e:
         run.set_status("failed", error=f"{type(e).__name__}: {e}"[:2000])
         raise
+    finally:
+        run.unlock()
     return run
 
 
@@ -120,14 +124,16 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
                  "max_prompt_tokens")  # before any weights load
     tok = load_tokenizer(model_path)
     data = prepare_data(cfg, tok)
+    threads = use_threads()  # the cores the grid's executor gave this cell (all, run alone)
     hw = resolve_hardware(cfg.device, cfg.precision)
-    log(f"hardware: {hw}")
+    log(f"hardware: {hw}, {threads} CPU threads")
     plan = memory_plan(AutoConfig.from_pretrained(model_path), cfg, hw)
     log(str(plan))
     check_plan(plan)  # before any weights load
     if not run.config.exists():
         cfg.save(run.config, {**provenance(), "model_path": model_path, "n_train": len(data.train),
-                              "n_eval": len(data.eval), "dropped": data.dropped, "hardware": hw.to_dict(),
+                              "n_eval": len(data.eval), "dropped": data.dropped,
+                              "hardware": {**hw.to_dict(), "threads": threads},
                               "memory_plan_gb": {k: round(v / 1e9, 3) for k, v in plan.parts.items()}})
     cfg = cfg.replace(device=hw.device, precision=hw.precision)
 

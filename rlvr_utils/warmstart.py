@@ -26,7 +26,7 @@ from .hardware import resolve
 from .losses import masked_mean, masked_sum, response_logprobs
 from .models import cache_dir, load_policy, load_tokenizer, resolve_model
 from .prompts import render
-from .rollouts import HFEngine
+from .rollouts import make_engine
 from .runs import atomic_write_json
 
 
@@ -44,6 +44,7 @@ class WarmStart:
     eval_problems: int = 64                          # held-out (test split) problems for the prior
     eval_samples: int = 16                           # pass@k up to k = this, at T=0.6
     max_tokens: int = 160
+    engine: str = "auto"                             # samples the prior (rollouts.ENGINES): vLLM where installed
 
     def key(self) -> str:
         """The rung's folder name: readable, plus a hash of the whole recipe."""
@@ -90,9 +91,14 @@ def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str],
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    with GradingPool(workers=2, timeout=5.0, policy=ws.extraction) as pool:  # type: ignore[arg-type]
-        row, _ = evaluate(HFEngine(model, tok), pool, held, encode(held)[0],
-                          EvalSettings(ws.eval_samples, 0.6, 0.95, ws.max_tokens, False, ws.seed))
+    engine = make_engine(ws.engine, str(tmp), policy=model, tokenizer=tok, dtype="float32", seed=ws.seed,  # type: ignore[arg-type]
+                         max_model_len=2048)
+    try:
+        with GradingPool(workers=2, timeout=5.0, policy=ws.extraction) as pool:  # type: ignore[arg-type]
+            row, _ = evaluate(engine, pool, held, encode(held)[0],
+                              EvalSettings(ws.eval_samples, 0.6, 0.95, ws.max_tokens, False, ws.seed))
+    finally:
+        engine.close()
     prior = {"held_out_sft_loss": held_loss, "greedy": row["greedy"], "pass_at_k": row["pass_at_k"],
              "n_eval": len(held), "build_seconds": round(time.perf_counter() - t0, 1)}
     atomic_write_json(tmp / "warmstart.json", {**asdict(ws), "base_path": path})

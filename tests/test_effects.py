@@ -64,3 +64,29 @@ def test_problem_bootstrap_within_one_run(tmp_path):
     run.write_samples("eval_00006", recs(10))
     m, lo, hi = problem_delta(run.path, k=1)
     assert m == 0 and lo <= 0 <= hi
+
+
+def _recs(solved: int, problems: int = 40):
+    return [{"protocol": "sampled", "problem_id": f"p{i}", "sample": j, "status": "correct" if i < solved else "incorrect"}
+            for i in range(problems) for j in range(4)]
+
+
+def test_one_seed_interaction_is_over_problems(tmp_path):
+    """With one seed per cell the answer's interval is a paired bootstrap over problems, and says so."""
+    for lift, expect in ((12, "grows"), (0, "no detectable change")):
+        root = tmp_path / f"lift{lift}"
+        for n in (0, 1000):
+            rung = root / "rungs" / f"n{n}"
+            rung.mkdir(parents=True)
+            (rung / "warmstart.json").write_text(json.dumps({"n": n}))
+            for obj in ("psr", "nsr"):
+                run = RunDir(root / "grid" / f"n{n}__{obj}__s0")
+                run.path.mkdir(parents=True)
+                run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": 0}))
+                after = 10 + (lift if (n, obj) == (1000, "nsr") else 0)
+                append_jsonl(run.evals, [_ev(0, 0.25), _ev(6, after / 40)])
+                run.write_samples("eval_00000", _recs(10))
+                run.write_samples("eval_00006", _recs(after))
+        text = answer(run_deltas(load_grid(root / "grid")), 1)
+        assert expect in text and "over 40 problems, one seed per cell" in text, text
+    assert "+0.300" in answer(run_deltas(load_grid(tmp_path / "lift12" / "grid")), 1)

@@ -52,7 +52,7 @@ def test_train_two_steps_writes_run_files(tmp_path, objective):
     assert [m["step"] for m in metrics] == [1, 2]
     for m in metrics:
         assert m["samples"] == 4 and 0 <= m["kept"] <= 4
-        for k in ("reward_mean", "loss", "grad_norm", "entropy", "clip_frac", "response_len_mean",
+        for k in ("reward_mean", "loss", "grad_norm", "entropy_kept", "sampled_nll", "clip_frac", "response_len_mean",
                   "truncation_rate", "prompts_all_correct", "status_timeout", "time_generate", "time_train"):
             assert k in m
     evals = r.read_evals()

@@ -7,7 +7,7 @@ from rlvr_utils.warmstart import WarmStart, read_prior, warmstart
 
 def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_model_path):
     common = dict(base=tiny_model_path, data="gen:chain?difficulty=2&n=120", epochs=3, lr=2e-3, batch_size=8,
-                  eval_problems=8, eval_samples=2, max_tokens=8)
+                  eval_problems=8, eval_samples=2, max_tokens=8, engine="hf")
     base = warmstart(WarmStart(n=0, **common), tmp_path / "n0", log=lambda m: None)
     rung = warmstart(WarmStart(n=96, **common), tmp_path / "n96", log=lambda m: None)
     p0, p1 = read_prior(base), read_prior(rung)
@@ -26,7 +26,7 @@ def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_pat
     from rlvr_utils.models import resolve_model
 
     monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
-    spec = f"warm:base={tiny_model_path},n=0,data=gen:chain?difficulty=2&n=40,eval_problems=4,eval_samples=1,max_tokens=4"
+    spec = f"warm:base={tiny_model_path},n=0,data=gen:chain?difficulty=2&n=40,eval_problems=4,eval_samples=1,max_tokens=4,engine=hf"
     path = Path(resolve_model(spec))
     assert path.parent == tmp_path / "warmstarts" and read_prior(path)["n_eval"] == 4
     assert resolve_model(spec) == str(path)  # built once, then cached

@@ -1,0 +1,196 @@
+"""Where a grid's cells run: one after another in this process tree (`local`), or as Ray tasks on a
+cluster (`ray`). Adding an executor is one decorated function.
+
+Both run every cell through `run_cell` (papermill over notebooks/03_train into the cell's folder), so
+they share its guarantees: a done cell is never re-run (the grid skips it before dispatch), an
+interrupted one resumes from its checkpoint, a failed one is recorded and the others go on. Each cell
+is told how many cores it has (`RLVR_THREADS`, read by `hardware.use_threads`), so cells side by side
+do not run more threads than cores. Progress comes from the run files, never from notebook output.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .hardware import THREADS_ENV, cell_threads
+from .runs import PARENT_ENV, RunDir
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: int = 0                # cores per cell (0: all of this machine's, one cell at a time)
+    gpus: float = 0.0            # GPUs per cell (Ray; 1 on GPU nodes)
+    address: str | None = None   # Ray: an existing cluster ("auto" or host:port); None starts one here
+    retries: int = 1             # Ray: re-runs of a cell whose worker died (each resumes from its checkpoint)
+    log_output: bool = False     # local: stream the training log (papermill's log_output)
+
+
+@dataclass(frozen=True)
+class CellResult:
+    name: str
+    ok: bool
+    seconds: float
+    error: str = ""
+
+
+Executor = Callable[[list, Path, Resources, Callable[[str], None]], list[CellResult]]
+EXECUTORS: dict[str, Executor] = {}
+
+
+def executor(name: str) -> Callable[[Executor], Executor]:
+    def register(fn: Executor) -> Executor:
+        EXECUTORS[name] = fn
+        return fn
+    return register
+
+
+@contextmanager
+def _env(**values: str) -> Iterator[None]:
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False) -> CellResult:
+    """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
+    import papermill
+
+    from .grid import NOTEBOOK, notebook_args
+
+    run = RunDir(Path(runs) / cell.name)
+    run.path.mkdir(parents=True, exist_ok=True)
+    partial = run.path / ".train.partial.ipynb"
+    t0 = time.perf_counter()
+    try:
+        # the kernel inherits these: its core budget, and who it must not outlive
+        with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid())}):
+            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(cell, run.path),
+                                       cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=log_output,
+                                       kernel_name="python3")
+        partial.rename(run.notebook)
+    except Exception as e:  # noqa: BLE001 - a failed cell must not stop the grid
+        if partial.exists():
+            partial.rename(run.path / "train.failed.ipynb")
+        if run.status().get("state") != "failed":
+            run.set_status("failed", error=f"{type(e).__name__}: {str(e)[-1500:]}")
+        msg = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
+        return CellResult(cell.name, False, time.perf_counter() - t0, msg)
+    return CellResult(cell.name, True, time.perf_counter() - t0)
+
+
+@executor("local")
+def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None]) -> list[CellResult]:
+    """One cell at a time on this machine, each with every core (or `res.cpus`)."""
+    threads = res.cpus or cell_threads()
+    out: list[CellResult] = []
+    for i, c in enumerate(cells):
+        state = RunDir(runs / c.name).status().get("state")
+        log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in ('running', 'failed') else 'running'}")
+        out.append(r := run_cell(c, runs, threads, res.log_output))
+        log(f"    {c.name} " + (f"done in {fmt_seconds(r.seconds)}" if r.ok else f"FAILED: {r.error}"))
+    return out
+
+
+@executor("ray")
+def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None]) -> list[CellResult]:
+    """Each cell a Ray task with its declared resources; as many at once as the cluster holds.
+
+    A worker that dies mid-cell (node lost, OOM-killed) makes Ray re-run the task up to `res.retries`
+    times; the re-run resumes from the cell's last checkpoint. A cell still failing is recorded as
+    failed and the rest go on. Run folders must be on a path every node sees (the same `runs`).
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("--executor ray needs Ray: pip install 'rlvr-utils[ray]'") from e
+
+    gpus = res.gpus
+    if res.address:
+        ray.init(address=res.address, log_to_driver=res.log_output)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=res.log_output)
+        if not gpus and ray.cluster_resources().get("GPU", 0):
+            gpus = 1.0  # a GPU node: one card per cell
+    try:
+        have = ray.cluster_resources()
+        # default share: a GPU cell takes its card's part of the cores; CPU cells split the cores evenly
+        cpus = res.cpus or max(1, int(have.get("CPU", 1) // (have.get("GPU", 1) if gpus else len(cells))))
+        task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=res.retries, retry_exceptions=False)(run_cell)
+        log(f"ray: {len(cells)} cells, {cpus} CPU(s) and {gpus:g} GPU(s) each, cluster {dict(have)}")
+        pending = {task.remote(c, str(runs.resolve()), cpus, res.log_output): c for c in cells}
+        out: list[CellResult] = []
+        t0 = time.perf_counter()
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            c = pending.pop(ready[0])
+            try:
+                r = ray.get(ready[0])
+            except Exception as e:  # noqa: BLE001 - the worker died past its retries: record, go on
+                RunDir(runs / c.name).set_status("failed", error=f"ray: {type(e).__name__}: {str(e)[-1500:]}")
+                r = CellResult(c.name, False, time.perf_counter() - t0, f"ray: {type(e).__name__}")
+            out.append(r)
+            log(f"    {c.name} " + (f"done in {fmt_seconds(r.seconds)}" if r.ok else f"FAILED: {r.error}"))
+        return out
+    finally:
+        ray.shutdown()
+
+
+class Progress(threading.Thread):
+    """Every `every` seconds, one line per change: each running cell's step / total and last reward, and
+    the grid's ETA from the steps done since it started. Reads the run files only."""
+
+    def __init__(self, runs: Path, cells: list, log: Callable[[str], None], every: float = 30.0):
+        super().__init__(daemon=True)
+        self.runs, self.cells, self.log, self.every = runs, cells, log, every
+        self.stop = threading.Event()
+        self.t0 = time.perf_counter()
+        self.start_steps = self._steps_done()
+        self.last = ""
+
+    def _steps_done(self) -> int:
+        return sum(self._cell(c)[0] for c in self.cells)
+
+    def _cell(self, c) -> tuple[int, float | None, str]:
+        run = RunDir(self.runs / c.name)
+        state = run.status().get("state", "pending")
+        if state == "done":
+            return c.config.steps, None, state
+        rows = run.read_metrics() if run.metrics.exists() else []
+        return (rows[-1]["step"], rows[-1].get("reward_mean"), state) if rows else (0, None, state)
+
+    def line(self) -> str:
+        parts, done = [], 0
+        for c in self.cells:
+            step, reward, state = self._cell(c)
+            done += step
+            if state == "running":
+                parts.append(f"{c.name} step {step}/{c.config.steps}" +
+                             (f" reward {reward:.3f}" if reward is not None else ""))
+        total = sum(c.config.steps for c in self.cells)
+        rate = (done - self.start_steps) / (time.perf_counter() - self.t0)
+        eta = f"ETA {fmt_seconds((total - done) / rate)}" if rate > 0 else "ETA after the first step"
+        return f"  progress: {done}/{total} steps, {eta}" + (" | " + " | ".join(parts) if parts else "")
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                line = self.line()
+            except (OSError, ValueError):  # a file replaced under us: next time
+                continue
+            if line.split(", ETA")[0] + line.partition(" | ")[2] != self.last:
+                self.last = line.split(", ETA")[0] + line.partition(" | ")[2]
+                self.log(line)
+
+
+def fmt_seconds(s: float) -> str:
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m" if s >= 3600 else f"{int(s // 60)}m{int(s % 60):02d}s"
