@@ -15,25 +15,49 @@
 # # 04 · Analyze a grid
 #
 # Everything here is read from the run folders' files (`config.json`, `metrics.jsonl`,
-# `eval.jsonl`), never from notebook outputs. Accuracy is on a fixed, seeded subset of the test
-# split shared by every cell; intervals are 95% bootstrap CIs over problems (one seed) or over
-# seeds (several).
+# `eval.jsonl`, `samples/`), never from notebook outputs. Accuracy is on a fixed, seeded subset of the
+# test split shared by every cell; intervals are 95% t-intervals over seeds (several) or bootstrap
+# intervals over problems (one seed), and each table says which.
 
 # %% tags=["parameters"]
-runs_dir: str = "runs/cpu"     # a grid's folder
+runs_dir: str = "runs/smoke"   # a grid's folder
+k: int = 0                     # pass@k of the headline answer (0: the largest k evaluated)
 table_every: int = 10          # accuracy tables at steps 0, every, 2*every, ... (the original study: 10)
 window: int = 2                # moving-average window of the training curves
 
-# %%
-from rlvr_utils import analysis as A
-from rlvr_utils import plots as P
-
-runs = A.load_grid(runs_dir)
-A.status_table(runs)
+# %% [markdown]
+# ## The answer
+# Does NSR's advantage over PSR at large k grow or shrink with the prior? Each run's change is
+# measured against its own rung's base (its step-0 evaluation), then compared across rungs.
 
 # %%
 from IPython.display import Markdown
 
+from rlvr_utils import analysis as A
+from rlvr_utils import effects as E
+from rlvr_utils import plots as P
+
+runs = A.load_grid(runs_dir)
+deltas = E.run_deltas(runs)
+effects = E.effect_table(deltas)
+display(Markdown(f"**{E.headline(deltas, k)}**"))
+P.plot_delta_vs_rung(effects, k);
+
+# %% [markdown]
+# Each objective's Δpass@k per rung (`lo`/`hi`: 95% t-interval across `seeds`; blank with one seed),
+# and the noise floor: the base's pass@k across the sampling seeds of its evaluations.
+
+# %%
+display(effects.round(3))
+E.noise_floor(deltas).round(3) if not deltas.empty else None
+
+# %% [markdown]
+# ## The runs
+
+# %%
+A.status_table(runs)
+
+# %%
 metrics, evals = A.metrics_frame(runs), A.eval_frame(runs)
 display(Markdown(A.describe_settings(runs)))
 A.settings_table(runs)
@@ -70,7 +94,9 @@ final[["model", "objective", "seed", "step", "base", "greedy", "greedy_lo", "gre
 
 # %% [markdown]
 # ## pass@k: base model vs each objective
-# NSR's claim is that it keeps (or raises) pass@k at large k while PSR narrows it.
+# NSR's claim is that it keeps (or raises) pass@k at large k while PSR narrows it. Per problem with
+# $c$ correct of $n$ samples, the unbiased estimator is
+# $\text{pass@}k = 1 - \binom{n-c}{k} \big/ \binom{n}{k}$, averaged over problems.
 
 # %%
 pk = A.pass_at_k_frame(evals)

@@ -145,3 +145,19 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
     return (f"{verdict}: difference in differences {it['did']:+.3f} [{it['lo']:+.3f}, {it['hi']:+.3f}] ({over}, "
             f"rung {it['rungs'][0]:g} vs {it['rungs'][1]:g}); the smallest effect this design detects with 80% "
             f"power is {it['mde_80']:.3f}.")
+
+
+def headline(deltas: pd.DataFrame, k: int = 0) -> str:
+    """The report's first line: `answer` at pass@k (k=0: the largest k evaluated), or why this grid
+    cannot give one (it needs >= 2 rungs, each with a PSR and an NSR run)."""
+    if deltas.empty:
+        return "No run has both a step-0 and a later evaluation yet: nothing to compare."
+    k = k or int(deltas["k"].max())
+    rungs = deltas["rung_order"].dropna().unique()
+    if len(rungs) < 2:
+        return (f"This grid has {len(rungs)} prior rung(s) ({', '.join(sorted(deltas['rung'].unique()))}): "
+                "the prior axis needs two or more (`rlvr grid --profile smoke` or `prior`). Per-objective changes below.")
+    try:
+        return answer(deltas, k)
+    except ValueError as e:
+        return f"No interaction estimate at pass@{k}: {e}."

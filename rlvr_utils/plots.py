@@ -100,3 +100,26 @@ def plot_counts(table: pd.DataFrame):
     ax.set_title("problems per subject x level")
     fig.tight_layout()
     return fig
+
+
+def plot_delta_vs_rung(effects: pd.DataFrame, k: int = 0):
+    """Δpass@k (last evaluation minus the rung's own base) against the prior rung, a line per objective,
+    with its 95% interval (across seeds where there are several)."""
+    if effects.empty:
+        return _empty("no effects yet")
+    k = k or int(effects["k"].max())
+    d = effects[effects["k"] == k].sort_values("rung_order")
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    rungs = list(dict.fromkeys(d["rung"]))
+    for obj, g in d.groupby("objective"):
+        x = [rungs.index(r) for r in g["rung"]]
+        line = ax.plot(x, g["delta"], marker="o", label=obj)[0]
+        if g["lo"].notna().any():
+            ax.fill_between(x, g["lo"], g["hi"], alpha=0.15, color=line.get_color())
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xticks(range(len(rungs)), rungs)
+    ax.set_xlabel("prior rung (warm-start dose)")
+    ax.set_ylabel(f"Δ pass@{k} vs the rung's base")
+    ax.legend()
+    fig.tight_layout()
+    return fig

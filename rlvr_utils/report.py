@@ -12,7 +12,8 @@ ANALYZE = Path(__file__).resolve().parents[1] / "notebooks" / "04_analyze.ipynb"
 def render_report(runs_dir: str | Path, out: str | Path | None = None, **params) -> Path:
     """Writes <runs_dir>/report.ipynb and report.html (plots embedded as PNG: readable offline).
 
-    MathJax is left to nbconvert's template: with no network, formulas show as TeX source.
+    Formulas render offline: MathJax comes from the `jupyter-server-mathjax` package, copied once
+    beside the report (`mathjax/`, 12 MB) and loaded by a relative URL, never from a CDN.
     """
     import nbformat
     import papermill
@@ -27,7 +28,26 @@ def render_report(runs_dir: str | Path, out: str | Path | None = None, **params)
     papermill.execute_notebook(str(ANALYZE), str(partial), parameters={"runs_dir": str(runs_dir), **params},
                                cwd=str(ANALYZE.parent.parent), progress_bar=False, kernel_name="python3")
     partial.replace(nb_out)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                            mathjax_url=_local_mathjax(out.parent))
     body, _ = exporter.from_notebook_node(nbformat.read(nb_out, as_version=4))
     atomic_write_text(out, body)
     return out
+
+
+def _local_mathjax(folder: Path) -> str:
+    """Copy MathJax 2 (jupyter-server-mathjax's) into folder/mathjax once; its URL relative to folder."""
+    import shutil
+
+    import jupyter_server_mathjax
+
+    dest = folder / "mathjax"
+    if not (dest / "MathJax.js").exists():
+        src = Path(jupyter_server_mathjax.__file__).parent / "static"
+        tmp = folder / ".mathjax.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+

@@ -42,7 +42,7 @@ class WarmStart:
     prompt: str = "answer_is"                        # as the RL runs on these rungs (weak models rarely box)
     extraction: str = "boxed_or_answer_is"
     eval_problems: int = 64                          # held-out (test split) problems for the prior
-    eval_samples: int = 16                           # pass@k up to k = this, at T=0.6
+    eval_samples: int = 16                           # pass@k up to k = this, at T=0.6 (0: held-out loss only)
     max_tokens: int = 160
     engine: str = "auto"                             # samples the prior (rollouts.ENGINES): vLLM where installed
 
@@ -91,22 +91,24 @@ def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str],
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    engine = make_engine(ws.engine, str(tmp), policy=model, tokenizer=tok, dtype="float32", seed=ws.seed,  # type: ignore[arg-type]
-                         max_model_len=2048)
-    try:
-        with GradingPool(workers=2, timeout=5.0, policy=ws.extraction) as pool:  # type: ignore[arg-type]
-            row, _ = evaluate(engine, pool, held, encode(held)[0],
-                              EvalSettings(ws.eval_samples, 0.6, 0.95, ws.max_tokens, False, ws.seed))
-    finally:
-        engine.close()
-    prior = {"held_out_sft_loss": held_loss, "greedy": row["greedy"], "pass_at_k": row["pass_at_k"],
-             "n_eval": len(held), "build_seconds": round(time.perf_counter() - t0, 1)}
+    prior = {"held_out_sft_loss": held_loss, "n_eval": len(held)}
+    if ws.eval_samples:  # 0: a rung for a smoke run, whose RL cells measure their own base at step 0
+        engine = make_engine(ws.engine, str(tmp), policy=model, tokenizer=tok, dtype="float32", seed=ws.seed,  # type: ignore[arg-type]
+                             max_model_len=2048)
+        try:
+            with GradingPool(workers=2, timeout=5.0, policy=ws.extraction) as pool:  # type: ignore[arg-type]
+                row, _ = evaluate(engine, pool, held, encode(held)[0],
+                                  EvalSettings(ws.eval_samples, 0.6, 0.95, ws.max_tokens, False, ws.seed))
+        finally:
+            engine.close()
+        prior.update(greedy=row["greedy"], pass_at_k=row["pass_at_k"])
+    prior["build_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(tmp / "warmstart.json", {**asdict(ws), "base_path": path})
     atomic_write_json(tmp / "prior.json", prior)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # a killed build never leaves a half rung at the final path
-    log(f"{out}: held-out SFT loss {held_loss:.3f}, greedy {row['greedy']['mean']:.3f} "
-        f"[{row['greedy']['lo']:.3f}, {row['greedy']['hi']:.3f}]")
+    g = prior.get("greedy")
+    log(f"{out}: held-out SFT loss {held_loss:.3f}" + (f", greedy {g['mean']:.3f} [{g['lo']:.3f}, {g['hi']:.3f}]" if g else ""))
     return out
 
 

@@ -163,3 +163,29 @@ def test_inspect_rollouts_in_jupyterlab(lab, tiny_grid_run):
             browser.close()
     print("\n".join(ln for ln in log if "[test]" in ln))
     assert (ARTIFACTS / "02_inspect_rollouts.png").stat().st_size > 10_000
+
+
+def test_report_formulas_render_offline(tiny_grid):
+    """The report's MathJax loads from beside it: typeset formulas in a browser with the network off."""
+    from playwright.sync_api import sync_playwright
+
+    from rlvr_utils.report import render_report
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium missing: `make setup` installs Debian's chromium (apt-get install chromium)")
+        pytest.skip("Debian chromium not installed (make browser)")
+    runs, _, _ = tiny_grid
+    html = render_report(runs, runs / "offline" / "report.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                                    "--allow-file-access-from-files"])
+        context = browser.new_context(offline=True)
+        page = context.new_page()
+        page.goto(html.as_uri(), wait_until="load")
+        page.wait_for_function("window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 && "
+                               "document.querySelectorAll('.MathJax, .MathJax_CHTML, .MathJax_SVG').length > 0",
+                               timeout=60_000)
+        typeset = page.evaluate("document.querySelectorAll('.MathJax, .MathJax_CHTML, .MathJax_SVG').length")
+        browser.close()
+    assert typeset >= 1

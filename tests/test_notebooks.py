@@ -110,6 +110,10 @@ def test_report_renders_every_section(tiny_grid):
                    "image/png"):
         assert needle in html, needle
     assert "def " not in html and "import " not in html  # code cells are hidden
+    assert "The answer" in html and "prior rung" in html  # opens with the answer (here: why there is none)
+    # formulas render offline: MathJax beside the report, no CDN
+    assert 'src="mathjax/MathJax.js?config=' in html and "cdnjs" not in html and "binom" in html
+    assert (runs / "mathjax" / "MathJax.js").exists()
 
 
 def test_sample_and_inspect_notebooks_execute(tmp_path, tiny_grid, math_dir, tiny_model_path):

@@ -26,7 +26,8 @@ def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_pat
     from rlvr_utils.models import resolve_model
 
     monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
-    spec = f"warm:base={tiny_model_path},n=0,data=gen:chain?difficulty=2&n=40,eval_problems=4,eval_samples=1,max_tokens=4,engine=hf"
+    spec = (f"warm:base={tiny_model_path},n=0,data=gen:chain?difficulty=2&n=40,eval_problems=4,eval_samples=1,"
+            "max_tokens=4,engine=hf")
     path = Path(resolve_model(spec))
     assert path.parent == tmp_path / "warmstarts" and read_prior(path)["n_eval"] == 4
     assert resolve_model(spec) == str(path)  # built once, then cached
