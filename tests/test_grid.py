@@ -27,8 +27,8 @@ def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
     assert paper["nsr"].mini_batch_size == 128 and paper["nsr"].entropy_coef == 0.001
     # the notebook's interactive path resolves the same way
     assert resolve_config("seed", {"objective": "nsr"}) == [c.config for c in cells("seed") if c.name.endswith("nsr__s0")][0]
-    assert set(PROFILES) == {"cpu", "seed", "paper", "prior"}
-    assert [c.name for c in cells("prior")][:2] == ["warm-n-0__psr__s0", "warm-n-0__psr__s1"]
+    assert set(PROFILES) == {"cpu", "smoke", "seed", "paper", "prior"}
+    assert [c.name for c in cells("prior")][:2] == ["warm-n0__psr__s0", "warm-n0__psr__s1"]
 
 
 def test_dry_run_prints_each_cells_resolved_settings(tmp_path):
