@@ -136,8 +136,12 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _cmd_warmstart(a: argparse.Namespace) -> int:
     from .config import parse_sets
-    from .warmstart import WarmStart, warmstart
+    from .models import cache_dir
+    from .warmstart import WarmStart, ladder_table, warmstart
 
+    if a.table:
+        print(ladder_table(sorted(p.parent for p in (cache_dir() / "warmstarts").glob("*/prior.json"))), end="")
+        return 0
     out = warmstart(WarmStart(**parse_sets(a.set, WarmStart)), a.out)
     print((out / "prior.json").read_text())
     print(out)
@@ -227,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a WarmStart field: base, data, n, epochs, lr, batch_size, seed, prompt, eval_problems, ...")
     w.add_argument("--out", default=None, help="the rung's folder (default: cached under ~/.cache/rlvr_utils)")
+    w.add_argument("--table", action="store_true", help="print the cached rungs' measured priors (README table) and exit")
     w.set_defaults(fn=_cmd_warmstart)
 
     gr = sub.add_parser("grid", help="run notebooks/03_train over a model x objective x seed grid")

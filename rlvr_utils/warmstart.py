@@ -152,3 +152,22 @@ def read_prior(model_dir: str | Path) -> dict | None:
     """A rung's measured prior, or None for a model that is not a warm start."""
     f = Path(model_dir) / "prior.json"
     return json.loads(f.read_text()) if f.exists() else None
+
+
+def ladder_table(rungs: list[str | Path]) -> str:
+    """Markdown: one row per rung (dose order) with its measured prior, 95% bootstrap CIs over problems."""
+    rows = []
+    for d in rungs:
+        recipe, prior = json.loads((Path(d) / "warmstart.json").read_text()), read_prior(d) or {}
+        if "greedy" not in prior:
+            continue  # a smoke rung: no sampled prior
+        ks = sorted(prior["pass_at_k"], key=int)
+        ci = lambda m: f"{m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"  # noqa: E731
+        rows.append((recipe["n"], f"| {Path(recipe['base_path']).name} n={recipe['n']} | {recipe['data']} | "
+                     f"{recipe['n']} × {recipe['epochs']} epochs | {ci(prior['greedy'])} | {ci(prior['pass_at_k']['1'])} | "
+                     f"{ci(prior['pass_at_k'][ks[-1]])} (k={ks[-1]}) | {prior['held_out_sft_loss']:.3f} | "
+                     f"{prior['build_seconds'] / 60:.1f} min |"))
+    head = ("| rung | task | dose (solutions × epochs) | greedy pass@1 | sampled pass@1 | pass@k | held-out SFT loss "
+            "| build time |\n|---|---|---|---|---|---|---|---|\n")
+    return head + "".join(r + "\n" for _, r in sorted(rows))
+

@@ -2,7 +2,7 @@
 
 import json
 
-from rlvr_utils.warmstart import WarmStart, read_prior, warmstart
+from rlvr_utils.warmstart import WarmStart, ladder_table, read_prior, warmstart
 
 
 def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_model_path):
@@ -18,6 +18,8 @@ def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_mode
     assert recipe["n"] == 96 and recipe["data"].startswith("gen:chain")
     assert (rung / "config.json").exists() and not list(tmp_path.glob("*.partial"))
     assert warmstart(WarmStart(n=96, **common), tmp_path / "n96", log=lambda m: None) == rung  # cached
+    rows = ladder_table([rung, base]).splitlines()[2:]  # the README's ladder table, in dose order
+    assert len(rows) == 2 and "n=0 " in rows[0] and "n=96 " in rows[1] and "96 × 3 epochs" in rows[1]
 
 
 def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_path):
