@@ -112,11 +112,14 @@ def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None])
     try:
         import ray
     except ImportError as e:
-        raise RuntimeError("--executor ray needs Ray: pip install 'rlvr-utils[ray]'") from e
+        raise ValueError("--executor ray needs Ray: pip install 'rlvr-utils[ray]'") from e
 
     gpus = res.gpus
     if res.address:
-        ray.init(address=res.address, log_to_driver=res.log_output)
+        try:
+            ray.init(address=res.address, log_to_driver=res.log_output)
+        except (ConnectionError, RuntimeError) as e:
+            raise ValueError(f"--address {res.address}: no Ray cluster reachable there ({e})") from e
     else:
         ray.init(include_dashboard=False, log_to_driver=res.log_output)
         if not gpus and ray.cluster_resources().get("GPU", 0):
@@ -168,7 +171,8 @@ class Progress(threading.Thread):
         rows = run.read_metrics() if run.metrics.exists() else []
         return (rows[-1]["step"], rows[-1].get("reward_mean"), state) if rows else (0, None, state)
 
-    def line(self) -> str:
+    def line(self) -> tuple[str, str]:
+        """(what changed, the line): the ETA alone changing is not news."""
         parts, done = [], 0
         for c in self.cells:
             step, reward, state = self._cell(c)
@@ -179,16 +183,17 @@ class Progress(threading.Thread):
         total = sum(c.config.steps for c in self.cells)
         rate = (done - self.start_steps) / (time.perf_counter() - self.t0)
         eta = f"ETA {fmt_seconds((total - done) / rate)}" if rate > 0 else "ETA after the first step"
-        return f"  progress: {done}/{total} steps, {eta}" + (" | " + " | ".join(parts) if parts else "")
+        cells = " | " + " | ".join(parts) if parts else ""
+        return f"{done}{cells}", f"  progress: {done}/{total} steps, {eta}{cells}"
 
     def run(self) -> None:
         while not self.stop.wait(self.every):
             try:
-                line = self.line()
+                key, line = self.line()
             except (OSError, ValueError):  # a file replaced under us: next time
                 continue
-            if line.split(", ETA")[0] + line.partition(" | ")[2] != self.last:
-                self.last = line.split(", ETA")[0] + line.partition(" | ")[2]
+            if key != self.last:
+                self.last = key
                 self.log(line)
 
 

@@ -64,11 +64,21 @@ def sft_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_si
 
 
 def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
-    """Build (or find cached) the rung `ws`; returns its model directory."""
+    """Build (or find cached) the rung `ws`; returns its model directory. Cells that start from the same
+    rung at once (a Ray grid) build it once: the others wait on a lock beside it, then find it cached."""
+    import fcntl
+
     out = Path(out) if out else cache_dir() / "warmstarts" / ws.key()
-    if (out / "prior.json").exists():
-        log(f"{out}: cached")
-        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_name(out.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        if (out / "prior.json").exists():
+            log(f"{out}: cached")
+            return out
+        return _build(ws, out, log)
+
+
+def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
     path = resolve_model(ws.base)
     tok = load_tokenizer(path)
     train = load_math(ws.data, "train")
