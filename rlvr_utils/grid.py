@@ -2,6 +2,7 @@
 
 One folder per cell. Completed cells are skipped, a failed cell is recorded and the rest go on,
 an interrupted cell resumes from its checkpoint (the notebook calls `train(..., resume=True)`).
+Where the cells run (here one at a time, or on a Ray cluster) is `executors.py`'s concern.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ PROFILES: dict[str, GridSpec] = {
     # Each rung is built on first use and cached. Measured (README, `rlvr warmstart --table`): the base
     # solves 16% greedy and has pass@16 0.34 at difficulty 2 (PSR has correct samples to learn from),
     # 200 solutions lift greedy to 53%. Evaluation only at step 0 and the end: sampling 64 x 17 answers
-    # of the base takes ~13 min here.
+    # of the base (up to 160 tokens) took ~13 min here.
     "prior": GridSpec(
         models=("warm:n=0", "warm:n=200", "warm:n=1000"), objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2),
         params=dict(data="gen:chain?difficulty=2&n=5000", steps=20, prompts_per_step=16, rollouts_per_prompt=4,
