@@ -113,6 +113,8 @@ def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None])
         import ray
     except ImportError as e:
         raise ValueError("--executor ray needs Ray: pip install 'rlvr-utils[ray]'") from e
+    if not cells:
+        return []
 
     gpus = res.gpus
     if res.address:
