@@ -19,7 +19,7 @@
 # against the gold, rendered as LaTeX. With `run_dir` empty, fresh rollouts are sampled first.
 
 # %% tags=["parameters"]
-run_dir: str = ""               # a run folder, e.g. runs/cpu/smollm2-135m__nsr__s0 (empty: fresh rollouts)
+run_dir: str = ""               # a run folder, e.g. runs/smoke/warm-n200__nsr__s0 (empty: fresh rollouts)
 model: str = "smollm2-135m"     # for fresh rollouts
 problems: int = 4               # fresh rollouts: number of problems (Level 1, test split)
 samples: int = 2                # fresh rollouts: samples per problem
