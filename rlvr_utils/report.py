@@ -7,13 +7,14 @@ from pathlib import Path
 from .runs import atomic_write_text
 
 ANALYZE = Path(__file__).resolve().parents[1] / "notebooks" / "04_analyze.ipynb"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # rlvr_report: JupyterLab's, with nothing from a CDN
 
 
 def render_report(runs_dir: str | Path, out: str | Path | None = None, **params) -> Path:
     """Writes <runs_dir>/report.ipynb and report.html (plots embedded as PNG: readable offline).
 
-    Formulas render offline: MathJax comes from the `jupyter-server-mathjax` package, copied once
-    beside the report (`mathjax/`, 12 MB) and loaded by a relative URL, never from a CDN.
+    It reads offline: MathJax comes from the `jupyter-server-mathjax` package, copied once beside the
+    report (`mathjax/`, 12 MB) and loaded by a relative URL; the template loads nothing from a CDN.
     """
     import nbformat
     import papermill
@@ -23,12 +24,14 @@ def render_report(runs_dir: str | Path, out: str | Path | None = None, **params)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{runs_dir}: no such runs directory")
     out = Path(out) if out else runs_dir / "report.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
     nb_out = out.with_suffix(".ipynb")
     partial = nb_out.with_name(f".{nb_out.stem}.partial.ipynb")
     papermill.execute_notebook(str(ANALYZE), str(partial), parameters={"runs_dir": str(runs_dir), **params},
                                cwd=str(ANALYZE.parent.parent), progress_bar=False, kernel_name="python3")
     partial.replace(nb_out)
-    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+    exporter = HTMLExporter(template_name="rlvr_report", extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             mathjax_url=_local_mathjax(out.parent))
     body, _ = exporter.from_notebook_node(nbformat.read(nb_out, as_version=4))
     atomic_write_text(out, body)

@@ -112,7 +112,8 @@ def test_report_renders_every_section(tiny_grid):
     assert "def " not in html and "import " not in html  # code cells are hidden
     assert "The answer" in html and "prior rung" in html  # opens with the answer (here: why there is none)
     # formulas render offline: MathJax beside the report, no CDN
-    assert 'src="mathjax/MathJax.js?config=' in html and "cdnjs" not in html and "binom" in html
+    assert 'src="mathjax/MathJax.js?config=' in html and "binom" in html
+    assert "cdnjs" not in html and "unpkg" not in html and 'src="http' not in html
     assert (runs / "mathjax" / "MathJax.js").exists()
 
 
