@@ -91,11 +91,12 @@ def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
     """Per problem: pass@k at the last evaluation minus at step 0 (from the run's eval samples)."""
     s = load_samples(run_dir)
     s = s[(s["source"] == "eval") & (s["protocol"] == "sampled")]
+    last = s["step"].max()
     per = {}
-    for step in (0, s["step"].max()):
+    for step in (0, last):
         g = s[s["step"] == step].groupby("problem_id")["status"]
         per[step] = g.apply(lambda x: pass_at_k(len(x), int((x == "correct").sum()), k))
-    return (per[s["step"].max()] - per[0]).dropna()
+    return (per[last] - per[0]).dropna()
 
 
 def problem_delta(run_dir: str | Path, k: int, iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:

@@ -38,6 +38,9 @@ class CellResult:
     seconds: float
     error: str = ""
 
+    def line(self) -> str:
+        return f"    {self.name} " + (f"done in {fmt_seconds(self.seconds)}" if self.ok else f"FAILED: {self.error}")
+
 
 Executor = Callable[[list, Path, Resources, Callable[[str], None]], list[CellResult]]
 EXECUTORS: dict[str, Executor] = {}
@@ -97,7 +100,7 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
         state = RunDir(runs / c.name).status().get("state")
         log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in ('running', 'failed') else 'running'}")
         out.append(r := run_cell(c, runs, threads, res.log_output))
-        log(f"    {c.name} " + (f"done in {fmt_seconds(r.seconds)}" if r.ok else f"FAILED: {r.error}"))
+        log(r.line())
     return out
 
 
@@ -144,7 +147,7 @@ def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None])
                 RunDir(runs / c.name).set_status("failed", error=f"ray: {type(e).__name__}: {str(e)[-1500:]}")
                 r = CellResult(c.name, False, time.perf_counter() - t0, f"ray: {type(e).__name__}")
             out.append(r)
-            log(f"    {c.name} " + (f"done in {fmt_seconds(r.seconds)}" if r.ok else f"FAILED: {r.error}"))
+            log(r.line())
         return out
     finally:
         ray.shutdown()

@@ -100,9 +100,21 @@ def matmul_gflops(dtype: str, n: int = 512, seconds: float = 0.3) -> float:
 THREADS_ENV = "RLVR_THREADS"  # a grid executor's allocation for the cell it starts (cores; 0 = all)
 
 
+def cpu_cores() -> list[int]:
+    """The ids of the cores this process may run on (its affinity mask)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def vllm_bind(cores: list[int]) -> str:
+    """vLLM's CPU thread binding for these cores: one thread pinned per core."""
+    return ",".join(map(str, cores))
+
+
 def cell_threads() -> int:
     """The cores this process may use: its executor's allocation, else every core in its affinity mask."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = len(cpu_cores())
     given = int(os.environ.get(THREADS_ENV) or 0)
     return min(given, cores) if given > 0 else cores
 
@@ -117,11 +129,11 @@ def use_threads(n: int | None = None) -> int:
     """
     import torch
 
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    cores = cpu_cores()
     n = n or cell_threads()
     torch.set_num_threads(n)
     os.environ["OMP_NUM_THREADS"] = str(n)
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores)) if n >= len(cores) else "nobind"
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = vllm_bind(cores) if n >= len(cores) else "nobind"
     return n
 
 

@@ -249,8 +249,10 @@ def configure_vllm_env() -> None:
     """Settings vLLM reads at import: in-process engine (weight sync by reference), CPU threads."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{n - 1}" if n > 1 else "0")
+    from .hardware import cpu_cores, vllm_bind
+
+    # every core this process may use, unless `hardware.use_threads` gave a cell's allocation
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", vllm_bind(cpu_cores()))
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "4")
 

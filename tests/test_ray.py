@@ -12,7 +12,7 @@ import pytest
 
 from rlvr_utils.runs import RunDir
 
-from conftest import REPO, TINY_GRID
+from conftest import REPO, TINY_GRID, run_grid_cli
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -21,15 +21,9 @@ STEPS = ["steps=6", "checkpoint_every=1"]
 TIMING = ("time", "seconds", "tokens_s")  # keys holding any of these are timings, the rest must match
 
 
-def grid(runs, *sets, extra=(), check=True, timeout=900):
-    args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "cpu", "--runs", str(runs),
-            "--cpus-per-cell", "1", "--progress-every", "2", *extra]
-    for s in sets:
-        args += ["--set", s]
-    p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    if check and p.returncode:
-        raise AssertionError(f"grid failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
+def grid(runs, *sets, extra=(), check=True):
+    """conftest's grid command, every cell on 1 core, progress every 2 s."""
+    return run_grid_cli(runs, *sets, check=check, extra_args=("--cpus-per-cell", "1", "--progress-every", "2", *extra))
 
 
 def untimed(rows: list[dict]) -> list[dict]:
