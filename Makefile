@@ -58,7 +58,13 @@ study: setup ## the prior axis at smoke scale (profile smoke: 2 warm-start rungs
 wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package index (bench/gpu_check.sh)
 	$(PY) -m pip download -q --no-deps -d .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"
 
+# In the order that answers soonest (each stage skips cells already done, so a rerun resumes): the
+# interaction's four cells (lowest and highest rung x PSR, NSR) with one seed, then with all three,
+# then the rest (W-REINFORCE, the middle rung).
+PRIOR_EDGES = --set models=warm:n=0,warm:n=1000 --set objectives=psr,nsr
 prior-study: setup ## the prior axis: warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (long; resumable)
+	$(VENV)/bin/rlvr grid --profile prior --runs runs/prior $(PRIOR_EDGES) --set seeds=0
+	$(VENV)/bin/rlvr grid --profile prior --runs runs/prior $(PRIOR_EDGES)
 	$(VENV)/bin/rlvr grid --profile prior --runs runs/prior
 	$(VENV)/bin/rlvr report runs/prior
 

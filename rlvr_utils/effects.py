@@ -55,9 +55,10 @@ def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
 
 
 def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
-    """Per rung x k: the base's pass@k across sampling seeds (every run evaluates its base with its own
-    seed): mean, SD and the 95% t half-width. A change smaller than this is not a change."""
-    base = deltas.drop_duplicates(["run", "k"])
+    """Per rung x k: the base's pass@k across sampling seeds: mean, SD and the 95% t half-width. A
+    change smaller than this is not a change. Runs of one seed evaluate (or share) the same base
+    evaluation, so each seed counts once: counting runs would shrink the interval by sqrt(objectives)."""
+    base = deltas.drop_duplicates(["rung_order", "rung", "seed", "k"])
     rows = []
     for (order, rung, k), g in base.groupby(["rung_order", "rung", "k"], dropna=False):
         m, lo, hi = seed_ci(g["base"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from math import comb
@@ -12,7 +13,7 @@ import numpy as np
 
 from .grading import STATUSES, GradingPool
 from .rollouts import Engine, SamplingConfig, mix_seed
-from .runs import RunDir, sample_record
+from .runs import RunDir, read_jsonl, sample_record
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -128,6 +129,45 @@ def evaluate(engine: Engine, pool: GradingPool, problems: Sequence, prompt_ids: 
         row["t1"] = summarize([float(o[0]) for o in ok["t1"]], s.seed)
     row["response_len_mean"] = float(np.mean([len(r.response_ids) for r in rolls]))
     return row, records
+
+
+# Settings that shape training only. Two runs that agree on everything else evaluate the same model
+# with the same seeds at step 0, so one can reuse the other's step-0 evaluation (`find_base_eval`).
+TRAINING_ONLY = frozenset({
+    "objective", "lam", "grpo_scale_std", "objective_args", "steps", "prompts_per_step", "rollouts_per_prompt",
+    "temperature", "top_p", "max_tokens", "min_tokens", "vllm_gpu_memory", "vllm_sleep", "lr", "warmup_steps",
+    "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm", "mini_batches", "mini_batch_size", "scale_logits",
+    "micro_batch_size", "clip_eps", "loss_agg", "loss_norm", "entropy_coef", "gradient_checkpointing", "kl_coef",
+    "eval_every", "checkpoint_every", "keep_checkpoint", "grade_workers"})
+
+
+def base_eval_key(saved: dict) -> dict:
+    """What a run's step-0 evaluation depends on, from its saved config.json: every setting but the
+    training-only ones, the effective eval length, the model's resolved path, device and precision."""
+    hw = saved.get("_meta", {}).get("hardware", {})
+    key = {k: v for k, v in saved.items() if k != "_meta" and k not in TRAINING_ONLY}
+    key["eval_max_tokens"] = saved["eval_max_tokens"] or saved["max_tokens"]
+    return {**key, "model_path": saved.get("_meta", {}).get("model_path"), "device": hw.get("device"),
+            "precision": hw.get("precision")}
+
+
+def find_base_eval(run: RunDir) -> tuple[dict, list[dict], str] | None:
+    """A sibling run (same parent folder) whose step-0 evaluation this run would repeat: (its eval row,
+    its sample records, its folder name), or None. A grid's objectives share a rung and seed, so only
+    one of them needs to sample the base; the others copy it."""
+    key = base_eval_key(json.loads(run.config.read_text()))
+    for other in sorted(run.path.parent.iterdir()):
+        o = RunDir(other)
+        if other == run.path or not o.config.exists() or not (o.samples / "eval_00000.jsonl").exists():
+            continue
+        try:
+            same = base_eval_key(json.loads(o.config.read_text())) == key
+        except (OSError, ValueError, KeyError):
+            continue  # a folder mid-write or not a run
+        row = next((r for r in o.read_evals() if r["step"] == 0), None) if same else None
+        if row is not None:
+            return row, list(read_jsonl(o.samples / "eval_00000.jsonl")), other.name
+    return None
 
 
 def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: int = 2, max_tokens: int = 96,

@@ -94,12 +94,14 @@ PROFILES: dict[str, GridSpec] = {
     # Each rung is built on first use and cached. Measured (README, `rlvr warmstart --table`): the base
     # solves 16% greedy and has pass@16 0.34 at difficulty 2 (PSR has correct samples to learn from),
     # 200 solutions lift greedy to 53%. Evaluation only at step 0 and the end: sampling 64 x 17 answers
-    # of the base (up to 160 tokens) took ~13 min here.
+    # of the base (up to 160 tokens) took ~13 min here. Precision is pinned, not `auto`: the study spans
+    # sessions on different CPU kinds (auto is bf16 on a Zen 5), and its rungs were built in fp32.
     "prior": GridSpec(
         models=("warm:n=0", "warm:n=200", "warm:n=1000"), objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2),
         params=dict(data="gen:chain?difficulty=2&n=5000", steps=20, prompts_per_step=16, rollouts_per_prompt=4,
                     max_tokens=96, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
-                    eval_every=0, eval_problems=64, eval_samples=16, eval_temperature=0.6, checkpoint_every=5),
+                    eval_every=0, eval_problems=64, eval_samples=16, eval_temperature=0.6, checkpoint_every=5,
+                    precision="fp32"),
         about="the prior axis on a CPU: SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (make prior-study)",
     ),
 }
@@ -119,7 +121,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 TABLE_KEYS = ("model", "objective", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "min_tokens",
               "max_prompt_tokens", "temperature", "lr", "adam_beta2", "weight_decay", "mini_batches", "mini_batch_size",
               "loss_agg", "loss_norm", "scale_logits", "clip_eps", "entropy_coef", "kl_coef", "prompt", "extraction",
-              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1")
+              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1", "precision")
 
 
 def settings_table() -> str:

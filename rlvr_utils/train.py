@@ -8,6 +8,7 @@ in `update.py` (its maths in `losses.py`), and every file it writes goes through
 from __future__ import annotations
 
 import copy
+import json
 import os
 import random
 import shutil
@@ -22,7 +23,7 @@ from transformers import AutoConfig
 
 from .config import TrainConfig
 from .data import Cursor, Prepared, prepare_data
-from .evaluate import EvalSettings, batch_stats, evaluate
+from .evaluate import EvalSettings, batch_stats, evaluate, find_base_eval
 from .grading import GradingPool
 from .hardware import check_plan, memory_plan, use_threads
 from .hardware import resolve as resolve_hardware
@@ -125,7 +126,9 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     tok = load_tokenizer(model_path)
     data = prepare_data(cfg, tok)
     threads = use_threads()  # the cores the grid's executor gave this cell (all, run alone)
-    hw = resolve_hardware(cfg.device, cfg.precision)
+    # a resumed run keeps the precision it started with: `auto` may resolve otherwise on another CPU kind
+    saved_hw = json.loads(run.config.read_text())["_meta"]["hardware"] if run.config.exists() else {}
+    hw = resolve_hardware(cfg.device, saved_hw.get("precision", cfg.precision) if cfg.precision == "auto" else cfg.precision)
     log(f"hardware: {hw}, {threads} CPU threads")
     plan = memory_plan(AutoConfig.from_pretrained(model_path), cfg, hw)
     log(str(plan))
@@ -203,7 +206,13 @@ def _evaluate(s: Loop, step: int) -> None:
     if not s.data.eval:
         return
     t0 = time.perf_counter()
-    row, recs = evaluate(s.engine, s.pool, s.data.eval, s.data.eval_prompts, s.eval_settings)
+    found = find_base_eval(s.run) if step == 0 else None
+    if found:  # a sibling cell already sampled this base with this seed and these settings
+        row, recs, src = found
+        row = {**{k: v for k, v in row.items() if k not in ("step", "seconds")}, "reused_from": src}
+        s.log(f"eval step 0: reusing {src}'s (same model, seed and evaluation settings)")
+    else:
+        row, recs = evaluate(s.engine, s.pool, s.data.eval, s.data.eval_prompts, s.eval_settings)
     row = {"step": step, **row, "seconds": round(time.perf_counter() - t0, 2)}
     append_jsonl(s.run.evals, [row])
     s.run.write_samples(f"eval_{step:05d}", recs)

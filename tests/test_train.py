@@ -97,3 +97,34 @@ def test_budget_beyond_model_context_is_an_error_before_loading(tmp_path, tiny_m
     with pytest.raises(PromptTooLong, match="exceed the model's context of 8192"):
         train(cfg, tmp_path / "r")
     assert not (tmp_path / "r" / "config.json").exists()
+
+
+@pytest.mark.slow
+def test_step0_evaluation_is_shared_by_a_grids_objectives_and_equals_its_own(tmp_path, tiny_model_path):
+    # a grid's objectives start from the same model with the same seed: the second copies the first's
+    # step-0 evaluation, and the copy must equal what it would have sampled itself (run alone elsewhere)
+    common = [*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}"]
+    rlvr("train", "--run-dir", str(tmp_path / "grid" / "psr"), *sets(*common, "objective=psr"))
+    rlvr("train", "--run-dir", str(tmp_path / "grid" / "nsr"), *sets(*common, "objective=nsr", "lr=3e-5"))
+    rlvr("train", "--run-dir", str(tmp_path / "alone" / "nsr"), *sets(*common, "objective=nsr", "lr=3e-5"))
+    shared, alone = RunDir(tmp_path / "grid" / "nsr"), RunDir(tmp_path / "alone" / "nsr")
+    assert shared.read_evals()[0]["reused_from"] == "psr" and "reused_from" not in alone.read_evals()[0]
+    drop = ("step", "seconds", "reused_from")
+    assert ({k: v for k, v in shared.read_evals()[0].items() if k not in drop}
+            == {k: v for k, v in alone.read_evals()[0].items() if k not in drop})
+    assert (shared.samples / "eval_00000.jsonl").read_text() == (alone.samples / "eval_00000.jsonl").read_text()
+    assert "reused_from" not in shared.read_evals()[-1]  # the final evaluation is its own
+
+
+def test_base_eval_key_ignores_training_settings_only():
+    from rlvr_utils.evaluate import base_eval_key
+
+    saved = {**TrainConfig().to_dict(), "_meta": {"model_path": "/m", "hardware": {"device": "cpu", "precision": "fp32"}}}
+    key = base_eval_key(saved)
+    assert key == base_eval_key({**saved, "objective": "nsr", "lr": 3e-4, "steps": 5, "kl_coef": 0.1})
+    for change in ({"seed": 1}, {"eval_samples": 8}, {"eval_temperature": 1.0}, {"eval_problems": 7}, {"data": "x"},
+                   {"prompt": "answer_is"}, {"max_tokens": 99}, {"_meta": {**saved["_meta"], "model_path": "/n"}},
+                   {"_meta": {"model_path": "/m", "hardware": {"device": "cpu", "precision": "bf16"}}}):
+        assert base_eval_key({**saved, **change}) != key, change
+    assert base_eval_key({**saved, "eval_max_tokens": 99, "max_tokens": 5}) != key
+    assert base_eval_key({**saved, "eval_max_tokens": 512, "max_tokens": 99}) == key  # eval length is what counts
