@@ -40,12 +40,12 @@ from rlvr_utils import plots as P
 runs = A.load_grid(runs_dir)
 deltas = E.run_deltas(runs)
 effects = E.effect_table(deltas)
-display(Markdown(f"**{E.headline(deltas, k)}**"))
+display(Markdown(E.summary_markdown(deltas, k)))
 P.plot_delta_vs_rung(effects, k);
 
 # %% [markdown]
-# Each objective's Δpass@k per rung (`lo`/`hi`: 95% t-interval across `seeds`; blank with one seed),
-# and the noise floor: the base's pass@k across the sampling seeds of its evaluations.
+# Every k: each objective's Δpass@k per rung (`lo`/`hi`: 95% t-interval across `seeds`; blank with one
+# seed), and the noise floor: the base's pass@k across the sampling seeds of its evaluations.
 
 # %%
 display(effects.round(3))

@@ -171,6 +171,12 @@ def _cmd_grid(a: argparse.Namespace) -> int:
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
+    if a.summary:
+        from .analysis import load_grid
+        from .effects import run_deltas, summary_markdown
+
+        print(summary_markdown(run_deltas(load_grid(a.runs_dir)), a.k), end="")
+        return 0
     from .report import render_report
 
     print(render_report(a.runs_dir, a.out))
@@ -255,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="execute 04_analyze on a grid and render HTML; prints its path")
     rp.add_argument("runs_dir")
     rp.add_argument("--out", default=None)
+    rp.add_argument("--summary", action="store_true",
+                    help="print the answer and the per rung x objective table as markdown (from the run files, fast)")
+    rp.add_argument("--k", type=int, default=0, help="with --summary: pass@k of the answer (0: the largest evaluated)")
     rp.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("model", help="named models")

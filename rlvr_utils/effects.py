@@ -163,3 +163,36 @@ def headline(deltas: pd.DataFrame, k: int = 0) -> str:
         return answer(deltas, k)
     except ValueError as e:
         return f"No interaction estimate at pass@{k}: {e}."
+
+
+def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
+    """The study's headline as markdown: the answer, then per rung x objective the change in pass@1 and
+    pass@k with 95% CIs (t over seeds where a cell has >= 2, else bootstrap over problems within its
+    one run), each rung's base and noise floor (t half-width over sampling seeds)."""
+    if deltas.empty:
+        return headline(deltas, k)
+    k = k or int(deltas["k"].max())
+    eff = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung_order", "rung", "objective", "k"])
+    floor = noise_floor(deltas).set_index(["rung_order", "rung", "k"])
+
+    def ci(order, rung, obj, kk) -> str:
+        e = eff.loc[(order, rung, obj, kk)]
+        if e["seeds"] >= 2:
+            return f"{e['delta']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
+        path = deltas[(deltas["rung"] == rung) & (deltas["objective"] == obj)]["path"].iloc[0]
+        m, lo, hi = problem_delta(path, kk)
+        return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]*"
+
+    rows = [f"| rung | objective | seeds | Δpass@1 | Δpass@{k} |", "|---|---|---|---|---|"]
+    for order, rung in deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order").itertuples(index=False):
+        f1, fk = floor.loc[(order, rung, 1)], floor.loc[(order, rung, k)]
+        hw = lambda f: f"± {f['half_width']:.3f}" if f["evaluations"] >= 2 else "(1 evaluation)"
+        rows.append(f"| {rung} | base (noise floor over {int(f1['evaluations'])} sampling seeds) | | "
+                    f"{f1['base']:.3f} {hw(f1)} | {fk['base']:.3f} {hw(fk)} |")
+        for obj in sorted(deltas[deltas["rung"] == rung]["objective"].unique()):
+            n = int(eff.loc[(order, rung, obj, k), "seeds"])
+            rows.append(f"| {rung} | {obj} | {n} | {ci(order, rung, obj, 1)} | {ci(order, rung, obj, k)} |")
+    note = ("95% CIs: t over seeds; * marks a cell with one seed, its interval a bootstrap over problems "
+            "(seed variation not included). Base rows: the rung's pass@k before training, ± the 95% t "
+            "half-width across sampling seeds (the noise floor).")
+    return f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rlvr_utils.analysis import load_grid
-from rlvr_utils.effects import answer, effect_table, interaction, noise_floor, problem_delta, run_deltas
+from rlvr_utils.effects import (answer, effect_table, interaction, noise_floor, problem_delta, run_deltas,
+                                summary_markdown)
 from rlvr_utils.runs import RunDir, append_jsonl
 
 
@@ -42,6 +43,12 @@ def test_planted_interaction_is_recovered(tmp_path):
     it = interaction(deltas, k=4)
     assert it["lo"] > 0 and abs(it["did"] - 0.2) < 0.03 and it["rungs"] == (0.0, 1000.0)
     assert answer(deltas, 4).startswith("NSR's advantage over PSR at pass@4 grows with the prior")
+    md = summary_markdown(deltas, 4)
+    assert md.startswith("**NSR's advantage over PSR at pass@4 grows")
+    nsr_row = next(line for line in md.splitlines() if line.startswith("| n=1000 | nsr | 4 |"))
+    lo, hi = (float(x) for x in nsr_row.split("|")[5].split("[")[1].rstrip("] ").split(","))
+    assert 0.15 < lo < 0.2 < hi < 0.25  # Δpass@4's t-interval over the 4 seeds holds the planted 0.2
+    assert "| n=0 | base (noise floor over 4 sampling seeds) |" in md
     floor = noise_floor(deltas).set_index(["rung", "k"])
     # runs of one seed share their base's evaluation: the floor counts sampling seeds, not runs
     assert floor.loc[("n=0", 4), "evaluations"] == 4 and 0.005 < floor.loc[("n=0", 4), "sd"] < 0.05
