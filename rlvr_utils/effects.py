@@ -19,11 +19,20 @@ from .evaluate import bootstrap_ci, pass_at_k
 
 
 def rung_of(run: Run) -> tuple[float, str]:
-    """(order, label) of the rung a run started from: a warm start's dose n, else the model's name."""
+    """(order, label) of the rung a run started from: a warm start's dose n (from the recipe beside its
+    weights, or from a `warm:` spec when the rung is not on this machine: committed runs read anywhere),
+    else the model's name."""
+    from .models import WARM_PREFIX
+    from .warmstart import warmstart_from_spec
+
     model = str(run.config.get("_meta", {}).get("model_path") or run.config.get("model", ""))
     recipe = Path(model) / "warmstart.json"
     if recipe.exists():
         n = json.loads(recipe.read_text())["n"]
+        return float(n), f"n={n}"
+    spec = str(run.config.get("model", ""))
+    if spec.startswith(WARM_PREFIX):
+        n = warmstart_from_spec(spec).n
         return float(n), f"n={n}"
     return float("nan"), Path(model.rstrip("/")).name or model
 

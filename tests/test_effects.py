@@ -99,3 +99,16 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
         text = answer(run_deltas(load_grid(root / "grid")), 1)
         assert expect in text and "over 40 problems, one seed per cell" in text, text
     assert "+0.300" in answer(run_deltas(load_grid(tmp_path / "lift12" / "grid")), 1)
+
+
+def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
+    from rlvr_utils.effects import rung_of
+
+    for name, model in (("a", "warm:n=200,seed=1"), ("b", "/somewhere/qwen2.5-0.5b")):
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.config.write_text(json.dumps({"model": model, "_meta": {"model_path": "/gone/rung"}}))
+        append_jsonl(run.evals, [_ev(0, 0.3)])
+    a, b = load_grid(tmp_path)
+    assert rung_of(a) == (200.0, "n=200")  # from the recipe in the run's config: no weights needed
+    assert rung_of(b)[1] == "rung" and np.isnan(rung_of(b)[0])
