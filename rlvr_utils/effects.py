@@ -196,7 +196,8 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     for order, rung in deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order").itertuples(index=False):
         f1, fk = floor.loc[(order, rung, 1)], floor.loc[(order, rung, k)]
         hw = lambda f: f"± {f['half_width']:.3f}" if f["evaluations"] >= 2 else "(1 evaluation)"
-        rows.append(f"| {rung} | base (noise floor over {int(f1['evaluations'])} sampling seeds) | | "
+        seeds = int(f1["evaluations"])
+        rows.append(f"| {rung} | base (noise floor over {seeds} sampling seed{'s' * (seeds != 1)}) | | "
                     f"{f1['base']:.3f} {hw(f1)} | {fk['base']:.3f} {hw(fk)} |")
         for obj in sorted(deltas[deltas["rung"] == rung]["objective"].unique()):
             n = int(eff.loc[(order, rung, obj, k), "seeds"])
