@@ -93,6 +93,11 @@ class TrainConfig:
         if errors:
             raise ValueError("invalid config: " + "; ".join(errors))
 
+    @property
+    def eval_length(self) -> int:
+        """Tokens per evaluation answer: eval_max_tokens, or max_tokens when it is 0."""
+        return self.eval_max_tokens or self.max_tokens
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

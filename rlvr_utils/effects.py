@@ -177,32 +177,47 @@ def headline(deltas: pd.DataFrame, k: int = 0) -> str:
 def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     """The study's headline as markdown: the answer, then per rung x objective the change in pass@1 and
     pass@k with 95% CIs (t over seeds where a cell has >= 2, else bootstrap over problems within its
-    one run), each rung's base and noise floor (t half-width over sampling seeds)."""
+    one run), and each rung's base with its noise floor."""
     if deltas.empty:
         return headline(deltas, k)
     k = k or int(deltas["k"].max())
     eff = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung_order", "rung", "objective", "k"])
     floor = noise_floor(deltas).set_index(["rung_order", "rung", "k"])
-
-    def ci(order, rung, obj, kk) -> str:
-        e = eff.loc[(order, rung, obj, kk)]
-        if e["seeds"] >= 2:
-            return f"{e['delta']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
-        path = deltas[(deltas["rung"] == rung) & (deltas["objective"] == obj)]["path"].iloc[0]
-        m, lo, hi = problem_delta(path, kk)
-        return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]*"
-
     rows = [f"| rung | objective | seeds | Δpass@1 | Δpass@{k} |", "|---|---|---|---|---|"]
     for order, rung in deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order").itertuples(index=False):
-        f1, fk = floor.loc[(order, rung, 1)], floor.loc[(order, rung, k)]
-        hw = lambda f: f"± {f['half_width']:.3f}" if f["evaluations"] >= 2 else "(1 evaluation)"
-        seeds = int(f1["evaluations"])
-        rows.append(f"| {rung} | base (noise floor over {seeds} sampling seed{'s' * (seeds != 1)}) | | "
-                    f"{f1['base']:.3f} {hw(f1)} | {fk['base']:.3f} {hw(fk)} |")
+        rows.append(_base_row(floor, order, rung, k))
         for obj in sorted(deltas[deltas["rung"] == rung]["objective"].unique()):
-            n = int(eff.loc[(order, rung, obj, k), "seeds"])
-            rows.append(f"| {rung} | {obj} | {n} | {ci(order, rung, obj, 1)} | {ci(order, rung, obj, k)} |")
+            cells = [_delta_cell(eff, deltas, order, rung, obj, kk) for kk in (1, k)]
+            seeds = int(eff["seeds"].get((order, rung, obj, 1), 0))
+            rows.append(f"| {rung} | {obj} | {seeds} | {cells[0]} | {cells[1]} |")
     note = ("95% CIs: t over seeds; * marks a cell with one seed, its interval a bootstrap over problems "
-            "(seed variation not included). Base rows: the rung's pass@k before training, ± the 95% t "
-            "half-width across sampling seeds (the noise floor).")
+            "(seed variation not included). Base rows: the rung's pass@k before training, its SD across "
+            "sampling seeds (the noise of one evaluation), and the 95% t half-width of their mean.")
     return f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"
+
+
+def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:
+    def cell(kk: int) -> str:
+        if (order, rung, kk) not in floor.index:
+            return "—"
+        f = floor.loc[(order, rung, kk)]
+        return (f"{f['base']:.3f} (SD {f['sd']:.3f}, ± {f['half_width']:.3f})" if f["evaluations"] >= 2
+                else f"{f['base']:.3f} (1 evaluation)")
+
+    n = int(floor["evaluations"].get((order, rung, 1), 0))
+    return f"| {rung} | base over {n} sampling seed{'s' * (n != 1)} | | {cell(1)} | {cell(k)} |"
+
+
+def _delta_cell(eff: pd.DataFrame, deltas: pd.DataFrame, order: float, rung: str, obj: str, k: int) -> str:
+    """'+0.050 [+0.010, +0.090]': over seeds, or (one seed, marked *) over problems; '—' where not evaluated."""
+    if (order, rung, obj, k) not in eff.index:
+        return "—"
+    e = eff.loc[(order, rung, obj, k)]
+    if e["seeds"] >= 2:
+        return f"{e['delta']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
+    path = deltas[(deltas["rung"] == rung) & (deltas["objective"] == obj)]["path"].iloc[0]
+    try:
+        m, lo, hi = problem_delta(path, k)
+    except (KeyError, ValueError):  # no per-sample records to resample
+        return f"{e['delta']:+.3f} (no samples)"
+    return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]*"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -135,39 +136,60 @@ def evaluate(engine: Engine, pool: GradingPool, problems: Sequence, prompt_ids: 
 # with the same seeds at step 0, so one can reuse the other's step-0 evaluation (`find_base_eval`).
 TRAINING_ONLY = frozenset({
     "objective", "lam", "grpo_scale_std", "objective_args", "steps", "prompts_per_step", "rollouts_per_prompt",
-    "temperature", "top_p", "max_tokens", "min_tokens", "vllm_gpu_memory", "vllm_sleep", "lr", "warmup_steps",
-    "weight_decay", "adam_beta1", "adam_beta2", "max_grad_norm", "mini_batches", "mini_batch_size", "scale_logits",
-    "micro_batch_size", "clip_eps", "loss_agg", "loss_norm", "entropy_coef", "gradient_checkpointing", "kl_coef",
-    "eval_every", "checkpoint_every", "keep_checkpoint", "grade_workers"})
+    "temperature", "top_p", "max_tokens", "min_tokens", "lr", "warmup_steps", "weight_decay", "adam_beta1",
+    "adam_beta2", "max_grad_norm", "mini_batches", "mini_batch_size", "scale_logits", "micro_batch_size", "clip_eps",
+    "loss_agg", "loss_norm", "entropy_coef", "gradient_checkpointing", "kl_coef", "eval_every", "checkpoint_every",
+    "keep_checkpoint"})
 
 
 def base_eval_key(saved: dict) -> dict:
     """What a run's step-0 evaluation depends on, from its saved config.json: every setting but the
-    training-only ones, the effective eval length, the model's resolved path, device and precision."""
-    hw = saved.get("_meta", {}).get("hardware", {})
-    key = {k: v for k, v in saved.items() if k != "_meta" and k not in TRAINING_ONLY}
-    key["eval_max_tokens"] = saved["eval_max_tokens"] or saved["max_tokens"]
-    return {**key, "model_path": saved.get("_meta", {}).get("model_path"), "device": hw.get("device"),
-            "precision": hw.get("precision")}
+    training-only ones, the evaluation's length, and what actually ran (`_meta`): the weights'
+    fingerprint (a rung rebuilt elsewhere keeps its path), the resolved engine, package versions (the
+    grader's among them), device, precision and CPU kind. Threads are left out: they change rounding
+    order, not what is sampled from."""
+    from .config import TrainConfig
+
+    meta, hw = saved.get("_meta", {}), saved.get("_meta", {}).get("hardware", {})
+    key = {k: v for k, v in saved.items() if k not in ("_meta", "eval_max_tokens") and k not in TRAINING_ONLY}
+    key["eval_length"] = TrainConfig.from_dict({k: v for k, v in saved.items() if k != "_meta"}, strict=False).eval_length
+    return {**key, "engine": meta.get("engine") or saved.get("engine"),  # resolved (auto -> vllm | hf) where saved
+            **{k: meta.get(k) for k in ("model_path", "model_fingerprint", "versions")},
+            **{k: hw.get(k) for k in ("device", "precision", "name", "bf16_native")}}
 
 
 def find_base_eval(run: RunDir) -> tuple[dict, list[dict], str] | None:
     """A sibling run (same parent folder) whose step-0 evaluation this run would repeat: (its eval row,
     its sample records, its folder name), or None. A grid's objectives share a rung and seed, so only
-    one of them needs to sample the base; the others copy it."""
+    one of them needs to sample the base; the others copy it. Call under `base_eval_lock`."""
     key = base_eval_key(json.loads(run.config.read_text()))
     for other in sorted(run.path.parent.iterdir()):
         o = RunDir(other)
         if other == run.path or not o.config.exists() or not (o.samples / "eval_00000.jsonl").exists():
             continue
         try:
-            same = base_eval_key(json.loads(o.config.read_text())) == key
-        except (OSError, ValueError, KeyError):
-            continue  # a folder mid-write or not a run
-        row = next((r for r in o.read_evals() if r["step"] == 0), None) if same else None
-        if row is not None:
-            return row, list(read_jsonl(o.samples / "eval_00000.jsonl")), other.name
+            if base_eval_key(json.loads(o.config.read_text())) != key:
+                continue
+            row = next((r for r in o.read_evals() if r["step"] == 0), None)
+            if row is not None:
+                return row, list(read_jsonl(o.samples / "eval_00000.jsonl")), other.name
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a folder mid-write, damaged, or not a run: evaluate instead
     return None
+
+
+@contextmanager
+def base_eval_lock(run: RunDir) -> Iterator[None]:
+    """Held while a run looks for, or makes, its step-0 evaluation: cells that start side by side (a
+    Ray grid) with the same base sample it once; the others wait, then copy it."""
+    import fcntl
+    import hashlib
+
+    key = json.dumps(base_eval_key(json.loads(run.config.read_text())), sort_keys=True, default=str)
+    path = run.path.parent / f".base-eval-{hashlib.sha1(key.encode()).hexdigest()[:12]}.lock"
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
 
 
 def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: int = 2, max_tokens: int = 96,

@@ -121,6 +121,27 @@ def _convert_gguf(gguf: Path, out: Path, spec: ModelSpec) -> None:
     tmp.rename(out)  # a killed conversion never leaves a half model at the final path
 
 
+def fingerprint(path: str, chunk: int = 1 << 20) -> str | None:
+    """A cheap identity of a model directory's weights: sha1 over each weight file's name, size and
+    first and last MiB. Two rungs built from one recipe on different machines differ here; a hub id
+    (no local files) has none."""
+    import hashlib
+
+    files = sorted(f for f in Path(path).glob("*") if f.suffix in (".safetensors", ".bin", ".gguf")) \
+        if Path(path).is_dir() else []
+    if not files:
+        return None
+    h = hashlib.sha1()
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with open(f, "rb") as fh:
+            h.update(fh.read(chunk))
+            fh.seek(max(size - chunk, 0))
+            h.update(fh.read(chunk))
+    return h.hexdigest()[:16]
+
+
 def load_tokenizer(path: str):
     from transformers import AutoTokenizer
 

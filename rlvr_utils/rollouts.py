@@ -82,13 +82,18 @@ def vllm_available() -> bool:
         return False
 
 
-def make_engine(kind: EngineKind, model_path: str, policy=None, tokenizer=None, dtype: str = "float32",
-                **kw) -> Engine:
-    """`auto` picks vLLM when it is installed, else the HF engine over `policy`. `dtype` is the engine's
-    precision (float32 | bfloat16), resolved by `hardware.resolve` for the run."""
+def resolve_engine(kind: EngineKind) -> str:
+    """The engine `kind` means on this machine: `auto` is vLLM when it is installed, else hf."""
     if kind not in ENGINES:
         raise ValueError(f"unknown engine {kind!r}; known: {', '.join(ENGINES)}")
-    if kind == "vllm" or (kind == "auto" and vllm_available()):
+    return "vllm" if kind == "vllm" or (kind == "auto" and vllm_available()) else "hf"
+
+
+def make_engine(kind: EngineKind, model_path: str, policy=None, tokenizer=None, dtype: str = "float32",
+                **kw) -> Engine:
+    """The engine `resolve_engine(kind)` names; hf samples from `policy`. `dtype` is the engine's
+    precision (float32 | bfloat16), resolved by `hardware.resolve` for the run."""
+    if resolve_engine(kind) == "vllm":
         return VLLMEngine(model_path, dtype=dtype, **kw)
     if policy is None or tokenizer is None:
         raise ValueError("the hf engine samples from the policy itself: pass policy= and tokenizer=")

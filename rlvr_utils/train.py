@@ -7,6 +7,7 @@ in `update.py` (its maths in `losses.py`), and every file it writes goes through
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -23,14 +24,14 @@ from transformers import AutoConfig
 
 from .config import TrainConfig
 from .data import Cursor, Prepared, prepare_data
-from .evaluate import EvalSettings, batch_stats, evaluate, find_base_eval
+from .evaluate import EvalSettings, base_eval_lock, batch_stats, evaluate, find_base_eval
 from .grading import GradingPool
 from .hardware import check_plan, memory_plan, use_threads
 from .hardware import resolve as resolve_hardware
-from .models import load_policy, load_tokenizer, resolve_model
+from .models import fingerprint, load_policy, load_tokenizer, resolve_model
 from .objectives import advantages, objective_kwargs
 from .prompts import check_budget, context_length
-from .rollouts import Engine, SamplingConfig, make_engine, mix_seed
+from .rollouts import Engine, SamplingConfig, make_engine, mix_seed, resolve_engine
 from .runs import RunDir, append_jsonl, capture_rng, exit_with_parent, provenance, restore_rng, sample_record
 from .update import update_policy
 
@@ -127,14 +128,15 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     data = prepare_data(cfg, tok)
     threads = use_threads()  # the cores the grid's executor gave this cell (all, run alone)
     # a resumed run keeps the precision it started with: `auto` may resolve otherwise on another CPU kind
-    saved_hw = json.loads(run.config.read_text())["_meta"]["hardware"] if run.config.exists() else {}
+    saved_hw = json.loads(run.config.read_text()).get("_meta", {}).get("hardware", {}) if run.config.exists() else {}
     hw = resolve_hardware(cfg.device, saved_hw.get("precision", cfg.precision) if cfg.precision == "auto" else cfg.precision)
     log(f"hardware: {hw}, {threads} CPU threads")
     plan = memory_plan(AutoConfig.from_pretrained(model_path), cfg, hw)
     log(str(plan))
     check_plan(plan)  # before any weights load
     if not run.config.exists():
-        cfg.save(run.config, {**provenance(), "model_path": model_path, "n_train": len(data.train),
+        cfg.save(run.config, {**provenance(), "model_path": model_path, "model_fingerprint": fingerprint(model_path),
+                              "engine": resolve_engine(cfg.engine), "n_train": len(data.train),
                               "n_eval": len(data.eval), "dropped": data.dropped,
                               "hardware": {**hw.to_dict(), "threads": threads},
                               "memory_plan_gb": {k: round(v / 1e9, 3) for k, v in plan.parts.items()}})
@@ -170,7 +172,7 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
         engine.sync_weights(policy)
     pool = GradingPool(workers=cfg.grade_workers, timeout=cfg.grade_timeout, policy=cfg.extraction)  # type: ignore[arg-type]
     tb = run.board(purge_after=start, log=log)
-    es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_max_tokens or cfg.max_tokens,
+    es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_length,
                       cfg.eval_t1, cfg.seed)
     return Loop(cfg, run, data, policy, ref, opt, sched, cursor, engine, pool, tb, es, log, start)
 
@@ -205,17 +207,18 @@ def _step(s: Loop, step: int) -> dict:
 def _evaluate(s: Loop, step: int) -> None:
     if not s.data.eval:
         return
-    t0 = time.perf_counter()
-    found = find_base_eval(s.run) if step == 0 else None
-    if found:  # a sibling cell already sampled this base with this seed and these settings
-        row, recs, src = found
-        row = {**{k: v for k, v in row.items() if k not in ("step", "seconds")}, "reused_from": src}
-        s.log(f"eval step 0: reusing {src}'s (same model, seed and evaluation settings)")
-    else:
-        row, recs = evaluate(s.engine, s.pool, s.data.eval, s.data.eval_prompts, s.eval_settings)
-    row = {"step": step, **row, "seconds": round(time.perf_counter() - t0, 2)}
-    append_jsonl(s.run.evals, [row])
-    s.run.write_samples(f"eval_{step:05d}", recs)
+    with base_eval_lock(s.run) if step == 0 else contextlib.nullcontext():
+        t0 = time.perf_counter()
+        found = find_base_eval(s.run) if step == 0 else None
+        if found:  # a sibling cell already sampled this base with this seed and these settings
+            row, recs, src = found
+            row = {**{k: v for k, v in row.items() if k not in ("step", "seconds")}, "reused_from": src}
+            s.log(f"eval step 0: reusing {src}'s (same model, seed and evaluation settings)")
+        else:
+            row, recs = evaluate(s.engine, s.pool, s.data.eval, s.data.eval_prompts, s.eval_settings)
+        row = {"step": step, **row, "seconds": round(time.perf_counter() - t0, 2)}
+        append_jsonl(s.run.evals, [row])
+        s.run.write_samples(f"eval_{step:05d}", recs)
     s.tb.add_scalar("eval/greedy", row["greedy"]["mean"], step)
     s.tb.add_scalar("eval/pass@1", row["pass_at_k"]["1"]["mean"], step)
     s.log(f"eval step {step}: greedy {row['greedy']['mean']:.3f}  pass@1 {row['pass_at_k']['1']['mean']:.3f}")

@@ -48,7 +48,7 @@ def test_planted_interaction_is_recovered(tmp_path):
     nsr_row = next(line for line in md.splitlines() if line.startswith("| n=1000 | nsr | 4 |"))
     lo, hi = (float(x) for x in nsr_row.split("|")[5].split("[")[1].rstrip("] ").split(","))
     assert 0.15 < lo < 0.2 < hi < 0.25  # Δpass@4's t-interval over the 4 seeds holds the planted 0.2
-    assert "| n=0 | base (noise floor over 4 sampling seeds) |" in md
+    assert "| n=0 | base over 4 sampling seeds |" in md
     floor = noise_floor(deltas).set_index(["rung", "k"])
     # runs of one seed share their base's evaluation: the floor counts sampling seeds, not runs
     assert floor.loc[("n=0", 4), "evaluations"] == 4 and 0.005 < floor.loc[("n=0", 4), "sd"] < 0.05

@@ -119,12 +119,17 @@ def test_step0_evaluation_is_shared_by_a_grids_objectives_and_equals_its_own(tmp
 def test_base_eval_key_ignores_training_settings_only():
     from rlvr_utils.evaluate import base_eval_key
 
-    saved = {**TrainConfig().to_dict(), "_meta": {"model_path": "/m", "hardware": {"device": "cpu", "precision": "fp32"}}}
+    meta = {"model_path": "/m", "model_fingerprint": "ab", "engine": "vllm", "versions": {"math-verify": "0.9.0"},
+            "hardware": {"device": "cpu", "precision": "fp32", "name": "AMD EPYC", "threads": 2}}
+    saved = {**TrainConfig().to_dict(), "_meta": meta}
     key = base_eval_key(saved)
-    assert key == base_eval_key({**saved, "objective": "nsr", "lr": 3e-4, "steps": 5, "kl_coef": 0.1})
+    assert key == base_eval_key({**saved, "objective": "nsr", "lr": 3e-4, "steps": 5, "kl_coef": 0.1,
+                                 "_meta": {**meta, "hardware": {**meta["hardware"], "threads": 1}, "git": "x"}})
     for change in ({"seed": 1}, {"eval_samples": 8}, {"eval_temperature": 1.0}, {"eval_problems": 7}, {"data": "x"},
-                   {"prompt": "answer_is"}, {"max_tokens": 99}, {"_meta": {**saved["_meta"], "model_path": "/n"}},
-                   {"_meta": {"model_path": "/m", "hardware": {"device": "cpu", "precision": "bf16"}}}):
+                   {"prompt": "answer_is"}, {"max_tokens": 99}, {"grade_workers": 1},
+                   {"_meta": {**meta, "model_path": "/n"}}, {"_meta": {**meta, "model_fingerprint": "cd"}},
+                   {"_meta": {**meta, "engine": "hf"}}, {"_meta": {**meta, "versions": {"math-verify": "0.8.0"}}},
+                   {"_meta": {**meta, "hardware": {**meta["hardware"], "precision": "bf16"}}}):
         assert base_eval_key({**saved, **change}) != key, change
     assert base_eval_key({**saved, "eval_max_tokens": 99, "max_tokens": 5}) != key
     assert base_eval_key({**saved, "eval_max_tokens": 512, "max_tokens": 99}) == key  # eval length is what counts
