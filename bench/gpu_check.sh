@@ -9,4 +9,7 @@ python -m pip install -q --no-index --find-links .whl "math-verify==0.9.0" latex
 nvidia-smi --query-gpu=name,memory.total --format=csv || true
 OUT=${OUT:-bench/results}
 mkdir -p "$OUT"
-PYTHONPATH=. python bench/gpu_step.py --out "$OUT/gpu_step.json" "$@" 2>&1 | grep -v "Loading weights\|Writing model" | tee "$OUT/gpu_step.log"
+# offline: the device reaches nothing, and a hub lookup there may wait for a timeout instead of failing.
+# Unbuffered and line-buffered, so a run cut off by its limit still shows how far each model got.
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
+PYTHONPATH=. python bench/gpu_step.py --out "$OUT/gpu_step.json" "$@" 2>&1 | grep --line-buffered -v "Loading weights\|Writing model" | tee "$OUT/gpu_step.log"

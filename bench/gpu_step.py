@@ -79,7 +79,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
+            t_build = time.perf_counter()
             path = build_model(name, Path(tmp) / name, a.tiny, a.device)
+            print(f"[{name}] built and saved in {time.perf_counter() - t_build:.1f} s", flush=True)
             cfg = TrainConfig(model=str(path), data="gen:chain?difficulty=3&n=400", objective="w_reinforce", steps=2,
                               **batch, min_tokens=batch["max_tokens"], engine="hf", device=a.device, eval_problems=0,
                               checkpoint_every=0, micro_batch_size=8, lr=1e-6, grade_workers=2, max_model_len=2048)
@@ -90,7 +92,8 @@ def main() -> None:
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
             t0 = time.perf_counter()
-            run = train(cfg, Path(tmp) / f"run-{name}", log=lambda m: None)
+            run = train(cfg, Path(tmp) / f"run-{name}",
+                        log=lambda m, name=name, t0=t0: print(f"[{name} +{time.perf_counter() - t0:.0f} s] {m}", flush=True))
             wall = time.perf_counter() - t0
             peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
             ms = RunDir(run.path).read_metrics()
@@ -116,13 +119,13 @@ def main() -> None:
                    "plan_update_peak_gb": round(plan.update_peak / 1e9, 2), "wall_s_2_steps": round(wall, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
+            if a.out:  # after each model: a run cut off by its time limit keeps the models done
+                Path(a.out).write_text(json.dumps(rows, indent=2))
             if cuda:
                 torch.cuda.empty_cache()
     print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
     for r in rows:
         print("| " + " | ".join(str(v) for v in r.values()) + " |")
-    if a.out:
-        Path(a.out).write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ STATUSES: tuple[str, ...] = typing.get_args(Status)  # the one list of statuses:
 ExtractionPolicy = Literal["boxed", "boxed_or_answer_is"]
 EXTRACTION_POLICIES: tuple[str, ...] = typing.get_args(ExtractionPolicy)
 
+START_TIMEOUT = 300.0  # seconds for a worker to import math-verify (and the parent's main module: spawn)
 MAX_ANSWER_CHARS = 1000  # longer "answers" are garbage; parsing them only wastes worker time
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
@@ -143,20 +144,44 @@ def _norm(s: str) -> str:
     return re.sub(r"\s+|\\[,!;: ]|\\text\{\s*\}|\$", "", s).replace("\\left", "").replace("\\right", "")
 
 
-def _worker_main(conn: Connection, mem_mb: int) -> None:
+def _cap_memory(mem_mb: int) -> None:
+    """Cap the worker's address space at what it holds now plus `mem_mb`.
+
+    The cap counts growth, not the total: a spawned worker re-imports the parent's main module, and a
+    CUDA build of torch alone maps several GB of libraries (an absolute 2 GB cap killed every worker
+    on start-up on an H200 machine, before any text was graded).
+    """
     import resource
 
-    if mem_mb > 0:
-        limit = mem_mb * 1024 * 1024
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    import sys
+    held = 0
+    try:
+        with open("/proc/self/statm") as f:
+            held = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux: RLIMIT_AS is advisory there anyway
+    limit = held + mem_mb * 1024 * 1024
+    # the soft limit is what fails allocations; the hard one stays so the worker can say why it died
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
-    sys.set_int_max_str_digits(10_000)  # a 10^6-digit int -> str conversion is a CPU bomb
-    import logging
 
-    import math_verify  # noqa: F401  (import before signalling ready so the first task isn't charged)
+def _worker_main(conn: Connection, mem_mb: int) -> None:
+    try:
+        if mem_mb > 0:
+            _cap_memory(mem_mb)
+        import sys
 
-    logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout is disabled": the pool enforces it
+        sys.set_int_max_str_digits(10_000)  # a 10^6-digit int -> str conversion is a CPU bomb
+        import logging
+
+        import math_verify  # noqa: F401  (import before signalling ready so the first task isn't charged)
+
+        logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout is disabled": the pool enforces it
+    except BaseException as e:  # noqa: BLE001 - tell the pool why, so it can say so
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (resource.getrlimit(resource.RLIMIT_AS)[1],) * 2)
+        conn.send(("start-up failed", f"{type(e).__name__}: {str(e)[:200]}"))
+        return
 
     conn.send("ready")
     while True:
@@ -182,6 +207,7 @@ class _Worker:
         self.proc.start()
         child.close()
         self.ready = False
+        self.born = time.perf_counter()
         self.task: int | None = None
         self.deadline = 0.0
         self.started = 0.0
@@ -287,7 +313,8 @@ class GradingPool:
                         w.ready = False
                         continue
                     w.task, w.started, w.deadline = k, now, now + self.timeout
-            conns = [w.conn for w in self._workers if w.proc.is_alive() or w.task is not None]
+            # a dead worker that never got ready still has its last words (or EOF) to read
+            conns = [w.conn for w in self._workers if w.proc.is_alive() or w.task is not None or not w.ready]
             deadlines = [w.deadline for w in self._workers if w.task is not None]
             wait_for = max(0.0, min(deadlines) - time.perf_counter()) if deadlines else 0.5
             ready = wait(conns, timeout=wait_for)
@@ -296,13 +323,12 @@ class GradingPool:
                     try:
                         msg = w.conn.recv()
                     except (EOFError, OSError):
+                        msg = None
+                    if msg is None or (isinstance(msg, tuple) and msg[0] == "start-up failed"):
                         if not w.ready:
-                            self._start_failures += 1
-                            if self._start_failures > 3:
-                                raise RuntimeError("grading workers die on start-up (is math-verify installed?)") from None
+                            self._start_failed(msg[1] if msg else f"exit code {w.proc.exitcode}")
                         self._fail(i, results, extracted_of, "error", "worker died")
-                        continue
-                    if msg == "ready":
+                    elif msg == "ready":
                         w.ready = True
                         self._start_failures = 0
                     elif w.task is not None:
@@ -315,8 +341,20 @@ class GradingPool:
                         w.task = None
                 elif w.task is not None and time.perf_counter() >= w.deadline:
                     self._fail(i, results, extracted_of, "timeout", f"killed after {self.timeout:g}s")
+                elif not w.ready and time.perf_counter() > w.born + START_TIMEOUT:
+                    self._start_failed(f"not ready after {START_TIMEOUT:g} s")
+                    self._fail(i, results, extracted_of, "error", "worker never started")
                 elif not w.proc.is_alive():
+                    if not w.ready:
+                        self._start_failed(f"exit code {w.proc.exitcode}")
                     self._fail(i, results, extracted_of, "error", "worker died")
+
+    def _start_failed(self, why: str) -> None:
+        """Count a worker that died before it was ready; a few in a row is a broken install, not bad text."""
+        self._start_failures += 1
+        if self._start_failures > 3:
+            raise RuntimeError(f"grading workers die on start-up ({self._start_failures} in a row; the last: {why}; "
+                               f"memory cap {self.mem_mb} MB above start-up, `mem_mb`). Is math-verify installed?")
 
     def _fail(self, i: int, results: list, extracted_of: dict, status: str, detail: str) -> None:
         w = self._workers[i]

@@ -161,7 +161,8 @@ class HFEngine(Engine):
         import torch
 
         flat = [(i, j, list(p)) for i, p in enumerate(prompts) for j in range(n)]
-        gen = torch.Generator(device="cpu").manual_seed(sampling.seed)
+        # on the model's device: a CPU generator would move B x vocab probabilities to the host every token
+        gen = torch.Generator(device=next(self.model.parameters()).device).manual_seed(sampling.seed)
         out: list[Rollout] = []
         was_training = self.model.training
         self.model.eval()
@@ -208,7 +209,7 @@ class HFEngine(Engine):
                     probs = torch.softmax(scaled, -1)
                     if sp.top_p < 1:
                         probs = _top_p(probs, sp.top_p)
-                    tok = torch.multinomial(probs.cpu(), 1, generator=gen).squeeze(-1).to(dev)
+                    tok = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
                 tok = torch.where(done, torch.full_like(tok, self.pad), tok)
                 toks.append(tok)
                 lps.append(raw.gather(-1, tok[:, None]).squeeze(-1))

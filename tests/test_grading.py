@@ -1,12 +1,39 @@
 import json
 import random
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from hostile import HOSTILE
 from rlvr_utils.data import load_math
 from rlvr_utils.grading import STATUSES, GradingPool, RewardSpec, extract_answer
+
+
+def test_memory_cap_counts_growth_not_what_the_main_module_maps(tmp_path):
+    """A spawned worker re-imports the main module first; CUDA torch maps GBs there (seen on an H200)."""
+    script = tmp_path / "big_main.py"
+    script.write_text(textwrap.dedent("""
+        import mmap
+        _held = mmap.mmap(-1, 3 << 30)  # 3 GB of address space, never touched: what CUDA libraries are to RLIMIT_AS
+        if __name__ == "__main__":
+            from rlvr_utils.grading import GradingPool
+            with GradingPool(workers=1, mem_mb=2048) as pool:
+                print(pool.grade(["so \\\\boxed{2}"], ["2"])[0].status)
+    """))
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert out.stdout.strip() == "correct", out.stderr[-3000:]
+
+
+def test_workers_that_cannot_start_raise_why_instead_of_hanging():
+    with GradingPool(workers=1, mem_mb=1) as pool:  # 1 MB above start-up: math-verify cannot import
+        with pytest.raises(RuntimeError, match="start-up.*MemoryError"):
+            pool.grade(["\\boxed{2}"], ["2"])
 
 
 def test_statuses_and_rewards(pool):
