@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .grading import STATUSES, GradingPool
 from .rollouts import Engine, SamplingConfig, mix_seed
-from .runs import RunDir, read_jsonl, sample_record
+from .runs import RunDir, read_jsonl, sample_record, wait_lock
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -158,11 +157,11 @@ def base_eval_key(saved: dict) -> dict:
             **{k: hw.get(k) for k in ("device", "precision", "name", "bf16_native")}}
 
 
-def find_base_eval(run: RunDir) -> tuple[dict, list[dict], str] | None:
+def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict], str] | None:
     """A sibling run (same parent folder) whose step-0 evaluation this run would repeat: (its eval row,
     its sample records, its folder name), or None. A grid's objectives share a rung and seed, so only
-    one of them needs to sample the base; the others copy it. Call under `base_eval_lock`."""
-    key = base_eval_key(json.loads(run.config.read_text()))
+    one of them needs to sample the base; the others copy it. `key`: the run's `base_eval_key`. Call
+    under `base_eval_lock`."""
     for other in sorted(run.path.parent.iterdir()):
         o = RunDir(other)
         if other == run.path or not o.config.exists() or not (o.samples / "eval_00000.jsonl").exists():
@@ -178,18 +177,13 @@ def find_base_eval(run: RunDir) -> tuple[dict, list[dict], str] | None:
     return None
 
 
-@contextmanager
-def base_eval_lock(run: RunDir) -> Iterator[None]:
+def base_eval_lock(run: RunDir, key: dict):
     """Held while a run looks for, or makes, its step-0 evaluation: cells that start side by side (a
-    Ray grid) with the same base sample it once; the others wait, then copy it."""
-    import fcntl
+    Ray grid) with the same base (`key`) sample it once; the others wait, then copy it."""
     import hashlib
 
-    key = json.dumps(base_eval_key(json.loads(run.config.read_text())), sort_keys=True, default=str)
-    path = run.path.parent / f".base-eval-{hashlib.sha1(key.encode()).hexdigest()[:12]}.lock"
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes, or the process dies
-        yield
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return wait_lock(run.path.parent / f".base-eval-{digest}.lock")
 
 
 def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: int = 2, max_tokens: int = 96,

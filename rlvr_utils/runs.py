@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -115,6 +116,17 @@ def restore_rng(state: dict) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
 
+
+
+@contextmanager
+def wait_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path`, waiting for any holder: processes that start together
+    (a Ray grid's cells) build a shared thing once. Released when the block ends or the process dies."""
+    import fcntl
+
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 class RunDir:
     """One run's folder (a grid cell). The layout:

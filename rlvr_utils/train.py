@@ -24,7 +24,7 @@ from transformers import AutoConfig
 
 from .config import TrainConfig
 from .data import Cursor, Prepared, prepare_data
-from .evaluate import EvalSettings, base_eval_lock, batch_stats, evaluate, find_base_eval
+from .evaluate import EvalSettings, base_eval_key, base_eval_lock, batch_stats, evaluate, find_base_eval
 from .grading import GradingPool
 from .hardware import check_plan, memory_plan, use_threads
 from .hardware import resolve as resolve_hardware
@@ -207,9 +207,10 @@ def _step(s: Loop, step: int) -> dict:
 def _evaluate(s: Loop, step: int) -> None:
     if not s.data.eval:
         return
-    with base_eval_lock(s.run) if step == 0 else contextlib.nullcontext():
+    key = base_eval_key(json.loads(s.run.config.read_text())) if step == 0 else None
+    with base_eval_lock(s.run, key) if key else contextlib.nullcontext():
         t0 = time.perf_counter()
-        found = find_base_eval(s.run) if step == 0 else None
+        found = find_base_eval(s.run, key) if key else None
         if found:  # a sibling cell already sampled this base with this seed and these settings
             row, recs, src = found
             row = {**{k: v for k, v in row.items() if k not in ("step", "seconds")}, "reused_from": src}

@@ -27,7 +27,7 @@ from .losses import masked_mean, masked_sum, response_logprobs
 from .models import cache_dir, load_policy, load_tokenizer, resolve_model
 from .prompts import render
 from .rollouts import make_engine
-from .runs import atomic_write_json
+from .runs import atomic_write_json, wait_lock
 
 
 @dataclass(frozen=True)
@@ -66,12 +66,9 @@ def sft_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_si
 def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
     """Build (or find cached) the rung `ws`; returns its model directory. Cells that start from the same
     rung at once (a Ray grid) build it once: the others wait on a lock beside it, then find it cached."""
-    import fcntl
-
     out = Path(out) if out else cache_dir() / "warmstarts" / ws.key()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_name(out.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+    with wait_lock(out.with_name(out.name + ".lock")):
         if (out / "prior.json").exists():
             log(f"{out}: cached")
             return out
