@@ -147,7 +147,9 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
         over = "95% t-interval over seeds"
     except ValueError:
         it = problem_interaction(deltas, k)
-        over = f"95% bootstrap interval over {it['problems']} problems, one seed per cell: seed variation not included"
+        several = deltas.groupby(["rung_order", "objective"])["seed"].nunique().max() > 1
+        cells = "some cells with one seed, others' seeds averaged per problem" if several else "one seed per cell"
+        over = f"95% bootstrap interval over {it['problems']} problems, {cells}: seed variation not included"
     a, b = it["objectives"]
     if it["lo"] > 0 or it["hi"] < 0:
         verdict = f"{a.upper()}'s advantage over {b.upper()} at pass@{k} {'grows' if it['did'] > 0 else 'shrinks'} with the prior"

@@ -99,6 +99,16 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
         text = answer(run_deltas(load_grid(root / "grid")), 1)
         assert expect in text and "over 40 problems, one seed per cell" in text, text
     assert "+0.300" in answer(run_deltas(load_grid(tmp_path / "lift12" / "grid")), 1)
+    # a study part-way through its seeds: one cell with two, the others with one
+    root = tmp_path / "lift0"
+    run = RunDir(root / "grid" / "n0__psr__s1")
+    run.path.mkdir(parents=True)
+    run.config.write_text(json.dumps({"model": str(root / "rungs" / "n0"), "objective": "psr", "seed": 1}))
+    append_jsonl(run.evals, [_ev(0, 0.25), _ev(6, 0.25)])
+    run.write_samples("eval_00000", _recs(10))
+    run.write_samples("eval_00006", _recs(10))
+    text = answer(run_deltas(load_grid(root / "grid")), 1)
+    assert "some cells with one seed, others' seeds averaged per problem" in text, text
 
 
 def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
