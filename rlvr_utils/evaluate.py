@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from math import comb
 from pathlib import Path
@@ -177,7 +178,7 @@ def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict], str] | Non
     return None
 
 
-def base_eval_lock(run: RunDir, key: dict):
+def base_eval_lock(run: RunDir, key: dict) -> AbstractContextManager[None]:
     """Held while a run looks for, or makes, its step-0 evaluation: cells that start side by side (a
     Ray grid) with the same base (`key`) sample it once; the others wait, then copy it."""
     import hashlib

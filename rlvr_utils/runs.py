@@ -117,7 +117,6 @@ def restore_rng(state: dict) -> None:
     np.random.set_state(state["numpy"])
 
 
-
 @contextmanager
 def wait_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on the file `path`, waiting for any holder: processes that start together
