@@ -344,9 +344,7 @@ class GradingPool:
                 elif not w.ready and time.perf_counter() > w.born + START_TIMEOUT:
                     self._start_failed(f"not ready after {START_TIMEOUT:g} s")
                     self._fail(i, results, extracted_of, "error", "worker never started")
-                elif not w.proc.is_alive():
-                    if not w.ready:
-                        self._start_failed(f"exit code {w.proc.exitcode}")
+                elif w.ready and not w.proc.is_alive():  # one that never got ready is read above (EOF)
                     self._fail(i, results, extracted_of, "error", "worker died")
 
     def _start_failed(self, why: str) -> None:
