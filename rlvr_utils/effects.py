@@ -109,10 +109,11 @@ def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
     return (per[last] - per[0]).dropna()
 
 
-def problem_delta(run_dir: str | Path, k: int, iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """One run's change in pass@k over problems, paired by problem (last evaluation minus step 0), with
-    a bootstrap CI over problems: the uncertainty within a seed."""
-    diff = _problem_deltas(run_dir, k).to_numpy()
+def problem_delta(run_dirs: str | Path | list, k: int, iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """The change in pass@k over problems, paired by problem (last evaluation minus step 0; several runs:
+    averaged per problem), with a bootstrap CI over problems: the uncertainty within a seed."""
+    paths = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    diff = pd.concat([_problem_deltas(p, k) for p in paths], axis=1).mean(axis=1).dropna().to_numpy()
     lo, hi = bootstrap_ci(diff, iters=iters, seed=seed)
     return float(diff.mean()), lo, hi
 
@@ -193,8 +194,10 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
             seeds = int(eff["seeds"].get((order, rung, obj, 1), 0))
             rows.append(f"| {rung} | {obj} | {seeds} | {cells[0]} | {cells[1]} |")
     note = ("95% CIs: t over seeds; * marks a cell with one seed, its interval a bootstrap over problems "
-            "(seed variation not included). Base rows: the rung's pass@k before training, its SD across "
-            "sampling seeds (the noise of one evaluation), and the 95% t half-width of their mean.")
+            "(seed variation not included); † marks seeds that all changed by exactly the same amount (no "
+            "width for a t-interval), its interval a bootstrap over problems with the seeds averaged per "
+            "problem. Base rows: the rung's pass@k before training, its SD across sampling seeds (the noise "
+            "of one evaluation), and the 95% t half-width of their mean.")
     return f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"
 
 
@@ -211,15 +214,18 @@ def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:
 
 
 def _delta_cell(eff: pd.DataFrame, deltas: pd.DataFrame, order: float, rung: str, obj: str, k: int) -> str:
-    """'+0.050 [+0.010, +0.090]': over seeds, or (one seed, marked *) over problems; '—' where not evaluated."""
+    """'+0.050 [+0.010, +0.090]': over seeds, or over problems (one seed: marked *; seeds that all
+    moved by the same amount, whose t-interval has no width: marked †); '—' where not evaluated."""
     if (order, rung, obj, k) not in eff.index:
         return "—"
     e = eff.loc[(order, rung, obj, k)]
-    if e["seeds"] >= 2:
+    if e["seeds"] >= 2 and e["hi"] > e["lo"]:
         return f"{e['delta']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
-    path = deltas[(deltas["rung"] == rung) & (deltas["objective"] == obj)]["path"].iloc[0]
+    # pass@k over a few dozen problems moves in steps of 1/problems, so seeds can agree exactly; a
+    # zero-width interval would claim certainty that the problems' spread does not support
+    paths = deltas[(deltas["rung"] == rung) & (deltas["objective"] == obj)]["path"].unique()
     try:
-        m, lo, hi = problem_delta(path, k)
+        m, lo, hi = problem_delta(list(paths), k)
     except (KeyError, ValueError):  # no per-sample records to resample
         return f"{e['delta']:+.3f} (no samples)"
-    return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]*"
+    return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]{'†' if e['seeds'] >= 2 else '*'}"

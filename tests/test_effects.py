@@ -109,6 +109,14 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
     run.write_samples("eval_00006", _recs(10))
     text = answer(run_deltas(load_grid(root / "grid")), 1)
     assert "some cells with one seed, others' seeds averaged per problem" in text, text
+    # both seeds' pass@1 is unchanged overall, but seed 1 lost five problems and gained five others:
+    # the seeds agree exactly, so the cell's interval comes from the problems, not a zero-width t
+    run.write_samples("eval_00006", [r | {"status": "correct" if 5 <= int(r["problem_id"][1:]) < 15 else "incorrect"}
+                                     for r in _recs(0)])
+    row = next(line for line in summary_markdown(run_deltas(load_grid(root / "grid")), 1).splitlines()
+               if line.startswith("| n=0 | psr | 2 |"))
+    lo, hi = (float(x) for x in row.split("|")[4].split("[")[1].split("]")[0].split(","))
+    assert lo < 0 < hi and row.split("|")[4].strip().endswith("†"), row
 
 
 def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
