@@ -90,7 +90,9 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
     est = (cells[hi_r, a].mean() - cells[hi_r, b].mean()) - (cells[lo_r, a].mean() - cells[lo_r, b].mean())
     var = {c: v.var(ddof=1) / len(v) for c, v in cells.items()}
     se = float(np.sqrt(sum(var.values())))
-    df = se**4 / sum(v**2 / (len(cells[c]) - 1) for c, v in var.items()) if se > 0 else 1.0
+    if se < 1e-12:  # pass@k moves in steps of 1/problems: seeds can agree exactly, and a t-interval can't
+        raise ValueError("the seeds of every cell moved by exactly the same amount: no seed variation to form a t-interval")
+    df = se**4 / sum(v**2 / (len(cells[c]) - 1) for c, v in var.items())
     half = float(stats.t.ppf((1 + level) / 2, df) * se)
     return {"k": k, "did": float(est), "lo": float(est - half), "hi": float(est + half), "se": se, "df": float(df),
             "mde_80": float((stats.t.ppf((1 + level) / 2, df) + stats.t.ppf(0.8, df)) * se),
@@ -148,8 +150,10 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
         over = "95% t-interval over seeds"
     except ValueError:
         it = problem_interaction(deltas, k)
-        several = deltas.groupby(["rung_order", "objective"])["seed"].nunique().max() > 1
-        cells = "some cells with one seed, others' seeds averaged per problem" if several else "one seed per cell"
+        seeds = deltas.groupby(["rung_order", "objective"])["seed"].nunique()
+        cells = ("every cell's seeds moved by the same amount, so they are averaged per problem" if seeds.min() > 1
+                 else "some cells with one seed, others' seeds averaged per problem" if seeds.max() > 1
+                 else "one seed per cell")
         over = f"95% bootstrap interval over {it['problems']} problems, {cells}: seed variation not included"
     a, b = it["objectives"]
     if it["lo"] > 0 or it["hi"] < 0:

@@ -117,6 +117,17 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
                if line.startswith("| n=0 | psr | 2 |"))
     lo, hi = (float(x) for x in row.split("|")[4].split("[")[1].split("]")[0].split(","))
     assert lo < 0 < hi and row.split("|")[4].strip().endswith("†"), row
+    # every cell with two seeds that moved by the same amount: the answer's interval is over problems
+    for n in (0, 1000):
+        for obj in ("psr", "nsr") if n else ("nsr",):
+            src, run = RunDir(root / "grid" / f"n{n}__{obj}__s0"), RunDir(root / "grid" / f"n{n}__{obj}__s1")
+            run.path.mkdir(parents=True)
+            run.config.write_text(src.config.read_text().replace('"seed": 0', '"seed": 1'))
+            run.evals.write_text(src.evals.read_text())
+            for name in ("eval_00000", "eval_00006"):
+                run.write_samples(name, _recs(10))
+    text = answer(run_deltas(load_grid(root / "grid")), 1)
+    assert "every cell's seeds moved by the same amount" in text and "0.000" in text, text
 
 
 def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
