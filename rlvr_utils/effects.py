@@ -18,6 +18,8 @@ from .analysis import Run, load_samples, seed_ci
 from .evaluate import bootstrap_ci, pass_at_k
 
 
+NO_WIDTH = 1e-12  # an interval narrower than this is seeds that agree exactly (float noise aside)
+
 def rung_of(run: Run) -> tuple[float, str]:
     """(order, label) of the rung a run started from: a warm start's dose n (from the recipe beside its
     weights, or from a `warm:` spec when the rung is not on this machine: committed runs read anywhere),
@@ -90,7 +92,7 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
     est = (cells[hi_r, a].mean() - cells[hi_r, b].mean()) - (cells[lo_r, a].mean() - cells[lo_r, b].mean())
     var = {c: v.var(ddof=1) / len(v) for c, v in cells.items()}
     se = float(np.sqrt(sum(var.values())))
-    if se < 1e-12:  # pass@k moves in steps of 1/problems: seeds can agree exactly, and a t-interval can't
+    if se < NO_WIDTH:  # pass@k moves in steps of 1/problems: seeds can agree exactly, and a t-interval can't
         raise ValueError("the seeds of every cell moved by exactly the same amount: no seed variation to form a t-interval")
     df = se**4 / sum(v**2 / (len(cells[c]) - 1) for c, v in var.items())
     half = float(stats.t.ppf((1 + level) / 2, df) * se)
@@ -111,11 +113,16 @@ def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
     return (per[last] - per[0]).dropna()
 
 
+def _mean_problem_deltas(run_dirs: list, k: int) -> pd.Series:
+    """Per problem: the change in pass@k averaged over runs (seeds) that evaluate the same problems."""
+    return pd.concat([_problem_deltas(p, k) for p in run_dirs], axis=1).mean(axis=1)
+
+
 def problem_delta(run_dirs: str | Path | list, k: int, iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:
     """The change in pass@k over problems, paired by problem (last evaluation minus step 0; several runs:
     averaged per problem), with a bootstrap CI over problems: the uncertainty within a seed."""
     paths = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
-    diff = pd.concat([_problem_deltas(p, k) for p in paths], axis=1).mean(axis=1).dropna().to_numpy()
+    diff = _mean_problem_deltas(paths, k).dropna().to_numpy()
     lo, hi = bootstrap_ci(diff, iters=iters, seed=seed)
     return float(diff.mean()), lo, hi
 
@@ -133,7 +140,7 @@ def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
             paths = d[(d["rung_order"] == r) & (d["objective"] == o)]["path"].unique()
             if not len(paths):
                 raise ValueError(f"no run of {o} at rung {r:g}")
-            per[(r, o)] = pd.concat([_problem_deltas(p, k) for p in paths], axis=1).mean(axis=1)
+            per[(r, o)] = _mean_problem_deltas(paths, k)
     df = pd.DataFrame(per).dropna()
     did = ((df[(hi_r, a)] - df[(hi_r, b)]) - (df[(lo_r, a)] - df[(lo_r, b)])).to_numpy()
     lo, hi = bootstrap_ci(did, iters=iters, seed=seed)
@@ -223,13 +230,13 @@ def _delta_cell(eff: pd.DataFrame, deltas: pd.DataFrame, order: float, rung: str
     if (order, rung, obj, k) not in eff.index:
         return "—"
     e = eff.loc[(order, rung, obj, k)]
-    if e["seeds"] >= 2 and e["hi"] > e["lo"]:
+    if e["seeds"] >= 2 and e["hi"] - e["lo"] > NO_WIDTH:
         return f"{e['delta']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
     # pass@k over a few dozen problems moves in steps of 1/problems, so seeds can agree exactly; a
     # zero-width interval would claim certainty that the problems' spread does not support
     paths = deltas[(deltas["rung"] == rung) & (deltas["objective"] == obj)]["path"].unique()
     try:
-        m, lo, hi = problem_delta(list(paths), k)
+        m, lo, hi = problem_delta(paths, k)
     except (KeyError, ValueError):  # no per-sample records to resample
         return f"{e['delta']:+.3f} (no samples)"
     return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]{'†' if e['seeds'] >= 2 else '*'}"
