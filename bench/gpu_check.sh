@@ -12,4 +12,5 @@ mkdir -p "$OUT"
 # offline: the device reaches nothing, and a hub lookup there may wait for a timeout instead of failing.
 # Unbuffered and line-buffered, so a run cut off by its limit still shows how far each model got.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1
-PYTHONPATH=. python bench/gpu_step.py --out "$OUT/gpu_step.json" "$@" 2>&1 | grep --line-buffered -v "Loading weights\|Writing model" | tee "$OUT/gpu_step.log"
+NAME=${NAME:-gpu_step}  # another name for another profile's rows: NAME=paper bash bench/gpu_check.sh --profile paper
+PYTHONPATH=. python bench/gpu_step.py --out "$OUT/$NAME.json" "$@" 2>&1 | grep --line-buffered -v "Loading weights\|Writing model" | tee "$OUT/$NAME.log"

@@ -7,8 +7,13 @@ rarely stop) with W-REINFORCE (every sample is trained) and the HF engine on the
 model: per-phase seconds, generated and trained tokens/s, the update's model FLOP utilisation, peak GPU
 memory, and the memory plan's prediction beside it.
 
+`--profile seed|paper` instead trains with that grid profile's own settings (micro-batches, activation
+checkpointing, the paper's mini-batches and 3072-token responses) on fewer prompts (`--prompts`), to check its
+memory plan on a real card; the HF engine still samples (the device has no vLLM), so vLLM sleep is off.
+
 GPU:       python bench/gpu_step.py                    (bench/gpu_check.sh installs math-verify first)
-CPU smoke: python bench/gpu_step.py --device cpu --tiny
+           python bench/gpu_step.py --profile paper --prompts 16 --steps 1 --models qwen2.5-3b
+CPU smoke: python bench/gpu_step.py --device cpu --tiny [--profile paper]
 """
 
 import argparse
@@ -21,6 +26,7 @@ import torch
 from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
 
 from rlvr_utils.config import TrainConfig
+from rlvr_utils.grid import PROFILES
 from rlvr_utils.hardware import memory_plan
 from rlvr_utils.hardware import resolve as resolve_hardware
 from rlvr_utils.models import load_tokenizer
@@ -72,19 +78,35 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="2 layers and a small batch: a CPU smoke test")
     ap.add_argument("--models", default=",".join(SHAPES))
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--profile", default=None, choices=[None, *PROFILES], help="train with this profile's settings")
+    ap.add_argument("--prompts", type=int, default=None, help="prompts per step (default: the batch's own)")
+    ap.add_argument("--steps", type=int, default=2)
     a = ap.parse_args()
     cuda = a.device.startswith("cuda")
     batch = dict(prompts_per_step=2, rollouts_per_prompt=2, max_tokens=8) if a.tiny else \
         dict(prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512)
+    settings = dict(micro_batch_size=8, lr=1e-6, max_model_len=2048)
+    if a.profile:
+        p = PROFILES[a.profile].params
+        batch = dict(prompts_per_step=2 if a.tiny else p["prompts_per_step"], rollouts_per_prompt=p["rollouts_per_prompt"],
+                     max_tokens=8 if a.tiny else p["max_tokens"])
+        keep = ("micro_batch_size", "mini_batch_size", "gradient_checkpointing", "lr", "max_model_len", "clip_eps",
+                "loss_agg", "loss_norm", "scale_logits", "entropy_coef", "weight_decay", "max_grad_norm",
+                "adam_beta2", "max_prompt_tokens", "temperature")
+        settings = {k: p[k] for k in keep if k in p}
+        if a.tiny and "mini_batch_size" in settings:
+            settings["mini_batch_size"] = 4  # the tiny batch's 4 samples; the full one keeps the profile's
+    if a.prompts:
+        batch["prompts_per_step"] = a.prompts
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
             t_build = time.perf_counter()
             path = build_model(name, Path(tmp) / name, a.tiny, a.device)
             print(f"[{name}] built and saved in {time.perf_counter() - t_build:.1f} s", flush=True)
-            cfg = TrainConfig(model=str(path), data="gen:chain?difficulty=3&n=400", objective="w_reinforce", steps=2,
-                              **batch, min_tokens=batch["max_tokens"], engine="hf", device=a.device, eval_problems=0,
-                              checkpoint_every=0, micro_batch_size=8, lr=1e-6, grade_workers=2, max_model_len=2048)
+            cfg = TrainConfig(model=str(path), data="gen:chain?difficulty=3&n=400", objective="w_reinforce",
+                              steps=a.steps, **batch, min_tokens=batch["max_tokens"], engine="hf", device=a.device,
+                              eval_problems=0, checkpoint_every=0, grade_workers=2, **settings)
             hw = resolve_hardware(cfg.device, cfg.precision)
             from transformers import AutoConfig
 
@@ -97,26 +119,27 @@ def main() -> None:
             wall = time.perf_counter() - t0
             peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
             ms = RunDir(run.path).read_metrics()
-            m = ms[-1]  # the second step: warm
+            m = ms[-1]  # the last step: warm when there are two
             gen_tokens = m["samples"] * m["response_len_mean"]
             # update FLOPs ~ 6 x params x tokens forwarded: prompt tokens too, but the vocabulary head only
             # runs at response positions
             tok = load_tokenizer(str(path))
-            recs = [json.loads(x) for x in (run.path / "samples" / "step_00002.jsonl").read_text().splitlines()]
+            recs = [json.loads(x) for x in (run.path / "samples" / f"step_{a.steps:05d}.jsonl").read_text().splitlines()]
             prompt_tokens = sum(len(render(tok, r["problem"], cfg.prompt)) for r in recs)
             n_params = plan.params
             head = 151936 * AutoConfig.from_pretrained(path).hidden_size
             flops = 6 * ((n_params - head) * (prompt_tokens + m["tokens_trained"]) + head * m["tokens_trained"])
             card = torch.cuda.get_device_name(a.device) if cuda else hw.name
             peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
-            row = {"model": name, "device": card, "precision": hw.precision, "params_b": round(n_params / 1e9, 3),
+            row = {"model": name, "profile": a.profile or "seed batch", "device": card, "precision": hw.precision,
+                   "params_b": round(n_params / 1e9, 3),
                    "generate_s": round(m["time_generate"], 2), "grade_s": round(m["time_grade"], 2),
                    "train_s": round(m["time_train"], 2), "sync_s": round(m["time_sync"], 2),
                    "gen_tokens_s": round(gen_tokens / m["time_generate"], 1),
                    "train_tokens_s": round(m["tokens_trained"] / m["time_train"], 1),
                    "update_mfu": round(flops / m["time_train"] / (peak_tflops * 1e12), 3) if peak_tflops else None,
                    "peak_gb": round(peak, 2) if peak is not None else None,
-                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 2), "wall_s_2_steps": round(wall, 1)}
+                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 2), "steps": a.steps, "wall_s": round(wall, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if a.out:  # after each model: a run cut off by its time limit keeps the models done
