@@ -55,13 +55,28 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# How a cell's interval was formed, and its mark in the table: pass@k over a few dozen problems moves in
+# steps of 1/problems, so seeds can agree exactly, and a zero-width t-interval would claim a certainty the
+# problems' spread does not support; such a cell, like a one-seed cell, gets a bootstrap over problems.
+OVER_MARK = {"seeds": "", "problems, one seed": "*", "problems, seeds agree": "†"}
+
+
 def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
-    """Per rung x objective x k: mean change with its 95% t-interval across seeds."""
+    """Per rung x objective x k: mean change with its 95% interval, `over` saying which: t over seeds
+    where a cell has >= 2 that differ, else a bootstrap over problems (seeds averaged per problem);
+    "none" (no interval) where the runs kept no per-sample records."""
     rows = []
     for (order, rung, obj, k), g in deltas.groupby(["rung_order", "rung", "objective", "k"], dropna=False):
         m, lo, hi = seed_ci(g["delta"])
+        over = "seeds"
+        if not hi - lo > NO_WIDTH:  # also one seed: its interval is NaN
+            over = "problems, one seed" if len(g) < 2 else "problems, seeds agree"
+            try:
+                m, lo, hi = problem_delta(g["path"].unique(), int(k))
+            except (KeyError, ValueError):  # no per-sample records to resample
+                m, lo, hi, over = float(g["delta"].mean()), float("nan"), float("nan"), "none"
         rows.append({"rung": rung, "rung_order": order, "objective": obj, "k": k, "delta": m, "lo": lo, "hi": hi,
-                     "seeds": len(g)})
+                     "seeds": len(g), "over": over})
     return pd.DataFrame(rows)
 
 
@@ -201,7 +216,7 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     for order, rung in deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order").itertuples(index=False):
         rows.append(_base_row(floor, order, rung, k))
         for obj in sorted(deltas[deltas["rung"] == rung]["objective"].unique()):
-            cells = [_delta_cell(eff, deltas, order, rung, obj, kk) for kk in (1, k)]
+            cells = [_delta_cell(eff, order, rung, obj, kk) for kk in (1, k)]
             seeds = int(eff["seeds"].get((order, rung, obj, 1), 0))
             rows.append(f"| {rung} | {obj} | {seeds} | {cells[0]} | {cells[1]} |")
     note = ("95% CIs: t over seeds; * marks a cell with one seed, its interval a bootstrap over problems "
@@ -224,19 +239,11 @@ def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:
     return f"| {rung} | base over {n} sampling seed{'s' * (n != 1)} | | {cell(1)} | {cell(k)} |"
 
 
-def _delta_cell(eff: pd.DataFrame, deltas: pd.DataFrame, order: float, rung: str, obj: str, k: int) -> str:
-    """'+0.050 [+0.010, +0.090]': over seeds, or over problems (one seed: marked *; seeds that all
-    moved by the same amount, whose t-interval has no width: marked †); '—' where not evaluated."""
+def _delta_cell(eff: pd.DataFrame, order: float, rung: str, obj: str, k: int) -> str:
+    """'+0.050 [+0.010, +0.090]' with its `OVER_MARK`; '—' where not evaluated."""
     if (order, rung, obj, k) not in eff.index:
         return "—"
     e = eff.loc[(order, rung, obj, k)]
-    if e["seeds"] >= 2 and e["hi"] - e["lo"] > NO_WIDTH:
-        return f"{e['delta']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
-    # pass@k over a few dozen problems moves in steps of 1/problems, so seeds can agree exactly; a
-    # zero-width interval would claim certainty that the problems' spread does not support
-    paths = deltas[(deltas["rung"] == rung) & (deltas["objective"] == obj)]["path"].unique()
-    try:
-        m, lo, hi = problem_delta(paths, k)
-    except (KeyError, ValueError):  # no per-sample records to resample
+    if e["over"] == "none":
         return f"{e['delta']:+.3f} (no samples)"
-    return f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]{'†' if e['seeds'] >= 2 else '*'}"
+    return f"{e['delta']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]{OVER_MARK[e['over']]}"

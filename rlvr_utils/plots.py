@@ -104,22 +104,27 @@ def plot_counts(table: pd.DataFrame):
 
 def plot_delta_vs_rung(effects: pd.DataFrame, k: int = 0):
     """Δpass@k (last evaluation minus the rung's own base) against the prior rung, a line per objective,
-    with its 95% interval (across seeds where there are several)."""
+    with each cell's 95% interval as `effects.effect_table` formed it: filled markers over seeds, hollow
+    over problems (one seed, or seeds that moved by exactly the same amount)."""
     if effects.empty:
         return _empty("no effects yet")
     k = k or int(effects["k"].max())
     d = effects[effects["k"] == k].sort_values("rung_order")
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     rungs = list(dict.fromkeys(d["rung"]))
-    for obj, g in d.groupby("objective"):
-        x = [rungs.index(r) for r in g["rung"]]
-        line = ax.plot(x, g["delta"], marker="o", label=obj)[0]
-        if g["lo"].notna().any():
-            ax.fill_between(x, g["lo"], g["hi"], alpha=0.15, color=line.get_color())
+    objectives = sorted(d["objective"].unique())
+    for i, (obj, g) in enumerate(d.groupby("objective")):
+        x = [rungs.index(r) + 0.06 * (i - (len(objectives) - 1) / 2) for r in g["rung"]]  # side by side
+        color = ax.plot(x, g["delta"], label=obj)[0].get_color()
+        for xi, e in zip(x, g.itertuples()):
+            err = [[e.delta - e.lo], [e.hi - e.delta]] if e.over != "none" else None
+            ax.errorbar(xi, e.delta, yerr=err, fmt="o", color=color, capsize=3,
+                        mfc=color if e.over == "seeds" else "white")
+    ax.plot([], [], "o", color="grey", mfc="white", label="hollow: CI over problems")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(range(len(rungs)), rungs)
     ax.set_xlabel("prior rung (warm-start dose)")
     ax.set_ylabel(f"Δ pass@{k} vs the rung's base")
-    ax.legend()
+    ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
