@@ -44,8 +44,9 @@ display(Markdown(E.summary_markdown(deltas, k)))
 P.plot_delta_vs_rung(effects, k);
 
 # %% [markdown]
-# Every k: each objective's Δpass@k per rung (`lo`/`hi`: 95% t-interval across `seeds`; blank with one
-# seed), and the noise floor: the base's pass@k across the sampling seeds of its evaluations.
+# Every k: each objective's Δpass@k per rung with its 95% interval (`over`: a t-interval across `seeds`,
+# or a bootstrap over problems for one seed or seeds that moved identically), and the noise floor: the
+# base's pass@k across the sampling seeds of its evaluations.
 
 # %%
 display(effects.round(3))
