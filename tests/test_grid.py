@@ -59,3 +59,11 @@ def test_gpu_step_bench_runs_on_cpu(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["model"] == "qwen2.5-0.5b" and row["train_tokens_s"] > 0 and row["gen_tokens_s"] > 0
     assert row["plan_update_peak_gb"] > 0 and row["precision"] in ("fp32", "bf16")
+    # --profile: the paper profile's own settings (mini-batches, micro-batches of 2, checkpointing)
+    p = subprocess.run([sys.executable, "bench/gpu_step.py", "--device", "cpu", "--tiny", "--models", "qwen2.5-0.5b",
+                        "--profile", "paper", "--steps", "1", "--out", str(out)], capture_output=True, text=True,
+                       timeout=900, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    (row,) = json.loads(out.read_text())
+    assert row["profile"] == "paper" and row["steps"] == 1 and row["train_tokens_s"] > 0
+    assert "activations, micro-batch 2 x" in p.stdout, p.stdout[-2000:]
