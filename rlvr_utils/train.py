@@ -142,16 +142,7 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
                               "memory_plan_gb": {k: round(v / 1e9, 3) for k, v in plan.parts.items()}})
     cfg = cfg.replace(device=hw.device, precision=hw.precision)
 
-    policy = load_policy(model_path, device=hw.device)
-    if cfg.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
-    policy.train()
-    policy.config.use_cache = False
-    ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    policy, ref, opt, sched = build_learner(cfg, model_path)
     cursor = Cursor(len(data.train), cfg.seed)
     start = 0
     ck = run.load_checkpoint() if resume else None
@@ -175,6 +166,22 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_length,
                       cfg.eval_t1, cfg.seed)
     return Loop(cfg, run, data, policy, ref, opt, sched, cursor, engine, pool, tb, es, log, start)
+
+
+def build_learner(cfg: TrainConfig, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer, Any]:
+    """The policy (fp32 master weights on `cfg.device`), its frozen reference (kl_coef > 0, else None),
+    AdamW and the warm-up schedule. `cfg.device` must be resolved."""
+    policy = load_policy(model_path, device=cfg.device)
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    policy.train()
+    policy.config.use_cache = False
+    ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    return policy, ref, opt, sched
 
 
 def _step(s: Loop, step: int) -> dict:

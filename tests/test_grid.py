@@ -67,3 +67,21 @@ def test_gpu_step_bench_runs_on_cpu(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["profile"] == "paper" and row["steps"] == 1 and row["train_tokens_s"] > 0
     assert "activations, micro-batch 2 x" in p.stdout, p.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_gpu_update_bench_runs_on_cpu(tmp_path):
+    """bench/gpu_update.py: the real update at the paper profile's settings on a full-length random batch."""
+    import json
+    import os
+
+    out = tmp_path / "rows.json"
+    p = subprocess.run([sys.executable, "bench/gpu_update.py", "--device", "cpu", "--tiny", "--profile", "paper",
+                        "--models", "qwen2.5-0.5b", "--prompts", "1", "--out", str(out)], capture_output=True, text=True,
+                       timeout=900, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    (row,) = json.loads(out.read_text())
+    # the paper's schedule: 8 kept samples in mini-batches of 4 -> 2 optimizer steps, micro-batches of 2
+    assert row["samples"] == 8 and row["micro_batch"] == 2 and row["checkpointing"] is True
+    assert "update 2:" in p.stdout and "2 optimizer steps" in p.stdout, p.stdout[-2000:]
+    assert row["train_tokens_s"] > 0 and row["plan_update_peak_gb"] > 0

@@ -1,0 +1,125 @@
+"""The update alone at a profile's full batch on one GPU: peak memory against the memory plan, and speed.
+
+`bench/gpu_step.py` goes through the whole trainer, so the `paper` profile's 3072-token responses cost
+minutes of HF-engine sampling a step (the device has no vLLM) before the update the memory plan is
+about. This script skips sampling: it builds the policy and optimizer as the trainer does
+(`train.build_learner`) and runs the real `update.update_policy` twice on a full-length batch of random
+token ids (the worst case for memory: every sample as long as the profile allows, every one trained).
+Qwen2.5-shaped random weights, as in gpu_step.py. Printed per model: seconds per update, tokens/s, the
+update's model FLOP utilisation, measured peak GPU memory and the plan's update peak beside it.
+
+GPU:       python bench/gpu_update.py --profile paper          (bench/gpu_check.sh: BENCH=gpu_update)
+CPU smoke: python bench/gpu_update.py --device cpu --tiny --profile paper
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
+from gpu_step import PEAK_TFLOPS, build_model
+
+from rlvr_utils.config import TrainConfig
+from rlvr_utils.grid import PROFILES
+from rlvr_utils.hardware import memory_plan
+from rlvr_utils.hardware import resolve as resolve_hardware
+from rlvr_utils.rollouts import Rollout
+from rlvr_utils.train import build_learner
+from rlvr_utils.update import update_policy
+
+
+def full_batch(cfg: TrainConfig, vocab: int, prompt_tokens: int, seed: int = 0) -> list[Rollout]:
+    """prompts x rollouts samples of random ids: `prompt_tokens` of prompt, `max_tokens` of response."""
+    g = torch.Generator().manual_seed(seed)
+    ids = lambda n: torch.randint(0, vocab, (n,), generator=g).tolist()
+    return [Rollout(p, j, ids(prompt_tokens), ids(cfg.max_tokens), [0.0] * cfg.max_tokens, "", "length")
+            for p in range(cfg.prompts_per_step) for j in range(cfg.rollouts_per_prompt)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--tiny", action="store_true", help="2 layers and a small batch: a CPU smoke test")
+    ap.add_argument("--profile", default="paper", choices=list(PROFILES))
+    ap.add_argument("--models", default=None, help="default: the profile's Qwen2.5 models")
+    ap.add_argument("--prompts", type=int, default=None, help="prompts per step (default: the profile's)")
+    ap.add_argument("--prompt-tokens", type=int, default=None,
+                    help="prompt length of every sample (default: the profile's max_prompt_tokens, the plan's worst case)")
+    ap.add_argument("--out", default=None, help="also write the rows as JSON here")
+    a = ap.parse_args()
+    cuda = a.device.startswith("cuda")
+    spec = PROFILES[a.profile]
+    p = dict(spec.params)
+    if a.tiny:
+        p.update(prompts_per_step=2, max_tokens=8, mini_batch_size=min(p.get("mini_batch_size", 0), 4))
+    if a.prompts:
+        p["prompts_per_step"] = a.prompts
+    cfg = TrainConfig.from_dict({**p, "objective": "w_reinforce", "device": a.device, "eval_problems": 0},
+                                strict=False)
+    models = a.models.split(",") if a.models else [m for m in spec.models if m in SHAPES]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            path = build_model(name, Path(tmp) / name, a.tiny, a.device)
+            from transformers import AutoConfig
+
+            mc = AutoConfig.from_pretrained(path)
+            hw = resolve_hardware(cfg.device, cfg.precision)
+            c = cfg.replace(model=str(path), device=hw.device, precision=hw.precision)
+            plan = memory_plan(mc, c, hw)
+            prompt_tokens = a.prompt_tokens or (8 if a.tiny else c.max_prompt_tokens)
+            print(f"[{name}] {a.profile}: {c.prompts_per_step} x {c.rollouts_per_prompt} samples of "
+                  f"{prompt_tokens} + {c.max_tokens} tokens, micro-batches of {c.micro_batch_size}, "
+                  f"checkpointing {c.gradient_checkpointing}\n{plan}", flush=True)
+            policy, ref, opt, sched = build_learner(c, str(path))
+            rolls = full_batch(c, mc.vocab_size, prompt_tokens)
+            adv = torch.tensor([1.0 if i % 2 else -1.0 for i in range(len(rolls))])
+            keep = torch.ones(len(rolls), dtype=torch.bool)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats()
+            times = []
+            for step in (1, 2):  # the second is warm
+                t0 = time.perf_counter()
+                st = update_policy(c, policy, ref, opt, sched, rolls, adv, keep, step)
+                if cuda:
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - t0)
+                print(f"[{name}] update {step}: {times[-1]:.1f} s, {st['optimizer_steps']} optimizer steps, "
+                      f"{st['tokens_trained']} tokens", flush=True)
+            peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
+            n_params = plan.params
+            head = mc.vocab_size * mc.hidden_size
+            resp = st["tokens_trained"]
+            # forward + backward ~ 6 x params x tokens (+2 with checkpointing's recomputed forward); the
+            # vocabulary head runs at response positions only
+            per_tok = 8 if c.gradient_checkpointing else 6
+            if st["optimizer_steps"] > 1:  # several mini-batches: one more forward for the old log-probs
+                per_tok += 2
+            flops = per_tok * (n_params - head) * (resp + len(rolls) * prompt_tokens) + per_tok * head * resp
+            card = torch.cuda.get_device_name(a.device) if cuda else hw.name
+            peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
+            row = {"model": name, "profile": a.profile, "device": card, "precision": hw.precision,
+                   "samples": len(rolls), "tokens_per_sample": prompt_tokens + c.max_tokens,
+                   "micro_batch": c.micro_batch_size, "checkpointing": c.gradient_checkpointing,
+                   "update_s": round(times[-1], 2), "first_update_s": round(times[0], 2),
+                   "train_tokens_s": round(resp / times[-1], 1),
+                   "update_mfu": round(flops / times[-1] / (peak_tflops * 1e12), 3) if peak_tflops else None,
+                   "peak_gb": round(peak, 2) if peak is not None else None,
+                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 2)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if a.out:
+                Path(a.out).write_text(json.dumps(rows, indent=2))
+            del policy, ref, opt, sched
+            if cuda:
+                torch.cuda.empty_cache()
+    print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
+    for r in rows:
+        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+
+
+if __name__ == "__main__":
+    main()
