@@ -37,6 +37,14 @@ from rlvr_utils.train import train
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
 
 
+def update_flops(n_params: int, head_params: int, prompt_tokens: int, response_tokens: int, forwards: int = 0) -> float:
+    """Model FLOPs of one update (MFU's numerator): 6 x params x tokens for forward + backward, the
+    vocabulary head at response positions only, plus 2 x params x tokens for each extra forward-only pass
+    (old log-probs, a reference policy). Activation checkpointing's recompute is not model work."""
+    body = (n_params - head_params) * (prompt_tokens + response_tokens) + head_params * response_tokens
+    return (6 + 2 * forwards) * body
+
+
 def byte_tokenizer():
     """A byte-level tokenizer with a chat template: enough for prompts and decoding, no download."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -95,7 +103,7 @@ def main() -> None:
                 "adam_beta2", "max_prompt_tokens", "temperature")
         settings = {k: p[k] for k in keep if k in p}
         if a.tiny and "mini_batch_size" in settings:
-            settings["mini_batch_size"] = 4  # the tiny batch's 4 samples; the full one keeps the profile's
+            settings["mini_batch_size"] = 4  # several mini-batches of the tiny batch, as the full one has
     if a.prompts:
         batch["prompts_per_step"] = a.prompts
     rows = []
@@ -121,14 +129,13 @@ def main() -> None:
             ms = RunDir(run.path).read_metrics()
             m = ms[-1]  # the last step: warm when there are two
             gen_tokens = m["samples"] * m["response_len_mean"]
-            # update FLOPs ~ 6 x params x tokens forwarded: prompt tokens too, but the vocabulary head only
-            # runs at response positions
             tok = load_tokenizer(str(path))
             recs = [json.loads(x) for x in (run.path / "samples" / f"step_{a.steps:05d}.jsonl").read_text().splitlines()]
             prompt_tokens = sum(len(render(tok, r["problem"], cfg.prompt)) for r in recs)
             n_params = plan.params
-            head = 151936 * AutoConfig.from_pretrained(path).hidden_size
-            flops = 6 * ((n_params - head) * (prompt_tokens + m["tokens_trained"]) + head * m["tokens_trained"])
+            mc = AutoConfig.from_pretrained(path)
+            flops = update_flops(n_params, mc.vocab_size * mc.hidden_size, prompt_tokens, m["tokens_trained"],
+                                 forwards=int(m["optimizer_steps"] > 1))
             card = torch.cuda.get_device_name(a.device) if cuda else hw.name
             peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
             row = {"model": name, "profile": a.profile or "seed batch", "device": card, "precision": hw.precision,

@@ -5,14 +5,20 @@ minutes of HF-engine sampling a step (the device has no vLLM) before the update 
 about. This script skips sampling: it builds the policy and optimizer as the trainer does
 (`train.build_learner`) and runs the real `update.update_policy` twice on a full-length batch of random
 token ids (the worst case for memory: every sample as long as the profile allows, every one trained).
-Qwen2.5-shaped random weights, as in gpu_step.py. Printed per model: seconds per update, tokens/s, the
-update's model FLOP utilisation, measured peak GPU memory and the plan's update peak beside it.
+Qwen2.5-shaped random weights, as in gpu_step.py. The objective defaults to the profile's heaviest:
+GRPO where its cells add a KL loss (a frozen fp32 reference and its forward). The plan is taken as the
+profile runs: vLLM asleep while the policy trains, so no engine is resident during the update. Printed
+per model: seconds per update, tokens/s, model FLOP utilisation, measured peak GPU memory (allocated
+and reserved) and the plan's update peak beside it. Peak memory depends on the micro-batch, not on how
+many prompts there are: `--prompts 32` keeps the paper's several mini-batches at half the time.
 
-GPU:       python bench/gpu_update.py --profile paper          (bench/gpu_check.sh: BENCH=gpu_update)
+GPU:       python bench/gpu_update.py --profile paper --models qwen2.5-3b --prompts 32
+           (or BENCH=gpu_update bash bench/gpu_check.sh --profile paper --models qwen2.5-3b --prompts 32)
 CPU smoke: python bench/gpu_update.py --device cpu --tiny --profile paper
 """
 
 import argparse
+import gc
 import json
 import tempfile
 import time
@@ -20,7 +26,7 @@ from pathlib import Path
 
 import torch
 from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
-from gpu_step import PEAK_TFLOPS, build_model
+from gpu_step import PEAK_TFLOPS, build_model, update_flops
 
 from rlvr_utils.config import TrainConfig
 from rlvr_utils.grid import PROFILES
@@ -43,7 +49,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--tiny", action="store_true", help="2 layers and a small batch: a CPU smoke test")
-    ap.add_argument("--profile", default="paper", choices=list(PROFILES))
+    gpu_profiles = [k for k, v in PROFILES.items() if any(m in SHAPES for m in v.models)]
+    ap.add_argument("--profile", default="paper", choices=gpu_profiles)
+    ap.add_argument("--objective", default=None, help="default: grpo where the profile gives it a KL loss, else w_reinforce")
     ap.add_argument("--models", default=None, help="default: the profile's Qwen2.5 models")
     ap.add_argument("--prompts", type=int, default=None, help="prompts per step (default: the profile's)")
     ap.add_argument("--prompt-tokens", type=int, default=None,
@@ -57,8 +65,11 @@ def main() -> None:
         p.update(prompts_per_step=2, max_tokens=8, mini_batch_size=min(p.get("mini_batch_size", 0), 4))
     if a.prompts:
         p["prompts_per_step"] = a.prompts
-    cfg = TrainConfig.from_dict({**p, "objective": "w_reinforce", "device": a.device, "eval_problems": 0},
-                                strict=False)
+    objective = a.objective or ("grpo" if spec.per_objective.get("grpo", {}).get("kl_coef") else "w_reinforce")
+    p.update(spec.per_objective.get(objective, {}))
+    # the plan as the profile runs: vLLM asleep while training, so no engine is resident in the update
+    cfg = TrainConfig.from_dict({**p, "objective": objective, "device": a.device, "eval_problems": 0,
+                                 "engine": "vllm", "vllm_sleep": True}, strict=False)
     models = a.models.split(",") if a.models else [m for m in spec.models if m in SHAPES]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -76,7 +87,7 @@ def main() -> None:
                   f"checkpointing {c.gradient_checkpointing}\n{plan}", flush=True)
             policy, ref, opt, sched = build_learner(c, str(path))
             rolls = full_batch(c, mc.vocab_size, prompt_tokens)
-            adv = torch.tensor([1.0 if i % 2 else -1.0 for i in range(len(rolls))])
+            adv = torch.tensor([1.0 if i % 2 else -1.0 for i in range(len(rolls))])  # every sample trains
             keep = torch.ones(len(rolls), dtype=torch.bool)
             if cuda:
                 torch.cuda.reset_peak_memory_stats()
@@ -90,30 +101,27 @@ def main() -> None:
                 print(f"[{name}] update {step}: {times[-1]:.1f} s, {st['optimizer_steps']} optimizer steps, "
                       f"{st['tokens_trained']} tokens", flush=True)
             peak = torch.cuda.max_memory_allocated() / 1e9 if cuda else None
-            n_params = plan.params
-            head = mc.vocab_size * mc.hidden_size
+            reserved = torch.cuda.max_memory_reserved() / 1e9 if cuda else None
             resp = st["tokens_trained"]
-            # forward + backward ~ 6 x params x tokens (+2 with checkpointing's recomputed forward); the
-            # vocabulary head runs at response positions only
-            per_tok = 8 if c.gradient_checkpointing else 6
-            if st["optimizer_steps"] > 1:  # several mini-batches: one more forward for the old log-probs
-                per_tok += 2
-            flops = per_tok * (n_params - head) * (resp + len(rolls) * prompt_tokens) + per_tok * head * resp
+            forwards = int(st["optimizer_steps"] > 1) + int(ref is not None)  # old log-probs; the reference
+            flops = update_flops(plan.params, mc.vocab_size * mc.hidden_size, len(rolls) * prompt_tokens, resp, forwards)
             card = torch.cuda.get_device_name(a.device) if cuda else hw.name
             peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
-            row = {"model": name, "profile": a.profile, "device": card, "precision": hw.precision,
+            row = {"model": name, "profile": a.profile, "objective": objective, "device": card, "precision": hw.precision,
                    "samples": len(rolls), "tokens_per_sample": prompt_tokens + c.max_tokens,
                    "micro_batch": c.micro_batch_size, "checkpointing": c.gradient_checkpointing,
                    "update_s": round(times[-1], 2), "first_update_s": round(times[0], 2),
                    "train_tokens_s": round(resp / times[-1], 1),
                    "update_mfu": round(flops / times[-1] / (peak_tflops * 1e12), 3) if peak_tflops else None,
                    "peak_gb": round(peak, 2) if peak is not None else None,
+                   "reserved_gb": round(reserved, 2) if reserved is not None else None,
                    "plan_update_peak_gb": round(plan.update_peak / 1e9, 2)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if a.out:
                 Path(a.out).write_text(json.dumps(rows, indent=2))
             del policy, ref, opt, sched
+            gc.collect()  # a cycle left alive would carry this model's memory into the next one's peak
             if cuda:
                 torch.cuda.empty_cache()
     print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))

@@ -112,15 +112,17 @@ def plot_delta_vs_rung(effects: pd.DataFrame, k: int = 0):
     d = effects[effects["k"] == k].sort_values("rung_order")
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     rungs = list(dict.fromkeys(d["rung"]))
-    objectives = sorted(d["objective"].unique())
+    n_obj = d["objective"].nunique()
     for i, (obj, g) in enumerate(d.groupby("objective")):
-        x = [rungs.index(r) + 0.06 * (i - (len(objectives) - 1) / 2) for r in g["rung"]]  # side by side
+        # objectives a little apart, so overlapping intervals stay readable
+        x = [rungs.index(r) + 0.06 * (i - (n_obj - 1) / 2) for r in g["rung"]]
         color = ax.plot(x, g["delta"], label=obj)[0].get_color()
         for xi, e in zip(x, g.itertuples()):
-            err = [[e.delta - e.lo], [e.hi - e.delta]] if e.over != "none" else None
-            ax.errorbar(xi, e.delta, yerr=err, fmt="o", color=color, capsize=3,
+            err = [[max(0.0, e.delta - e.lo)], [max(0.0, e.hi - e.delta)]] if e.over != "none" else None
+            ax.errorbar(xi, e.delta, yerr=err, fmt="o" if e.over != "none" else "x", color=color, capsize=3,
                         mfc=color if e.over == "seeds" else "white")
-    ax.plot([], [], "o", color="grey", mfc="white", label="hollow: CI over problems")
+    if d["over"].str.startswith("problems").any():
+        ax.plot([], [], "o", color="grey", mfc="white", label="hollow: CI over problems")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(range(len(rungs)), rungs)
     ax.set_xlabel("prior rung (warm-start dose)")

@@ -83,5 +83,7 @@ def test_gpu_update_bench_runs_on_cpu(tmp_path):
     (row,) = json.loads(out.read_text())
     # the paper's schedule: 8 kept samples in mini-batches of 4 -> 2 optimizer steps, micro-batches of 2
     assert row["samples"] == 8 and row["micro_batch"] == 2 and row["checkpointing"] is True
+    assert row["objective"] == "grpo"  # the paper grid's heaviest cell: GRPO's KL loss adds a reference policy
+    assert "reference policy (fp32)" in p.stdout and "HF engine" not in p.stdout, p.stdout[-2000:]
     assert "update 2:" in p.stdout and "2 optimizer steps" in p.stdout, p.stdout[-2000:]
     assert row["train_tokens_s"] > 0 and row["plan_update_peak_gb"] > 0
