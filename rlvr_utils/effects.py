@@ -164,6 +164,55 @@ def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
             "mde_80": float((1.96 + 0.84) * se), "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "problems"}
 
 
+def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> pd.DataFrame:
+    """The interaction's four cells at pass@k, each seed-to-seed variance of a cell's Δ split two ways
+    (problems x seeds, two-way without replication): `var_seed`, the training run's own spread, which
+    more evaluation problems would not shrink, and `var_sp`, seed x problem variation per problem
+    (evaluation sampling included), which enters a seed's Δ divided by the number of problems.
+    `var_seed` is floored at 0: seed means that spread less than their problems imply do so by chance."""
+    d = deltas[deltas["k"] == k]
+    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
+    rows = []
+    for r in (lo_r, hi_r):
+        for o in (a, b):
+            paths = d[(d["rung_order"] == r) & (d["objective"] == o)]["path"].unique()
+            if len(paths) < 2:
+                raise ValueError(f"variance components need >= 2 seeds of {o} at rung {r:g}; got {len(paths)}")
+            m = pd.concat([_problem_deltas(p, k) for p in paths], axis=1).dropna().to_numpy()  # problems x seeds
+            n_p, n_s = m.shape
+            resid = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
+            var_sp = float((resid**2).sum() / ((n_p - 1) * (n_s - 1)))
+            var_means = float(m.mean(axis=0).var(ddof=1))
+            rows.append({"rung_order": r, "objective": o, "seeds": n_s, "problems": n_p,
+                         "var_seed": max(0.0, var_means - var_sp / n_p), "var_sp": var_sp})
+    return pd.DataFrame(rows)
+
+
+def projected_mde(components: pd.DataFrame, seeds: int, problems: int, level: float = 0.95,
+                  power: float = 0.8) -> float:
+    """The interaction's minimum detectable effect if every cell had `seeds` seeds evaluated on
+    `problems` problems, from `variance_components` (Welch t as in `interaction`)."""
+    from scipy import stats
+
+    var = components["var_seed"] + components["var_sp"] / problems  # one seed's Δ
+    se2 = float((var / seeds).sum())
+    df = se2**2 / float(((var / seeds) ** 2 / (seeds - 1)).sum())
+    return float((stats.t.ppf((1 + level) / 2, df) + stats.t.ppf(power, df)) * np.sqrt(se2))
+
+
+def design_table(deltas: pd.DataFrame, k: int, seeds: tuple[int, ...] = (3, 5, 10),
+                 problem_factors: tuple[int, ...] = (1, 4)) -> str:
+    """Markdown: the MDE this grid's variance components project for more seeds and more problems."""
+    comp = variance_components(deltas, k)
+    p0 = int(comp["problems"].min())
+    cols = [p0 * f for f in problem_factors]
+    rows = ["| seeds per cell | " + " | ".join(f"MDE, {p} problems" for p in cols) + " |",
+            "|---|" + "---|" * len(cols)]
+    for s in seeds:
+        rows.append(f"| {s} | " + " | ".join(f"{projected_mde(comp, s, p):.3f}" for p in cols) + " |")
+    return "\n".join(rows)
+
+
 def answer(deltas: pd.DataFrame, k: int) -> str:
     """The study's answer in one sentence, with the interaction's CI and the minimum detectable effect.
     Over seeds (t) when every cell has >= 2 seeds; otherwise over problems (bootstrap), and it says so."""
@@ -224,7 +273,15 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
             "width for a t-interval), its interval a bootstrap over problems with the seeds averaged per "
             "problem. Base rows: the rung's pass@k before training, its SD across sampling seeds (the noise "
             "of one evaluation), and the 95% t half-width of their mean.")
-    return f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"
+    out = f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"
+    try:  # needs >= 2 seeds in each of the interaction's cells and their per-problem records
+        design = design_table(deltas, k)
+    except (KeyError, ValueError):
+        return out
+    return out + (f"\nWhat a larger design would detect at pass@{k} (80% power, 95% level), projected from this "
+                  "grid's variance components: each cell's seed-to-seed spread split into the training run's own part "
+                  "and a seed × problem part that more evaluation problems average out "
+                  f"(`effects.variance_components`).\n\n{design}\n")
 
 
 def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:

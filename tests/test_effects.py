@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from rlvr_utils.analysis import load_grid
-from rlvr_utils.effects import (answer, effect_table, interaction, noise_floor, problem_delta, run_deltas,
-                                summary_markdown)
+from rlvr_utils.effects import (answer, effect_table, interaction, noise_floor, problem_delta, projected_mde,
+                                run_deltas, summary_markdown, variance_components)
 from rlvr_utils.runs import RunDir, append_jsonl
 
 
@@ -155,3 +155,55 @@ def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
     a, b = load_grid(tmp_path)
     assert rung_of(a) == (200.0, "n=200")  # from the recipe in the run's config: no weights needed
     assert rung_of(b)[1] == "rung" and np.isnan(rung_of(b)[0])
+
+
+def _p1_row(step: int, v: float) -> dict:
+    m = {"mean": v, "lo": v, "hi": v, "n": 64}
+    return {"step": step, "greedy": m, "pass_at_k": {"1": m}}
+
+
+def _counts_recs(correct: list[int]) -> list[dict]:
+    """4 samples of each problem, the first correct[i] of problem i correct."""
+    return [{"protocol": "sampled", "problem_id": f"p{i}", "sample": j, "status": "correct" if j < c else "incorrect"}
+            for i, c in enumerate(correct) for j in range(4)]
+
+
+def _seeded_grid(root, solved_after) -> list:
+    """2 rungs x {psr, nsr} x 4 seeds on 64 problems x 4 samples; `solved_after(rng, seed)` -> per-problem
+    count of correct samples (0-4) at the last evaluation; every base solves 2 of 4 samples of each."""
+    rng = np.random.default_rng(0)
+    for n in (0, 1000):
+        rung = root / "rungs" / f"n{n}"
+        rung.mkdir(parents=True)
+        (rung / "warmstart.json").write_text(json.dumps({"n": n}))
+        for obj in ("psr", "nsr"):
+            for s in range(4):
+                run = RunDir(root / "grid" / f"n{n}__{obj}__s{s}")
+                run.path.mkdir(parents=True)
+                run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
+                after = solved_after(rng, s)
+                run.write_samples("eval_00000", _counts_recs([2] * 64))
+                run.write_samples("eval_00006", _counts_recs(after))
+                append_jsonl(run.evals, [_p1_row(0, 0.5), _p1_row(6, float(np.mean(after)) / 4)])  # as the samples say
+    return run_deltas(load_grid(root / "grid"))
+
+
+def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
+    # seeds that shift every problem together: the spread is the training run's, more problems don't help
+    shift = _seeded_grid(tmp_path / "shift", lambda rng, s: [2 + (s % 2) * 2 - 1] * 64)  # 1 or 3 of 4, all problems
+    c = variance_components(shift, k=1)
+    # seed deltas -0.25, +0.25, -0.25, +0.25: variance 1/12
+    assert (c["var_sp"] < 1e-12).all() and np.allclose(c["var_seed"], 1 / 12), c
+    assert projected_mde(c, 3, 64) == pytest.approx(projected_mde(c, 3, 256))
+    # at the grid's own design the projection is the interaction's own MDE
+    assert projected_mde(c, 4, 64) == pytest.approx(interaction(shift, k=1)["mde_80"])
+    # seeds that move each problem up or down at random: all seed x problem, 4x problems halves the SE
+    flips = _seeded_grid(tmp_path / "flips", lambda rng, s: list(rng.choice([1, 3], size=64)))
+    c = variance_components(flips, k=1)
+    # each problem moves by +-0.25 at random: per-problem variance 1/16, none of it the seed's own
+    assert (c["var_seed"] < 1e-3).all() and np.allclose(c["var_sp"], 1 / 16, rtol=0.25), c  # df 189: ~10% noise
+    assert projected_mde(c, 3, 256) < 0.6 * projected_mde(c, 3, 64)
+    # here seed means that spread less than their problems imply (chance, with 3 df a cell) are not
+    # trusted: the projection keeps the problems' share, so it is never below the interaction's own MDE
+    assert interaction(flips, k=1)["mde_80"] <= projected_mde(c, 4, 64) < 1.5 * interaction(flips, k=1)["mde_80"]
+    assert "| 10 |" in summary_markdown(flips, 1) and "MDE, 256 problems" in summary_markdown(flips, 1)
