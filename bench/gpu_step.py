@@ -45,6 +45,13 @@ def update_flops(n_params: int, head_params: int, prompt_tokens: int, response_t
     return (6 + 2 * forwards) * body
 
 
+def print_table(rows: list[dict]) -> None:
+    """The rows as one markdown table, for the README."""
+    print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
+    for r in rows:
+        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+
+
 def byte_tokenizer():
     """A byte-level tokenizer with a chat template: enough for prompts and decoding, no download."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -153,9 +160,7 @@ def main() -> None:
                 Path(a.out).write_text(json.dumps(rows, indent=2))
             if cuda:
                 torch.cuda.empty_cache()
-    print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
-    for r in rows:
-        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
-from gpu_step import PEAK_TFLOPS, build_model, update_flops
+from gpu_step import PEAK_TFLOPS, build_model, print_table, update_flops
 
 from rlvr_utils.config import TrainConfig
 from rlvr_utils.grid import PROFILES
@@ -124,9 +124,7 @@ def main() -> None:
             gc.collect()  # a cycle left alive would carry this model's memory into the next one's peak
             if cuda:
                 torch.cuda.empty_cache()
-    print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
-    for r in rows:
-        print("| " + " | ".join(str(v) for v in r.values()) + " |")
+    print_table(rows)
 
 
 if __name__ == "__main__":
