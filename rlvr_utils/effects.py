@@ -194,6 +194,8 @@ def projected_mde(components: pd.DataFrame, seeds: int, problems: int, level: fl
     `problems` problems, from `variance_components` (Welch t as in `interaction`)."""
     from scipy import stats
 
+    if seeds < 2 or problems < 1:
+        raise ValueError(f"a t-interval needs seeds >= 2 and problems >= 1; got seeds={seeds}, problems={problems}")
     var = components["var_seed"] + components["var_sp"] / problems  # one seed's Δ
     se2 = float((var / seeds).sum())
     df = se2**2 / float(((var / seeds) ** 2 / (seeds - 1)).sum())
