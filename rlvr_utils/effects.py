@@ -93,15 +93,20 @@ def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _interaction_cells(deltas: pd.DataFrame, k: int, a: str, b: str) -> tuple[float, float, dict]:
+    """The interaction's four cells at pass@k: (lowest rung, highest rung, {(rung, objective): its rows})."""
+    d = deltas[deltas["k"] == k]
+    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
+    return lo_r, hi_r, {(r, o): d[(d["rung_order"] == r) & (d["objective"] == o)] for r in (lo_r, hi_r) for o in (a, b)}
+
+
 def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
     """Difference in differences at pass@k: (Δa − Δb) at the highest rung minus the same at the lowest,
     with a t-interval from the four cells' seed variances (Welch–Satterthwaite degrees of freedom)."""
     from scipy import stats
 
-    d = deltas[deltas["k"] == k]
-    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
-    cells = {(r, o): d[(d["rung_order"] == r) & (d["objective"] == o)]["delta"].to_numpy()
-             for r in (lo_r, hi_r) for o in (a, b)}
+    lo_r, hi_r, rows = _interaction_cells(deltas, k, a, b)
+    cells = {c: g["delta"].to_numpy() for c, g in rows.items()}
     if any(len(v) < 2 for v in cells.values()):
         raise ValueError(f"interaction needs >= 2 seeds in each of {sorted(cells)}; got {[len(v) for v in cells.values()]}")
     est = (cells[hi_r, a].mean() - cells[hi_r, b].mean()) - (cells[lo_r, a].mean() - cells[lo_r, b].mean())
@@ -128,9 +133,14 @@ def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
     return (per[last] - per[0]).dropna()
 
 
+def _problem_delta_matrix(run_dirs: list, k: int) -> pd.DataFrame:
+    """Problems x runs (seeds that evaluate the same problems): each run's change in pass@k per problem."""
+    return pd.concat([_problem_deltas(p, k) for p in run_dirs], axis=1)
+
+
 def _mean_problem_deltas(run_dirs: list, k: int) -> pd.Series:
     """Per problem: the change in pass@k averaged over runs (seeds) that evaluate the same problems."""
-    return pd.concat([_problem_deltas(p, k) for p in run_dirs], axis=1).mean(axis=1)
+    return _problem_delta_matrix(run_dirs, k).mean(axis=1)
 
 
 def problem_delta(run_dirs: str | Path | list, k: int, iters: int = 2000, seed: int = 0) -> tuple[float, float, float]:
@@ -147,15 +157,12 @@ def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
     """The difference in differences when cells have one seed: per problem (every run evaluates the same
     problems), (Δa − Δb) at the highest rung minus at the lowest, averaged over the cell's runs, with a
     paired bootstrap over problems. It says nothing about seed-to-seed variation: a smoke-scale answer."""
-    d = deltas[deltas["k"] == k]
-    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
+    lo_r, hi_r, cells = _interaction_cells(deltas, k, a, b)
     per = {}
-    for r in (lo_r, hi_r):
-        for o in (a, b):
-            paths = d[(d["rung_order"] == r) & (d["objective"] == o)]["path"].unique()
-            if not len(paths):
-                raise ValueError(f"no run of {o} at rung {r:g}")
-            per[(r, o)] = _mean_problem_deltas(paths, k)
+    for (r, o), g in cells.items():
+        if g.empty:
+            raise ValueError(f"no run of {o} at rung {r:g}")
+        per[(r, o)] = _mean_problem_deltas(g["path"].unique(), k)
     df = pd.DataFrame(per).dropna()
     did = ((df[(hi_r, a)] - df[(hi_r, b)]) - (df[(lo_r, a)] - df[(lo_r, b)])).to_numpy()
     lo, hi = bootstrap_ci(did, iters=iters, seed=seed)
@@ -170,21 +177,18 @@ def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
     more evaluation problems would not shrink, and `var_sp`, seed x problem variation per problem
     (evaluation sampling included), which enters a seed's Δ divided by the number of problems.
     `var_seed` is floored at 0: seed means that spread less than their problems imply do so by chance."""
-    d = deltas[deltas["k"] == k]
-    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
     rows = []
-    for r in (lo_r, hi_r):
-        for o in (a, b):
-            paths = d[(d["rung_order"] == r) & (d["objective"] == o)]["path"].unique()
-            if len(paths) < 2:
-                raise ValueError(f"variance components need >= 2 seeds of {o} at rung {r:g}; got {len(paths)}")
-            m = pd.concat([_problem_deltas(p, k) for p in paths], axis=1).dropna().to_numpy()  # problems x seeds
-            n_p, n_s = m.shape
-            resid = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
-            var_sp = float((resid**2).sum() / ((n_p - 1) * (n_s - 1)))
-            var_means = float(m.mean(axis=0).var(ddof=1))
-            rows.append({"rung_order": r, "objective": o, "seeds": n_s, "problems": n_p,
-                         "var_seed": max(0.0, var_means - var_sp / n_p), "var_sp": var_sp})
+    for (r, o), g in _interaction_cells(deltas, k, a, b)[2].items():
+        paths = g["path"].unique()
+        if len(paths) < 2:
+            raise ValueError(f"variance components need >= 2 seeds of {o} at rung {r:g}; got {len(paths)}")
+        m = _problem_delta_matrix(paths, k).dropna().to_numpy()  # problems x seeds
+        n_p, n_s = m.shape
+        resid = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
+        var_sp = float((resid**2).sum() / ((n_p - 1) * (n_s - 1)))
+        var_means = float(m.mean(axis=0).var(ddof=1))
+        rows.append({"rung_order": r, "objective": o, "seeds": n_s, "problems": n_p,
+                     "var_seed": max(0.0, var_means - var_sp / n_p), "var_sp": var_sp})
     return pd.DataFrame(rows)
 
 
