@@ -45,6 +45,12 @@ def update_flops(n_params: int, head_params: int, prompt_tokens: int, response_t
     return (6 + 2 * forwards) * body
 
 
+def mfu(flops: float, seconds: float, card: str) -> float | None:
+    """Model FLOP utilisation against the card's dense bf16 peak; None for a card not in PEAK_TFLOPS."""
+    peak = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
+    return round(flops / seconds / (peak * 1e12), 3) if peak else None
+
+
 def print_table(rows: list[dict]) -> None:
     """The rows as one markdown table, for the README."""
     print("\n| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
@@ -144,14 +150,13 @@ def main() -> None:
             flops = update_flops(n_params, mc.vocab_size * mc.hidden_size, prompt_tokens, m["tokens_trained"],
                                  forwards=int(m["optimizer_steps"] > 1))
             card = torch.cuda.get_device_name(a.device) if cuda else hw.name
-            peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
             row = {"model": name, "profile": a.profile or "seed batch", "device": card, "precision": hw.precision,
                    "params_b": round(n_params / 1e9, 3),
                    "generate_s": round(m["time_generate"], 2), "grade_s": round(m["time_grade"], 2),
                    "train_s": round(m["time_train"], 2), "sync_s": round(m["time_sync"], 2),
                    "gen_tokens_s": round(gen_tokens / m["time_generate"], 1),
                    "train_tokens_s": round(m["tokens_trained"] / m["time_train"], 1),
-                   "update_mfu": round(flops / m["time_train"] / (peak_tflops * 1e12), 3) if peak_tflops else None,
+                   "update_mfu": mfu(flops, m["time_train"], card),
                    "peak_gb": round(peak, 2) if peak is not None else None,
                    "plan_update_peak_gb": round(plan.update_peak / 1e9, 2), "steps": a.steps, "wall_s": round(wall, 1)}
             rows.append(row)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
-from gpu_step import PEAK_TFLOPS, build_model, print_table, update_flops
+from gpu_step import build_model, mfu, print_table, update_flops
 
 from rlvr_utils.config import TrainConfig
 from rlvr_utils.grid import PROFILES
@@ -106,13 +106,12 @@ def main() -> None:
             forwards = int(st["optimizer_steps"] > 1) + int(ref is not None)  # old log-probs; the reference
             flops = update_flops(plan.params, mc.vocab_size * mc.hidden_size, len(rolls) * prompt_tokens, resp, forwards)
             card = torch.cuda.get_device_name(a.device) if cuda else hw.name
-            peak_tflops = next((v for k, v in PEAK_TFLOPS.items() if k in card), None)
             row = {"model": name, "profile": a.profile, "objective": objective, "device": card, "precision": hw.precision,
                    "samples": len(rolls), "tokens_per_sample": prompt_tokens + c.max_tokens,
                    "micro_batch": c.micro_batch_size, "checkpointing": c.gradient_checkpointing,
                    "update_s": round(times[-1], 2), "first_update_s": round(times[0], 2),
                    "train_tokens_s": round(resp / times[-1], 1),
-                   "update_mfu": round(flops / times[-1] / (peak_tflops * 1e12), 3) if peak_tflops else None,
+                   "update_mfu": mfu(flops, times[-1], card),
                    "peak_gb": round(peak, 2) if peak is not None else None,
                    "reserved_gb": round(reserved, 2) if reserved is not None else None,
                    "plan_update_peak_gb": round(plan.update_peak / 1e9, 2)}
