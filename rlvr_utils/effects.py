@@ -18,6 +18,11 @@ from .analysis import Run, load_samples, seed_ci
 from .evaluate import bootstrap_ci, pass_at_k
 
 
+def display(objective: str) -> str:
+    """An objective's name as the paper writes it: w_reinforce -> W-REINFORCE."""
+    return objective.upper().replace("_", "-")
+
+
 NO_WIDTH = 1e-12  # an interval narrower than this is seeds that agree exactly (float noise aside)
 
 def rung_of(run: Run) -> tuple[float, str]:
@@ -103,22 +108,29 @@ def _interaction_cells(deltas: pd.DataFrame, k: int, a: str, b: str) -> tuple[fl
 def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
     """Difference in differences at pass@k: (Δa − Δb) at the highest rung minus the same at the lowest,
     with a t-interval from the four cells' seed variances (Welch–Satterthwaite degrees of freedom)."""
+    lo_r, hi_r, rows = _interaction_cells(deltas, k, a, b)
+    signs = {(hi_r, a): 1, (hi_r, b): -1, (lo_r, a): -1, (lo_r, b): 1}
+    w = _welch({c: (signs[c], g["delta"].to_numpy()) for c, g in rows.items()}, level)
+    return {"k": k, "did": w["est"], "lo": w["lo"], "hi": w["hi"], "se": w["se"], "df": w["df"], "mde_80": w["mde_80"],
+            "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "seeds"}
+
+
+def _welch(cells: dict, level: float = 0.95) -> dict:
+    """A signed sum of independent cells' seed means, {cell: (sign, values)}, with its t-interval (Welch-
+    Satterthwaite degrees of freedom) and the minimum detectable effect at 80% power."""
     from scipy import stats
 
-    lo_r, hi_r, rows = _interaction_cells(deltas, k, a, b)
-    cells = {c: g["delta"].to_numpy() for c, g in rows.items()}
-    if any(len(v) < 2 for v in cells.values()):
-        raise ValueError(f"interaction needs >= 2 seeds in each of {sorted(cells)}; got {[len(v) for v in cells.values()]}")
-    est = (cells[hi_r, a].mean() - cells[hi_r, b].mean()) - (cells[lo_r, a].mean() - cells[lo_r, b].mean())
-    var = {c: v.var(ddof=1) / len(v) for c, v in cells.items()}
+    if any(len(v) < 2 for _, v in cells.values()):
+        raise ValueError(f"a t-interval needs >= 2 seeds in each of {sorted(cells)}; got {[len(v) for _, v in cells.values()]}")
+    est = float(sum(sign * v.mean() for sign, v in cells.values()))
+    var = {c: v.var(ddof=1) / len(v) for c, (_, v) in cells.items()}
     se = float(np.sqrt(sum(var.values())))
     if se < NO_WIDTH:  # pass@k moves in steps of 1/problems: seeds can agree exactly, and a t-interval can't
         raise ValueError("the seeds of every cell moved by exactly the same amount: no seed variation to form a t-interval")
-    df = se**4 / sum(v**2 / (len(cells[c]) - 1) for c, v in var.items())
-    half = float(stats.t.ppf((1 + level) / 2, df) * se)
-    return {"k": k, "did": float(est), "lo": float(est - half), "hi": float(est + half), "se": se, "df": float(df),
-            "mde_80": float((stats.t.ppf((1 + level) / 2, df) + stats.t.ppf(0.8, df)) * se),
-            "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "seeds"}
+    df = se**4 / sum(v**2 / (len(cells[c][1]) - 1) for c, v in var.items())
+    t = float(stats.t.ppf((1 + level) / 2, df))
+    return {"est": est, "lo": est - t * se, "hi": est + t * se, "se": se, "df": float(df),
+            "mde_80": float((t + stats.t.ppf(0.8, df)) * se)}
 
 
 def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
@@ -169,6 +181,75 @@ def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
     se = float(did.std(ddof=1) / np.sqrt(len(did))) if len(did) > 1 else float("nan")
     return {"k": k, "did": float(did.mean()), "lo": lo, "hi": hi, "se": se, "problems": len(did),
             "mde_80": float((1.96 + 0.84) * se), "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "problems"}
+
+
+def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung_order: float) -> dict:
+    """Δa − Δb at one rung at pass@k: a Welch t-interval over seeds when both cells have >= 2 that
+    differ, else a paired bootstrap over problems (seeds averaged per problem). Runs of one seed share
+    their base evaluation, so the cells are not independent; Welch ignores that pairing, which can only
+    widen the interval when the shared base moves both Δs together."""
+    d = deltas[(deltas["k"] == k) & (deltas["rung_order"] == rung_order)]
+    cells = {o: d[d["objective"] == o] for o in (a, b)}
+    if any(g.empty for g in cells.values()):
+        raise ValueError(f"no run of {[o for o, g in cells.items() if g.empty]} at rung {rung_order:g}")
+    try:
+        w = _welch({o: (1 if o == a else -1, g["delta"].to_numpy()) for o, g in cells.items()})
+        return {"est": w["est"], "lo": w["lo"], "hi": w["hi"], "over": "seeds"}
+    except ValueError:
+        per = pd.DataFrame({o: _mean_problem_deltas(g["path"].unique(), k) for o, g in cells.items()}).dropna()
+        diff = (per[a] - per[b]).to_numpy()
+        lo, hi = bootstrap_ci(diff, iters=2000)
+        return {"est": float(diff.mean()), "lo": lo, "hi": hi, "over": "problems"}
+
+
+def contrast_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Every pair of objectives (later − earlier in the registry's order: NSR − PSR, W-REINFORCE − PSR,
+    W-REINFORCE − NSR, ...) at each rung and at pass@k for `ks` (default: 1 and the largest k), and how
+    the contrast changes from the lowest to the highest rung (`interaction`, or its bootstrap over
+    problems when a cell has one seed). Secondary comparisons: intervals are not adjusted for their number."""
+    from .objectives import OBJECTIVES
+
+    order = {o: i for i, o in enumerate(OBJECTIVES)}
+    objs = sorted(deltas["objective"].dropna().unique(), key=lambda o: (order.get(o, len(order)), o))
+    ks = ks or tuple(sorted({1, int(deltas["k"].max())}))
+    rungs = deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order")
+    rows = []
+    for i, b in enumerate(objs):
+        for a in objs[i + 1:]:
+            for k in ks:
+                for order_r, rung in rungs.itertuples(index=False):
+                    try:
+                        c = contrast(deltas, k, a, b, order_r)
+                    except (KeyError, ValueError):  # a cell not run yet, or no per-sample records
+                        continue
+                    rows.append({"a": a, "b": b, "k": k, "rung": rung, "rung_order": order_r} | c)
+                if len(rungs) < 2:
+                    continue
+                try:
+                    it = interaction(deltas, k, a, b)
+                except ValueError:
+                    try:
+                        it = problem_interaction(deltas, k, a, b)
+                    except (KeyError, ValueError):
+                        continue
+                rows.append({"a": a, "b": b, "k": k, "rung": "highest − lowest rung", "rung_order": float("inf"),
+                             "est": it["did"], "lo": it["lo"], "hi": it["hi"], "over": it["over"]})
+    return pd.DataFrame(rows, columns=["a", "b", "k", "rung", "rung_order", "est", "lo", "hi", "over"])
+
+
+def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
+    """`contrast_table` as markdown: a row per pair and k, a column per rung and the change across them."""
+    k = k or int(deltas["k"].max())
+    t = contrast_table(deltas, tuple(sorted({1, k})))
+    if t.empty:
+        return ""
+    cols = t[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order")["rung"].tolist()
+    lines = ["| contrast | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for (a, b, kk), g in t.groupby(["a", "b", "k"], sort=False):
+        cell = {r["rung"]: f"{r['est']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]{'*' * (r['over'] == 'problems')}"
+                for r in g.to_dict("records")}
+        lines.append(f"| {display(a)} − {display(b)}, Δpass@{kk} | " + " | ".join(cell.get(c, "—") for c in cols) + " |")
+    return "\n".join(lines)
 
 
 def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> pd.DataFrame:
@@ -232,11 +313,11 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
                  else "some cells with one seed, others' seeds averaged per problem" if seeds.max() > 1
                  else "one seed per cell")
         over = f"95% bootstrap interval over {it['problems']} problems, {cells}: seed variation not included"
-    a, b = it["objectives"]
+    a, b = (display(o) for o in it["objectives"])
     if it["lo"] > 0 or it["hi"] < 0:
-        verdict = f"{a.upper()}'s advantage over {b.upper()} at pass@{k} {'grows' if it['did'] > 0 else 'shrinks'} with the prior"
+        verdict = f"{a}'s advantage over {b} at pass@{k} {'grows' if it['did'] > 0 else 'shrinks'} with the prior"
     else:
-        verdict = f"no detectable change in {a.upper()}'s advantage over {b.upper()} at pass@{k} with the prior"
+        verdict = f"no detectable change in {a}'s advantage over {b} at pass@{k} with the prior"
     return (f"{verdict}: difference in differences {it['did']:+.3f} [{it['lo']:+.3f}, {it['hi']:+.3f}] ({over}, "
             f"rung {it['rungs'][0]:g} vs {it['rungs'][1]:g}); the smallest effect this design detects with 80% "
             f"power is {it['mde_80']:.3f}.")
@@ -280,6 +361,12 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
             "problem. Base rows: the rung's pass@k before training, its SD across sampling seeds (the noise "
             "of one evaluation), and the 95% t half-width of their mean.")
     out = f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"
+    contrasts = contrast_markdown(deltas, k)
+    if contrasts:
+        out += ("\nBetween objectives: each pair's difference in Δpass@k on each rung, and how it changes from the "
+                "lowest to the highest rung (95% Welch t-intervals over seeds; * a bootstrap over problems where a "
+                "cell has one seed or its seeds agree; secondary comparisons, not adjusted for their number).\n\n"
+                f"{contrasts}\n")
     try:  # needs >= 2 seeds in each of the interaction's cells and their per-problem records
         design = design_table(deltas, k)
     except (KeyError, ValueError):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rlvr_utils.analysis import load_grid
-from rlvr_utils.effects import (answer, effect_table, interaction, noise_floor, problem_delta, projected_mde,
+from rlvr_utils.effects import (answer, contrast_table, effect_table, interaction, noise_floor, problem_delta, projected_mde,
                                 run_deltas, summary_markdown, variance_components)
 from rlvr_utils.runs import RunDir, append_jsonl
 
@@ -16,15 +16,15 @@ def _ev(step: int, p4: float) -> dict:
     return {"step": step, "greedy": s(p4 / 2), "pass_at_k": {"1": s(p4 / 2), "4": s(p4)}, "response_len_mean": 50.0}
 
 
-def _grid(root, effect: dict, noise: float, seed: int = 0):
-    """2 rungs (warm starts n=0 and n=1000) x {psr, nsr} x 4 seeds; pass@4 final = base + effect + noise."""
+def _grid(root, effect: dict, noise: float, seed: int = 0, objectives: tuple = ("psr", "nsr")):
+    """2 rungs (warm starts n=0 and n=1000) x objectives x 4 seeds; pass@4 final = base + effect + noise."""
     rng = np.random.default_rng(seed)
     for n in (0, 1000):
         rung = root / "rungs" / f"n{n}"
         rung.mkdir(parents=True)
         (rung / "warmstart.json").write_text(json.dumps({"n": n}))
         bases = 0.3 + 0.1 * (n > 0) + rng.normal(0, 0.02, size=4)  # one evaluation of the base per seed
-        for obj in ("psr", "nsr"):
+        for obj in objectives:
             for s in range(4):
                 run = RunDir(root / "grid" / f"n{n}__{obj}__s{s}")
                 run.path.mkdir(parents=True)
@@ -59,6 +59,22 @@ def test_planted_noise_is_not_an_effect(tmp_path):
     it = interaction(deltas, k=4)
     assert it["lo"] < 0 < it["hi"] and it["mde_80"] > 0.05
     assert answer(deltas, 4).startswith("no detectable change")
+
+
+def test_contrasts_between_objectives_recover_a_planted_one(tmp_path):
+    """W-REINFORCE planted 0.15 above PSR and NSR on the strong rung only: the contrast table finds it
+    there and in its change across rungs, and nowhere else."""
+    deltas = run_deltas(_grid(tmp_path, {(1000, "w_reinforce"): 0.15}, noise=0.01, objectives=("psr", "nsr", "w_reinforce")))
+    t = contrast_table(deltas, ks=(4,)).set_index(["a", "b", "rung"])
+    assert [tuple(i[:2]) for i in t.index[::3]] == [("nsr", "psr"), ("w_reinforce", "psr"), ("w_reinforce", "nsr")]
+    assert set(t["over"]) == {"seeds"}
+    for (a, b, rung), r in t.iterrows():
+        planted = a == "w_reinforce" and rung != "n=0"
+        # unplanted contrasts: near 0 (each interval is 95%, so one of six may miss 0 by chance)
+        assert (r["lo"] > 0.1 and r["hi"] < 0.2) if planted else abs(r["est"]) < 0.03, (a, b, rung, r.to_dict())
+    md = summary_markdown(deltas, 4)
+    row = next(line for line in md.splitlines() if line.startswith("| W-REINFORCE − PSR, Δpass@4 |"))
+    assert row.count("[") == 3, row  # n=0, n=1000, and the change across them
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
