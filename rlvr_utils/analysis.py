@@ -157,11 +157,11 @@ def pass_at_k_frame(evals: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_samples(run_dir: str | Path) -> pd.DataFrame:
-    """All per-sample records of a run (training steps and evaluations) in one frame."""
+def load_samples(run_dir: str | Path, source: str = "*") -> pd.DataFrame:
+    """A run's per-sample records in one frame: every file, or one `source` (`step`, `eval`)."""
     rd = RunDir(run_dir)
     frames = []
-    for f in sorted(rd.samples.glob("*.jsonl")) if rd.samples.exists() else []:
+    for f in sorted(rd.samples.glob(f"{source}_*.jsonl")) if rd.samples.exists() else []:
         kind, num = f.stem.split("_", 1)
         rows = list(read_jsonl(f))
         if rows:

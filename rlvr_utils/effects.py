@@ -8,6 +8,7 @@ from: a warm start's `n` (from `warmstart.json` beside the weights) or the model
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pandas as pd
 
 from .analysis import Run, load_samples, seed_ci
 from .evaluate import bootstrap_ci, pass_at_k
+from .runs import RunDir
 
 
 def display(objective: str) -> str:
@@ -133,16 +135,25 @@ def _welch(cells: dict, level: float = 0.95) -> dict:
             "mde_80": float((t + stats.t.ppf(0.8, df)) * se)}
 
 
+@functools.lru_cache(maxsize=256)
+def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
+    """(step, problem) -> sampled answers n and correct c at step 0 and the last evaluation. `stamp` (the
+    eval files' names and mtimes) keys the cache: every k and every contrast reads a run's files once."""
+    s = load_samples(run_dir, "eval")
+    s = s[s["protocol"] == "sampled"]
+    s = s[s["step"].isin([0, s["step"].max()])]
+    return (s.assign(c=s["status"] == "correct").groupby(["step", "problem_id"])["c"].agg(n="size", c="sum"))
+
+
 def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
     """Per problem: pass@k at the last evaluation minus at step 0 (from the run's eval samples)."""
-    s = load_samples(run_dir)
-    s = s[(s["source"] == "eval") & (s["protocol"] == "sampled")]
-    last = s["step"].max()
-    per = {}
-    for step in (0, last):
-        g = s[s["step"] == step].groupby("problem_id")["status"]
-        per[step] = g.apply(lambda x: pass_at_k(len(x), int((x == "correct").sum()), k))
-    return (per[last] - per[0]).dropna()
+    files = sorted(RunDir(run_dir).samples.glob("eval_*.jsonl"))
+    counts = _eval_counts(str(run_dir), tuple((f.name, f.stat().st_mtime_ns) for f in files))
+    if counts.empty:
+        raise KeyError(f"{run_dir}: no sampled evaluation records")
+    per = counts.apply(lambda r: pass_at_k(int(r["n"]), int(r["c"]), k), axis=1)
+    steps = per.index.get_level_values("step")
+    return (per[steps == steps.max()].droplevel("step") - per[steps == 0].droplevel("step")).dropna()
 
 
 def _problem_delta_matrix(run_dirs: list, k: int) -> pd.DataFrame:
