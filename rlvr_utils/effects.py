@@ -91,12 +91,16 @@ def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
     """Per rung x k: the base's pass@k across sampling seeds: mean, SD and the 95% t half-width. A
     change smaller than this is not a change. Runs of one seed evaluate (or share) the same base
     evaluation, so each seed counts once: counting runs would shrink the interval by sqrt(objectives)."""
+    # Same-seed runs whose step-0 evaluations differ (another precision or CPU kind, or a changed sampler)
+    # did not reproduce their base: the floor keeps the first, and `disagree` counts such seeds.
+    spread = deltas.groupby(["rung_order", "rung", "k", "seed"], dropna=False)["base"].agg(lambda b: b.max() - b.min())
     base = deltas.drop_duplicates(["rung_order", "rung", "seed", "k"])
     rows = []
     for (order, rung, k), g in base.groupby(["rung_order", "rung", "k"], dropna=False):
         m, lo, hi = seed_ci(g["base"])
         rows.append({"rung": rung, "rung_order": order, "k": k, "base": m, "sd": float(g["base"].std(ddof=1)),
-                     "half_width": hi - m, "evaluations": len(g)})
+                     "half_width": hi - m, "evaluations": len(g),
+                     "disagree": int((spread.loc[(order, rung, k)] > NO_WIDTH).sum())})
     return pd.DataFrame(rows)
 
 
@@ -397,7 +401,9 @@ def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:
                 else f"{f['base']:.3f} (1 evaluation)")
 
     n = int(floor["evaluations"].get((order, rung, 1), 0))
-    return f"| {rung} | base over {n} sampling seed{'s' * (n != 1)} | | {cell(1)} | {cell(k)} |"
+    bad = int(floor["disagree"].get((order, rung, k), 0))
+    warn = f"; runs of {bad} seed{'s' * (bad != 1)} evaluated it differently (first kept)" if bad else ""
+    return f"| {rung} | base over {n} sampling seed{'s' * (n != 1)}{warn} | | {cell(1)} | {cell(k)} |"
 
 
 def _delta_cell(eff: pd.DataFrame, order: float, rung: str, obj: str, k: int) -> str:

@@ -52,6 +52,13 @@ def test_planted_interaction_is_recovered(tmp_path):
     floor = noise_floor(deltas).set_index(["rung", "k"])
     # runs of one seed share their base's evaluation: the floor counts sampling seeds, not runs
     assert floor.loc[("n=0", 4), "evaluations"] == 4 and 0.005 < floor.loc[("n=0", 4), "sd"] < 0.05
+    assert floor["disagree"].eq(0).all()
+    # a run whose step-0 evaluation differs from its seed's other runs' is named, not silently dropped
+    odd = deltas["run"] == "n0__nsr__s2"
+    deltas.loc[odd, "base"] += 0.01
+    assert noise_floor(deltas).set_index(["rung", "k"]).loc[("n=0", 4), "disagree"] == 1
+    row = "| n=0 | base over 4 sampling seeds; runs of 1 seed evaluated it differently (first kept) |"
+    assert row in summary_markdown(deltas, 4)
 
 
 def test_planted_noise_is_not_an_effect(tmp_path):
