@@ -104,8 +104,18 @@ pk = A.pass_at_k_frame(evals)
 P.plot_pass_at_k(pk);
 
 # %% [markdown]
-# ## Entropy and response length
-# `entropy_kept`: the exact entropy of the policy at the loss's temperature, over the samples each step trained on.
+# ## What each objective did to the policy, per rung
+# The paper's mechanism: PSR sharpens the policy (lower entropy), NSR keeps it spread. At T = 1 the
+# sampled tokens' NLL estimates the entropy on the training prompts, comparably across objectives; step 1
+# is the rung's own rollouts, the last steps' mean is where training left it.
+
+# %%
+display(Markdown(E.dynamics_markdown(E.training_dynamics(runs, deltas))))
+
+# %% [markdown]
+# ## Entropy and response length, per run
+# `entropy_kept`: the exact entropy of the policy at the loss's temperature, over the samples each step
+# trained on (so it differs between objectives by which samples they keep).
 
 # %%
 P.plot_curves(metrics, ("entropy_kept", "response_len_mean"), window);

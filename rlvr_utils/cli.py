@@ -173,9 +173,12 @@ def _cmd_grid(a: argparse.Namespace) -> int:
 def _cmd_report(a: argparse.Namespace) -> int:
     if a.summary:
         from .analysis import load_grid
-        from .effects import run_deltas, summary_markdown
+        from .effects import dynamics_markdown, run_deltas, summary_markdown, training_dynamics
 
-        print(summary_markdown(run_deltas(load_grid(a.runs_dir)), a.k), end="")
+        runs = load_grid(a.runs_dir)
+        deltas = run_deltas(runs)
+        dyn = dynamics_markdown(training_dynamics(runs, deltas))
+        print(summary_markdown(deltas, a.k) + (f"\n{dyn}" if dyn else ""), end="")
         return 0
     from .report import render_report
 

@@ -392,6 +392,56 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
                   f"(`effects.variance_components`).\n\n{design}\n")
 
 
+# What each objective did to the policy on its training prompts, read from metrics.jsonl. At T=1 the
+# sampled tokens' NLL estimates the policy's entropy (`evaluate.batch_stats`); `entropy_kept` would not
+# compare objectives, since each takes it over the samples it kept.
+DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "sampled NLL (nats/token)",
+            "response_len_mean": "response tokens", "truncation_rate": "truncated"}
+
+
+def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
+    """Per rung x objective x metric: its value at step 1 (rollouts of the rung itself: same-seed runs
+    share them) and its mean over the last `last` steps, with the change's 95% t-interval over seeds.
+    Only runs in `deltas` (finished: a last evaluation), so this table and the Δpass@k table agree."""
+    done = set(deltas["run"]) if not deltas.empty else set()
+    rows = []
+    for r in runs:
+        m = r.metrics.sort_values("step") if "step" in r.metrics else r.metrics
+        if r.name not in done or m.empty:
+            continue
+        order, rung = rung_of(r)
+        for col in (c for c in DYNAMICS if c in m):
+            rows.append({"rung_order": order, "rung": rung, "objective": r.config.get("objective"), "metric": col,
+                         "first": float(m[col].iloc[0]), "last": float(m[col].iloc[-last:].mean())})
+    if not rows:
+        return pd.DataFrame()
+    out = []
+    for (order, rung, obj, col), g in pd.DataFrame(rows).groupby(["rung_order", "rung", "objective", "metric"]):
+        m, lo, hi = seed_ci(g["last"] - g["first"])
+        out.append({"rung_order": order, "rung": rung, "objective": obj, "metric": col, "seeds": len(g),
+                    "first": float(g["first"].mean()), "last": float(g["last"].mean()), "delta": m, "lo": lo, "hi": hi})
+    return pd.DataFrame(out)
+
+
+def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:
+    """`training_dynamics` as markdown: a row per rung x objective, a column per metric (step 1 -> last steps)."""
+    if dyn.empty:
+        return ""
+    cols = [c for c in DYNAMICS if c in set(dyn["metric"])]
+    lines = ["| rung | objective | seeds | " + " | ".join(DYNAMICS[c] for c in cols) + " |", "|---|---|---|" + "---|" * len(cols)]
+    fmt = {"response_len_mean": ".1f"}
+    for (_, rung, obj), g in dyn.groupby(["rung_order", "rung", "objective"]):
+        by = g.set_index("metric")
+        cells = []
+        for c in cols:
+            f, e = fmt.get(c, ".3f"), by.loc[c]
+            ci = f" [{e['lo']:+{f}}, {e['hi']:+{f}}]" if e["hi"] == e["hi"] else ""
+            cells.append(f"{e['first']:{f}} → {e['last']:{f}} ({e['delta']:+{f}}{ci})")
+        lines.append(f"| {rung} | {obj} | {int(g['seeds'].iloc[0])} | " + " | ".join(cells) + " |")
+    return (f"What training did to the policy on its own training prompts: step 1 (the rung's own rollouts) → mean of "
+            f"the last {last} steps (change, 95% t-interval over seeds).\n\n" + "\n".join(lines) + "\n")
+
+
 def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:
     def cell(kk: int) -> str:
         if (order, rung, kk) not in floor.index:

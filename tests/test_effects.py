@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from rlvr_utils.analysis import load_grid
-from rlvr_utils.effects import (answer, contrast_table, effect_table, interaction, noise_floor, problem_delta, projected_mde,
-                                run_deltas, summary_markdown, variance_components)
+from rlvr_utils.effects import (answer, contrast_table, dynamics_markdown, effect_table, interaction, noise_floor,
+                                problem_delta, projected_mde, run_deltas, summary_markdown, training_dynamics,
+                                variance_components)
 from rlvr_utils.runs import RunDir, append_jsonl
 
 
@@ -82,6 +83,30 @@ def test_contrasts_between_objectives_recover_a_planted_one(tmp_path):
     md = summary_markdown(deltas, 4)
     row = next(line for line in md.splitlines() if line.startswith("| W-REINFORCE − PSR, Δpass@4 |"))
     assert row.count("[") == 3, row  # n=0, n=1000, and the change across them
+
+
+def test_training_dynamics_recover_a_planted_drift(tmp_path):
+    """PSR planted to lower the sampled NLL by 0.5 over training on every rung, NSR to leave it: the table's
+    t-interval over seeds finds the one and covers 0 for the other; an unfinished run is left out."""
+    rng = np.random.default_rng(3)
+    runs = _grid(tmp_path, {}, noise=0.01)
+    for r in runs:
+        drift = -0.5 if r.config["objective"] == "psr" else 0.0
+        append_jsonl(RunDir(r.path).metrics, [{"step": t, "sampled_nll": 1.5 + drift * t / 9 + rng.normal(0, 0.02),
+                                               "response_len_mean": 60.0} for t in range(1, 10)])
+    unfinished = RunDir(tmp_path / "grid" / "n0__psr__s9")
+    unfinished.path.mkdir()
+    unfinished.config.write_text(json.dumps({"model": str(tmp_path / "rungs" / "n0"), "objective": "psr", "seed": 9}))
+    append_jsonl(unfinished.evals, [_ev(0, 0.3)])
+    append_jsonl(unfinished.metrics, [{"step": 1, "sampled_nll": 9.0, "response_len_mean": 60.0}])
+    runs = load_grid(tmp_path / "grid")
+    deltas = run_deltas(runs)
+    dyn = training_dynamics(runs, deltas, last=3).set_index(["rung", "objective", "metric"])
+    psr, nsr = dyn.loc[("n=0", "psr", "sampled_nll")], dyn.loc[("n=0", "nsr", "sampled_nll")]
+    assert psr["seeds"] == 4 and psr["hi"] < -0.3 and psr["lo"] > -0.5, psr.to_dict()  # planted: 1.444 -> 1.056, -0.389
+    assert nsr["lo"] < 0 < nsr["hi"]
+    md = dynamics_markdown(training_dynamics(runs, deltas, last=3), last=3)
+    assert "| n=0 | psr | 4 |" in md and "sampled NLL" in md
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
