@@ -85,7 +85,7 @@ def test_contrasts_between_objectives_recover_a_planted_one(tmp_path):
     assert row.count("[") == 3, row  # n=0, n=1000, and the change across them
 
 
-def test_training_dynamics_recover_a_planted_drift(tmp_path):
+def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
     """PSR planted to lower the sampled NLL by 0.5 over training on every rung, NSR to leave it: the table's
     t-interval over seeds finds the one and covers 0 for the other; an unfinished run is left out."""
     rng = np.random.default_rng(3)
@@ -107,6 +107,13 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path):
     assert nsr["lo"] < 0 < nsr["hi"]
     md = dynamics_markdown(training_dynamics(runs, deltas, last=3), last=3)
     assert "| n=0 | psr | 4 |" in md and "sampled NLL" in md
+    # the CLI's summary is the answer, the tables and this one, from the run files alone
+    from rlvr_utils.cli import main
+
+    assert main(["report", str(tmp_path / "grid"), "--summary"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("**no detectable change in NSR's advantage over PSR at pass@4")
+    assert dynamics_markdown(training_dynamics(runs, deltas)) in out
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
