@@ -9,6 +9,7 @@ from: a warm start's `n` (from `warmstart.json` beside the weights) or the model
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .evaluate import bootstrap_ci, pass_at_k
 from .runs import RunDir
 
 
-def display(objective: str) -> str:
+def objective_label(objective: str) -> str:
     """An objective's name as the paper writes it: w_reinforce -> W-REINFORCE."""
     return objective.upper().replace("_", "-")
 
@@ -93,30 +94,61 @@ def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
     evaluation, so each seed counts once: counting runs would shrink the interval by sqrt(objectives)."""
     # Same-seed runs whose step-0 evaluations differ (another precision or CPU kind, or a changed sampler)
     # did not reproduce their base: the floor keeps the first, and `disagree` counts such seeds.
-    spread = deltas.groupby(["rung_order", "rung", "k", "seed"], dropna=False)["base"].agg(lambda b: b.max() - b.min())
-    base = deltas.drop_duplicates(["rung_order", "rung", "seed", "k"])
     rows = []
-    for (order, rung, k), g in base.groupby(["rung_order", "rung", "k"], dropna=False):
-        m, lo, hi = seed_ci(g["base"])
-        rows.append({"rung": rung, "rung_order": order, "k": k, "base": m, "sd": float(g["base"].std(ddof=1)),
-                     "half_width": hi - m, "evaluations": len(g),
-                     "disagree": int((spread.loc[(order, rung, k)] > NO_WIDTH).sum())})
+    for (order, rung, k), g in deltas.groupby(["rung_order", "rung", "k"], dropna=False):
+        spread = g.groupby("seed", dropna=False)["base"].agg(lambda b: b.max() - b.min())
+        base = g.drop_duplicates("seed")["base"]
+        m, lo, hi = seed_ci(base)
+        rows.append({"rung": rung, "rung_order": order, "k": k, "base": m, "sd": float(base.std(ddof=1)),
+                     "half_width": hi - m, "evaluations": len(base), "disagree": int((spread > NO_WIDTH).sum())})
     return pd.DataFrame(rows)
+
+
+def _rung_bounds(deltas: pd.DataFrame) -> tuple[float, float]:
+    """The lowest and highest rung with an order (a warm start's dose; a named model has none)."""
+    orders = deltas["rung_order"].dropna()
+    if orders.nunique() < 2:
+        raise ValueError(f"the prior axis needs >= 2 ordered rungs; this grid has {orders.nunique()}")
+    return float(orders.min()), float(orders.max())
+
+
+def _rung_label(deltas: pd.DataFrame, order: float) -> str:
+    return str(deltas.loc[deltas["rung_order"] == order, "rung"].iloc[0])
 
 
 def _interaction_cells(deltas: pd.DataFrame, k: int, a: str, b: str) -> tuple[float, float, dict]:
     """The interaction's four cells at pass@k: (lowest rung, highest rung, {(rung, objective): its rows})."""
     d = deltas[deltas["k"] == k]
-    lo_r, hi_r = d["rung_order"].min(), d["rung_order"].max()
+    lo_r, hi_r = _rung_bounds(d)
     return lo_r, hi_r, {(r, o): d[(d["rung_order"] == r) & (d["objective"] == o)] for r in (lo_r, hi_r) for o in (a, b)}
 
 
+def _paired(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> pd.DataFrame:
+    """Per seed both objectives ran on this rung: their Δpass@k (`delta_a`, `delta_b`), run folders
+    (`path_a`, `path_b`) and the contrast `c` = Δa − Δb. Runs of one seed share their base evaluation,
+    training prompts and first rollouts, so the seed is the unit of replication: per seed the base cancels
+    (Δa − Δb = final_a − final_b), and treating the two objectives' cells as independent would count its
+    noise twice, or miss that a shared evaluation seed can make the two Δs move apart."""
+    d = deltas[(deltas["k"] == k) & (deltas["rung"] == rung)]
+    cells = {}
+    for o in (a, b):
+        g = d[d["objective"] == o]
+        if g.empty:
+            raise ValueError(f"no run of {o} on rung {rung}")
+        if g["seed"].duplicated().any():
+            raise ValueError(f"{o} has several runs of one seed on rung {rung} (another lam?): compare one setting at a time")
+        cells[o] = g.set_index("seed")[["delta", "path"]]
+    p = cells[a].join(cells[b], how="inner", suffixes=("_a", "_b"))
+    return p.assign(c=p["delta_a"] - p["delta_b"])
+
+
 def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
-    """Difference in differences at pass@k: (Δa − Δb) at the highest rung minus the same at the lowest,
-    with a t-interval from the four cells' seed variances (Welch–Satterthwaite degrees of freedom)."""
-    lo_r, hi_r, rows = _interaction_cells(deltas, k, a, b)
-    signs = {(hi_r, a): 1, (hi_r, b): -1, (lo_r, a): -1, (lo_r, b): 1}
-    w = _welch({c: (signs[c], g["delta"].to_numpy()) for c, g in rows.items()}, level)
+    """Difference in differences at pass@k: (Δa − Δb) at the highest rung minus the same at the lowest.
+    Within a rung the objectives are paired by seed (`_paired`); the two rungs' per-seed contrasts are
+    independent, and combine in a Welch t-interval (Welch–Satterthwaite degrees of freedom)."""
+    lo_r, hi_r = _rung_bounds(deltas[deltas["k"] == k])
+    c = {r: _paired(deltas, k, a, b, _rung_label(deltas, r))["c"].to_numpy() for r in (lo_r, hi_r)}
+    w = _welch({hi_r: (1, c[hi_r]), lo_r: (-1, c[lo_r])}, level)
     return {"k": k, "did": w["est"], "lo": w["lo"], "hi": w["hi"], "se": w["se"], "df": w["df"], "mde_80": w["mde_80"],
             "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "seeds"}
 
@@ -141,8 +173,9 @@ def _welch(cells: dict, level: float = 0.95) -> dict:
 
 @functools.lru_cache(maxsize=256)
 def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
-    """(step, problem) -> sampled answers n and correct c at step 0 and the last evaluation. `stamp` (the
-    eval files' names and mtimes) keys the cache: every k and every contrast reads a run's files once."""
+    """(step, problem) -> sampled answers n and correct c at step 0 and the last evaluation, read-only.
+    `stamp` (the eval files' names, sizes, inodes and mtimes: an atomic rewrite is a new inode) keys the
+    cache, so every k and every contrast reads a run's files once."""
     s = load_samples(run_dir, "eval")
     s = s[s["protocol"] == "sampled"]
     s = s[s["step"].isin([0, s["step"].max()])]
@@ -152,7 +185,8 @@ def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
 def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
     """Per problem: pass@k at the last evaluation minus at step 0 (from the run's eval samples)."""
     files = sorted(RunDir(run_dir).samples.glob("eval_*.jsonl"))
-    counts = _eval_counts(str(run_dir), tuple((f.name, f.stat().st_mtime_ns) for f in files))
+    stamp = tuple((f.name, st.st_size, st.st_ino, st.st_mtime_ns) for f in files for st in [f.stat()])
+    counts = _eval_counts(str(run_dir), stamp)
     if counts.empty:
         raise KeyError(f"{run_dir}: no sampled evaluation records")
     per = counts.apply(lambda r: pass_at_k(int(r["n"]), int(r["c"]), k), axis=1)
@@ -198,57 +232,57 @@ def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
             "mde_80": float((1.96 + 0.84) * se), "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "problems"}
 
 
-def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung_order: float) -> dict:
-    """Δa − Δb at one rung at pass@k: a Welch t-interval over seeds when both cells have >= 2 that
-    differ, else a paired bootstrap over problems (seeds averaged per problem). Runs of one seed share
-    their base evaluation, so the cells are not independent; Welch ignores that pairing, which can only
-    widen the interval when the shared base moves both Δs together."""
-    d = deltas[(deltas["k"] == k) & (deltas["rung_order"] == rung_order)]
-    cells = {o: d[d["objective"] == o] for o in (a, b)}
-    if any(g.empty for g in cells.values()):
-        raise ValueError(f"no run of {[o for o, g in cells.items() if g.empty]} at rung {rung_order:g}")
-    try:
-        w = _welch({o: (1 if o == a else -1, g["delta"].to_numpy()) for o, g in cells.items()})
-        return {"est": w["est"], "lo": w["lo"], "hi": w["hi"], "over": "seeds"}
-    except ValueError:
-        per = pd.DataFrame({o: _mean_problem_deltas(g["path"].unique(), k) for o, g in cells.items()}).dropna()
-        diff = (per[a] - per[b]).to_numpy()
-        lo, hi = bootstrap_ci(diff, iters=2000)
-        return {"est": float(diff.mean()), "lo": lo, "hi": hi, "over": "problems"}
+def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:
+    """Δa − Δb on one rung at pass@k: a t-interval over the seeds both ran (paired, `_paired`) when there
+    are >= 2 that differ, else a paired bootstrap over problems (each objective's seeds averaged per problem)."""
+    c = _paired(deltas, k, a, b, rung)["c"]
+    m, lo, hi = seed_ci(c)
+    if hi - lo > NO_WIDTH:  # also False for one seed: its interval is NaN
+        return {"est": m, "lo": lo, "hi": hi, "over": "seeds"}
+    d = deltas[(deltas["k"] == k) & (deltas["rung"] == rung)]
+    per = pd.DataFrame({o: _mean_problem_deltas(d.loc[d["objective"] == o, "path"].unique(), k) for o in (a, b)})
+    diff = (per[a] - per[b]).dropna().to_numpy()
+    lo, hi = bootstrap_ci(diff, iters=2000)
+    return {"est": float(diff.mean()), "lo": lo, "hi": hi, "over": "problems"}
 
 
-def contrast_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:
-    """Every pair of objectives (later − earlier in the registry's order: NSR − PSR, W-REINFORCE − PSR,
-    W-REINFORCE − NSR, ...) at each rung and at pass@k for `ks` (default: 1 and the largest k), and how
-    the contrast changes from the lowest to the highest rung (`interaction`, or its bootstrap over
-    problems when a cell has one seed). Secondary comparisons: intervals are not adjusted for their number."""
+def _objective_pairs(deltas: pd.DataFrame) -> list[tuple[str, str]]:
+    """(a, b) for every pair, a later than b in the registry's order: NSR − PSR, W-REINFORCE − PSR, ..."""
     from .objectives import OBJECTIVES
 
     order = {o: i for i, o in enumerate(OBJECTIVES)}
     objs = sorted(deltas["objective"].dropna().unique(), key=lambda o: (order.get(o, len(order)), o))
+    return [(a, b) for i, b in enumerate(objs) for a in objs[i + 1:]]
+
+
+def _change_across_rungs(deltas: pd.DataFrame, k: int, a: str, b: str) -> dict | None:
+    """The contrast's change from the lowest to the highest rung (`interaction`, or its bootstrap over
+    problems where a cell has fewer than two seeds); None where the grid can't say yet."""
+    for estimate in (interaction, problem_interaction):
+        try:
+            it = estimate(deltas, k, a, b)
+            return {"est": it["did"], "lo": it["lo"], "hi": it["hi"], "over": it["over"]}
+        except (KeyError, ValueError):  # a cell not run yet, no seed spread, or no per-sample records
+            continue
+    return None
+
+
+def contrast_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:
+    """Every pair of objectives (`_objective_pairs`) on each rung at pass@k for `ks` (default: 1 and the
+    largest k), and the pair's change from the lowest to the highest rung. Secondary comparisons: their
+    intervals are not adjusted for their number."""
     ks = ks or tuple(sorted({1, int(deltas["k"].max())}))
     rungs = deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order")
     rows = []
-    for i, b in enumerate(objs):
-        for a in objs[i + 1:]:
-            for k in ks:
-                for order_r, rung in rungs.itertuples(index=False):
-                    try:
-                        c = contrast(deltas, k, a, b, order_r)
-                    except (KeyError, ValueError):  # a cell not run yet, or no per-sample records
-                        continue
-                    rows.append({"a": a, "b": b, "k": k, "rung": rung, "rung_order": order_r} | c)
-                if len(rungs) < 2:
-                    continue
-                try:
-                    it = interaction(deltas, k, a, b)
-                except ValueError:
-                    try:
-                        it = problem_interaction(deltas, k, a, b)
-                    except (KeyError, ValueError):
-                        continue
-                rows.append({"a": a, "b": b, "k": k, "rung": "highest − lowest rung", "rung_order": float("inf"),
-                             "est": it["did"], "lo": it["lo"], "hi": it["hi"], "over": it["over"]})
+    for (a, b), k in itertools.product(_objective_pairs(deltas), ks):
+        for order, rung in rungs.itertuples(index=False):
+            try:
+                rows.append({"a": a, "b": b, "k": k, "rung": rung, "rung_order": order} | contrast(deltas, k, a, b, rung))
+            except (KeyError, ValueError):  # a cell not run yet, or no per-sample records
+                pass
+        change = _change_across_rungs(deltas, k, a, b)
+        if change:
+            rows.append({"a": a, "b": b, "k": k, "rung": "highest − lowest rung", "rung_order": float("inf")} | change)
     return pd.DataFrame(rows, columns=["a", "b", "k", "rung", "rung_order", "est", "lo", "hi", "over"])
 
 
@@ -263,35 +297,38 @@ def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     for (a, b, kk), g in t.groupby(["a", "b", "k"], sort=False):
         cell = {r["rung"]: f"{r['est']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]{'*' * (r['over'] == 'problems')}"
                 for r in g.to_dict("records")}
-        lines.append(f"| {display(a)} − {display(b)}, Δpass@{kk} | " + " | ".join(cell.get(c, "—") for c in cols) + " |")
+        lines.append(f"| {objective_label(a)} − {objective_label(b)}, Δpass@{kk} | "
+                     + " | ".join(cell.get(c, "—") for c in cols) + " |")
     return "\n".join(lines)
 
 
 def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> pd.DataFrame:
-    """The interaction's four cells at pass@k, each seed-to-seed variance of a cell's Δ split two ways
-    (problems x seeds, two-way without replication): `var_seed`, the training run's own spread, which
-    more evaluation problems would not shrink, and `var_sp`, seed x problem variation per problem
-    (evaluation sampling included), which enters a seed's Δ divided by the number of problems.
-    `var_seed` is floored at 0: seed means that spread less than their problems imply do so by chance."""
+    """The interaction's two rungs at pass@k, each rung's seed-to-seed variance of the contrast Δa − Δb
+    (paired by seed) split two ways (problems x seeds, two-way without replication): `var_seed`, the
+    training runs' own spread, which more evaluation problems would not shrink, and `var_sp`, seed x
+    problem variation per problem (evaluation sampling included), which enters a seed's contrast divided
+    by the number of problems. `var_seed` is floored at 0: seed means that spread less than their
+    problems imply do so by chance."""
     rows = []
-    for (r, o), g in _interaction_cells(deltas, k, a, b)[2].items():
-        paths = g["path"].unique()
-        if len(paths) < 2:
-            raise ValueError(f"variance components need >= 2 seeds of {o} at rung {r:g}; got {len(paths)}")
-        m = _problem_delta_matrix(paths, k).dropna().to_numpy()  # problems x seeds
+    for r in _rung_bounds(deltas[deltas["k"] == k]):
+        p = _paired(deltas, k, a, b, _rung_label(deltas, r))
+        if len(p) < 2:
+            raise ValueError(f"variance components need >= 2 seeds of {a} and {b} at rung {r:g}; got {len(p)}")
+        m = pd.concat([_problem_deltas(pa, k) - _problem_deltas(pb, k) for pa, pb in zip(p["path_a"], p["path_b"])],
+                      axis=1).dropna().to_numpy()  # problems x seeds
         n_p, n_s = m.shape
         resid = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
         var_sp = float((resid**2).sum() / ((n_p - 1) * (n_s - 1)))
         var_means = float(m.mean(axis=0).var(ddof=1))
-        rows.append({"rung_order": r, "objective": o, "seeds": n_s, "problems": n_p,
+        rows.append({"rung_order": r, "contrast": f"{a} − {b}", "seeds": n_s, "problems": n_p,
                      "var_seed": max(0.0, var_means - var_sp / n_p), "var_sp": var_sp})
     return pd.DataFrame(rows)
 
 
 def projected_mde(components: pd.DataFrame, seeds: int, problems: int, level: float = 0.95,
                   power: float = 0.8) -> float:
-    """The interaction's minimum detectable effect if every cell had `seeds` seeds evaluated on
-    `problems` problems, from `variance_components` (Welch t as in `interaction`)."""
+    """The interaction's minimum detectable effect if both rungs had `seeds` seeds of each objective
+    evaluated on `problems` problems, from `variance_components` (Welch t as in `interaction`)."""
     from scipy import stats
 
     if seeds < 2 or problems < 1:
@@ -308,7 +345,7 @@ def design_table(deltas: pd.DataFrame, k: int, seeds: tuple[int, ...] = (3, 5, 1
     comp = variance_components(deltas, k)
     p0 = int(comp["problems"].min())
     cols = [p0 * f for f in problem_factors]
-    rows = ["| seeds per cell | " + " | ".join(f"MDE, {p} problems" for p in cols) + " |",
+    rows = ["| seeds per rung and objective | " + " | ".join(f"MDE, {p} problems" for p in cols) + " |",
             "|---|" + "---|" * len(cols)]
     for s in seeds:
         rows.append(f"| {s} | " + " | ".join(f"{projected_mde(comp, s, p):.3f}" for p in cols) + " |")
@@ -320,7 +357,7 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
     Over seeds (t) when every cell has >= 2 seeds; otherwise over problems (bootstrap), and it says so."""
     try:
         it = interaction(deltas, k)
-        over = "95% t-interval over seeds"
+        over = "95% t-interval over seeds, the objectives paired by seed"
     except ValueError:
         it = problem_interaction(deltas, k)
         seeds = deltas.groupby(["rung_order", "objective"])["seed"].nunique()
@@ -328,7 +365,7 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
                  else "some cells with one seed, others' seeds averaged per problem" if seeds.max() > 1
                  else "one seed per cell")
         over = f"95% bootstrap interval over {it['problems']} problems, {cells}: seed variation not included"
-    a, b = (display(o) for o in it["objectives"])
+    a, b = (objective_label(o) for o in it["objectives"])
     if it["lo"] > 0 or it["hi"] < 0:
         verdict = f"{a}'s advantage over {b} at pass@{k} {'grows' if it['did'] > 0 else 'shrinks'} with the prior"
     else:
@@ -350,7 +387,7 @@ def headline(deltas: pd.DataFrame, k: int = 0) -> str:
                 "the prior axis needs two or more (`rlvr grid --profile smoke` or `prior`). Per-objective changes below.")
     try:
         return answer(deltas, k)
-    except ValueError as e:
+    except (KeyError, ValueError) as e:
         return f"No interaction estimate at pass@{k}: {e}."
 
 
@@ -379,16 +416,17 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     contrasts = contrast_markdown(deltas, k)
     if contrasts:
         out += ("\nBetween objectives: each pair's difference in Δpass@k on each rung, and how it changes from the "
-                "lowest to the highest rung (95% Welch t-intervals over seeds; * a bootstrap over problems where a "
-                "cell has one seed or its seeds agree; secondary comparisons, not adjusted for their number).\n\n"
+                "lowest to the highest rung (95% t-intervals over seeds, the two objectives paired by seed: runs of "
+                "one seed share their base evaluation, prompts and first rollouts; * a bootstrap over problems where "
+                "a cell has one seed or the seeds agree; secondary comparisons, not adjusted for their number).\n\n"
                 f"{contrasts}\n")
     try:  # needs >= 2 seeds in each of the interaction's cells and their per-problem records
         design = design_table(deltas, k)
     except (KeyError, ValueError):
         return out
     return out + (f"\nWhat a larger design would detect at pass@{k} (80% power, 95% level), projected from this "
-                  "grid's variance components: each cell's seed-to-seed spread split into the training run's own part "
-                  "and a seed × problem part that more evaluation problems average out "
+                  "grid's variance components: on each rung, the spread of the per-seed contrast split into the "
+                  "training runs' own part and a seed × problem part that more evaluation problems average out "
                   f"(`effects.variance_components`).\n\n{design}\n")
 
 
@@ -401,8 +439,9 @@ DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "sampled NLL (nats/to
 
 def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
     """Per rung x objective x metric: its value at step 1 (rollouts of the rung itself: same-seed runs
-    share them) and its mean over the last `last` steps, with the change's 95% t-interval over seeds.
-    Only runs in `deltas` (finished: a last evaluation), so this table and the Δpass@k table agree."""
+    share them) and its mean over the last `last` steps after step 1, with the change's 95% t-interval
+    over seeds. Only runs in `deltas` (finished: a last evaluation), so this table and the Δpass@k table
+    agree. `first` averages the cell's own seeds: cells with different seeds start from different rollouts."""
     done = set(deltas["run"]) if not deltas.empty else set()
     rows = []
     for r in runs:
@@ -412,11 +451,12 @@ def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> p
         order, rung = rung_of(r)
         for col in (c for c in DYNAMICS if c in m):
             rows.append({"rung_order": order, "rung": rung, "objective": r.config.get("objective"), "metric": col,
-                         "first": float(m[col].iloc[0]), "last": float(m[col].iloc[-last:].mean())})
+                         "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean())})
     if not rows:
         return pd.DataFrame()
     out = []
-    for (order, rung, obj, col), g in pd.DataFrame(rows).groupby(["rung_order", "rung", "objective", "metric"]):
+    for (order, rung, obj, col), g in pd.DataFrame(rows).groupby(["rung_order", "rung", "objective", "metric"],
+                                                                  dropna=False):
         m, lo, hi = seed_ci(g["last"] - g["first"])
         out.append({"rung_order": order, "rung": rung, "objective": obj, "metric": col, "seeds": len(g),
                     "first": float(g["first"].mean()), "last": float(g["last"].mean()), "delta": m, "lo": lo, "hi": hi})
@@ -430,16 +470,20 @@ def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:
     cols = [c for c in DYNAMICS if c in set(dyn["metric"])]
     lines = ["| rung | objective | seeds | " + " | ".join(DYNAMICS[c] for c in cols) + " |", "|---|---|---|" + "---|" * len(cols)]
     fmt = {"response_len_mean": ".1f"}
-    for (_, rung, obj), g in dyn.groupby(["rung_order", "rung", "objective"]):
+    for (_, rung, obj), g in dyn.groupby(["rung_order", "rung", "objective"], dropna=False):
         by = g.set_index("metric")
         cells = []
         for c in cols:
+            if c not in by.index:  # e.g. runs that predate the metric
+                cells.append("—")
+                continue
             f, e = fmt.get(c, ".3f"), by.loc[c]
-            ci = f" [{e['lo']:+{f}}, {e['hi']:+{f}}]" if e["hi"] == e["hi"] else ""
+            ci = ("" if pd.isna(e["hi"]) else ", seeds agree" if e["hi"] - e["lo"] <= NO_WIDTH
+                  else f" [{e['lo']:+{f}}, {e['hi']:+{f}}]")
             cells.append(f"{e['first']:{f}} → {e['last']:{f}} ({e['delta']:+{f}}{ci})")
         lines.append(f"| {rung} | {obj} | {int(g['seeds'].iloc[0])} | " + " | ".join(cells) + " |")
     return (f"What training did to the policy on its own training prompts: step 1 (the rung's own rollouts) → mean of "
-            f"the last {last} steps (change, 95% t-interval over seeds).\n\n" + "\n".join(lines) + "\n")
+            f"the last {last} steps after it (change, 95% t-interval over seeds).\n\n" + "\n".join(lines) + "\n")
 
 
 def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:

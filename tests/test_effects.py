@@ -17,21 +17,24 @@ def _ev(step: int, p4: float) -> dict:
     return {"step": step, "greedy": s(p4 / 2), "pass_at_k": {"1": s(p4 / 2), "4": s(p4)}, "response_len_mean": 50.0}
 
 
-def _grid(root, effect: dict, noise: float, seed: int = 0, objectives: tuple = ("psr", "nsr")):
-    """2 rungs (warm starts n=0 and n=1000) x objectives x 4 seeds; pass@4 final = base + effect + noise."""
+def _grid(root, effect: dict, noise: float, seed: int = 0, objectives: tuple = ("psr", "nsr"), shared: float = 0.0):
+    """2 rungs (warm starts n=0 and n=1000) x objectives x 4 seeds; pass@4 final = base + effect + noise,
+    plus, with `shared`, a per-seed shift every objective of that seed gets (as a shared evaluation seed does)."""
     rng = np.random.default_rng(seed)
     for n in (0, 1000):
         rung = root / "rungs" / f"n{n}"
         rung.mkdir(parents=True)
         (rung / "warmstart.json").write_text(json.dumps({"n": n}))
         bases = 0.3 + 0.1 * (n > 0) + rng.normal(0, 0.02, size=4)  # one evaluation of the base per seed
+        shifts = rng.normal(0, shared, size=4) if shared else np.zeros(4)
         for obj in objectives:
             for s in range(4):
                 run = RunDir(root / "grid" / f"n{n}__{obj}__s{s}")
                 run.path.mkdir(parents=True)
                 run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
                 base = bases[s]
-                append_jsonl(run.evals, [_ev(0, base), _ev(6, base + effect.get((n, obj), 0.0) + rng.normal(0, noise))])
+                after = base + shifts[s] + effect.get((n, obj), 0.0) + rng.normal(0, noise)
+                append_jsonl(run.evals, [_ev(0, base), _ev(6, after)])
     return load_grid(root / "grid")
 
 
@@ -60,6 +63,19 @@ def test_planted_interaction_is_recovered(tmp_path):
     assert noise_floor(deltas).set_index(["rung", "k"]).loc[("n=0", 4), "disagree"] == 1
     row = "| n=0 | base over 4 sampling seeds; runs of 1 seed evaluated it differently (first kept) |"
     assert row in summary_markdown(deltas, 4)
+
+
+def test_objectives_are_paired_by_seed(tmp_path):
+    """Runs of one seed share their base evaluation, prompts and first rollouts: a shift common to a seed's
+    objectives (SD 0.1) cancels in their contrast, so the planted 0.1 is found with the runs' own noise
+    (0.01); treated as independent cells, the shift's variance would swamp it."""
+    deltas = run_deltas(_grid(tmp_path, {(1000, "nsr"): 0.1}, noise=0.01, shared=0.1))
+    it = interaction(deltas, k=4)
+    assert it["lo"] > 0.05 and it["hi"] < 0.15 and it["df"] < 7, it  # 2 rungs x (4 seeds - 1)
+    eff = effect_table(deltas).set_index(["rung", "objective", "k"])
+    assert eff.loc[("n=1000", "nsr", 4), "hi"] - eff.loc[("n=1000", "nsr", 4), "lo"] > 0.2  # each cell alone: wide
+    c = contrast_table(deltas, ks=(4,)).set_index("rung")
+    assert c.loc["n=1000", "lo"] > 0.05 and c.loc["n=0", "lo"] < 0 < c.loc["n=0", "hi"]
 
 
 def test_planted_noise_is_not_an_effect(tmp_path):
@@ -153,7 +169,12 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
                 run.write_samples("eval_00006", _recs(after))
         text = answer(run_deltas(load_grid(root / "grid")), 1)
         assert expect in text and "over 40 problems, one seed per cell" in text, text
-    assert "+0.300" in answer(run_deltas(load_grid(tmp_path / "lift12" / "grid")), 1)
+    lift = run_deltas(load_grid(tmp_path / "lift12" / "grid"))
+    assert "+0.300" in answer(lift, 1)
+    # so are the contrasts between objectives, per rung and across them
+    c = contrast_table(lift, ks=(1,)).set_index("rung")
+    assert set(c["over"]) == {"problems"} and c.loc["n=1000", "est"] == pytest.approx(0.3)
+    assert c.loc["highest − lowest rung", "est"] == pytest.approx(0.3) and c.loc["n=0", "est"] == 0
     # a study part-way through its seeds: one cell with two, the others with one
     root = tmp_path / "lift0"
     run = RunDir(root / "grid" / "n0__psr__s1")
@@ -212,6 +233,23 @@ def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
     assert rung_of(b)[1] == "rung" and np.isnan(rung_of(b)[0])
 
 
+def test_named_model_rungs_report_without_a_prior_axis(tmp_path):
+    """Runs from named models (the cpu, seed and paper profiles) have no rung order: the summary still
+    reports each objective, its noise floor and their contrast, and says why there is no interaction."""
+    for model in ("smollm2-135m", "qwen2.5-0.5b"):
+        for obj in ("psr", "nsr"):
+            for s in range(2):
+                run = RunDir(tmp_path / f"{model}__{obj}__s{s}")
+                run.path.mkdir()
+                run.config.write_text(json.dumps({"model": model, "objective": obj, "seed": s}))
+                append_jsonl(run.evals, [_ev(0, 0.3 + 0.01 * s), _ev(6, 0.35 + (0.05 + 0.01 * s) * (obj == "nsr"))])
+    deltas = run_deltas(load_grid(tmp_path))
+    md = summary_markdown(deltas, 4)
+    assert "the prior axis needs two or more" in md and "| smollm2-135m | base over 2 sampling seeds |" in md, md
+    c = contrast_table(deltas, ks=(4,))
+    assert set(c["rung"]) == {"smollm2-135m", "qwen2.5-0.5b"} and np.allclose(c["est"], 0.055), c
+
+
 def _p1_row(step: int, v: float) -> dict:
     m = {"mean": v, "lo": v, "hi": v, "n": 64}
     return {"step": step, "greedy": m, "pass_at_k": {"1": m}}
@@ -224,7 +262,7 @@ def _counts_recs(correct: list[int]) -> list[dict]:
 
 
 def _seeded_grid(root, solved_after) -> list:
-    """2 rungs x {psr, nsr} x 4 seeds on 64 problems x 4 samples; `solved_after(rng, seed)` -> per-problem
+    """2 rungs x {psr, nsr} x 4 seeds on 64 problems x 4 samples; `solved_after(rng, seed, objective)` -> per-problem
     count of correct samples (0-4) at the last evaluation; every base solves 2 of 4 samples of each."""
     rng = np.random.default_rng(0)
     for n in (0, 1000):
@@ -236,7 +274,7 @@ def _seeded_grid(root, solved_after) -> list:
                 run = RunDir(root / "grid" / f"n{n}__{obj}__s{s}")
                 run.path.mkdir(parents=True)
                 run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
-                after = solved_after(rng, s)
+                after = solved_after(rng, s, obj)
                 run.write_samples("eval_00000", _counts_recs([2] * 64))
                 run.write_samples("eval_00006", _counts_recs(after))
                 append_jsonl(run.evals, [_p1_row(0, 0.5), _p1_row(6, float(np.mean(after)) / 4)])  # as the samples say
@@ -244,19 +282,20 @@ def _seeded_grid(root, solved_after) -> list:
 
 
 def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
-    # seeds that shift every problem together: the spread is the training run's, more problems don't help
-    shift = _seeded_grid(tmp_path / "shift", lambda rng, s: [2 + (s % 2) * 2 - 1] * 64)  # 1 or 3 of 4, all problems
+    # NSR's seeds shift every problem together, PSR's none: the contrast's spread is the training runs',
+    # more problems don't help
+    shift = _seeded_grid(tmp_path / "shift", lambda rng, s, o: [2 + (s % 2) * 2 - 1 if o == "nsr" else 2] * 64)
     c = variance_components(shift, k=1)
-    # seed deltas -0.25, +0.25, -0.25, +0.25: variance 1/12
+    # per-seed contrasts -0.25, +0.25, -0.25, +0.25: variance 1/12
     assert (c["var_sp"] < 1e-12).all() and np.allclose(c["var_seed"], 1 / 12), c
     assert projected_mde(c, 3, 64) == pytest.approx(projected_mde(c, 3, 256))
     # at the grid's own design the projection is the interaction's own MDE
     assert projected_mde(c, 4, 64) == pytest.approx(interaction(shift, k=1)["mde_80"])
-    # seeds that move each problem up or down at random: all seed x problem, 4x problems halves the SE
-    flips = _seeded_grid(tmp_path / "flips", lambda rng, s: list(rng.choice([1, 3], size=64)))
+    # runs that move each problem up or down at random: all seed x problem, 4x problems halves the SE
+    flips = _seeded_grid(tmp_path / "flips", lambda rng, s, o: list(rng.choice([1, 3], size=64)))
     c = variance_components(flips, k=1)
-    # each problem moves by +-0.25 at random: per-problem variance 1/16, none of it the seed's own
-    assert (c["var_seed"] < 1e-3).all() and np.allclose(c["var_sp"], 1 / 16, rtol=0.25), c  # df 189: ~10% noise
+    # each objective moves each problem by +-0.25 at random: the contrast's per-problem variance 2/16
+    assert (c["var_seed"] < 2e-3).all() and np.allclose(c["var_sp"], 1 / 8, rtol=0.25), c  # df 189: ~10% noise
     assert projected_mde(c, 3, 256) < 0.6 * projected_mde(c, 3, 64)
     # here seed means that spread less than their problems imply (chance, with 3 df a cell) are not
     # trusted: the projection keeps the problems' share, so it is never below the interaction's own MDE
