@@ -59,12 +59,8 @@ def flatten_eval(e: dict) -> dict:
 def status_table(runs: list[Run]) -> pd.DataFrame:
     """Each run's state, steps done and minutes of work: its steps' and evaluations' own timings, so a run
     resumed across sessions counts each step once (start-up and a copied step-0 evaluation add ~0)."""
-    def minutes(r: Run) -> float:
-        steps = r.metrics["time_total"].sum() if "time_total" in r.metrics else 0.0
-        evals = sum(e.get("seconds", 0.0) for e in RunDir(r.path).read_evals())
-        return round(float(steps + evals) / 60, 1)
-
-    return pd.DataFrame([{**r.label, "state": r.status.get("state"), "steps": len(r.metrics), "minutes": minutes(r),
+    return pd.DataFrame([{**r.label, "state": r.status.get("state"), "steps": len(r.metrics),
+                          "minutes": round(RunDir(r.path).work_seconds() / 60, 1),
                           "error": r.status.get("error", "")[:120]} for r in runs])
 
 

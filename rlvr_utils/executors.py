@@ -10,7 +10,9 @@ do not run more threads than cores. Progress comes from the run files, never fro
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import threading
 import time
 from contextlib import contextmanager
@@ -155,7 +157,7 @@ def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None])
 
 class Progress(threading.Thread):
     """Every `every` seconds, one line per change: each running cell's step / total and last reward, and
-    the grid's ETA from the steps done since it started. Reads the run files only."""
+    the grid's ETA. Reads the run files only."""
 
     def __init__(self, runs: Path, cells: list, log: Callable[[str], None], every: float = 30.0):
         super().__init__(daemon=True)
@@ -163,6 +165,7 @@ class Progress(threading.Thread):
         self.stop = threading.Event()
         self.t0 = time.perf_counter()
         self.start_steps = self._steps_done()
+        self.start_work = sum(RunDir(self.runs / c.name).work_seconds() for c in self.cells)
         self.last = ""
 
     def _steps_done(self) -> int:
@@ -176,6 +179,30 @@ class Progress(threading.Thread):
         rows = run.read_metrics() if run.metrics.exists() else []
         return (rows[-1]["step"], rows[-1].get("reward_mean"), state) if rows else (0, None, state)
 
+    def _work_left(self) -> float | None:
+        """Seconds of work the unfinished cells still need, each expected to take what finished cells of
+        its model and objective took (else of its objective, else any): cells of one grid differ several-
+        fold (a weak rung's NSR trains every sample, a strong rung's few), and evaluations are not steps.
+        None until some cell in the runs folder has finished."""
+        done = []
+        for d in (p for p in self.runs.iterdir() if (p / "config.json").exists()) if self.runs.exists() else []:
+            run = RunDir(d)
+            if run.status().get("state") == "done":
+                cfg = json.loads(run.config.read_text())
+                done.append((cfg.get("model"), cfg.get("objective"), run.work_seconds()))
+        if not done:
+            return None
+        left = 0.0
+        for c in self.cells:
+            run = RunDir(self.runs / c.name)
+            if run.status().get("state") == "done":
+                continue
+            key = (str(c.config.model), c.config.objective)
+            like = ([w for m, o, w in done if (m, o) == key] or [w for _, o, w in done if o == key[1]]
+                    or [w for *_, w in done])
+            left += max(statistics.median(like) - run.work_seconds(), 0.0)
+        return left
+
     def line(self) -> tuple[str, str]:
         """(what changed, the line): the ETA alone changing is not news."""
         parts, done = [], 0
@@ -186,8 +213,14 @@ class Progress(threading.Thread):
                 parts.append(f"{c.name} step {step}/{c.config.steps}" +
                              (f" reward {reward:.3f}" if reward is not None else ""))
         total = sum(c.config.steps for c in self.cells)
-        rate = (done - self.start_steps) / (time.perf_counter() - self.t0)
-        eta = f"ETA {fmt_seconds((total - done) / rate)}" if rate > 0 else "ETA after the first step"
+        elapsed = time.perf_counter() - self.t0
+        left = self._work_left()
+        if left is not None:  # work-seconds per wall second: ~1 one cell at a time, more side by side
+            pace = (sum(RunDir(self.runs / c.name).work_seconds() for c in self.cells) - self.start_work) / elapsed
+            eta = f"ETA {fmt_seconds(left / max(pace, 1.0))} (from finished cells' minutes)"
+        else:
+            rate = (done - self.start_steps) / elapsed
+            eta = f"ETA {fmt_seconds((total - done) / rate)}" if rate > 0 else "ETA after the first step"
         cells = " | " + " | ".join(parts) if parts else ""
         return f"{done}{cells}", f"  progress: {done}/{total} steps, {eta}{cells}"
 

@@ -190,6 +190,12 @@ class RunDir:
     def read_evals(self) -> list[dict]:
         return list(read_jsonl(self.evals))
 
+    def work_seconds(self) -> float:
+        """Seconds of work in this run: its steps' and evaluations' own timings, so a run resumed across
+        sessions counts each step once (start-up and a copied step-0 evaluation add ~0)."""
+        return float(sum(r.get("time_total", 0.0) for r in self.read_metrics())
+                     + sum(e.get("seconds", 0.0) for e in self.read_evals()))
+
     def truncate_after(self, step: int) -> None:
         """On resume from a checkpoint after `step` updates: drop rows written later (they are redone)."""
         for f in (self.metrics, self.evals):

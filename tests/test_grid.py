@@ -87,3 +87,32 @@ def test_gpu_update_bench_runs_on_cpu(tmp_path):
     assert "reference policy (fp32)" in p.stdout and "HF engine" not in p.stdout, p.stdout[-2000:]
     assert "update 2:" in p.stdout and "2 optimizer steps" in p.stdout, p.stdout[-2000:]
     assert row["train_tokens_s"] > 0 and row["plan_update_peak_gb"] > 0
+
+
+def test_progress_eta_from_finished_cells_minutes(tmp_path):
+    """The grid's ETA: each unfinished cell expected to take what finished cells of its model and
+    objective took (else of its objective), less what it has done; not steps x a rate, since cells of
+    one grid differ several-fold and evaluations are not steps."""
+    import json
+
+    from rlvr_utils.executors import Progress
+    from rlvr_utils.runs import RunDir, append_jsonl
+
+    grid = cells("prior", {"seeds": "0,1", "objectives": "psr,nsr", "models": "warm:n=0,warm:n=1000"})
+    work = {"warm-n0__psr__s0": 600.0, "warm-n0__nsr__s0": 3000.0, "warm-n1000__nsr__s0": 1200.0}
+    for c in grid:
+        run = RunDir(tmp_path / c.name)
+        run.path.mkdir()
+        run.config.write_text(json.dumps({"model": c.config.model, "objective": c.config.objective}))
+        if c.name in work:
+            append_jsonl(run.metrics, [{"step": 1, "time_total": work[c.name] - 100.0}])
+            append_jsonl(run.evals, [{"step": 20, "seconds": 100.0}])
+            run.set_status("done")
+    started = RunDir(tmp_path / "warm-n0__nsr__s1")
+    append_jsonl(started.metrics, [{"step": 5, "time_total": 1000.0}])
+    pending = [c for c in grid if c.name not in work]
+    line = Progress(tmp_path, pending, print).line()[1]
+    # n0 psr s1: 600; n0 nsr s1: 3000 - 1000 done; n1000 psr s0, s1: no n1000 PSR yet, PSR's 600 each;
+    # n1000 nsr s1: 1200. 600 + 2000 + 600 + 600 + 1200 = 5000 s
+    assert "ETA 1h23m (from finished cells' minutes)" in line, line
+    assert "5/" in line  # steps done so far still counted
