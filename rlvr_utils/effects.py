@@ -234,13 +234,18 @@ def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
 
 def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:
     """Δa − Δb on one rung at pass@k: a t-interval over the seeds both ran (paired, `_paired`) when there
-    are >= 2 that differ, else a paired bootstrap over problems (each objective's seeds averaged per problem)."""
-    c = _paired(deltas, k, a, b, rung)["c"]
-    m, lo, hi = seed_ci(c)
+    are >= 2 that differ, else a bootstrap over problems of the per-problem difference, averaged over the
+    seeds both ran (over each objective's own seeds where they share none)."""
+    p = _paired(deltas, k, a, b, rung)
+    m, lo, hi = seed_ci(p["c"])
     if hi - lo > NO_WIDTH:  # also False for one seed: its interval is NaN
         return {"est": m, "lo": lo, "hi": hi, "over": "seeds"}
-    d = deltas[(deltas["k"] == k) & (deltas["rung"] == rung)]
-    per = pd.DataFrame({o: _mean_problem_deltas(d.loc[d["objective"] == o, "path"].unique(), k) for o in (a, b)})
+    if len(p):  # the seeds both ran, still paired: per problem, the seeds' mean of final_a - final_b
+        paths = {a: list(p["path_a"]), b: list(p["path_b"])}
+    else:
+        d = deltas[(deltas["k"] == k) & (deltas["rung"] == rung)]
+        paths = {o: list(d.loc[d["objective"] == o, "path"].unique()) for o in (a, b)}
+    per = pd.DataFrame({o: _mean_problem_deltas(paths[o], k) for o in (a, b)})
     diff = (per[a] - per[b]).dropna().to_numpy()
     lo, hi = bootstrap_ci(diff, iters=2000)
     return {"est": float(diff.mean()), "lo": lo, "hi": hi, "over": "problems"}
