@@ -319,8 +319,8 @@ def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
         p = _paired(deltas, k, a, b, _rung_label(deltas, r))
         if len(p) < 2:
             raise ValueError(f"variance components need >= 2 seeds of {a} and {b} at rung {r:g}; got {len(p)}")
-        m = pd.concat([_problem_deltas(pa, k) - _problem_deltas(pb, k) for pa, pb in zip(p["path_a"], p["path_b"])],
-                      axis=1).dropna().to_numpy()  # problems x seeds
+        m = (_problem_delta_matrix(list(p["path_a"]), k)
+             - _problem_delta_matrix(list(p["path_b"]), k)).dropna().to_numpy()  # problems x seeds, paired
         n_p, n_s = m.shape
         resid = m - m.mean(axis=1, keepdims=True) - m.mean(axis=0, keepdims=True) + m.mean()
         var_sp = float((resid**2).sum() / ((n_p - 1) * (n_s - 1)))

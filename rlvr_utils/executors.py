@@ -179,11 +179,11 @@ class Progress(threading.Thread):
         rows = run.read_metrics() if run.metrics.exists() else []
         return (rows[-1]["step"], rows[-1].get("reward_mean"), state) if rows else (0, None, state)
 
-    def _work_left(self) -> float | None:
+    def _work_left(self, work: dict[str, float]) -> float | None:
         """Seconds of work the unfinished cells still need, each expected to take what finished cells of
         its model and objective took (else of its objective, else any): cells of one grid differ several-
         fold (a weak rung's NSR trains every sample, a strong rung's few), and evaluations are not steps.
-        None until some cell in the runs folder has finished."""
+        `work`: each of this grid's cells' seconds so far. None until some cell in the runs folder has finished."""
         done = []
         for d in (p for p in self.runs.iterdir() if (p / "config.json").exists()) if self.runs.exists() else []:
             run = RunDir(d)
@@ -194,13 +194,12 @@ class Progress(threading.Thread):
             return None
         left = 0.0
         for c in self.cells:
-            run = RunDir(self.runs / c.name)
-            if run.status().get("state") == "done":
+            if RunDir(self.runs / c.name).status().get("state") == "done":
                 continue
             key = (str(c.config.model), c.config.objective)
             like = ([w for m, o, w in done if (m, o) == key] or [w for _, o, w in done if o == key[1]]
                     or [w for *_, w in done])
-            left += max(statistics.median(like) - run.work_seconds(), 0.0)
+            left += max(statistics.median(like) - work[c.name], 0.0)
         return left
 
     def line(self) -> tuple[str, str]:
@@ -214,9 +213,10 @@ class Progress(threading.Thread):
                              (f" reward {reward:.3f}" if reward is not None else ""))
         total = sum(c.config.steps for c in self.cells)
         elapsed = time.perf_counter() - self.t0
-        left = self._work_left()
+        work = {c.name: RunDir(self.runs / c.name).work_seconds() for c in self.cells}
+        left = self._work_left(work)
         if left is not None:  # work-seconds per wall second: ~1 one cell at a time, more side by side
-            pace = (sum(RunDir(self.runs / c.name).work_seconds() for c in self.cells) - self.start_work) / elapsed
+            pace = (sum(work.values()) - self.start_work) / elapsed
             eta = f"ETA {fmt_seconds(left / max(pace, 1.0))} (from finished cells' minutes)"
         else:
             rate = (done - self.start_steps) / elapsed
