@@ -20,11 +20,17 @@ class Run:
     status: dict
     metrics: pd.DataFrame
     evals: pd.DataFrame
+    arm: str = ""  # the objective and its knobs that vary among a grid's runs of it (`load_grid`)
+
+    @property
+    def objective(self) -> str:
+        """What analysis groups by: the arm where a grid varies a knob (w_reinforce[lam=0.5]), else the objective."""
+        return self.arm or self.config.get("objective")
 
     @property
     def label(self) -> dict:
         c = self.config
-        return {"run": self.name, "model": c.get("model"), "objective": c.get("objective"), "seed": c.get("seed"),
+        return {"run": self.name, "model": c.get("model"), "objective": self.objective, "seed": c.get("seed"),
                 "lam": c.get("lam")}
 
 
@@ -41,7 +47,28 @@ def load_grid(runs_dir: str | Path) -> list[Run]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{runs_dir}: no such runs directory")
-    return [load_run(p) for p in sorted(runs_dir.iterdir()) if (p / "config.json").exists()]
+    return with_arms([load_run(p) for p in sorted(runs_dir.iterdir()) if (p / "config.json").exists()])
+
+
+def with_arms(runs: list[Run]) -> list[Run]:
+    """Name each run's arm: its objective, plus the objective's knobs (`objectives.knobs`) whose values
+    differ among these runs of it. A lam sweep of W-REINFORCE is then two arms, never one pooled cell;
+    a knob nobody varied stays out of the name (psr's config also carries a lam it never reads)."""
+    from .objectives import OBJECTIVES, knobs
+
+    by_obj: dict[str, list[Run]] = {}
+    for r in runs:
+        by_obj.setdefault(r.config.get("objective"), []).append(r)
+    for obj, group in by_obj.items():
+        known = knobs(obj) if obj in OBJECTIVES else {}
+        vals = [{k: (r.config.get("objective_args") or {}).get(k, r.config.get(k, d)) for k, d in known.items()}
+                for r in group]
+        varying = [k for k in known if len({json.dumps(v[k], sort_keys=True) for v in vals}) > 1]
+        for r, v in zip(group, vals):
+            if varying:
+                r.arm = f"{obj}[" + ",".join(f"{k}={v[k]:g}" if isinstance(v[k], float) else f"{k}={v[k]}"
+                                             for k in varying) + "]"
+    return runs
 
 
 def flatten_eval(e: dict) -> dict:

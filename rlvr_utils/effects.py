@@ -22,8 +22,10 @@ from .runs import RunDir
 
 
 def objective_label(objective: str) -> str:
-    """An objective's name as the paper writes it: w_reinforce -> W-REINFORCE."""
-    return objective.upper().replace("_", "-")
+    """An objective's name as the paper writes it: w_reinforce -> W-REINFORCE; an arm keeps its knobs
+    (w_reinforce[lam=0.5] -> W-REINFORCE[lam=0.5])."""
+    name, bracket, knobs = objective.partition("[")
+    return name.upper().replace("_", "-") + bracket + knobs
 
 
 NO_WIDTH = 1e-12  # an interval narrower than this is seeds that agree exactly (float noise aside)
@@ -57,7 +59,7 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
         order, label = rung_of(r)
         base, last = ev[ev["step"] == 0].iloc[0], ev.loc[ev["step"].idxmax()]
         for col in (c for c in ev.columns if c.startswith("pass@") and "_" not in c):
-            rows.append({"rung": label, "rung_order": order, "objective": r.config.get("objective"),
+            rows.append({"rung": label, "rung_order": order, "objective": r.objective,
                          "seed": r.config.get("seed"), "run": r.name, "path": str(r.path), "k": int(col.split("@")[1]),
                          "base": float(base[col]), "final": float(last[col]), "delta": float(last[col] - base[col])})
     return pd.DataFrame(rows)
@@ -136,7 +138,8 @@ def _paired(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> pd.DataF
         if g.empty:
             raise ValueError(f"no run of {o} on rung {rung}")
         if g["seed"].duplicated().any():
-            raise ValueError(f"{o} has several runs of one seed on rung {rung} (another lam?): compare one setting at a time")
+            raise ValueError(f"{o} has several runs of one seed on rung {rung} (differing in a setting other than "
+                             "the objective's knobs?): compare one setting at a time")
         cells[o] = g.set_index("seed")[["delta", "path"]]
     p = cells[a].join(cells[b], how="inner", suffixes=("_a", "_b"))
     return p.assign(c=p["delta_a"] - p["delta_b"])
@@ -256,7 +259,7 @@ def _objective_pairs(deltas: pd.DataFrame) -> list[tuple[str, str]]:
     from .objectives import OBJECTIVES
 
     order = {o: i for i, o in enumerate(OBJECTIVES)}
-    objs = sorted(deltas["objective"].dropna().unique(), key=lambda o: (order.get(o, len(order)), o))
+    objs = sorted(deltas["objective"].dropna().unique(), key=lambda o: (order.get(o.partition("[")[0], len(order)), o))
     return [(a, b) for i, b in enumerate(objs) for a in objs[i + 1:]]
 
 
@@ -455,7 +458,7 @@ def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> p
             continue
         order, rung = rung_of(r)
         for col in (c for c in DYNAMICS if c in m):
-            rows.append({"rung_order": order, "rung": rung, "objective": r.config.get("objective"), "metric": col,
+            rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "metric": col,
                          "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean())})
     if not rows:
         return pd.DataFrame()

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .executors import EXECUTORS, Progress, Resources
+from .objectives import knobs
 from .runs import RunDir
 
 # The training notebook: beside the package in a checkout; RLVR_NOTEBOOKS points elsewhere.
@@ -176,11 +177,14 @@ def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
                          f"({', '.join(AXES)}); the notebook's parameters cell takes a whole config")
     short = _model_names(axes["models"])
     out = []
-    for model, obj, seed, lam in itertools.product(axes["models"], axes["objectives"], axes["seeds"], axes["lams"]):
-        cfg = TrainConfig.from_dict({**spec.params, **spec.per_objective.get(obj, {}), **sets, "model": model,
-                                     "objective": obj, "seed": seed, "lam": lam})
-        name = f"{short[model]}__{obj}__s{seed}" + (f"__lam{lam:g}" if len(axes["lams"]) > 1 else "")
-        out.append(Cell(name, cfg))
+    for model, obj, seed in itertools.product(axes["models"], axes["objectives"], axes["seeds"]):
+        # lam is W-REINFORCE's knob: a lams axis multiplies only the objectives that read it; psr x lam=0.5
+        # would be a second identical run (and one seed twice in one arm of the analysis)
+        sweep = "lam" in knobs(obj) and len(axes["lams"]) > 1
+        for lam in axes["lams"] if sweep else axes["lams"][:1]:
+            cfg = TrainConfig.from_dict({**spec.params, **spec.per_objective.get(obj, {}), **sets, "model": model,
+                                         "objective": obj, "seed": seed, "lam": lam})
+            out.append(Cell(f"{short[model]}__{obj}__s{seed}" + (f"__lam{lam:g}" if sweep else ""), cfg))
     return out
 
 

@@ -27,13 +27,15 @@ def _grid(root, effect: dict, noise: float, seed: int = 0, objectives: tuple = (
         (rung / "warmstart.json").write_text(json.dumps({"n": n}))
         bases = 0.3 + 0.1 * (n > 0) + rng.normal(0, 0.02, size=4)  # one evaluation of the base per seed
         shifts = rng.normal(0, shared, size=4) if shared else np.zeros(4)
-        for obj in objectives:
+        for arm in objectives:  # an objective's name, or (name, its knobs) for one arm of a sweep
+            obj, knobs = (arm, {}) if isinstance(arm, str) else arm
+            tag = obj + "".join(f"__{k}{v:g}" for k, v in knobs.items())
             for s in range(4):
-                run = RunDir(root / "grid" / f"n{n}__{obj}__s{s}")
+                run = RunDir(root / "grid" / f"n{n}__{tag}__s{s}")
                 run.path.mkdir(parents=True)
-                run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
+                run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s, "lam": 0.1, **knobs}))
                 base = bases[s]
-                after = base + shifts[s] + effect.get((n, obj), 0.0) + rng.normal(0, noise)
+                after = base + shifts[s] + effect.get((n, tag), 0.0) + rng.normal(0, noise)
                 append_jsonl(run.evals, [_ev(0, base), _ev(6, after)])
     return load_grid(root / "grid")
 
@@ -99,6 +101,20 @@ def test_contrasts_between_objectives_recover_a_planted_one(tmp_path):
     md = summary_markdown(deltas, 4)
     row = next(line for line in md.splitlines() if line.startswith("| W-REINFORCE − PSR, Δpass@4 |"))
     assert row.count("[") == 3, row  # n=0, n=1000, and the change across them
+
+
+def test_a_lam_sweep_is_two_arms_not_one_pooled_cell(tmp_path):
+    """W-REINFORCE at lam 0.1 and 0.5 (0.5 planted +0.15 on the strong rung): each lam is its own arm in
+    every table; pooled, the planted effect would be halved and one seed counted twice."""
+    arms = ("psr", ("w_reinforce", {"lam": 0.1}), ("w_reinforce", {"lam": 0.5}))
+    deltas = run_deltas(_grid(tmp_path, {(1000, "w_reinforce__lam0.5"): 0.15}, noise=0.01, objectives=arms))
+    assert set(deltas["objective"]) == {"psr", "w_reinforce[lam=0.1]", "w_reinforce[lam=0.5]"}  # psr's lam is unread
+    eff = effect_table(deltas).set_index(["rung", "objective", "k"])
+    assert eff.loc[("n=1000", "w_reinforce[lam=0.5]", 4), "lo"] > 0.1
+    assert eff.loc[("n=1000", "w_reinforce[lam=0.1]", 4), "hi"] < 0.05 and eff["seeds"].eq(4).all()
+    t = contrast_table(deltas, ks=(4,)).set_index(["a", "b", "rung"])
+    assert t.loc[("w_reinforce[lam=0.5]", "w_reinforce[lam=0.1]", "n=1000"), "lo"] > 0.1
+    assert "| W-REINFORCE[lam=0.5] − W-REINFORCE[lam=0.1], Δpass@4 |" in summary_markdown(deltas, 4)
 
 
 def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):

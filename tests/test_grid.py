@@ -31,6 +31,13 @@ def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
     assert [c.name for c in cells("prior")][:2] == ["warm-n0__psr__s0", "warm-n0__psr__s1"]
 
 
+def test_a_lams_axis_multiplies_only_the_objectives_that_read_lam():
+    grid = {c.name: c.config for c in cells("prior", {"models": "warm:n=0", "objectives": "psr,w_reinforce",
+                                                       "seeds": "0", "lams": "0.1,0.5"})}
+    assert sorted(grid) == ["warm-n0__psr__s0", "warm-n0__w_reinforce__s0__lam0.1", "warm-n0__w_reinforce__s0__lam0.5"]
+    assert grid["warm-n0__w_reinforce__s0__lam0.5"].lam == 0.5
+
+
 def test_dry_run_prints_each_cells_resolved_settings(tmp_path):
     p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "seed", "--runs", str(tmp_path),
                         "--dry-run"], capture_output=True, text=True, timeout=300, cwd=REPO)
