@@ -111,6 +111,7 @@ P.plot_pass_at_k(pk);
 
 # %%
 display(Markdown(E.dynamics_markdown(E.training_dynamics(runs, deltas))))
+display(Markdown(E.dynamics_contrast_markdown(E.dynamics_contrast(runs, deltas))))
 
 # %% [markdown]
 # ## Entropy and response length, per run

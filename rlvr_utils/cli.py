@@ -173,12 +173,13 @@ def _cmd_grid(a: argparse.Namespace) -> int:
 def _cmd_report(a: argparse.Namespace) -> int:
     if a.summary:
         from .analysis import load_grid
-        from .effects import dynamics_markdown, run_deltas, summary_markdown, training_dynamics
+        from .effects import (dynamics_contrast, dynamics_contrast_markdown, dynamics_markdown, run_deltas,
+                              summary_markdown, training_dynamics)
 
         runs = load_grid(a.runs_dir)
         deltas = run_deltas(runs)
-        dyn = dynamics_markdown(training_dynamics(runs, deltas))
-        print(summary_markdown(deltas, a.k) + (f"\n{dyn}" if dyn else ""), end="")
+        dyn = [dynamics_markdown(training_dynamics(runs, deltas)), dynamics_contrast_markdown(dynamics_contrast(runs, deltas))]
+        print(summary_markdown(deltas, a.k) + "".join(f"\n{d}" for d in dyn if d), end="")
         return 0
     from .report import render_report
 

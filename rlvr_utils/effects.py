@@ -450,6 +450,19 @@ def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> p
     share them) and its mean over the last `last` steps after step 1, with the change's 95% t-interval
     over seeds. Only runs in `deltas` (finished: a last evaluation), so this table and the Δpass@k table
     agree. `first` averages the cell's own seeds: cells with different seeds start from different rollouts."""
+    rows = _dynamics_rows(runs, deltas, last)
+    if rows.empty:
+        return pd.DataFrame()
+    out = []
+    for (order, rung, obj, col), g in rows.groupby(["rung_order", "rung", "objective", "metric"], dropna=False):
+        m, lo, hi = seed_ci(g["last"] - g["first"])
+        out.append({"rung_order": order, "rung": rung, "objective": obj, "metric": col, "seeds": len(g),
+                    "first": float(g["first"].mean()), "last": float(g["last"].mean()), "delta": m, "lo": lo, "hi": hi})
+    return pd.DataFrame(out)
+
+
+def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataFrame:
+    """One row per finished run x metric: its value at step 1 and its mean over the last `last` steps after it."""
     done = set(deltas["run"]) if not deltas.empty else set()
     rows = []
     for r in runs:
@@ -458,17 +471,55 @@ def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> p
             continue
         order, rung = rung_of(r)
         for col in (c for c in DYNAMICS if c in m):
-            rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "metric": col,
-                         "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean())})
-    if not rows:
-        return pd.DataFrame()
+            rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
+                         "metric": col, "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean())})
+    return pd.DataFrame(rows)
+
+
+def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "sampled_nll", last: int = 5) -> pd.DataFrame:
+    """Every pair of objectives' difference in `metric` over the last `last` steps, per rung, paired by seed
+    (same-seed runs start from the same rollouts, so last_a − last_b is their difference in change), with
+    its 95% t-interval over seeds, and the difference's change from the lowest to the highest rung (Welch).
+    The paper's mechanism, at T=1 with the default metric: does NSR keep the entropy that PSR removes?"""
+    rows = _dynamics_rows(runs, deltas, last)
     out = []
-    for (order, rung, obj, col), g in pd.DataFrame(rows).groupby(["rung_order", "rung", "objective", "metric"],
-                                                                  dropna=False):
-        m, lo, hi = seed_ci(g["last"] - g["first"])
-        out.append({"rung_order": order, "rung": rung, "objective": obj, "metric": col, "seeds": len(g),
-                    "first": float(g["first"].mean()), "last": float(g["last"].mean()), "delta": m, "lo": lo, "hi": hi})
-    return pd.DataFrame(out)
+    if rows.empty or metric not in set(rows["metric"]):
+        return pd.DataFrame(out, columns=["a", "b", "rung", "rung_order", "est", "lo", "hi", "seeds"])
+    rows = rows[rows["metric"] == metric]
+    for a, b in _objective_pairs(rows):
+        per_rung = {}
+        for (order, rung), g in rows.groupby(["rung_order", "rung"], dropna=False):
+            ga, gb = (g[g["objective"] == o] for o in (a, b))
+            if ga["seed"].duplicated().any() or gb["seed"].duplicated().any():
+                raise ValueError(f"{a} or {b} has several runs of one seed on rung {rung}: compare one setting at a time")
+            c = ga.set_index("seed")["last"].sub(gb.set_index("seed")["last"]).dropna().to_numpy()
+            if len(c):
+                m, lo, hi = seed_ci(c)
+                out.append({"a": a, "b": b, "rung": rung, "rung_order": order, "est": m, "lo": lo, "hi": hi, "seeds": len(c)})
+                per_rung[order] = c
+        orders = sorted(o for o in per_rung if not np.isnan(o))
+        if len(orders) >= 2:
+            try:
+                w = _welch({orders[-1]: (1, per_rung[orders[-1]]), orders[0]: (-1, per_rung[orders[0]])})
+                out.append({"a": a, "b": b, "rung": "highest − lowest rung", "rung_order": float("inf"), "est": w["est"],
+                            "lo": w["lo"], "hi": w["hi"], "seeds": len(per_rung[orders[0]]) + len(per_rung[orders[-1]])})
+            except ValueError:  # a rung with one seed so far
+                pass
+    return pd.DataFrame(out, columns=["a", "b", "rung", "rung_order", "est", "lo", "hi", "seeds"])
+
+
+def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", last: int = 5) -> str:
+    """`dynamics_contrast` as markdown: a row per pair, a column per rung and the change across them."""
+    if con.empty:
+        return ""
+    cols = con[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order")["rung"].tolist()
+    lines = ["| contrast | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    for (a, b), g in con.groupby(["a", "b"], sort=False):
+        cell = {r["rung"]: f"{r['est']:+.3f}" + ("" if pd.isna(r["hi"]) else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]")
+                for r in g.to_dict("records")}
+        lines.append(f"| {objective_label(a)} − {objective_label(b)} | " + " | ".join(cell.get(c, "—") for c in cols) + " |")
+    return (f"Between objectives, {DYNAMICS[metric]} over the last {last} steps (difference, 95% t-interval over "
+            "seeds, the objectives paired by seed):\n\n" + "\n".join(lines) + "\n")
 
 
 def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from rlvr_utils.analysis import load_grid
-from rlvr_utils.effects import (answer, contrast_table, dynamics_markdown, effect_table, interaction, noise_floor,
+from rlvr_utils.effects import (answer, contrast_table, dynamics_contrast, dynamics_contrast_markdown,
+                                dynamics_markdown, effect_table, interaction, noise_floor,
                                 problem_delta, projected_mde, run_deltas, summary_markdown, training_dynamics,
                                 variance_components)
 from rlvr_utils.runs import RunDir, append_jsonl
@@ -139,6 +140,16 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
     assert nsr["lo"] < 0 < nsr["hi"]
     md = dynamics_markdown(training_dynamics(runs, deltas, last=3), last=3)
     assert "| n=0 | psr | 4 |" in md and "sampled NLL" in md
+    # between objectives, paired by seed: NSR - PSR is the planted 0.444 (steps 7-9) on each rung, and the
+    # same on both, so its change across rungs covers 0
+    con = dynamics_contrast(runs, deltas, last=3).set_index(["a", "b", "rung"])
+    for rung in ("n=0", "n=1000"):
+        c = con.loc[("nsr", "psr", rung)]
+        assert c["seeds"] == 4 and 0.4 < c["lo"] < 0.444 < c["hi"] < 0.5, c.to_dict()
+    change = con.loc[("nsr", "psr", "highest − lowest rung")]
+    assert change["lo"] < 0 < change["hi"]
+    md = dynamics_contrast_markdown(dynamics_contrast(runs, deltas, last=3), last=3)
+    assert "| NSR − PSR | +0.4" in md and "| contrast | n=0 | n=1000 | highest − lowest rung |" in md
     # the CLI's summary is the answer, the tables and this one, from the run files alone
     from rlvr_utils.cli import main
 
@@ -146,6 +157,7 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith("**no detectable change in NSR's advantage over PSR at pass@4")
     assert dynamics_markdown(training_dynamics(runs, deltas)) in out
+    assert dynamics_contrast_markdown(dynamics_contrast(runs, deltas)) in out
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
