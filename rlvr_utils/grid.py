@@ -72,11 +72,12 @@ PROFILES: dict[str, GridSpec] = {
         about="the original small study's grid and hyperparameters (GPU)",
     ),
     # RLVR-Decomposed (Zhu et al. 2025) at a scale one GPU can run: its prompt, loss (PPO clip 0.2, token
-    # mean over the kept samples of each mini-batch, logits / T), regularisers (entropy 0.001, weight decay
-    # 0.01, grad clip 1, GRPO's k3 KL loss 0.001) and PSR/NSR schedule (filter, then mini-batches of a fixed
-    # size), with 64 prompts x 8 per step instead of 1024 x 8 and a 128-sample mini-batch (4 updates when
-    # all are kept, as the paper's 256 prompts of 1024). Micro-batches of 2: at 3072 tokens the fp32
-    # logits over a 152k vocabulary dominate memory (hardware.memory_plan).
+    # mean over the kept samples of each mini-batch, a partial last one weighted by its size, logits / T),
+    # regularisers (entropy 0.001, weight decay 0.01, grad clip 1, GRPO's k3 KL loss 0.001) and PSR/NSR
+    # schedule (filter, then mini-batches of a fixed size), with 64 prompts x 8 per step instead of 1024 x 8
+    # and a 128-sample mini-batch (4 updates when all are kept, as the paper's 256 prompts of 1024).
+    # Micro-batches of 2: at 3072 tokens the fp32 logits over a 152k vocabulary dominate memory
+    # (hardware.memory_plan).
     "paper": GridSpec(
         models=("qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce", "reinforce", "grpo"),
         seeds=(0, 1, 2),

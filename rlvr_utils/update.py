@@ -2,12 +2,12 @@
 
 Mini-batches are `mini_batches` equal slices of the shuffled rollout batch (filtering happens inside
 each), or, with `mini_batch_size` m, the paper's schedule: the kept samples only, cut into slices of
-m, so k kept samples take ceil(k / m) optimizer steps. With one mini-batch the old log-probs are the
-current ones, so the on-policy loss -A log pi is used (the clipped surrogate's gradient at ratio 1,
-with a value that means something); with several, PPO's clipped surrogate against log-probs computed
-once before the first optimizer step. Samples that carry no gradient (filtered out, or a zero
-advantage with no entropy/KL term) are never forwarded; micro-batches are length-sorted (far less
-padding, the same sum: the loss is additive over samples).
+m, so k kept samples take ceil(k / m) optimizer steps, a last slice of p < m samples weighted p / m.
+With one mini-batch the old log-probs are the current ones, so the on-policy loss -A log pi is used
+(the clipped surrogate's gradient at ratio 1, with a value that means something); with several, PPO's
+clipped surrogate against log-probs computed once before the first optimizer step. Samples that carry
+no gradient (filtered out, or a zero advantage with no entropy/KL term) are never forwarded;
+micro-batches are length-sorted (far less padding, the same sum: the loss is additive over samples).
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def update_policy(cfg, policy, ref, opt, sched, rolls: list, adv: torch.Tensor, 
     stats = dict.fromkeys(STATS, 0.0) | {"optimizer_steps": 0, "skipped_minibatches": 0, "tokens_trained": 0}
     for mb in mbs:
         denom = loss_denominator(resp_mask[mb], keep[mb], cfg.loss_agg, cfg.loss_norm)
+        if cfg.mini_batch_size:  # verl weighs a partial last slice by its size (dp_actor: len(data) / mini-batch
+            denom *= cfg.mini_batch_size / len(mb)  # size): 4 leftover samples are not a full step's worth
         todo = sorted((i for i in mb if needs[i]), key=length)  # the denominator above counted them all
         if not todo:
             stats["skipped_minibatches"] += 1  # nothing kept: no gradient, no optimizer step

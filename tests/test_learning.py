@@ -116,3 +116,24 @@ def test_paper_schedule_takes_ceil_kept_over_size_steps(kept, size):
     st = update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, 1)
     assert st["optimizer_steps"] == -(-kept // size) and st["tokens_trained"] == 4 * kept
     assert (st["clip_frac"] == 0.0) == (kept <= size)  # one mini-batch: on-policy, nothing to clip
+
+
+def test_paper_schedule_weighs_a_partial_last_slice_by_its_size():
+    """verl (dp_actor, dynamic batch size) scales each slice's loss by len / mini-batch size: one kept sample
+    in slices of 4 moves the policy a quarter as far as the same sample in slices of 1 (plain SGD, no clip)."""
+    moved, losses = {}, {}
+    for size in (1, 4):
+        policy, tok = toy()
+        cfg = TrainConfig(objective="psr", prompts_per_step=4, rollouts_per_prompt=2, max_tokens=4, precision="fp32",
+                          mini_batch_size=size, max_grad_norm=1e9)
+        rolls = HFEngine(policy, tok, dtype="float32").generate([[3], [4], [5], [6]], 2, SamplingConfig(1.0, 1.0, 4, 4, 0))
+        adv, keep = advantages("psr", torch.tensor([i == 0 for i in range(8)]), torch.tensor([r.prompt_index for r in rolls]))
+        before = [q.detach().clone() for q in policy.parameters()]
+        opt = torch.optim.SGD(policy.parameters(), lr=1.0)
+        st = update_policy(cfg, policy, None, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), rolls, adv, keep, 1)
+        assert st["optimizer_steps"] == 1
+        moved[size] = torch.cat([(q.detach() - b).flatten() for q, b in zip(policy.parameters(), before)])
+        losses[size] = st["loss"]
+    assert moved[1].abs().max() > 0
+    torch.testing.assert_close(moved[4], moved[1] / 4, rtol=1e-4, atol=1e-7)
+    assert losses[4] == pytest.approx(losses[1] / 4, rel=1e-5)
