@@ -40,7 +40,7 @@ class TrainConfig:
     levels: str = ""                    # e.g. "Level 1,Level 2": restrict training problems ("" = all)
     max_prompt_tokens: int = 512        # longer prompts are dropped (counted in the run log), not truncated
     prompt: str = "paper"               # rlvr_utils.prompts.PROMPTS
-    extraction: str = "boxed"           # grading policy: boxed | boxed_or_answer_is
+    extraction: str = "boxed"           # grading policy: boxed | boxed_or_answer_is | boxed_or_last_number
     # --- rollouts
     steps: int = 80
     prompts_per_step: int = 32

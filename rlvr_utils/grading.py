@@ -21,10 +21,12 @@ from typing import Literal, Sequence
 Status = Literal["correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error"]
 STATUSES: tuple[str, ...] = typing.get_args(Status)  # the one list of statuses: metrics, filters, reports
 
-# `boxed`: MATH's and the paper's rule (last \boxed{} / \fbox{}).
+# `boxed`: MATH's rule (last \boxed{} / \fbox{}).
 # `boxed_or_answer_is`: for weak models that rarely box (SmolLM2 ends with "The answer is: N");
 # used only when no box is present, and recorded with every result, never applied silently.
-ExtractionPolicy = Literal["boxed", "boxed_or_answer_is"]
+# `boxed_or_last_number`: the paper's MATH reward (RLVR-Decomposed, verl/utils/reward_score/utils.py
+# `extract_answer_math`): the box, else what follows the last "answer is", else the response's last number.
+ExtractionPolicy = Literal["boxed", "boxed_or_answer_is", "boxed_or_last_number"]
 EXTRACTION_POLICIES: tuple[str, ...] = typing.get_args(ExtractionPolicy)
 
 START_TIMEOUT = 300.0  # seconds for a worker to import math-verify (and the parent's main module: spawn)
@@ -32,6 +34,7 @@ MAX_ANSWER_CHARS = 1000  # longer "answers" are garbage; parsing them only waste
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_IS = re.compile(r"answer\s+is\s*:?\s*", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d*\.?\d+")  # the paper's pattern, over the text with its commas removed
 
 
 def last_boxed(text: str) -> str | None:
@@ -71,7 +74,11 @@ def extract_answer(completion: str, policy: ExtractionPolicy = "boxed") -> str |
     boxed = last_boxed(completion)
     if boxed is not None or policy == "boxed":
         return boxed
-    return _last_answer_is(completion)
+    said = _last_answer_is(completion)
+    if said is not None or policy == "boxed_or_answer_is":
+        return said
+    numbers = _NUMBER.findall(completion[-20_000:].replace(",", ""))  # bounded, as `_last_answer_is`
+    return numbers[-1].rstrip(".") if numbers else None
 
 
 def _last_answer_is(text: str) -> str | None:

@@ -85,7 +85,7 @@ PROFILES: dict[str, GridSpec] = {
                     max_model_len=4096, lr=1e-6, temperature=1.0, top_p=1.0, mini_batch_size=128, micro_batch_size=2,
                     gradient_checkpointing=True, vllm_sleep=True,
                     clip_eps=0.2, loss_agg="token_mean", loss_norm="kept", scale_logits=True, entropy_coef=0.001,
-                    weight_decay=0.01, max_grad_norm=1.0, prompt="paper", extraction="boxed", levels="",
+                    weight_decay=0.01, max_grad_norm=1.0, prompt="paper", extraction="boxed_or_last_number", levels="",
                     eval_every=7, eval_problems=500, eval_samples=16, eval_temperature=0.6, eval_top_p=0.95,
                     eval_max_tokens=3072, checkpoint_every=7),
         per_objective={"grpo": dict(kl_coef=0.001)},
@@ -118,7 +118,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         model="Qwen2.5-Math-7B", steps=140, prompts_per_step=1024, rollouts_per_prompt=8, max_tokens=3072,
         max_prompt_tokens=1024, temperature=1.0, lr=1e-6, adam_beta2=0.999, weight_decay=0.01,
         mini_batch_size="2048 (256 prompts)", loss_agg="token_mean", loss_norm="kept", scale_logits=True, clip_eps=0.2,
-        entropy_coef=0.001, kl_coef="0 (grpo: 0.001)", eval_samples="256 at T=0.6, top-p 0.95"),
+        entropy_coef=0.001, kl_coef="0 (grpo: 0.001)", extraction="box, else 'answer is', else the last number",
+        eval_samples="256 at T=0.6, top-p 0.95"),
 }
 TABLE_KEYS = ("model", "objective", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "min_tokens",
               "max_prompt_tokens", "temperature", "lr", "adam_beta2", "weight_decay", "mini_batches", "mini_batch_size",

@@ -60,6 +60,14 @@ def test_extraction_policy_is_explicit():
     assert extract_answer("The answer is: 1\n\\boxed{2}", "boxed_or_answer_is") == "2"
     assert extract_answer("the answer is 3\nno, the answer is 2 * 2 = 4.\nDone.", "boxed_or_answer_is") == "4"
     assert extract_answer("The answer is: \n", "boxed_or_answer_is") is None
+    # the paper's MATH reward: the box, else the last "answer is", else the last number (commas dropped)
+    assert extract_answer("so 12 + 30 = 42 apples.", "boxed_or_last_number") == "42"
+    assert extract_answer("she has 3,000 left", "boxed_or_last_number") == "3000"
+    assert extract_answer("x = -.5 then", "boxed_or_last_number") == "-.5"
+    assert extract_answer("The answer is: 7\nCheck: 7 - 1 = 6", "boxed_or_last_number") == "7"
+    assert extract_answer("is 5 or \\boxed{6} or 7", "boxed_or_last_number") == "6"
+    assert extract_answer("no digits here", "boxed_or_last_number") is None
+    assert extract_answer("so 12 + 30 = 42 apples.", "boxed_or_answer_is") is None
     with pytest.raises(ValueError, match="unknown extraction policy"):
         extract_answer("x", "loose")
 
@@ -68,6 +76,16 @@ def test_fallback_policy_in_pool():
     with GradingPool(workers=1, policy="boxed_or_answer_is") as p:
         r = p.grade(["blah\nThe answer is: 7"], ["7"])[0]
     assert (r.status, r.policy) == ("correct", "boxed_or_answer_is")
+
+
+def test_last_number_policy_grades_and_survives_hostile_text():
+    """The paper's lenient fallback hands the grader numbers cut from untrusted text: hostile completions
+    still come back with a status, and the pool still grades after them."""
+    with GradingPool(workers=2, policy="boxed_or_last_number", timeout=2.0) as p:
+        res = p.grade(["she has 3,000 left", "so 7 - 1 = 6."] + [c for _, c in HOSTILE] + [r"\boxed{2}"],
+                      ["3000", "7"] + ["2"] * (len(HOSTILE) + 1))
+    assert [r.status for r in res[:2]] == ["correct", "incorrect"] and res[0].policy == "boxed_or_last_number"
+    assert all(r.status in STATUSES for r in res) and res[-1].status == "correct"
 
 
 def test_reference_solutions_grade_correct_against_own_gold(pool, math_dir):
