@@ -111,7 +111,8 @@ P.plot_pass_at_k(pk);
 
 # %%
 display(Markdown(E.dynamics_markdown(E.training_dynamics(runs, deltas))))
-display(Markdown(E.dynamics_contrast_markdown(E.dynamics_contrast(runs, deltas))))
+for metric in ("sampled_nll", "distinct_answers"):  # the paper's mechanism: does NSR keep what PSR narrows?
+    display(Markdown(E.dynamics_contrast_markdown(E.dynamics_contrast(runs, deltas, metric), metric)))
 
 # %% [markdown]
 # ## Entropy and response length, per run

@@ -192,6 +192,18 @@ def load_samples(run_dir: str | Path, source: str = "*") -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def rollout_diversity(run_dir: str | Path) -> pd.DataFrame:
+    """Per training step: the mean number of distinct final answers among a prompt's rollouts (no answer
+    counts as one more), and of distinct responses. Unlike a per-token NLL, which a fixed solution template
+    dominates, this is the spread in outcomes that PSR may narrow and NSR keep."""
+    s = load_samples(run_dir, "step")
+    if s.empty or "problem_id" not in s:
+        return pd.DataFrame(columns=["step", "distinct_answers", "distinct_responses"])
+    g = s.assign(extracted=s["extracted"].fillna("")).groupby(["step", "problem_id"])
+    per = pd.DataFrame({"distinct_answers": g["extracted"].nunique(), "distinct_responses": g["completion"].nunique()})
+    return per.groupby("step").mean().reset_index()
+
+
 def base_success(records: pd.DataFrame, by: str = "level") -> pd.DataFrame:
     """Share of correct samples per level/subject (e.g. from an evaluation at step 0)."""
     if records.empty:

@@ -178,7 +178,8 @@ def _cmd_report(a: argparse.Namespace) -> int:
 
         runs = load_grid(a.runs_dir)
         deltas = run_deltas(runs)
-        dyn = [dynamics_markdown(training_dynamics(runs, deltas)), dynamics_contrast_markdown(dynamics_contrast(runs, deltas))]
+        dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
+            dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
         print(summary_markdown(deltas, a.k) + "".join(f"\n{d}" for d in dyn if d), end="")
         return 0
     from .report import render_report

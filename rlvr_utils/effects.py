@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .analysis import Run, load_samples, seed_ci
+from .analysis import Run, load_samples, rollout_diversity, seed_ci
 from .evaluate import bootstrap_ci, pass_at_k
 from .runs import RunDir
 
@@ -438,11 +438,13 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
                   f"(`effects.variance_components`).\n\n{design}\n")
 
 
-# What each objective did to the policy on its training prompts, read from metrics.jsonl. At T=1 the
-# sampled tokens' NLL estimates the policy's entropy (`evaluate.batch_stats`); `entropy_kept` would not
-# compare objectives, since each takes it over the samples it kept.
+# What each objective did to the policy on its training prompts, read from metrics.jsonl and, for the
+# distinct answers per prompt, from samples/ (`analysis.rollout_diversity`). At T=1 the sampled tokens'
+# NLL estimates the policy's entropy (`evaluate.batch_stats`); `entropy_kept` would not compare
+# objectives, since each takes it over the samples it kept.
 DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "sampled NLL (nats/token)",
-            "response_len_mean": "response tokens", "truncation_rate": "truncated"}
+            "distinct_answers": "distinct answers per prompt", "response_len_mean": "response tokens",
+            "truncation_rate": "truncated"}
 
 
 def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
@@ -466,11 +468,11 @@ def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataF
     done = set(deltas["run"]) if not deltas.empty else set()
     rows = []
     for r in runs:
-        m = r.metrics.sort_values("step") if "step" in r.metrics else r.metrics
-        if r.name not in done or m.empty:
+        if r.name not in done or "step" not in r.metrics:
             continue
+        m = r.metrics.merge(rollout_diversity(r.path), on="step", how="left").sort_values("step")  # from samples/
         order, rung = rung_of(r)
-        for col in (c for c in DYNAMICS if c in m):
+        for col in (c for c in DYNAMICS if c in m and m[c].notna().any()):
             rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
                          "metric": col, "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean())})
     return pd.DataFrame(rows)

@@ -127,6 +127,11 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
         drift = -0.5 if r.config["objective"] == "psr" else 0.0
         append_jsonl(RunDir(r.path).metrics, [{"step": t, "sampled_nll": 1.5 + drift * t / 9 + rng.normal(0, 0.02),
                                                "response_len_mean": 60.0} for t in range(1, 10)])
+        for t in range(1, 10):  # 2 prompts x 4 rollouts: PSR's collapse onto one answer from step 5; NSR's keep
+            k = 1 if r.config["objective"] == "psr" and t >= 5 else 4  # four (no answer counts as one)
+            RunDir(r.path).write_samples(f"step_{t:05d}", [
+                {"problem_id": f"p{q}", "extracted": None if i % k == 3 else str(i % k), "completion": f"... {i % k}"}
+                for q in range(2) for i in range(4)])
     unfinished = RunDir(tmp_path / "grid" / "n0__psr__s9")
     unfinished.path.mkdir()
     unfinished.config.write_text(json.dumps({"model": str(tmp_path / "rungs" / "n0"), "objective": "psr", "seed": 9}))
@@ -148,6 +153,10 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
         assert c["seeds"] == 4 and 0.4 < c["lo"] < 0.444 < c["hi"] < 0.5, c.to_dict()
     change = con.loc[("nsr", "psr", "highest − lowest rung")]
     assert change["lo"] < 0 < change["hi"]
+    answers = dyn.loc[("n=0", "psr", "distinct_answers")]
+    assert (answers["first"], answers["last"]) == (4.0, 1.0) and dyn.loc[("n=0", "nsr", "distinct_answers"), "last"] == 4.0
+    kept = dynamics_contrast(runs, deltas, "distinct_answers").set_index(["a", "b", "rung"])
+    assert kept.loc[("nsr", "psr", "n=1000"), "est"] == 3.0
     md = dynamics_contrast_markdown(dynamics_contrast(runs, deltas, last=3), last=3)
     assert "| NSR − PSR | +0.4" in md and "| contrast | n=0 | n=1000 | highest − lowest rung |" in md
     # the CLI's summary is the answer, the tables and this one, from the run files alone
@@ -158,6 +167,7 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
     assert out.startswith("**no detectable change in NSR's advantage over PSR at pass@4")
     assert dynamics_markdown(training_dynamics(runs, deltas)) in out
     assert dynamics_contrast_markdown(dynamics_contrast(runs, deltas)) in out
+    assert "| NSR − PSR | +3.000" in out  # distinct answers, the CLI's second contrast
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
