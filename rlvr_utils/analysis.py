@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,13 +194,28 @@ def load_samples(run_dir: str | Path, source: str = "*") -> pd.DataFrame:
 
 
 def rollout_diversity(run_dir: str | Path) -> pd.DataFrame:
-    """Per training step: the mean number of distinct final answers among a prompt's rollouts (no answer
-    counts as one more), and of distinct responses. Unlike a per-token NLL, which a fixed solution template
-    dominates, this is the spread in outcomes that PSR may narrow and NSR keep."""
-    s = load_samples(run_dir, "step")
-    if s.empty or "problem_id" not in s:
+    """Per training step: the mean number of distinct final answers among a prompt's rollouts (as extracted
+    strings: `1/2` and `0.5` are two; no answer counts as one more), and of distinct responses. Unlike a
+    per-token NLL, which a fixed solution template dominates, this is the spread in outcomes that PSR may
+    narrow and NSR keep. Cached per run on its step files' names, sizes and mtimes: reports ask thrice."""
+    files = sorted(RunDir(run_dir).samples.glob("step_*.jsonl"))
+    return _diversity(str(run_dir), tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]))
+
+
+@functools.lru_cache(maxsize=256)
+def _diversity(run_dir: str, stamp: tuple) -> pd.DataFrame:
+    rows = []
+    for name, *_ in stamp:
+        step = int(name.split("_", 1)[1].split(".")[0])
+        group = -1
+        for r in read_jsonl(RunDir(run_dir).samples / name):
+            # a step's rollouts are written prompt by prompt, sample 0 first: a prompt drawn twice in one step
+            # (at an epoch's end) is two groups, which its problem_id alone would merge
+            group += 1 if r.get("sample", 0) == 0 else 0
+            rows.append((step, group, r.get("extracted") or "", r.get("completion", "")))
+    if not rows:
         return pd.DataFrame(columns=["step", "distinct_answers", "distinct_responses"])
-    g = s.assign(extracted=s["extracted"].fillna("")).groupby(["step", "problem_id"])
+    g = pd.DataFrame(rows, columns=["step", "group", "extracted", "completion"]).groupby(["step", "group"])
     per = pd.DataFrame({"distinct_answers": g["extracted"].nunique(), "distinct_responses": g["completion"].nunique()})
     return per.groupby("step").mean().reset_index()
 

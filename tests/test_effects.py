@@ -130,8 +130,8 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
         for t in range(1, 10):  # 2 prompts x 4 rollouts: PSR's collapse onto one answer from step 5; NSR's keep
             k = 1 if r.config["objective"] == "psr" and t >= 5 else 4  # four (no answer counts as one)
             RunDir(r.path).write_samples(f"step_{t:05d}", [
-                {"problem_id": f"p{q}", "extracted": None if i % k == 3 else str(i % k), "completion": f"... {i % k}"}
-                for q in range(2) for i in range(4)])
+                {"problem_id": "p0", "sample": i, "extracted": None if i % k == 3 else str(i % k + 10 * q),
+                 "completion": f"... {i % k}"} for q in range(2) for i in range(4)])  # p0 drawn twice: two groups
     unfinished = RunDir(tmp_path / "grid" / "n0__psr__s9")
     unfinished.path.mkdir()
     unfinished.config.write_text(json.dumps({"model": str(tmp_path / "rungs" / "n0"), "objective": "psr", "seed": 9}))

@@ -48,7 +48,9 @@ def test_a_gguf_file_is_a_model_name(tmp_path, monkeypatch, smollm2_path):
     monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
     path = Path(resolve_model(str(gguf)))
     assert path.parent == tmp_path / "models" and path.name.startswith("gguf-SmolLM2-135M-Instruct.Q4_1-")
-    assert resolve_model(str(gguf)) == str(path) and not list(path.parent.glob("*.partial"))  # converted once
+    stamp = (path / "model.safetensors").stat().st_mtime_ns
+    assert resolve_model(str(gguf)) == str(path) and (path / "model.safetensors").stat().st_mtime_ns == stamp  # once
+    assert not list(path.parent.glob("*.partial"))
     ours, embedded = (load_file(Path(p) / "model.safetensors") for p in (path, smollm2_path))
     assert ours.keys() == embedded.keys() and all(torch.equal(ours[k], embedded[k]) for k in ours)
     with pytest.raises(FileNotFoundError, match="nothing.gguf"):
