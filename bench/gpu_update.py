@@ -56,6 +56,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=None, help="prompts per step (default: the profile's)")
     ap.add_argument("--prompt-tokens", type=int, default=None,
                     help="prompt length of every sample (default: the profile's max_prompt_tokens, the plan's worst case)")
+    ap.add_argument("--micro-batch", type=int, default=None, help="micro-batch size (default: the profile's)")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     a = ap.parse_args()
     cuda = a.device.startswith("cuda")
@@ -65,6 +66,8 @@ def main() -> None:
         p.update(prompts_per_step=2, max_tokens=8, mini_batch_size=min(p.get("mini_batch_size", 0), 4))
     if a.prompts:
         p["prompts_per_step"] = a.prompts
+    if a.micro_batch:
+        p["micro_batch_size"] = a.micro_batch
     objective = a.objective or ("grpo" if spec.per_objective.get("grpo", {}).get("kl_coef") else "w_reinforce")
     p.update(spec.per_objective.get(objective, {}))
     # the plan as the profile runs: vLLM asleep while training, so no engine is resident in the update

@@ -246,7 +246,9 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> Memory
     kl_coef > 0 (4); the engine: vLLM's share of the card (gpu_memory_utilization; released while
     training when it sleeps) or the HF engine's bf16 copy (2) plus its KV cache; activations of one
     micro-batch: per token and layer ~(10 H + 4 F) values (F: the MLP width) in the compute precision (H with activation
-    checkpointing), plus fp32 logits, log-softmax and their gradients at response positions only.
+    checkpointing), plus fp32 logits, log-softmax and their gradients at response positions only; on a GPU,
+    torch's foreach AdamW also holds a parameter-sized fp32 temporary during its step, after the micro-batches.
+    Measured on an H200 against Qwen2.5-3B at the `paper` profile's full length (bench/measured/): within 2%.
     """
     P = param_count(mc)
     H, L, F, V = mc.hidden_size, mc.num_hidden_layers, mc.intermediate_size, mc.vocab_size
@@ -261,8 +263,13 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> Memory
     if cfg.kl_coef > 0:
         parts["reference policy (fp32)"] = 4 * P
     parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] = tokens * L * per_tok_layer
-    parts["logits at response positions"] = cfg.micro_batch_size * cfg.max_tokens * V * 4 * 3
+    # [micro-batch, response tokens, V] fp32 copies alive at once (bench/gpu_logits.py, H200): 4.2-4.3 with an
+    # entropy bonus, 3.2-3.4 without; one more for a reference's forward and the head's bf16 output
+    copies = 5 if cfg.entropy_coef > 0 else 4
+    parts["logits at response positions"] = cfg.micro_batch_size * cfg.max_tokens * V * 4 * copies
     cuda = hw.device.startswith("cuda")
+    if cuda:
+        parts["AdamW step temporaries (fp32)"] = 4 * P
     if available is None:
         available = _device_bytes(hw.device)
     from .rollouts import vllm_available
@@ -278,8 +285,9 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> Memory
     engine = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine")))
     resident = parts["weights (fp32 master)"] + parts["AdamW moments (fp32)"] + parts.get("reference policy (fp32)", 0)
     sleeping = engine_vllm and cuda and cfg.vllm_sleep
-    update = resident + parts["gradients (fp32)"] + parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] \
-        + parts["logits at response positions"] + (0 if sleeping else engine)
+    micro = parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] + parts["logits at response positions"]
+    update = resident + parts["gradients (fp32)"] + max(micro, parts.get("AdamW step temporaries (fp32)", 0)) \
+        + (0 if sleeping else engine)
     return MemoryPlan(P, parts, resident + engine, update, available, hw.device)
 
 

@@ -127,15 +127,18 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     tok = load_tokenizer(model_path)
     data = prepare_data(cfg, tok)
     threads = use_threads()  # the cores the grid's executor gave this cell (all, run alone)
+    saved_meta = json.loads(run.config.read_text()).get("_meta", {}) if run.config.exists() else {}
+    weights = fingerprint(model_path)
+    _check_same_weights(run, cfg.model, saved_meta.get("model_fingerprint"), weights)
     # a resumed run keeps the precision it started with: `auto` may resolve otherwise on another CPU kind
-    saved_hw = json.loads(run.config.read_text()).get("_meta", {}).get("hardware", {}) if run.config.exists() else {}
+    saved_hw = saved_meta.get("hardware", {})
     hw = resolve_hardware(cfg.device, saved_hw.get("precision", cfg.precision) if cfg.precision == "auto" else cfg.precision)
     log(f"hardware: {hw}, {threads} CPU threads")
     plan = memory_plan(AutoConfig.from_pretrained(model_path), cfg, hw)
     log(str(plan))
     check_plan(plan)  # before any weights load
     if not run.config.exists():
-        cfg.save(run.config, {**provenance(), "model_path": model_path, "model_fingerprint": fingerprint(model_path),
+        cfg.save(run.config, {**provenance(), "model_path": model_path, "model_fingerprint": weights,
                               "engine": resolve_engine(cfg.engine), "n_train": len(data.train),
                               "n_eval": len(data.eval), "dropped": data.dropped,
                               "hardware": {**hw.to_dict(), "threads": threads},
@@ -166,6 +169,15 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_length,
                       cfg.eval_t1, cfg.seed)
     return Loop(cfg, run, data, policy, ref, opt, sched, cursor, engine, pool, tb, es, log, start)
+
+
+def _check_same_weights(run: RunDir, model: str, saved: str | None, now: str | None) -> None:
+    """A resumed run must start from the weights it started from: a rung rebuilt on another machine keeps
+    its name and path but not its bits, and its rows would then mix two models under one config."""
+    if saved and now and saved != now:
+        raise ValueError(f"{run.config}: this run started from {model!r} with weights {saved}, but {model!r} now "
+                         f"resolves to weights {now} (rebuilt on another machine?). Its step-0 evaluation and "
+                         f"checkpoints belong to the old weights: remove {run.path} to run it afresh on the new ones.")
 
 
 def build_learner(cfg: TrainConfig, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer, Any]:

@@ -89,6 +89,28 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, tiny_model_path)
     assert [e["greedy"] for e in fe] == [e["greedy"] for e in ce]
 
 
+def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model_path):
+    # a warm-start rung rebuilt on another CPU keeps its path but not its bits: resuming a cell on it would
+    # mix two models under one config.json (its step-0 evaluation and checkpoints are of the old weights)
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rlvr_utils.train import train
+
+    model = shutil.copytree(tiny_model_path, tmp_path / "rung")
+    cfg = TrainConfig.from_dict(parse_sets([*FAST, "steps=2", "checkpoint_every=1", "engine=hf", f"model={model}"]))
+    train(cfg, tmp_path / "run", stop_after=1, log=lambda _: None)
+    m = AutoModelForCausalLM.from_pretrained(model)
+    with torch.no_grad():
+        m.lm_head.weight.add_(1e-3)  # the same recipe, other rounding: a few bits differ
+    m.save_pretrained(model)
+    with pytest.raises(ValueError, match="rebuilt on another machine"):
+        train(cfg, tmp_path / "run", resume=True, log=lambda _: None)
+    assert RunDir(tmp_path / "run").read_metrics()[-1]["step"] == 1  # nothing written past the refusal
+
+
 def test_budget_beyond_model_context_is_an_error_before_loading(tmp_path, tiny_model_path):
     from rlvr_utils.prompts import PromptTooLong
     from rlvr_utils.train import train
