@@ -66,6 +66,9 @@ def test_planted_interaction_is_recovered(tmp_path):
     assert noise_floor(deltas).set_index(["rung", "k"]).loc[("n=0", 4), "disagree"] == 1
     row = "| n=0 | base over 4 sampling seeds; runs of 1 seed evaluated it differently (first kept) |"
     assert row in summary_markdown(deltas, 4)
+    # a rung rebuilt on another machine (same recipe, other bits: config.json's model_fingerprint) is named too
+    deltas["weights"] = deltas["weights"].where(odd, "built here").where(~odd, "rebuilt there")
+    assert "evaluated it differently (first kept); its cells ran on 2 builds of its weights |" in summary_markdown(deltas, 4)
 
 
 def test_objectives_are_paired_by_seed(tmp_path):
