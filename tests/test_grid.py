@@ -66,14 +66,14 @@ def test_gpu_step_bench_runs_on_cpu(tmp_path):
     (row,) = json.loads(out.read_text())
     assert row["model"] == "qwen2.5-0.5b" and row["train_tokens_s"] > 0 and row["gen_tokens_s"] > 0
     assert row["plan_update_peak_gb"] > 0 and row["precision"] in ("fp32", "bf16")
-    # --profile: the paper profile's own settings (mini-batches, micro-batches of 2, checkpointing)
+    # --profile: the paper profile's own settings (mini-batches, micro-batches of 1, checkpointing)
     p = subprocess.run([sys.executable, "bench/gpu_step.py", "--device", "cpu", "--tiny", "--models", "qwen2.5-0.5b",
                         "--profile", "paper", "--steps", "1", "--out", str(out)], capture_output=True, text=True,
                        timeout=900, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert p.returncode == 0, p.stderr[-3000:]
     (row,) = json.loads(out.read_text())
     assert row["profile"] == "paper" and row["steps"] == 1 and row["train_tokens_s"] > 0
-    assert "activations, micro-batch 2 x" in p.stdout, p.stdout[-2000:]
+    assert "activations, micro-batch 1 x" in p.stdout, p.stdout[-2000:]
 
 
 @pytest.mark.slow
@@ -88,8 +88,8 @@ def test_gpu_update_bench_runs_on_cpu(tmp_path):
                        timeout=900, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert p.returncode == 0, p.stderr[-3000:]
     (row,) = json.loads(out.read_text())
-    # the paper's schedule: 8 kept samples in mini-batches of 4 -> 2 optimizer steps, micro-batches of 2
-    assert row["samples"] == 8 and row["micro_batch"] == 2 and row["checkpointing"] is True
+    # the paper's schedule: 8 kept samples in mini-batches of 4 -> 2 optimizer steps, micro-batches of 1
+    assert row["samples"] == 8 and row["micro_batch"] == 1 and row["checkpointing"] is True
     assert row["objective"] == "grpo"  # the paper grid's heaviest cell: GRPO's KL loss adds a reference policy
     assert "reference policy (fp32)" in p.stdout and "HF engine" not in p.stdout, p.stdout[-2000:]
     assert "update 2:" in p.stdout and "2 optimizer steps" in p.stdout, p.stdout[-2000:]
