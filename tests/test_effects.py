@@ -171,6 +171,7 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
     assert dynamics_markdown(training_dynamics(runs, deltas)) in out
     assert dynamics_contrast_markdown(dynamics_contrast(runs, deltas)) in out
     assert "| NSR − PSR | +3.000" in out  # distinct answers, the CLI's second contrast
+    assert "+3.000 (seeds agree)" in out and "[+3.000, +3.000]" not in out  # no zero-width interval
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
