@@ -181,8 +181,9 @@ class Progress(threading.Thread):
 
     def _work_left(self, work: dict[str, float]) -> float | None:
         """Seconds of work the unfinished cells still need, each expected to take what finished cells of
-        its model and objective took (else of its objective, else any): cells of one grid differ several-
-        fold (a weak rung's NSR trains every sample, a strong rung's few), and evaluations are not steps.
+        its model and objective took (else of its model, else of its objective, else any): cells of one grid
+        differ several-fold (a weak rung's NSR trains every sample, a strong rung's few), and evaluations,
+        the model's more than the objective's (a rambling base samples to the token limit), are not steps.
         `work`: each of this grid's cells' seconds so far. None until some cell in the runs folder has finished."""
         done = []
         for d in (p for p in self.runs.iterdir() if (p / "config.json").exists()) if self.runs.exists() else []:
@@ -197,8 +198,8 @@ class Progress(threading.Thread):
             if RunDir(self.runs / c.name).status().get("state") == "done":
                 continue
             key = (str(c.config.model), c.config.objective)
-            like = ([w for m, o, w in done if (m, o) == key] or [w for _, o, w in done if o == key[1]]
-                    or [w for *_, w in done])
+            like = ([w for m, o, w in done if (m, o) == key] or [w for m, _, w in done if m == key[0]]
+                    or [w for _, o, w in done if o == key[1]] or [w for *_, w in done])
             left += max(statistics.median(like) - work[c.name], 0.0)
         return left
 

@@ -98,14 +98,14 @@ def test_gpu_update_bench_runs_on_cpu(tmp_path):
 
 def test_progress_eta_from_finished_cells_minutes(tmp_path):
     """The grid's ETA: each unfinished cell expected to take what finished cells of its model and
-    objective took (else of its objective), less what it has done; not steps x a rate, since cells of
-    one grid differ several-fold and evaluations are not steps."""
+    objective took (else of its model, else of its objective), less what it has done; not steps x a
+    rate, since cells of one grid differ several-fold and evaluations are not steps."""
     import json
 
     from rlvr_utils.executors import Progress
     from rlvr_utils.runs import RunDir, append_jsonl
 
-    grid = cells("prior", {"seeds": "0,1", "objectives": "psr,nsr", "models": "warm:n=0,warm:n=1000"})
+    grid = cells("prior", {"seeds": "0,1", "objectives": "psr,nsr,w_reinforce", "models": "warm:n=0,warm:n=200,warm:n=1000"})
     work = {"warm-n0__psr__s0": 600.0, "warm-n0__nsr__s0": 3000.0, "warm-n1000__nsr__s0": 1200.0}
     for c in grid:
         run = RunDir(tmp_path / c.name)
@@ -117,9 +117,11 @@ def test_progress_eta_from_finished_cells_minutes(tmp_path):
             run.set_status("done")
     started = RunDir(tmp_path / "warm-n0__nsr__s1")
     append_jsonl(started.metrics, [{"step": 5, "time_total": 1000.0}])
-    pending = [c for c in grid if c.name not in work]
+    pending = [c for c in grid if c.name not in work and "w_reinforce" not in c.name and "n200" not in c.name
+               or c.name in ("warm-n0__w_reinforce__s0", "warm-n200__psr__s0")]
     line = Progress(tmp_path, pending, print).line()[1]
-    # n0 psr s1: 600; n0 nsr s1: 3000 - 1000 done; n1000 psr s0, s1: no n1000 PSR yet, PSR's 600 each;
-    # n1000 nsr s1: 1200. 600 + 2000 + 600 + 600 + 1200 = 5000 s
-    assert "ETA 1h23m (from finished cells' minutes)" in line, line
+    # n0 psr s1: 600; n0 nsr s1: 3000 - 1000 done; n1000 psr s0, s1: no n1000 PSR yet, n1000's 1200 each;
+    # n1000 nsr s1: 1200; n0 w_reinforce s0: no W-REINFORCE yet, n0's median (600, 3000) = 1800;
+    # n200 psr s0: no n200 cell yet, PSR's 600. 600 + 2000 + 1200 + 1200 + 1200 + 1800 + 600 = 8600 s
+    assert "ETA 2h23m (from finished cells' minutes)" in line, line
     assert "5/" in line  # steps done so far still counted
