@@ -263,8 +263,9 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> Memory
     if cfg.kl_coef > 0:
         parts["reference policy (fp32)"] = 4 * P
     parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] = tokens * L * per_tok_layer
-    # [micro-batch, response tokens, V] fp32 copies alive at once (bench/gpu_logits.py, H200): 4.2-4.3 with an
-    # entropy bonus, 3.2-3.4 without; one more for a reference's forward and the head's bf16 output
+    # [micro-batch, response tokens, V] fp32 copies alive at once per sample (bench/gpu_logits.py on an H200,
+    # the slope over micro-batches 1 and 2): 4.0 with an entropy bonus, 3.0 without; one more for a
+    # reference's forward, activation recomputation and the allocator's rounding (the full update, measured)
     copies = 5 if cfg.entropy_coef > 0 else 4
     parts["logits at response positions"] = cfg.micro_batch_size * cfg.max_tokens * V * 4 * copies
     cuda = hw.device.startswith("cuda")

@@ -77,13 +77,19 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     return logp, entropy_of(logp_all.detach())
 
 
-ENTROPY_ROWS = 512  # rows of [*, V] at a time: bounds the e^l * l transients to ~0.3 GB at V = 152k
+ENTROPY_ROWS = 512  # rows of [*, V] at a time (up to twice that): bounds the e^l * l transients to ~0.6 GB at V = 152k
+
+
+def _row_chunks(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    # ENTROPY_ROWS to 2 x ENTROPY_ROWS - 1 rows each: never a 1-row tail, which torch's CPU sum would split
+    # across threads (another rounding than the same row summed within a larger chunk)
+    return flat.tensor_split(max(1, flat.shape[0] // ENTROPY_ROWS))
 
 
 def entropy_of(logp_all: torch.Tensor) -> torch.Tensor:
     """log-probs [..., V] -> entropy -(e^l * l).sum(-1) [...], a chunk of rows at a time."""
     flat = logp_all.reshape(-1, logp_all.shape[-1])
-    return torch.cat([-(x.exp() * x).sum(-1) for x in flat.split(ENTROPY_ROWS)]).view(logp_all.shape[:-1])
+    return torch.cat([-(x.exp() * x).sum(-1) for x in _row_chunks(flat)]).view(logp_all.shape[:-1])
 
 
 class Entropy(torch.autograd.Function):
@@ -96,11 +102,12 @@ class Entropy(torch.autograd.Function):
         return entropy_of(logp_all)
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, g: torch.Tensor) -> torch.Tensor:
         (logp_all,) = ctx.saved_tensors
         flat, gf = logp_all.reshape(-1, logp_all.shape[-1]), g.reshape(-1, 1)
         out = torch.empty_like(flat)
-        for x, gx, o in zip(flat.split(ENTROPY_ROWS), gf.split(ENTROPY_ROWS), out.split(ENTROPY_ROWS)):
+        for x, gx, o in zip(_row_chunks(flat), _row_chunks(gf), _row_chunks(out)):
             torch.mul(x.exp(), x + 1, out=o).mul_(-gx)
         return out.view_as(logp_all)
 

@@ -25,7 +25,7 @@ def test_token_logprobs_and_entropy_at_temperature_by_hand(T):
 def test_entropy_bonus_gradient_equals_autograd_of_the_plain_formula(T, monkeypatch):
     """The memory-lean entropy (chunked rows, only log p saved) against autograd of -(p log p).sum in
     values and gradients through log-softmax and the temperature, over several row chunks."""
-    monkeypatch.setattr(losses, "ENTROPY_ROWS", 3)  # 2 x 5 = 10 rows: four chunks, the last partial
+    monkeypatch.setattr(losses, "ENTROPY_ROWS", 3)  # 2 x 5 = 10 rows: chunks of 3, 3 and 4
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 5, 11, generator=g, requires_grad=True)
     tgt = torch.randint(0, 11, (2, 5), generator=g)

@@ -109,6 +109,10 @@ def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model
     with pytest.raises(ValueError, match="rebuilt on another machine"):
         train(cfg, tmp_path / "run", resume=True, log=lambda _: None)
     assert RunDir(tmp_path / "run").read_metrics()[-1]["step"] == 1  # nothing written past the refusal
+    from rlvr_utils.train import _check_same_weights
+
+    for saved, now in ((None, "f1a4"), ("f1a4", None), ("f1a4", "f1a4")):  # a config from before the key; a hub id
+        _check_same_weights(RunDir(tmp_path / "run"), "m", saved, now)
 
 
 def test_budget_beyond_model_context_is_an_error_before_loading(tmp_path, tiny_model_path):
