@@ -102,7 +102,7 @@ def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
         spread = g.groupby("seed", dropna=False)["base"].agg(lambda b: b.max() - b.min())
         base = g.drop_duplicates("seed")["base"]
         m, lo, hi = seed_ci(base)
-        builds = int(g["weights"].nunique()) if "weights" in g else 1  # rebuilt elsewhere (older runs saved none)
+        builds = int(g["weights"].nunique())  # a rung rebuilt elsewhere (runs older than the key saved none)
         rows.append({"rung": rung, "rung_order": order, "k": k, "base": m, "sd": float(base.std(ddof=1)),
                      "half_width": hi - m, "evaluations": len(base), "disagree": int((spread > NO_WIDTH).sum()),
                      "builds": builds})
@@ -569,7 +569,7 @@ def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:
     n = int(floor["evaluations"].get((order, rung, 1), 0))
     bad = int(floor["disagree"].get((order, rung, k), 0))
     warn = f"; runs of {bad} seed{'s' * (bad != 1)} evaluated it differently (first kept)" if bad else ""
-    builds = int(floor["builds"].get((order, rung, k), 1)) if "builds" in floor else 1
+    builds = int(floor["builds"].get((order, rung, k), 1))
     if builds > 1:  # same recipe, other bits: each run's Δ is still against its own base
         warn += f"; its cells ran on {builds} builds of its weights"
     return f"| {rung} | base over {n} sampling seed{'s' * (n != 1)}{warn} | | {cell(1)} | {cell(k)} |"

@@ -122,14 +122,14 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model_path = resolve_model(cfg.model)
+    saved_meta = json.loads(run.config.read_text()).get("_meta", {}) if run.config.exists() else {}
+    weights = fingerprint(model_path)
+    _check_same_weights(run, cfg.model, saved_meta.get("model_fingerprint"), weights)  # before data and weights load
     check_budget([0] * cfg.max_prompt_tokens, max(cfg.max_tokens, cfg.eval_max_tokens), context_length(model_path),
                  "max_prompt_tokens")  # before any weights load
     tok = load_tokenizer(model_path)
     data = prepare_data(cfg, tok)
     threads = use_threads()  # the cores the grid's executor gave this cell (all, run alone)
-    saved_meta = json.loads(run.config.read_text()).get("_meta", {}) if run.config.exists() else {}
-    weights = fingerprint(model_path)
-    _check_same_weights(run, cfg.model, saved_meta.get("model_fingerprint"), weights)
     # a resumed run keeps the precision it started with: `auto` may resolve otherwise on another CPU kind
     saved_hw = saved_meta.get("hardware", {})
     hw = resolve_hardware(cfg.device, saved_hw.get("precision", cfg.precision) if cfg.precision == "auto" else cfg.precision)
