@@ -61,7 +61,8 @@ wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package i
 # In the order that answers soonest (each stage skips cells already done, so a rerun resumes): the
 # interaction's four cells (lowest and highest rung x PSR, NSR) with one seed, then with all three,
 # then the rest (W-REINFORCE, the middle rung).
-# PRIOR_ARGS picks where cells run, e.g. "--executor ray --cpus-per-cell 1" (two cells side by side on 2 cores).
+# PRIOR_ARGS picks where cells run, e.g. "--executor ray --cpus-per-cell 1" (two cells side by side on 2 cores),
+# or "--allow-new-build" to go on with a rung rebuilt into other weights than its earlier cells ran on.
 PRIOR_EDGES = --set models=warm:n=0,warm:n=1000 --set objectives=psr,nsr
 PRIOR_ARGS ?=
 prior-study: setup ## the prior axis: warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (long; resumable)

@@ -167,7 +167,8 @@ def _cmd_grid(a: argparse.Namespace) -> int:
     res = Resources(cpus=a.cpus_per_cell, gpus=a.gpus_per_cell, address=a.address, retries=a.retries,
                     log_output=a.log_output)
     return 1 if run_grid(a.profile, a.runs, sets, a.dry_run, log=lambda m: print(m, flush=True),
-                         executor=a.executor, resources=res, progress_every=a.progress_every) else 0
+                         executor=a.executor, resources=res, progress_every=a.progress_every,
+                         allow_new_build=a.allow_new_build) else 0
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--gpus-per-cell", type=float, default=0.0, help="ray: GPUs per cell (default 1 where the cluster has GPUs)")
     gr.add_argument("--retries", type=int, default=1, help="ray: re-runs of a cell whose worker died (each resumes)")
     gr.add_argument("--log-output", action="store_true", help="stream each cell's training log (papermill's log_output)")
+    gr.add_argument("--allow-new-build", action="store_true",
+                    help="run cells on a model whose weights differ from those its earlier cells in --runs ran on")
     gr.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines (from the run files)")
     gr.set_defaults(fn=_cmd_grid)
 
