@@ -165,10 +165,9 @@ def _cmd_grid(a: argparse.Namespace) -> int:
         k, v = p.split("=", 1)
         sets[k.strip()] = v.strip()
     res = Resources(cpus=a.cpus_per_cell, gpus=a.gpus_per_cell, address=a.address, retries=a.retries,
-                    log_output=a.log_output)
+                    log_output=a.log_output, allow_new_build=a.allow_new_build)
     return 1 if run_grid(a.profile, a.runs, sets, a.dry_run, log=lambda m: print(m, flush=True),
-                         executor=a.executor, resources=res, progress_every=a.progress_every,
-                         allow_new_build=a.allow_new_build) else 0
+                         executor=a.executor, resources=res, progress_every=a.progress_every) else 0
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
@@ -262,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--retries", type=int, default=1, help="ray: re-runs of a cell whose worker died (each resumes)")
     gr.add_argument("--log-output", action="store_true", help="stream each cell's training log (papermill's log_output)")
     gr.add_argument("--allow-new-build", action="store_true",
-                    help="run cells on a model whose weights differ from those its earlier cells in --runs ran on")
+                    help="start cells on a model whose weights differ from those its earlier cells in --runs ran on")
     gr.add_argument("--progress-every", type=float, default=30.0, help="seconds between progress lines (from the run files)")
     gr.set_defaults(fn=_cmd_grid)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .hardware import THREADS_ENV, cell_threads
-from .runs import PARENT_ENV, RunDir
+from .runs import NEW_BUILD_ENV, PARENT_ENV, RunDir
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class Resources:
     address: str | None = None   # Ray: an existing cluster ("auto" or host:port); None starts one here
     retries: int = 1             # Ray: re-runs of a cell whose worker died (each resumes from its checkpoint)
     log_output: bool = False     # local: stream the training log (papermill's log_output)
+    allow_new_build: bool = False  # new cells may run on other weights than their rung's earlier cells (train)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def _env(**values: str) -> Iterator[None]:
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
-def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False) -> CellResult:
+def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
     """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
     import papermill
 
@@ -78,7 +79,7 @@ def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False) -> 
     t0 = time.perf_counter()
     try:
         # the kernel inherits these: its core budget, and who it must not outlive
-        with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid())}):
+        with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid()), NEW_BUILD_ENV: str(int(allow_new_build))}):
             papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(cell, run.path),
                                        cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=log_output,
                                        kernel_name="python3")
@@ -101,7 +102,7 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
     for i, c in enumerate(cells):
         state = RunDir(runs / c.name).status().get("state")
         log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in ('running', 'failed') else 'running'}")
-        out.append(r := run_cell(c, runs, threads, res.log_output))
+        out.append(r := run_cell(c, runs, threads, res.log_output, res.allow_new_build))
         log(r.line())
     return out
 
@@ -137,7 +138,7 @@ def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None])
         cpus = res.cpus or max(1, int(have.get("CPU", 1) // (have.get("GPU", 1) if gpus else len(cells))))
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=res.retries, retry_exceptions=False)(run_cell)
         log(f"ray: {len(cells)} cells, {cpus} CPU(s) and {gpus:g} GPU(s) each, cluster {dict(have)}")
-        pending = {task.remote(c, str(runs.resolve()), cpus, res.log_output): c for c in cells}
+        pending = {task.remote(c, str(runs.resolve()), cpus, res.log_output, res.allow_new_build): c for c in cells}
         out: list[CellResult] = []
         t0 = time.perf_counter()
         while pending:

@@ -226,10 +226,8 @@ def notebook_args(cell: Cell, run_dir: Path) -> dict[str, Any]:
 
 def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None, dry_run: bool = False,
              log=print, executor: str = "local", resources: Resources | None = None,
-             progress_every: float = 30.0, allow_new_build: bool = False) -> int:
-    """Execute every cell not yet done with `executor` (executors.EXECUTORS). Returns the number of failed cells.
-    `allow_new_build`: run cells on a model whose weights differ from those its earlier cells ran on
-    (`check_builds`)."""
+             progress_every: float = 30.0) -> int:
+    """Execute every cell not yet done with `executor` (executors.EXECUTORS). Returns the number of failed cells."""
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     todo = cells(profile, sets)
@@ -247,7 +245,6 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
             log(f"{c.name}: done, skipped")
         else:
             pending.append(c)
-    check_builds(pending, runs, allow_new_build, log)
     log(f"grid {profile}: {len(pending)} of {len(todo)} cells to run ({executor} executor)")
     progress = Progress(runs, pending, log, progress_every)
     progress.start()
@@ -259,39 +256,3 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
     log(f"grid {profile}: {len(todo) - len(failed)} done, {len(failed)} failed" +
         (f" ({', '.join(failed)})" if failed else ""))
     return len(failed)
-
-
-def check_builds(pending: list[Cell], runs: Path, allow: bool = False, log=print) -> None:
-    """Refuse, before any cell runs, to add cells on weights other than those the grid's earlier cells of the
-    same model ran on (their config's `model_fingerprint`). A warm-start rung rebuilt on another CPU keeps
-    its name and recipe but not its bits, nor always its prior: one rung's cells would then start from
-    different models, and within-rung contrasts would carry the difference. `allow`: run them anyway
-    (the report's base row names a rung that ran on several builds). Resolving a model here may build
-    its warm start, which the first cell would otherwise do."""
-    import json
-
-    from .models import fingerprint, resolve_model
-
-    for model in dict.fromkeys(c.config.model for c in pending):
-        seen: dict[str, list[str]] = {}
-        for cfg_file in sorted(runs.glob("*/config.json")):
-            try:
-                saved = json.loads(cfg_file.read_text())
-            except (OSError, ValueError):
-                continue  # a folder mid-write or not a run: nothing recorded
-            fp = saved.get("_meta", {}).get("model_fingerprint")
-            if saved.get("model") == model and fp:
-                seen.setdefault(fp, []).append(cfg_file.parent.name)
-        if not seen:
-            continue
-        now = fingerprint(resolve_model(model))
-        if now is None or now in seen:
-            continue
-        ran = "; ".join(f"{fp} ({len(names)} cells: {', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
-                        for fp, names in seen.items())
-        msg = (f"{model!r} now resolves to weights {now}, but the grid's earlier cells of it in {runs} ran on {ran}. "
-               "Rebuilt on another machine? Its cells would start from another model than their siblings.")
-        if not allow:
-            raise ValueError(msg + " Restore the old build, or pass --allow-new-build (rlvr grid) to run them on "
-                             "the new one and state the difference beside their rows.")
-        log("warning: " + msg + " Running them anyway (--allow-new-build).")

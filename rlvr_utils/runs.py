@@ -247,6 +247,7 @@ class _NoBoard:
 
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
+NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
 
 
 def exit_with_parent() -> None:

@@ -32,7 +32,8 @@ from .models import fingerprint, load_policy, load_tokenizer, resolve_model
 from .objectives import advantages, objective_kwargs
 from .prompts import check_budget, context_length
 from .rollouts import Engine, SamplingConfig, make_engine, mix_seed, resolve_engine
-from .runs import RunDir, append_jsonl, capture_rng, exit_with_parent, provenance, restore_rng, sample_record
+from .runs import (NEW_BUILD_ENV, RunDir, append_jsonl, capture_rng, exit_with_parent, provenance, restore_rng,
+                   sample_record)
 from .update import update_policy
 
 
@@ -125,6 +126,7 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     saved_meta = json.loads(run.config.read_text()).get("_meta", {}) if run.config.exists() else {}
     weights = fingerprint(model_path)
     _check_same_weights(run, cfg.model, saved_meta.get("model_fingerprint"), weights)  # before data and weights load
+    other_builds = {} if run.config.exists() else _check_sibling_builds(run, cfg.model, model_path, weights, log)
     check_budget([0] * cfg.max_prompt_tokens, max(cfg.max_tokens, cfg.eval_max_tokens), context_length(model_path),
                  "max_prompt_tokens")  # before any weights load
     tok = load_tokenizer(model_path)
@@ -142,7 +144,8 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
                               "engine": resolve_engine(cfg.engine), "n_train": len(data.train),
                               "n_eval": len(data.eval), "dropped": data.dropped,
                               "hardware": {**hw.to_dict(), "threads": threads},
-                              "memory_plan_gb": {k: round(v / 1e9, 3) for k, v in plan.parts.items()}})
+                              "memory_plan_gb": {k: round(v / 1e9, 3) for k, v in plan.parts.items()},
+                              **({"other_builds": other_builds} if other_builds else {})})
     cfg = cfg.replace(device=hw.device, precision=hw.precision)
 
     policy, ref, opt, sched = build_learner(cfg, model_path)
@@ -178,6 +181,48 @@ def _check_same_weights(run: RunDir, model: str, saved: str | None, now: str | N
         raise ValueError(f"{run.config}: this run started from {model!r} with weights {saved}, but {model!r} now "
                          f"resolves to weights {now} (rebuilt on another machine?). Its step-0 evaluation and "
                          f"checkpoints belong to the old weights: remove {run.path} to run it afresh on the new ones.")
+
+
+def _check_sibling_builds(run: RunDir, model: str, path: str, now: str | None,
+                          log: Callable[[str], None]) -> dict[str, list[str]]:
+    """A new run's weights against those its siblings (same folder, same model) ran on. Returns the other
+    builds, {fingerprint: runs}, when allowed (`NEW_BUILD_ENV`); empty when the weights are among theirs."""
+    # A rung rebuilt on another CPU keeps its name and recipe but not its bits, nor always its prior: cells of
+    # one rung would start from different models, and their comparisons would carry the difference.
+    seen: dict[str, list[str]] = {}
+    for other in sorted(run.path.parent.glob("*/config.json")):
+        try:
+            saved = json.loads(other.read_text())
+        except (OSError, ValueError):
+            continue  # mid-write or not a run
+        fp = saved.get("_meta", {}).get("model_fingerprint") if isinstance(saved, dict) else None
+        if other.parent != run.path and fp and _same_model(saved.get("model"), model):
+            seen.setdefault(fp, []).append(other.parent.name)
+    if now is None or not seen or now in seen:
+        return {}
+    ran = "; ".join(f"{fp} ({', '.join(names)})" for fp, names in seen.items())
+    msg = (f"{run.path}: {model!r} resolves to {path} with weights {now}, but the runs of it beside this one ran on "
+           f"other weights: {ran}. Rebuilt on another machine? Comparisons with them would carry the difference.")
+    if os.environ.get(NEW_BUILD_ENV) != "1":
+        raise ValueError(msg + f" Restore the old build at {path}, or start it with `rlvr grid --allow-new-build` "
+                         f"({NEW_BUILD_ENV}=1) to go on; the run's config then names the other builds.")
+    log("warning: " + msg + f" Going on ({NEW_BUILD_ENV}=1).")
+    return seen
+
+
+def _same_model(a: Any, b: str) -> bool:
+    """One model under two names: a warm start's spec is compared by its recipe (its cache key)."""
+    from .models import WARM_PREFIX
+    from .warmstart import warmstart_from_spec
+
+    if not isinstance(a, str):
+        return False
+    if a.startswith(WARM_PREFIX) and b.startswith(WARM_PREFIX):
+        try:
+            return warmstart_from_spec(a).key() == warmstart_from_spec(b).key()
+        except ValueError:
+            return a == b
+    return a == b
 
 
 def build_learner(cfg: TrainConfig, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer, Any]:

@@ -125,24 +125,3 @@ def test_progress_eta_from_finished_cells_minutes(tmp_path):
     # n200 psr s0: no n200 cell yet, PSR's 600. 600 + 2000 + 1200 + 1200 + 1200 + 1800 + 600 = 8600 s
     assert "ETA 2h23m (from finished cells' minutes)" in line, line
     assert "5/" in line  # steps done so far still counted
-
-
-def test_grid_refuses_cells_on_a_rebuilt_model_unless_allowed(tmp_path, tiny_model_path):
-    # A rung rebuilt elsewhere keeps its name but not its bits: the grid stops before any cell runs on it.
-    from rlvr_utils.grid import check_builds, run_grid
-    from rlvr_utils.models import fingerprint
-
-    runs = tmp_path / "runs"
-    sets = {"models": tiny_model_path, "objectives": "psr,nsr", "seeds": "0"}
-    done, todo = cells("cpu", sets)
-    (runs / done.name).mkdir(parents=True)
-    done.config.save(runs / done.name / "config.json", {"model_fingerprint": "0123456789abcdef"})
-    with pytest.raises(ValueError, match=r"0123456789abcdef \(1 cells: .*psr__s0\).*--allow-new-build"):
-        run_grid("cpu", runs, sets)
-    assert sorted(p.name for p in runs.iterdir()) == [done.name]  # nothing started
-    logged: list[str] = []
-    check_builds([todo], runs, allow=True, log=logged.append)
-    assert len(logged) == 1 and fingerprint(tiny_model_path) in logged[0] and "anyway" in logged[0]
-    done.config.save(runs / done.name / "config.json", {"model_fingerprint": fingerprint(tiny_model_path)})
-    check_builds([todo], runs, log=logged.append)  # the same build: nothing to say
-    assert len(logged) == 1

@@ -89,7 +89,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, tiny_model_path)
     assert [e["greedy"] for e in fe] == [e["greedy"] for e in ce]
 
 
-def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model_path):
+def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model_path, monkeypatch):
     # a warm-start rung rebuilt on another CPU keeps its path but not its bits: resuming a cell on it would
     # mix two models under one config.json (its step-0 evaluation and checkpoints are of the old weights)
     import shutil
@@ -109,10 +109,24 @@ def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model
     with pytest.raises(ValueError, match="rebuilt on another machine"):
         train(cfg, tmp_path / "run", resume=True, log=lambda _: None)
     assert RunDir(tmp_path / "run").read_metrics()[-1]["step"] == 1  # nothing written past the refusal
-    from rlvr_utils.train import _check_same_weights
+    from rlvr_utils.runs import NEW_BUILD_ENV
+    from rlvr_utils.train import _check_same_weights, _same_model
 
     for saved, now in ((None, "f1a4"), ("f1a4", None), ("f1a4", "f1a4")):  # a config from before the key; a hub id
         _check_same_weights(RunDir(tmp_path / "run"), "m", saved, now)
+
+    # a new cell beside it on the rebuilt weights would start from another model than its sibling: refused,
+    # before anything is written, unless the grid was told to go on; its config then names the other build
+    with pytest.raises(ValueError, match=r"ran on other weights: \w+ \(run\).*--allow-new-build"):
+        train(cfg, tmp_path / "new", stop_after=1, log=lambda _: None)
+    assert not (tmp_path / "new" / "config.json").exists()
+    monkeypatch.setenv(NEW_BUILD_ENV, "1")
+    train(cfg, tmp_path / "new", stop_after=1, log=lambda _: None)
+    old = json.loads((tmp_path / "run" / "config.json").read_text())["_meta"]["model_fingerprint"]
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["_meta"]["other_builds"] == {old: ["run"]}
+    monkeypatch.delenv(NEW_BUILD_ENV)
+    train(cfg, tmp_path / "new", resume=True, log=lambda _: None)  # started on this build: no question left
+    assert _same_model("warm:n=1000", "warm:n=1000,seed=0") and not _same_model("warm:n=1000", "warm:n=200")
 
 
 def test_budget_beyond_model_context_is_an_error_before_loading(tmp_path, tiny_model_path):
