@@ -92,20 +92,28 @@ def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
 
 
 def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
-    """Per rung x k: the base's pass@k across sampling seeds: mean, SD and the 95% t half-width. A
+    """Per rung x build x k: the base's pass@k across sampling seeds: mean, SD and the 95% t half-width. A
     change smaller than this is not a change. Runs of one seed evaluate (or share) the same base
     evaluation, so each seed counts once: counting runs would shrink the interval by sqrt(objectives)."""
-    # Same-seed runs whose step-0 evaluations differ (another precision or CPU kind, or a changed sampler)
-    # did not reproduce their base: the floor keeps the first, and `disagree` counts such seeds.
+    # A rung rebuilt on another CPU (same recipe, other bits: `weights`) has a base per build, and its runs'
+    # Δs are each against their own: one row per build, the most used first, naming whose cells ran on it.
+    # Runs saved before the fingerprint key count with the rung's most used build. Same-build runs of one
+    # seed whose step-0 evaluations differ (another precision or CPU kind) did not reproduce their base:
+    # the floor keeps the first, and `disagree` counts such seeds.
     rows = []
     for (order, rung, k), g in deltas.groupby(["rung_order", "rung", "k"], dropna=False):
-        spread = g.groupby("seed", dropna=False)["base"].agg(lambda b: b.max() - b.min())
-        base = g.drop_duplicates("seed")["base"]
-        m, lo, hi = seed_ci(base)
-        builds = int(g["weights"].nunique())  # a rung rebuilt elsewhere (runs older than the key saved none)
-        rows.append({"rung": rung, "rung_order": order, "k": k, "base": m, "sd": float(base.std(ddof=1)),
-                     "half_width": hi - m, "evaluations": len(base), "disagree": int((spread > NO_WIDTH).sum()),
-                     "builds": builds})
+        common = g["weights"].mode()
+        build = g["weights"].fillna(common.iloc[0] if len(common) else "")
+        counts = build.value_counts()
+        for w in counts.index:
+            b = g[build == w]
+            spread = b.groupby("seed", dropna=False)["base"].agg(lambda x: x.max() - x.min())
+            base = b.drop_duplicates("seed")["base"]
+            m, lo, hi = seed_ci(base)
+            rows.append({"rung": rung, "rung_order": order, "k": k, "build": w or None, "builds": len(counts),
+                         "objectives": ", ".join(sorted(b["objective"].unique())), "base": m,
+                         "sd": float(base.std(ddof=1)), "half_width": hi - m, "evaluations": len(base),
+                         "disagree": int((spread > NO_WIDTH).sum())})
     return pd.DataFrame(rows)
 
 
@@ -414,10 +422,10 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
         return headline(deltas, k)
     k = k or int(deltas["k"].max())
     eff = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung_order", "rung", "objective", "k"])
-    floor = noise_floor(deltas).set_index(["rung_order", "rung", "k"])
+    floor = noise_floor(deltas)
     rows = [f"| rung | objective | seeds | Δpass@1 | Δpass@{k} |", "|---|---|---|---|---|"]
     for order, rung in deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order").itertuples(index=False):
-        rows.append(_base_row(floor, order, rung, k))
+        rows += _base_rows(floor, rung, k)
         for obj in sorted(deltas[deltas["rung"] == rung]["objective"].unique()):
             cells = [_delta_cell(eff, order, rung, obj, kk) for kk in (1, k)]
             seeds = int(eff["seeds"].get((order, rung, obj, 1), 0))
@@ -426,7 +434,8 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
             "(seed variation not included); † marks seeds that all changed by exactly the same amount (no "
             "width for a t-interval), its interval a bootstrap over problems with the seeds averaged per "
             "problem. Base rows: the rung's pass@k before training, its SD across sampling seeds (the noise "
-            "of one evaluation), and the 95% t half-width of their mean.")
+            "of one evaluation), and the 95% t half-width of their mean; a rung rebuilt into other weights has a "
+            "row per build, naming the cells that started from it.")
     out = f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"
     contrasts = contrast_markdown(deltas, k)
     if contrasts:
@@ -558,21 +567,26 @@ def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:
             f"the last {last} steps after it (change, 95% t-interval over seeds).\n\n" + "\n".join(lines) + "\n")
 
 
-def _base_row(floor: pd.DataFrame, order: float, rung: str, k: int) -> str:
-    def cell(kk: int) -> str:
-        if (order, rung, kk) not in floor.index:
+def _base_rows(floor: pd.DataFrame, rung: str, k: int) -> list[str]:
+    """A rung's base rows (`noise_floor`, one per build) at pass@1 and pass@k."""
+    def cell(f: pd.DataFrame) -> str:
+        if f.empty:
             return "—"
-        f = floor.loc[(order, rung, kk)]
+        f = f.iloc[0]
         return (f"{f['base']:.3f} (SD {f['sd']:.3f}, ± {f['half_width']:.3f})" if f["evaluations"] >= 2
                 else f"{f['base']:.3f} (1 evaluation)")
 
-    n = int(floor["evaluations"].get((order, rung, 1), 0))
-    bad = int(floor["disagree"].get((order, rung, k), 0))
-    warn = f"; runs of {bad} seed{'s' * (bad != 1)} evaluated it differently (first kept)" if bad else ""
-    builds = int(floor["builds"].get((order, rung, k), 1))
-    if builds > 1:  # same recipe, other bits: each run's Δ is still against its own base
-        warn += f"; its cells ran on {builds} builds of its weights"
-    return f"| {rung} | base over {n} sampling seed{'s' * (n != 1)}{warn} | | {cell(1)} | {cell(k)} |"
+    rows = []
+    for _, f in floor[(floor["rung"] == rung) & (floor["k"] == 1)].iterrows():
+        mine = floor[(floor["rung"] == rung) & (floor["build"].fillna("") == ("" if pd.isna(f["build"]) else f["build"]))]
+        n, bad = int(f["evaluations"]), int(mine.loc[mine["k"] == k, "disagree"].sum())
+        what = f"base over {n} sampling seed{'s' * (n != 1)}"
+        if f["builds"] > 1:  # same recipe, other bits: each run's Δ is against its own build's base
+            what += f"; build {str(f['build'])[:8]}, its {f['objectives']} cells"
+        if bad:
+            what += f"; runs of {bad} seed{'s' * (bad != 1)} evaluated it differently (first kept)"
+        rows.append(f"| {rung} | {what} | | {cell(mine[mine['k'] == 1])} | {cell(mine[mine['k'] == k])} |")
+    return rows
 
 
 def _delta_cell(eff: pd.DataFrame, order: float, rung: str, obj: str, k: int) -> str:

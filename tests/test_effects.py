@@ -56,7 +56,7 @@ def test_planted_interaction_is_recovered(tmp_path):
     lo, hi = (float(x) for x in nsr_row.split("|")[5].split("[")[1].rstrip("] ").split(","))
     assert 0.15 < lo < 0.2 < hi < 0.25  # Δpass@4's t-interval over the 4 seeds holds the planted 0.2
     assert "| n=0 | base over 4 sampling seeds |" in md
-    floor = noise_floor(deltas).set_index(["rung", "k"])
+    floor = noise_floor(deltas).set_index(["rung", "k"])  # no fingerprints saved: one build
     # runs of one seed share their base's evaluation: the floor counts sampling seeds, not runs
     assert floor.loc[("n=0", 4), "evaluations"] == 4 and 0.005 < floor.loc[("n=0", 4), "sd"] < 0.05
     assert floor["disagree"].eq(0).all()
@@ -67,8 +67,14 @@ def test_planted_interaction_is_recovered(tmp_path):
     row = "| n=0 | base over 4 sampling seeds; runs of 1 seed evaluated it differently (first kept) |"
     assert row in summary_markdown(deltas, 4)
     # a rung rebuilt on another machine (same recipe, other bits: config.json's model_fingerprint) is named too
-    deltas["weights"] = deltas["weights"].where(odd, "built here").where(~odd, "rebuilt there")
-    assert "evaluated it differently (first kept); its cells ran on 2 builds of its weights |" in summary_markdown(deltas, 4)
+    # ... with a base row per build naming whose cells started from it; the other build explains the difference
+    deltas["weights"] = deltas["weights"].where(odd, "aaaa1111bbbb").where(~odd, "cccc2222dddd")
+    md = summary_markdown(deltas, 4)
+    assert "| n=0 | base over 4 sampling seeds; build aaaa1111, its nsr, psr cells | |" in md
+    assert "| n=0 | base over 1 sampling seed; build cccc2222, its nsr cells | |" in md
+    assert "evaluated it differently" not in md
+    floor = noise_floor(deltas).set_index(["rung", "build", "k"])
+    assert floor.loc[("n=0", "cccc2222dddd", 4), "base"] == deltas.loc[odd & (deltas["k"] == 4), "base"].iloc[0]
 
 
 def test_objectives_are_paired_by_seed(tmp_path):
