@@ -142,7 +142,7 @@ def _paired(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> pd.DataF
     training prompts and first rollouts, so the seed is the unit of replication: per seed the base cancels
     (Δa − Δb = final_a − final_b), and treating the two objectives' cells as independent would count its
     noise twice, or miss that a shared evaluation seed can make the two Δs move apart."""
-    p = _by_seed(deltas[(deltas["k"] == k) & (deltas["rung"] == rung)], a, b, rung, ["delta", "path"])
+    p = _by_seed(deltas[(deltas["k"] == k) & (deltas["rung"] == rung)], a, b, rung, ["delta", "path", "weights"])
     return p.assign(c=p["delta_a"] - p["delta_b"])
 
 
@@ -255,9 +255,11 @@ def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:
     are >= 2 that differ, else a bootstrap over problems of the per-problem difference, averaged over the
     seeds both ran (over each objective's own seeds where they share none)."""
     p = _paired(deltas, k, a, b, rung)
+    # a seed's two runs on two builds of a rebuilt rung: their bases differ, and so may what training does
+    mixed = bool((p["weights_a"].notna() & p["weights_b"].notna() & (p["weights_a"] != p["weights_b"])).any())
     m, lo, hi = seed_ci(p["c"])
     if hi - lo > NO_WIDTH:  # also False for one seed: its interval is NaN
-        return {"est": m, "lo": lo, "hi": hi, "over": "seeds"}
+        return {"est": m, "lo": lo, "hi": hi, "over": "seeds", "mixed_builds": mixed}
     if len(p):  # the seeds both ran, still paired: per problem, the seeds' mean of final_a - final_b
         paths = {a: list(p["path_a"]), b: list(p["path_b"])}
     else:
@@ -266,7 +268,7 @@ def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:
     per = pd.DataFrame({o: _mean_problem_deltas(paths[o], k) for o in (a, b)})
     diff = (per[a] - per[b]).dropna().to_numpy()
     lo, hi = bootstrap_ci(diff, iters=2000)
-    return {"est": float(diff.mean()), "lo": lo, "hi": hi, "over": "problems"}
+    return {"est": float(diff.mean()), "lo": lo, "hi": hi, "over": "problems", "mixed_builds": mixed}
 
 
 def _objective_pairs(deltas: pd.DataFrame) -> list[tuple[str, str]]:
@@ -305,8 +307,11 @@ def contrast_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFra
                 pass
         change = _change_across_rungs(deltas, k, a, b)
         if change:
-            rows.append({"a": a, "b": b, "k": k, "rung": "highest − lowest rung", "rung_order": float("inf")} | change)
-    return pd.DataFrame(rows, columns=["a", "b", "k", "rung", "rung_order", "est", "lo", "hi", "over"])
+            ends = (rungs["rung_order"].min(), rungs["rung_order"].max())
+            mixed = any(r["mixed_builds"] for r in rows if (r["a"], r["b"], r["k"]) == (a, b, k) and r["rung_order"] in ends)
+            rows.append({"a": a, "b": b, "k": k, "rung": "highest − lowest rung", "rung_order": float("inf")} | change
+                        | {"mixed_builds": mixed})
+    return pd.DataFrame(rows, columns=["a", "b", "k", "rung", "rung_order", "est", "lo", "hi", "over", "mixed_builds"])
 
 
 def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
@@ -319,7 +324,7 @@ def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     lines = ["| contrast | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for (a, b, kk), g in t.groupby(["a", "b", "k"], sort=False):
         cell = {r["rung"]: f"{r['est']:+.3f} [{r['lo']:+.3f}, {r['hi']:+.3f}]{'*' * (r['over'] == 'problems')}"
-                for r in g.to_dict("records")}
+                           f"{'‡' * bool(r['mixed_builds'])}" for r in g.to_dict("records")}
         lines.append(f"| {objective_label(a)} − {objective_label(b)}, Δpass@{kk} | "
                      + " | ".join(cell.get(c, "—") for c in cols) + " |")
     return "\n".join(lines)
@@ -442,7 +447,9 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
         out += ("\nBetween objectives: each pair's difference in Δpass@k on each rung, and how it changes from the "
                 "lowest to the highest rung (95% t-intervals over seeds, the two objectives paired by seed: runs of "
                 "one seed share their base evaluation, prompts and first rollouts; * a bootstrap over problems where "
-                "a cell has one seed or the seeds agree; secondary comparisons, not adjusted for their number).\n\n"
+                "a cell has one seed or the seeds agree; ‡ the two objectives' runs of a seed started from different builds "
+                "of a rebuilt rung, so the contrast carries the builds' difference too; secondary comparisons, not "
+                "adjusted for their number).\n\n"
                 f"{contrasts}\n")
     try:  # needs >= 2 seeds in each of the interaction's cells and their per-problem records
         design = design_table(deltas, k)

@@ -75,6 +75,10 @@ def test_planted_interaction_is_recovered(tmp_path):
     assert "evaluated it differently" not in md
     floor = noise_floor(deltas).set_index(["rung", "build", "k"])
     assert floor.loc[("n=0", "cccc2222dddd", 4), "base"] == deltas.loc[odd & (deltas["k"] == 4), "base"].iloc[0]
+    # and a contrast whose paired runs started from different builds says so (‡), where they did only
+    con = contrast_table(deltas, (4,)).set_index(["a", "b", "rung"])["mixed_builds"]
+    assert con[("nsr", "psr", "n=0")] and con[("nsr", "psr", "highest − lowest rung")] and not con[("nsr", "psr", "n=1000")]
+    assert "‡ |" in next(line for line in md.splitlines() if line.startswith("| NSR − PSR, Δpass@4 |"))
 
 
 def test_objectives_are_paired_by_seed(tmp_path):
