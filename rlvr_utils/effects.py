@@ -146,6 +146,16 @@ def _paired(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> pd.DataF
     return p.assign(c=p["delta_a"] - p["delta_b"])
 
 
+MIXED_NOTE = ("‡ a seed's two runs started from different builds of a rebuilt rung (other bases, other first rollouts), "
+              "so the contrast carries the builds' difference too; ")
+
+
+def _mixed_builds(p: pd.DataFrame) -> bool:
+    """Whether any seed's two runs (`_by_seed` with `weights`) started from different builds of a rebuilt rung:
+    their bases, and first rollouts, differ, which pairing by seed assumes away."""
+    return bool((p["weights_a"].notna() & p["weights_b"].notna() & (p["weights_a"] != p["weights_b"])).any())
+
+
 def _by_seed(rows: pd.DataFrame, a: str, b: str, rung: str, cols: list[str]) -> pd.DataFrame:
     """One rung's rows of objectives a and b joined on the seeds both ran: `cols` suffixed _a and _b."""
     cells = {}
@@ -255,8 +265,7 @@ def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:
     are >= 2 that differ, else a bootstrap over problems of the per-problem difference, averaged over the
     seeds both ran (over each objective's own seeds where they share none)."""
     p = _paired(deltas, k, a, b, rung)
-    # a seed's two runs on two builds of a rebuilt rung: their bases differ, and so may what training does
-    mixed = bool((p["weights_a"].notna() & p["weights_b"].notna() & (p["weights_a"] != p["weights_b"])).any())
+    mixed = _mixed_builds(p)
     m, lo, hi = seed_ci(p["c"])
     if hi - lo > NO_WIDTH:  # also False for one seed: its interval is NaN
         return {"est": m, "lo": lo, "hi": hi, "over": "seeds", "mixed_builds": mixed}
@@ -447,8 +456,7 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
         out += ("\nBetween objectives: each pair's difference in Δpass@k on each rung, and how it changes from the "
                 "lowest to the highest rung (95% t-intervals over seeds, the two objectives paired by seed: runs of "
                 "one seed share their base evaluation, prompts and first rollouts; * a bootstrap over problems where "
-                "a cell has one seed or the seeds agree; ‡ the two objectives' runs of a seed started from different builds "
-                "of a rebuilt rung, so the contrast carries the builds' difference too; secondary comparisons, not "
+                "a cell has one seed or the seeds agree; " + MIXED_NOTE * ("‡" in contrasts) + "secondary comparisons, not "
                 "adjusted for their number).\n\n"
                 f"{contrasts}\n")
     try:  # needs >= 2 seeds in each of the interaction's cells and their per-problem records
@@ -497,8 +505,12 @@ def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataF
         order, rung = rung_of(r)
         for col in (c for c in DYNAMICS if c in m and m[c].notna().any()):
             rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
-                         "metric": col, "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean())})
+                         "metric": col, "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean()),
+                         "weights": r.config.get("_meta", {}).get("model_fingerprint")})
     return pd.DataFrame(rows)
+
+
+DYNAMICS_CONTRAST_COLUMNS = ["a", "b", "rung", "rung_order", "est", "lo", "hi", "seeds", "mixed_builds"]
 
 
 def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "sampled_nll", last: int = 5) -> pd.DataFrame:
@@ -509,29 +521,33 @@ def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "samp
     rows = _dynamics_rows(runs, deltas, last)
     out = []
     if rows.empty or metric not in set(rows["metric"]):
-        return pd.DataFrame(out, columns=["a", "b", "rung", "rung_order", "est", "lo", "hi", "seeds"])
+        return pd.DataFrame(out, columns=DYNAMICS_CONTRAST_COLUMNS)
     rows = rows[rows["metric"] == metric]
     for a, b in _objective_pairs(rows):
         per_rung = {}
         for (order, rung), g in rows.groupby(["rung_order", "rung"], dropna=False):
             try:
-                p = _by_seed(g, a, b, rung, ["last"])
+                p = _by_seed(g, a, b, rung, ["last", "weights"])
             except ValueError:  # a cell not run yet, or unpairable (`contrast_table` skips them too)
                 continue
             c = (p["last_a"] - p["last_b"]).dropna().to_numpy()
             if len(c):
                 m, lo, hi = seed_ci(c)
-                out.append({"a": a, "b": b, "rung": rung, "rung_order": order, "est": m, "lo": lo, "hi": hi, "seeds": len(c)})
+                out.append({"a": a, "b": b, "rung": rung, "rung_order": order, "est": m, "lo": lo, "hi": hi, "seeds": len(c),
+                            "mixed_builds": _mixed_builds(p)})
                 per_rung[order] = c
         orders = sorted(o for o in per_rung if not np.isnan(o))
         if len(orders) >= 2:
             try:
                 w = _welch({orders[-1]: (1, per_rung[orders[-1]]), orders[0]: (-1, per_rung[orders[0]])})
+                ends = [r["mixed_builds"] for r in out
+                        if (r["a"], r["b"]) == (a, b) and r["rung_order"] in (orders[0], orders[-1])]
                 out.append({"a": a, "b": b, "rung": "highest − lowest rung", "rung_order": float("inf"), "est": w["est"],
-                            "lo": w["lo"], "hi": w["hi"], "seeds": len(per_rung[orders[0]]) + len(per_rung[orders[-1]])})
+                            "lo": w["lo"], "hi": w["hi"], "seeds": len(per_rung[orders[0]]) + len(per_rung[orders[-1]]),
+                            "mixed_builds": any(ends)})
             except ValueError:  # a rung with one seed so far
                 pass
-    return pd.DataFrame(out, columns=["a", "b", "rung", "rung_order", "est", "lo", "hi", "seeds"])
+    return pd.DataFrame(out, columns=DYNAMICS_CONTRAST_COLUMNS)
 
 
 def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", last: int = 5) -> str:
@@ -544,11 +560,12 @@ def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", l
         # per-prompt counts move in steps (1/80 over 5 steps x 16 prompts), so seeds can agree exactly:
         # a zero-width t-interval would claim a certainty three seeds do not give
         cell = {r["rung"]: f"{r['est']:+.3f}" + ("" if pd.isna(r["hi"]) else " (seeds agree)" if r["hi"] - r["lo"] <= NO_WIDTH
-                                                  else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]")
+                                                  else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]") + "‡" * bool(r["mixed_builds"])
                 for r in g.to_dict("records")}
         lines.append(f"| {objective_label(a)} − {objective_label(b)} | " + " | ".join(cell.get(c, "—") for c in cols) + " |")
+    mixed = "; " + MIXED_NOTE.rstrip("; ") if con["mixed_builds"].any() else ""
     return (f"Between objectives, {DYNAMICS[metric]} over the last {last} steps (difference, 95% t-interval over "
-            "seeds, the objectives paired by seed):\n\n" + "\n".join(lines) + "\n")
+            f"seeds, the objectives paired by seed{mixed}):\n\n" + "\n".join(lines) + "\n")
 
 
 def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:

@@ -182,6 +182,16 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
     assert dynamics_contrast_markdown(dynamics_contrast(runs, deltas)) in out
     assert "| NSR − PSR | +3.000" in out  # distinct answers, the CLI's second contrast
     assert "+3.000 (seeds agree)" in out and "[+3.000, +3.000]" not in out  # no zero-width interval
+    assert "‡" not in out  # one build everywhere
+    # a seed's NSR run on a rebuilt rung n=1000 starts from other rollouts than its PSR run: marked there
+    rebuilt = next(r.name for r in runs if r.name.startswith("n1000__nsr__"))
+    for r in runs:
+        fp = "rebuilt" if r.name == rebuilt else "built"
+        (r.path / "config.json").write_text(json.dumps({**r.config, "_meta": {"model_fingerprint": fp}}))
+    runs = load_grid(tmp_path / "grid")
+    con = dynamics_contrast(runs, run_deltas(runs), last=3).set_index(["a", "b", "rung"])["mixed_builds"]
+    assert con[("nsr", "psr", "n=1000")] and con[("nsr", "psr", "highest − lowest rung")] and not con[("nsr", "psr", "n=0")]
+    assert "‡" in dynamics_contrast_markdown(dynamics_contrast(runs, run_deltas(runs)))
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
