@@ -29,6 +29,11 @@ class Run:
         return self.arm or self.config.get("objective")
 
     @property
+    def weights(self) -> str | None:
+        """The fingerprint of the weights it started from (`models.fingerprint`); None in runs saved before it."""
+        return self.config.get("_meta", {}).get("model_fingerprint")
+
+    @property
     def label(self) -> dict:
         c = self.config
         return {"run": self.name, "model": c.get("model"), "objective": self.objective, "seed": c.get("seed"),

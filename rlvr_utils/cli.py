@@ -129,7 +129,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
             raise ValueError("--resume continues the saved config; --set is not allowed with it")
     else:
         cfg = TrainConfig.from_dict(parse_sets(a.set))  # validated before any model is loaded
-    train(cfg, run_dir, resume=a.resume, stop_after=a.stop_after)
+    train(cfg, run_dir, resume=a.resume, stop_after=a.stop_after, allow_new_build=a.allow_new_build or None)
     print(run_dir)
     return 0
 
@@ -235,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", required=True)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    t.add_argument("--allow-new-build", action="store_true",
+                   help="start on weights other than those the runs of this model beside --run-dir ran on")
     t.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
     t.set_defaults(fn=_cmd_train)
 

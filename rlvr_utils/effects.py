@@ -61,7 +61,7 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
         for col in (c for c in ev.columns if c.startswith("pass@") and "_" not in c):
             rows.append({"rung": label, "rung_order": order, "objective": r.objective,
                          "seed": r.config.get("seed"), "run": r.name, "path": str(r.path), "k": int(col.split("@")[1]),
-                         "weights": r.config.get("_meta", {}).get("model_fingerprint"),
+                         "weights": r.weights,
                          "base": float(base[col]), "final": float(last[col]), "delta": float(last[col] - base[col])})
     return pd.DataFrame(rows)
 
@@ -102,18 +102,19 @@ def noise_floor(deltas: pd.DataFrame) -> pd.DataFrame:
     # the floor keeps the first, and `disagree` counts such seeds.
     rows = []
     for (order, rung, k), g in deltas.groupby(["rung_order", "rung", "k"], dropna=False):
-        common = g["weights"].mode()
-        build = g["weights"].fillna(common.iloc[0] if len(common) else "")
-        counts = build.value_counts()
-        for w in counts.index:
+        build = g["weights"].fillna("")
+        counts = build[build != ""].value_counts(sort=False).sort_values(ascending=False, kind="stable")  # ties: first seen
+        build = build.replace("", counts.index[0] if len(counts) else "")
+        for w in counts.index if len(counts) else [""]:
             b = g[build == w]
             spread = b.groupby("seed", dropna=False)["base"].agg(lambda x: x.max() - x.min())
             base = b.drop_duplicates("seed")["base"]
             m, lo, hi = seed_ci(base)
-            rows.append({"rung": rung, "rung_order": order, "k": k, "build": w or None, "builds": len(counts),
-                         "objectives": ", ".join(sorted(b["objective"].unique())), "base": m,
-                         "sd": float(base.std(ddof=1)), "half_width": hi - m, "evaluations": len(base),
-                         "disagree": int((spread > NO_WIDTH).sum())})
+            cells = "; ".join(f"{o} s{','.join(str(s) for s in sorted(o_runs['seed'].unique()))}"
+                              for o, o_runs in b.groupby("objective"))
+            rows.append({"rung": rung, "rung_order": order, "k": k, "build": w, "builds": max(1, len(counts)),
+                         "cells": cells, "base": m, "sd": float(base.std(ddof=1)), "half_width": hi - m,
+                         "evaluations": len(base), "disagree": int((spread > NO_WIDTH).sum())})
     return pd.DataFrame(rows)
 
 
@@ -147,13 +148,19 @@ def _paired(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> pd.DataF
 
 
 MIXED_NOTE = ("‡ a seed's two runs started from different builds of a rebuilt rung (other bases, other first rollouts), "
-              "so the contrast carries the builds' difference too; ")
+              "so the contrast carries the builds' difference too")
 
 
 def _mixed_builds(p: pd.DataFrame) -> bool:
     """Whether any seed's two runs (`_by_seed` with `weights`) started from different builds of a rebuilt rung:
     their bases, and first rollouts, differ, which pairing by seed assumes away."""
     return bool((p["weights_a"].notna() & p["weights_b"].notna() & (p["weights_a"] != p["weights_b"])).any())
+
+
+def _ends_mixed(rows: list[dict]) -> bool:
+    """Whether a pair's contrast on its lowest or highest rung (rows of one pair, with `rung_order`) is ‡."""
+    ends = {min(r["rung_order"] for r in rows), max(r["rung_order"] for r in rows)} if rows else set()
+    return any(r["mixed_builds"] for r in rows if r["rung_order"] in ends)
 
 
 def _by_seed(rows: pd.DataFrame, a: str, b: str, rung: str, cols: list[str]) -> pd.DataFrame:
@@ -274,6 +281,8 @@ def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:
     else:
         d = deltas[(deltas["k"] == k) & (deltas["rung"] == rung)]
         paths = {o: list(d.loc[d["objective"] == o, "path"].unique()) for o in (a, b)}
+        builds = {o: set(d.loc[d["objective"] == o, "weights"].dropna()) for o in (a, b)}
+        mixed = bool(builds[a] and builds[b] and builds[a] != builds[b])
     per = pd.DataFrame({o: _mean_problem_deltas(paths[o], k) for o in (a, b)})
     diff = (per[a] - per[b]).dropna().to_numpy()
     lo, hi = bootstrap_ci(diff, iters=2000)
@@ -316,10 +325,9 @@ def contrast_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFra
                 pass
         change = _change_across_rungs(deltas, k, a, b)
         if change:
-            ends = (rungs["rung_order"].min(), rungs["rung_order"].max())
-            mixed = any(r["mixed_builds"] for r in rows if (r["a"], r["b"], r["k"]) == (a, b, k) and r["rung_order"] in ends)
+            mine = [r for r in rows if (r["a"], r["b"], r["k"]) == (a, b, k)]
             rows.append({"a": a, "b": b, "k": k, "rung": "highest − lowest rung", "rung_order": float("inf")} | change
-                        | {"mixed_builds": mixed})
+                        | {"mixed_builds": _ends_mixed(mine)})
     return pd.DataFrame(rows, columns=["a", "b", "k", "rung", "rung_order", "est", "lo", "hi", "over", "mixed_builds"])
 
 
@@ -456,8 +464,8 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
         out += ("\nBetween objectives: each pair's difference in Δpass@k on each rung, and how it changes from the "
                 "lowest to the highest rung (95% t-intervals over seeds, the two objectives paired by seed: runs of "
                 "one seed share their base evaluation, prompts and first rollouts; * a bootstrap over problems where "
-                "a cell has one seed or the seeds agree; " + MIXED_NOTE * ("‡" in contrasts) + "secondary comparisons, not "
-                "adjusted for their number).\n\n"
+                "a cell has one seed or the seeds agree; " + f"{MIXED_NOTE}; " * ("‡" in contrasts)
+                + "secondary comparisons, not adjusted for their number).\n\n"
                 f"{contrasts}\n")
     try:  # needs >= 2 seeds in each of the interaction's cells and their per-problem records
         design = design_table(deltas, k)
@@ -506,7 +514,7 @@ def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataF
         for col in (c for c in DYNAMICS if c in m and m[c].notna().any()):
             rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
                          "metric": col, "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean()),
-                         "weights": r.config.get("_meta", {}).get("model_fingerprint")})
+                         "weights": r.weights})
     return pd.DataFrame(rows)
 
 
@@ -540,11 +548,9 @@ def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "samp
         if len(orders) >= 2:
             try:
                 w = _welch({orders[-1]: (1, per_rung[orders[-1]]), orders[0]: (-1, per_rung[orders[0]])})
-                ends = [r["mixed_builds"] for r in out
-                        if (r["a"], r["b"]) == (a, b) and r["rung_order"] in (orders[0], orders[-1])]
                 out.append({"a": a, "b": b, "rung": "highest − lowest rung", "rung_order": float("inf"), "est": w["est"],
                             "lo": w["lo"], "hi": w["hi"], "seeds": len(per_rung[orders[0]]) + len(per_rung[orders[-1]]),
-                            "mixed_builds": any(ends)})
+                            "mixed_builds": _ends_mixed([r for r in out if (r["a"], r["b"]) == (a, b)])})
             except ValueError:  # a rung with one seed so far
                 pass
     return pd.DataFrame(out, columns=DYNAMICS_CONTRAST_COLUMNS)
@@ -563,7 +569,7 @@ def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", l
                                                   else f" [{r['lo']:+.3f}, {r['hi']:+.3f}]") + "‡" * bool(r["mixed_builds"])
                 for r in g.to_dict("records")}
         lines.append(f"| {objective_label(a)} − {objective_label(b)} | " + " | ".join(cell.get(c, "—") for c in cols) + " |")
-    mixed = "; " + MIXED_NOTE.rstrip("; ") if con["mixed_builds"].any() else ""
+    mixed = f"; {MIXED_NOTE}" if con["mixed_builds"].any() else ""
     return (f"Between objectives, {DYNAMICS[metric]} over the last {last} steps (difference, 95% t-interval over "
             f"seeds, the objectives paired by seed{mixed}):\n\n" + "\n".join(lines) + "\n")
 
@@ -602,11 +608,11 @@ def _base_rows(floor: pd.DataFrame, rung: str, k: int) -> list[str]:
 
     rows = []
     for _, f in floor[(floor["rung"] == rung) & (floor["k"] == 1)].iterrows():
-        mine = floor[(floor["rung"] == rung) & (floor["build"].fillna("") == ("" if pd.isna(f["build"]) else f["build"]))]
+        mine = floor[(floor["rung"] == rung) & (floor["build"] == f["build"])]
         n, bad = int(f["evaluations"]), int(mine.loc[mine["k"] == k, "disagree"].sum())
         what = f"base over {n} sampling seed{'s' * (n != 1)}"
         if f["builds"] > 1:  # same recipe, other bits: each run's Δ is against its own build's base
-            what += f"; build {str(f['build'])[:8]}, its {f['objectives']} cells"
+            what += f"; build {f['build'][:8]}, cells {f['cells']}"
         if bad:
             what += f"; runs of {bad} seed{'s' * (bad != 1)} evaluated it differently (first kept)"
         rows.append(f"| {rung} | {what} | | {cell(mine[mine['k'] == 1])} | {cell(mine[mine['k'] == k])} |")

@@ -38,9 +38,12 @@ from .update import update_policy
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
-          log: Callable[[str], None] = print, stop_after: int | None = None) -> RunDir:
+          log: Callable[[str], None] = print, stop_after: int | None = None,
+          allow_new_build: bool | None = None) -> RunDir:
     """Run (or resume) one training run into `run_dir`. `stop_after`: return after that many steps
-    in this call (a test hook that simulates a kill right after a checkpoint)."""
+    in this call (a test hook that simulates a kill right after a checkpoint). `allow_new_build`: start
+    on weights none of the sibling runs of this model ran on (`_check_sibling_builds`); None: as a grid
+    executor says (`NEW_BUILD_ENV`), else no."""
     exit_with_parent()
     run = RunDir(run_dir)
     if run.config.exists():
@@ -56,7 +59,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
     run.lock()
     run.set_status("running", pid=os.getpid())
     try:
-        _train(cfg, run, resume, log, stop_after)
+        _train(cfg, run, resume, log, stop_after, allow_new_build)
     except BaseException as e:
         run.set_status("failed", error=f"{type(e).__name__}: {e}"[:2000])
         raise
@@ -65,9 +68,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False,
     return run
 
 
-def _train(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], None], stop_after: int | None) -> None:
+def _train(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], None], stop_after: int | None,
+           allow_new_build: bool | None = None) -> None:
     t_start = time.perf_counter()
-    s = _setup(cfg, run, resume, log)
+    s = _setup(cfg, run, resume, log, allow_new_build)
     try:
         if s.start == 0:
             _evaluate(s, 0)
@@ -118,7 +122,8 @@ class Loop:
         self.engine.close()
 
 
-def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], None]) -> Loop:
+def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], None],
+           allow_new_build: bool | None = None) -> Loop:
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -126,7 +131,8 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     saved_meta = json.loads(run.config.read_text()).get("_meta", {}) if run.config.exists() else {}
     weights = fingerprint(model_path)
     _check_same_weights(run, cfg.model, saved_meta.get("model_fingerprint"), weights)  # before data and weights load
-    other_builds = {} if run.config.exists() else _check_sibling_builds(run, cfg.model, model_path, weights, log)
+    allow = os.environ.get(NEW_BUILD_ENV) == "1" if allow_new_build is None else allow_new_build
+    other_builds = {} if run.config.exists() else _check_sibling_builds(run, cfg.model, model_path, weights, allow, log)
     check_budget([0] * cfg.max_prompt_tokens, max(cfg.max_tokens, cfg.eval_max_tokens), context_length(model_path),
                  "max_prompt_tokens")  # before any weights load
     tok = load_tokenizer(model_path)
@@ -183,10 +189,10 @@ def _check_same_weights(run: RunDir, model: str, saved: str | None, now: str | N
                          f"checkpoints belong to the old weights: remove {run.path} to run it afresh on the new ones.")
 
 
-def _check_sibling_builds(run: RunDir, model: str, path: str, now: str | None,
+def _check_sibling_builds(run: RunDir, model: str, path: str, now: str | None, allow: bool,
                           log: Callable[[str], None]) -> dict[str, list[str]]:
-    """A new run's weights against those its siblings (same folder, same model) ran on. Returns the other
-    builds, {fingerprint: runs}, when allowed (`NEW_BUILD_ENV`); empty when the weights are among theirs."""
+    """A new run's weights against those its siblings (same folder, same model) ran on: refused where none of
+    them ran on these, unless `allow`. Returns the siblings' other builds, {fingerprint: runs}, for its config."""
     # A rung rebuilt on another CPU keeps its name and recipe but not its bits, nor always its prior: cells of
     # one rung would start from different models, and their comparisons would carry the difference.
     seen: dict[str, list[str]] = {}
@@ -198,16 +204,18 @@ def _check_sibling_builds(run: RunDir, model: str, path: str, now: str | None,
         fp = saved.get("_meta", {}).get("model_fingerprint") if isinstance(saved, dict) else None
         if other.parent != run.path and fp and _same_model(saved.get("model"), model):
             seen.setdefault(fp, []).append(other.parent.name)
-    if now is None or not seen or now in seen:
+    others = {fp: names for fp, names in seen.items() if fp != now}
+    if now is None or not others:
         return {}
-    ran = "; ".join(f"{fp} ({', '.join(names)})" for fp, names in seen.items())
-    msg = (f"{run.path}: {model!r} resolves to {path} with weights {now}, but the runs of it beside this one ran on "
+    ran = "; ".join(f"{fp} ({', '.join(names)})" for fp, names in others.items())
+    msg = (f"{run.path}: {model!r} resolves to {path} with weights {now}, but runs of it beside this one ran on "
            f"other weights: {ran}. Rebuilt on another machine? Comparisons with them would carry the difference.")
-    if os.environ.get(NEW_BUILD_ENV) != "1":
-        raise ValueError(msg + f" Restore the old build at {path}, or start it with `rlvr grid --allow-new-build` "
-                         f"({NEW_BUILD_ENV}=1) to go on; the run's config then names the other builds.")
-    log("warning: " + msg + f" Going on ({NEW_BUILD_ENV}=1).")
-    return seen
+    if now not in seen and not allow:
+        raise ValueError(msg + f" Restore the old build at {path}, or pass --allow-new-build (`rlvr train` or "
+                         f"`rlvr grid`) to go on; the run's config then names the other builds.")
+    # once a build is among the siblings', mixing was chosen: later runs on it go on, and say so
+    log("warning: " + msg + " Going on" + (f" (as {', '.join(seen[now])} did)." if now in seen else "."))
+    return others
 
 
 def _same_model(a: Any, b: str) -> bool:

@@ -70,11 +70,14 @@ def test_planted_interaction_is_recovered(tmp_path):
     # ... with a base row per build naming whose cells started from it; the other build explains the difference
     deltas["weights"] = deltas["weights"].where(odd, "aaaa1111bbbb").where(~odd, "cccc2222dddd")
     md = summary_markdown(deltas, 4)
-    assert "| n=0 | base over 4 sampling seeds; build aaaa1111, its nsr, psr cells | |" in md
-    assert "| n=0 | base over 1 sampling seed; build cccc2222, its nsr cells | |" in md
+    assert "| n=0 | base over 4 sampling seeds; build aaaa1111, cells nsr s0,1,3; psr s0,1,2,3 | |" in md
+    assert "| n=0 | base over 1 sampling seed; build cccc2222, cells nsr s2 | |" in md
     assert "evaluated it differently" not in md
     floor = noise_floor(deltas).set_index(["rung", "build", "k"])
     assert floor.loc[("n=0", "cccc2222dddd", 4), "base"] == deltas.loc[odd & (deltas["k"] == 4), "base"].iloc[0]
+    # runs saved before the fingerprint key count with the rung's most used build, not as a third one
+    deltas.loc[deltas["run"] == "n0__psr__s0", "weights"] = None
+    assert "base over 4 sampling seeds; build aaaa1111, cells nsr s0,1,3; psr s0,1,2,3 |" in summary_markdown(deltas, 4)
     # and a contrast whose paired runs started from different builds says so (‡), where they did only
     con = contrast_table(deltas, (4,)).set_index(["a", "b", "rung"])["mixed_builds"]
     assert con[("nsr", "psr", "n=0")] and con[("nsr", "psr", "highest − lowest rung")] and not con[("nsr", "psr", "n=1000")]

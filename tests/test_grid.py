@@ -125,3 +125,26 @@ def test_progress_eta_from_finished_cells_minutes(tmp_path):
     # n200 psr s0: no n200 cell yet, PSR's 600. 600 + 2000 + 1200 + 1200 + 1200 + 1800 + 600 = 8600 s
     assert "ETA 2h23m (from finished cells' minutes)" in line, line
     assert "5/" in line  # steps done so far still counted
+
+
+def test_allow_new_build_reaches_the_cell_and_no_further(tmp_path, monkeypatch):
+    # `rlvr grid --allow-new-build` reaches train() in the notebook kernel as its environment; the papermill
+    # call is replaced by one that records what the kernel would inherit (the thing under test is the executor)
+    import os
+
+    import papermill
+
+    from rlvr_utils.executors import run_cell
+    from rlvr_utils.runs import NEW_BUILD_ENV
+
+    seen = []
+
+    def execute(src, out, **kw):
+        seen.append(os.environ.get(NEW_BUILD_ENV))
+        Path(out).write_text("{}")
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute)
+    monkeypatch.setenv(NEW_BUILD_ENV, "1")  # a stray export must not open every cell
+    cell = cells("cpu", {"objectives": "psr", "seeds": "0"})[0]
+    assert run_cell(cell, tmp_path, 1).ok and run_cell(cell, tmp_path, 1, allow_new_build=True).ok
+    assert seen == ["0", "1"] and os.environ[NEW_BUILD_ENV] == "1"  # and restored afterwards

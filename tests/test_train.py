@@ -89,7 +89,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(tmp_path, tiny_model_path)
     assert [e["greedy"] for e in fe] == [e["greedy"] for e in ce]
 
 
-def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model_path, monkeypatch):
+def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model_path):
     # a warm-start rung rebuilt on another CPU keeps its path but not its bits: resuming a cell on it would
     # mix two models under one config.json (its step-0 evaluation and checkpoints are of the old weights)
     import shutil
@@ -109,23 +109,40 @@ def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model
     with pytest.raises(ValueError, match="rebuilt on another machine"):
         train(cfg, tmp_path / "run", resume=True, log=lambda _: None)
     assert RunDir(tmp_path / "run").read_metrics()[-1]["step"] == 1  # nothing written past the refusal
-    from rlvr_utils.runs import NEW_BUILD_ENV
-    from rlvr_utils.train import _check_same_weights, _same_model
+    from rlvr_utils.train import _check_same_weights
 
     for saved, now in ((None, "f1a4"), ("f1a4", None), ("f1a4", "f1a4")):  # a config from before the key; a hub id
         _check_same_weights(RunDir(tmp_path / "run"), "m", saved, now)
 
-    # a new cell beside it on the rebuilt weights would start from another model than its sibling: refused,
-    # before anything is written, unless the grid was told to go on; its config then names the other build
-    with pytest.raises(ValueError, match=r"ran on other weights: \w+ \(run\).*--allow-new-build"):
-        train(cfg, tmp_path / "new", stop_after=1, log=lambda _: None)
-    assert not (tmp_path / "new" / "config.json").exists()
-    monkeypatch.setenv(NEW_BUILD_ENV, "1")
-    train(cfg, tmp_path / "new", stop_after=1, log=lambda _: None)
-    old = json.loads((tmp_path / "run" / "config.json").read_text())["_meta"]["model_fingerprint"]
-    assert json.loads((tmp_path / "new" / "config.json").read_text())["_meta"]["other_builds"] == {old: ["run"]}
-    monkeypatch.delenv(NEW_BUILD_ENV)
-    train(cfg, tmp_path / "new", resume=True, log=lambda _: None)  # started on this build: no question left
+
+def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_path, tiny_model_path):
+    # a rung rebuilt on another CPU keeps its name but not its bits (nor always its prior): a new cell on it
+    # beside cells of the old build would start from another model, and their contrasts carry the difference
+    from rlvr_utils.models import fingerprint
+    from rlvr_utils.train import _check_sibling_builds, _same_model, train
+
+    cfg = TrainConfig.from_dict(parse_sets([*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}"]))
+    now, logged = fingerprint(tiny_model_path), []
+    (tmp_path / "old").mkdir()
+    cfg.save(tmp_path / "old" / "config.json", {"model_fingerprint": "0123456789abcdef"})
+    with pytest.raises(ValueError, match=r"ran on other weights: 0123456789abcdef \(old\).*--allow-new-build"):
+        train(cfg, tmp_path / "new", log=lambda _: None)
+    assert not (tmp_path / "new" / "config.json").exists()  # refused before anything is written
+    train(cfg, tmp_path / "new", log=logged.append, allow_new_build=True)
+    assert json.loads((tmp_path / "new" / "config.json").read_text())["_meta"]["other_builds"] == {"0123456789abcdef": ["old"]}
+    assert any(line.startswith("warning:") and now in line for line in logged)
+    # once a sibling runs on this build, mixing was chosen: the next goes on, and its config says so too
+    assert _check_sibling_builds(RunDir(tmp_path / "next"), cfg.model, tiny_model_path, now, False,
+                                 logged.append) == {"0123456789abcdef": ["old"]}
+    assert "(as new did)" in logged[-1]
+    # runs of another model, and runs that saved no fingerprint (a hub id), say nothing of this one's build
+    (tmp_path / "other").mkdir()
+    cfg.replace(model="Qwen/Qwen2.5-0.5B-Instruct").save(tmp_path / "other" / "config.json", {"model_fingerprint": "ffff"})
+    (tmp_path / "hub").mkdir()
+    cfg.save(tmp_path / "hub" / "config.json", {"model_fingerprint": None})
+    assert "other" not in str(_check_sibling_builds(RunDir(tmp_path / "next"), cfg.model, tiny_model_path, now, False,
+                                                    logged.append))
+    assert _check_sibling_builds(RunDir(tmp_path / "x"), cfg.model, tiny_model_path, None, False, logged.append) == {}
     assert _same_model("warm:n=1000", "warm:n=1000,seed=0") and not _same_model("warm:n=1000", "warm:n=200")
 
 
