@@ -273,8 +273,8 @@ def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:
     seeds both ran (over each objective's own seeds where they share none)."""
     p = _paired(deltas, k, a, b, rung)
     mixed = _mixed_builds(p)
-    m, lo, hi = seed_ci(p["c"])
-    if hi - lo > NO_WIDTH:  # also False for one seed: its interval is NaN
+    m, lo, hi = seed_ci(p["c"]) if len(p) >= 2 else (float("nan"),) * 3
+    if hi - lo > NO_WIDTH:  # False without two seeds: no interval
         return {"est": m, "lo": lo, "hi": hi, "over": "seeds", "mixed_builds": mixed}
     if len(p):  # the seeds both ran, still paired: per problem, the seeds' mean of final_a - final_b
         paths = {a: list(p["path_a"]), b: list(p["path_b"])}

@@ -240,6 +240,14 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
     c = contrast_table(lift, ks=(1,)).set_index("rung")
     assert set(c["over"]) == {"problems"} and c.loc["n=1000", "est"] == pytest.approx(0.3)
     assert c.loc["highest − lowest rung", "est"] == pytest.approx(0.3) and c.loc["n=0", "est"] == 0
+    # objectives that share no seed are compared unpaired, over problems, and their builds as sets (‡)
+    from rlvr_utils.effects import contrast
+
+    apart = lift.assign(seed=lift["seed"].where(lift["objective"] == "psr", 5),
+                        weights=lift["objective"].map({"psr": "aaaa", "nsr": "bbbb"}))
+    unpaired = contrast(apart, 1, "nsr", "psr", "n=0")
+    assert unpaired["over"] == "problems" and unpaired["mixed_builds"]
+    assert not contrast(apart.assign(weights="aaaa"), 1, "nsr", "psr", "n=0")["mixed_builds"]
     # a study part-way through its seeds: one cell with two, the others with one
     root = tmp_path / "lift0"
     run = RunDir(root / "grid" / "n0__psr__s1")
