@@ -158,8 +158,10 @@ def _mixed_builds(p: pd.DataFrame) -> bool:
 
 
 def _ends_mixed(rows: list[dict]) -> bool:
-    """Whether a pair's contrast on its lowest or highest rung (rows of one pair, with `rung_order`) is ‡."""
-    ends = {min(r["rung_order"] for r in rows), max(r["rung_order"] for r in rows)} if rows else set()
+    """Whether a pair's contrast on its lowest or highest rung (rows of one pair, with `rung_order`) is ‡.
+    Rungs without an order (a named model) are not ends, as in `_rung_bounds`."""
+    orders = [r["rung_order"] for r in rows if not pd.isna(r["rung_order"])]
+    ends = {min(orders), max(orders)} if orders else set()
     return any(r["mixed_builds"] for r in rows if r["rung_order"] in ends)
 
 

@@ -82,6 +82,10 @@ def test_planted_interaction_is_recovered(tmp_path):
     con = contrast_table(deltas, (4,)).set_index(["a", "b", "rung"])["mixed_builds"]
     assert con[("nsr", "psr", "n=0")] and con[("nsr", "psr", "highest − lowest rung")] and not con[("nsr", "psr", "n=1000")]
     assert "‡ |" in next(line for line in md.splitlines() if line.startswith("| NSR − PSR, Δpass@4 |"))
+    from rlvr_utils.effects import _ends_mixed  # a named model's rung (no order) is not an end of the axis
+
+    assert not _ends_mixed([{"rung_order": float("nan"), "mixed_builds": True}, {"rung_order": 0.0, "mixed_builds": False},
+                            {"rung_order": 1000.0, "mixed_builds": False}])
 
 
 def test_objectives_are_paired_by_seed(tmp_path):
