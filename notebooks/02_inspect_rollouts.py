@@ -29,7 +29,7 @@ extraction: str = "boxed_or_answer_is"
 
 # %%
 from rlvr_utils.browser import SampleBrowser
-from rlvr_utils.evaluate import preview_rollouts
+from rlvr_utils.preview import preview_rollouts
 
 if not run_dir:
     run_dir = preview_rollouts(model, problems, samples, max_tokens, prompt, extraction)

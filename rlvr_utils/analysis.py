@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .runs import RunDir, read_jsonl
+from .files import read_jsonl
+from .objectives import OBJECTIVES, knobs
+from .runs import RunDir
+from .stats import seed_ci
 
 
 @dataclass
@@ -22,6 +25,7 @@ class Run:
     metrics: pd.DataFrame
     evals: pd.DataFrame
     arm: str = ""  # the objective and its knobs that vary among a grid's runs of it (`load_grid`)
+    problems: list[str] = field(default_factory=list)  # torn or missing records (`RunDir.problems`)
 
     @property
     def objective(self) -> str:
@@ -41,11 +45,13 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
+    """A run's files, read back; a torn last line is left out and named in `problems`, as is a finished
+    run's missing step, so a report can say which cells it could not read whole."""
     rd = RunDir(path)
-    cfg = json.loads(rd.config.read_text()) if rd.config.exists() else {}
-    metrics = pd.DataFrame(rd.read_metrics())
-    evals = pd.DataFrame([flatten_eval(e) for e in rd.read_evals()])
-    return Run(rd.path.name, rd.path, cfg, rd.status(), metrics, evals)
+    cfg = rd.saved_config() if rd.config.exists() else {}
+    metrics = pd.DataFrame(rd.read_metrics(torn="skip"))
+    evals = pd.DataFrame([flatten_eval(e) for e in rd.read_evals(torn="skip")])
+    return Run(rd.path.name, rd.path, cfg, rd.status(), metrics, evals, problems=rd.problems())
 
 
 def load_grid(runs_dir: str | Path) -> list[Run]:
@@ -60,8 +66,6 @@ def with_arms(runs: list[Run]) -> list[Run]:
     """Name each run's arm: its objective, plus the objective's knobs (`objectives.knobs`) whose values
     differ among these runs of it. A lam sweep of W-REINFORCE is then two arms, never one pooled cell;
     a knob nobody varied stays out of the name (psr's config also carries a lam it never reads)."""
-    from .objectives import OBJECTIVES, knobs
-
     by_obj: dict[str, list[Run]] = {}
     for r in runs:
         by_obj.setdefault(r.config.get("objective"), []).append(r)
@@ -105,19 +109,6 @@ def metrics_frame(runs: list[Run]) -> pd.DataFrame:
 def eval_frame(runs: list[Run]) -> pd.DataFrame:
     frames = [r.evals.assign(**r.label) for r in runs if len(r.evals)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def seed_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, lo, hi) across seeds: mean +- t_{(1+level)/2, n-1} * s / sqrt(n). With 3 seeds t is 4.30,
-    not 1.96. One value has no spread to estimate: (value, nan, nan)."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, float("nan"), float("nan")
-    half = float(stats.t.ppf((1 + level) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - half, m + half
 
 
 def accuracy_tables(evals: pd.DataFrame, metric: str = "greedy", every: int = 10) -> dict[str, pd.DataFrame]:
@@ -196,6 +187,22 @@ def load_samples(run_dir: str | Path, source: str = "*") -> pd.DataFrame:
         if rows:
             frames.append(pd.DataFrame(rows).assign(source=kind, step=int(num)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def eval_counts(run_dir: str | Path) -> pd.DataFrame:
+    """(step, problem_id) -> sampled answers n and correct c at step 0 and at the last evaluation."""
+    files = sorted(RunDir(run_dir).samples.glob("eval_*.jsonl"))
+    # an atomic rewrite is a new inode: the cache sees it; every k and contrast reads a run's files once
+    return _eval_counts(str(run_dir), tuple((f.name, st.st_size, st.st_ino, st.st_mtime_ns) for f in files
+                                            for st in [f.stat()]))
+
+
+@functools.lru_cache(maxsize=256)
+def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
+    s = load_samples(run_dir, "eval")
+    s = s[s["protocol"] == "sampled"]
+    s = s[s["step"].isin([0, s["step"].max()])]
+    return (s.assign(c=s["status"] == "correct").groupby(["step", "problem_id"])["c"].agg(n="size", c="sum"))
 
 
 def rollout_diversity(run_dir: str | Path) -> pd.DataFrame:

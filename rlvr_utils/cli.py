@@ -39,8 +39,8 @@ def _cmd_data_write(a: argparse.Namespace) -> int:
 
 
 def _cmd_grade(a: argparse.Namespace) -> int:
+    from .files import atomic_write_text
     from .grading import GradingPool, RewardSpec
-    from .runs import atomic_write_text
 
     completions: list[str] = []
     golds: list[str | None] = []
@@ -136,8 +136,9 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 def _cmd_warmstart(a: argparse.Namespace) -> int:
     from .config import parse_sets
-    from .models import cache_dir
-    from .warmstart import WarmStart, ladder_table, warmstart
+    from .files import cache_dir
+    from .recipes import WarmStart
+    from .warmstart import ladder_table, warmstart
 
     if a.table:
         print(ladder_table(sorted(p.parent for p in (cache_dir() / "warmstarts").glob("*/prior.json"))), end="")
@@ -150,7 +151,8 @@ def _cmd_warmstart(a: argparse.Namespace) -> int:
 
 def _cmd_grid(a: argparse.Namespace) -> int:
     from .executors import Resources
-    from .grid import run_grid, settings_table
+    from .grid import run_grid
+    from .profiles import settings_table
 
     if a.table:
         print(settings_table(), end="")
@@ -172,15 +174,9 @@ def _cmd_grid(a: argparse.Namespace) -> int:
 
 def _cmd_report(a: argparse.Namespace) -> int:
     if a.summary:
-        from .analysis import load_grid
-        from .effects import (dynamics_contrast, dynamics_contrast_markdown, dynamics_markdown, run_deltas,
-                              summary_markdown, training_dynamics)
+        from .summary import report_summary
 
-        runs = load_grid(a.runs_dir)
-        deltas = run_deltas(runs)
-        dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
-            dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
-        print(summary_markdown(deltas, a.k) + "".join(f"\n{d}" for d in dyn if d), end="")
+        print(report_summary(a.runs_dir, a.k), end="")
         return 0
     from .report import render_report
 
@@ -220,7 +216,7 @@ def _add_data_and_grade(sub, policies) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .executors import EXECUTORS
     from .grading import EXTRACTION_POLICIES
-    from .grid import PROFILES
+    from .profiles import PROFILES
 
     p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
     sub = p.add_subparsers(dest="group", required=True)

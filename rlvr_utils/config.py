@@ -16,6 +16,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .files import atomic_write_json, read_json
+from .grading import EXTRACTION_POLICIES
+from .hardware import PRECISIONS
+from .losses import AGGREGATIONS, NORMALISATIONS
+from .objectives import OBJECTIVES, objective_kwargs
+from .prompts import PROMPTS
+from .rollouts import ENGINES
+
+
 def default_data() -> str:
     """$RLVR_DATA, else the offline MATH subset beside the checkout when present, else the hub."""
     if os.environ.get("RLVR_DATA"):
@@ -113,25 +122,19 @@ class TrainConfig:
         return cls(**{k: coerce(k, v) for k, v in d.items() if k in known})
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        from .runs import atomic_write_json
-
         atomic_write_json(path, {**self.to_dict(), **({"_meta": extra} if extra else {})})
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
-        d = json.loads(Path(path).read_text())
+        d = read_json(path, fix=f"a run's config.json is written once, whole: delete {Path(path).parent} "
+                                "and run it again")
+        if not isinstance(d, dict):
+            raise ValueError(f"{path}: expected a JSON object (a run's config), got {type(d).__name__}")
         d.pop("_meta", None)
         return cls.from_dict(d)
 
 
 def validate(c: TrainConfig) -> list[str]:
-    from .grading import EXTRACTION_POLICIES
-    from .hardware import PRECISIONS
-    from .losses import AGGREGATIONS, NORMALISATIONS
-    from .objectives import OBJECTIVES, objective_kwargs
-    from .prompts import PROMPTS
-    from .rollouts import ENGINES
-
     e: list[str] = []
     # each choice is checked against its registry, the one place that lists it
     choices = {"objective": OBJECTIVES, "loss_agg": AGGREGATIONS, "loss_norm": NORMALISATIONS, "engine": ENGINES,

@@ -7,17 +7,20 @@ the last box of the solution).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import random
 import tarfile
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .files import atomic_write_text, iter_json_lines
 from .grading import last_boxed
+from .problems import DataError, MathProblem, problem_id
+from .prompts import render
+from .tasks import is_task_spec, load_task
 
 HUB_DATASET = "EleutherAI/hendrycks_math"
 _HUB_CONFIGS = (
@@ -25,29 +28,6 @@ _HUB_CONFIGS = (
     "number_theory", "prealgebra", "precalculus",
 )
 REQUIRED_FIELDS = ("problem", "solution", "level", "type")
-
-
-class DataError(ValueError):
-    """Malformed input; the message names the file and line."""
-
-
-@dataclass(frozen=True)
-class MathProblem:
-    id: str
-    problem: str
-    solution: str
-    level: str
-    type: str
-    gold: str | None
-    answer: str | None = None  # the source's own answer column, untrusted
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def problem_id(problem: str, solution: str) -> str:
-    """Content hash: stable across sources, orderings and subsets."""
-    return hashlib.sha1((problem + "\n" + solution).encode("utf-8", "replace")).hexdigest()[:12]
 
 
 def make_record(row: dict, where: str) -> MathProblem:
@@ -67,17 +47,14 @@ def make_record(row: dict, where: str) -> MathProblem:
 
 
 def _read_jsonl(path: Path) -> Iterator[MathProblem]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            yield make_record(row, f"{path}:{n}")
+    for n, line in iter_json_lines(path):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{n}: invalid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
+        yield make_record(row, f"{path}:{n}")
 
 
 def _read_official_dir(root: Path, split: str) -> Iterator[MathProblem]:
@@ -130,8 +107,6 @@ def load_math(source: str | Path, split: str = "test") -> list[MathProblem]:
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
     s = str(source)
     p = Path(source)
-    from .tasks import is_task_spec, load_task  # tasks builds on this module's records
-
     if is_task_spec(s):
         return load_task(s, split)
     if p.is_file() and s.endswith(".jsonl"):
@@ -225,8 +200,6 @@ def _squash(s: str) -> str:
 
 
 def write_jsonl(problems: Iterable[MathProblem], path: str | Path) -> Path:
-    from .runs import atomic_write_text
-
     text = "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in problems)
     return atomic_write_text(path, text)
 
@@ -248,8 +221,6 @@ class Prepared:
 def prepare_data(cfg, tok) -> Prepared:
     """A TrainConfig's train and eval problems: loaded, filtered (gold present, level, prompt length)
     and tokenized with its prompt template."""
-    from .prompts import render
-
     dropped: Counter = Counter()
 
     def keep(problems: list[MathProblem], levels: set[str]) -> tuple[list, list]:

@@ -10,18 +10,16 @@ do not run more threads than cores. Progress comes from the run files, never fro
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from .hardware import THREADS_ENV, cell_threads
-from .runs import NEW_BUILD_ENV, PARENT_ENV, RunDir
+from .cell import CellResult, fmt_seconds, run_cell
+from .hardware import cell_threads
+from .runs import RunDir
 
 
 @dataclass(frozen=True)
@@ -34,17 +32,6 @@ class Resources:
     allow_new_build: bool = False  # new cells may run on other weights than their rung's earlier cells (train)
 
 
-@dataclass(frozen=True)
-class CellResult:
-    name: str
-    ok: bool
-    seconds: float
-    error: str = ""
-
-    def line(self) -> str:
-        return f"    {self.name} " + (f"done in {fmt_seconds(self.seconds)}" if self.ok else f"FAILED: {self.error}")
-
-
 Executor = Callable[[list, Path, Resources, Callable[[str], None]], list[CellResult]]
 EXECUTORS: dict[str, Executor] = {}
 
@@ -54,44 +41,6 @@ def executor(name: str) -> Callable[[Executor], Executor]:
         EXECUTORS[name] = fn
         return fn
     return register
-
-
-@contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
-def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
-    """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
-    import papermill
-
-    from .grid import NOTEBOOK, notebook_args
-
-    run = RunDir(Path(runs) / cell.name)
-    run.path.mkdir(parents=True, exist_ok=True)
-    partial = run.path / ".train.partial.ipynb"
-    t0 = time.perf_counter()
-    try:
-        # the kernel inherits these: its core budget, and who it must not outlive
-        with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid()), NEW_BUILD_ENV: str(int(allow_new_build))}):
-            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(cell, run.path),
-                                       cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=log_output,
-                                       kernel_name="python3")
-        partial.rename(run.notebook)
-    except Exception as e:  # noqa: BLE001 - a failed cell must not stop the grid
-        if partial.exists():
-            partial.rename(run.path / "train.failed.ipynb")
-        if run.status().get("state") != "failed":
-            run.set_status("failed", error=f"{type(e).__name__}: {str(e)[-1500:]}")
-        msg = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
-        return CellResult(cell.name, False, time.perf_counter() - t0, msg)
-    return CellResult(cell.name, True, time.perf_counter() - t0)
 
 
 @executor("local")
@@ -190,7 +139,7 @@ class Progress(threading.Thread):
         for d in (p for p in self.runs.iterdir() if (p / "config.json").exists()) if self.runs.exists() else []:
             run = RunDir(d)
             if run.status().get("state") == "done":
-                cfg = json.loads(run.config.read_text())
+                cfg = run.saved_config()
                 done.append((cfg.get("model"), cfg.get("objective"), run.work_seconds()))
         if not done:
             return None
@@ -235,7 +184,3 @@ class Progress(threading.Thread):
             if key != self.last:
                 self.last = key
                 self.log(line)
-
-
-def fmt_seconds(s: float) -> str:
-    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m" if s >= 3600 else f"{int(s // 60)}m{int(s % 60):02d}s"

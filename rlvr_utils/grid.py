@@ -7,221 +7,14 @@ Where the cells run (here one at a time, or on a Ray cluster) is `executors.py`'
 
 from __future__ import annotations
 
-import itertools
-import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
 from .executors import EXECUTORS, Progress, Resources
-from .objectives import knobs
+from .profiles import cells, settings_diff
+from .files import FolderBusy
 from .runs import RunDir
-
-# The training notebook: beside the package in a checkout; RLVR_NOTEBOOKS points elsewhere.
-NOTEBOOK = Path(os.environ.get("RLVR_NOTEBOOKS", Path(__file__).resolve().parents[1] / "notebooks")) / "03_train.ipynb"
-
-
-@dataclass(frozen=True)
-class GridSpec:
-    models: tuple[str, ...]
-    objectives: tuple[str, ...]
-    seeds: tuple[int, ...] = (0,)
-    lams: tuple[float, ...] = (0.1,)
-    params: dict[str, Any] = field(default_factory=dict)
-    per_objective: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. GRPO's KL loss
-    about: str = ""
-
-
-PROFILES: dict[str, GridSpec] = {
-    # Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
-    # MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
-    # samples when prompted for, and graded on, "The answer is: N" (T=0.6). So the cpu profile trains and
-    # evaluates on Level 1 with that prompt and the boxed_or_answer_is policy, at T=0.6 and lr 1e-5 (135M
-    # moves little at 1e-6 in 6 steps).
-    "cpu": GridSpec(
-        models=("smollm2-135m",), objectives=("psr", "nsr", "w_reinforce"),
-        params=dict(steps=6, prompts_per_step=12, rollouts_per_prompt=4, max_tokens=160, temperature=0.6, lr=1e-5,
-                    levels="Level 1", prompt="answer_is", extraction="boxed_or_answer_is",
-                    eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
-        about="SmolLM2-135M x PSR/NSR/W-REINFORCE on MATH Level 1, fast CPU settings",
-    ),
-    # `make study`: the prior study's design at smoke scale, sized to finish within 45 minutes from a clean
-    # clone on a 2-core CPU. Two warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked
-    # solutions of 3-term integer chains; eval_samples=0: the rung's own prior is not sampled, each RL
-    # cell measures its base at step 0) x PSR/NSR/W-REINFORCE, one seed: its answer is over problems only.
-    "smoke": GridSpec(
-        models=("warm:n=0,eval_samples=0", "warm:n=200,eval_samples=0"), objectives=("psr", "nsr", "w_reinforce"),
-        params=dict(data="gen:chain?difficulty=2&n=5000", steps=4, prompts_per_step=8, rollouts_per_prompt=4,
-                    max_tokens=64, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
-                    eval_every=0, eval_problems=32, eval_samples=4, eval_temperature=0.6, checkpoint_every=2),
-        about="the prior axis at smoke scale: 2 SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE, 1 seed (make study)",
-    ),
-    # The original small study (shared/reference/paper_recipe.md): one optimizer step per rollout batch of
-    # 32 prompts x 2, AdamW (0.9, 0.95) with weight decay 0.01, per-sequence token mean, min 128 tokens,
-    # vLLM at 0.3 of the card; its evaluation was 1 sample at T=1 (eval_t1), ours adds greedy and pass@k.
-    # Memory (hardware.memory_plan, 3B on an 80 GB card): micro-batches of 8 with activation checkpointing
-    # and vLLM asleep while the policy trains; the micro-batch size changes memory, not the maths.
-    "seed": GridSpec(
-        models=("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce"),
-        params=dict(steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, min_tokens=128, lr=1e-6,
-                    temperature=1.0, adam_beta2=0.95, weight_decay=0.01, loss_agg="seq_mean", micro_batch_size=8,
-                    gradient_checkpointing=True, vllm_sleep=True,
-                    prompt="paper", extraction="boxed", levels="", vllm_gpu_memory=0.3, eval_t1=True,
-                    eval_every=10, eval_problems=500, eval_samples=8, checkpoint_every=10),
-        about="the original small study's grid and hyperparameters (GPU)",
-    ),
-    # RLVR-Decomposed (Zhu et al. 2025) at a scale one GPU can run: its prompt, loss (PPO clip 0.2, token
-    # mean over the kept samples of each mini-batch, a partial last one weighted by its size, logits / T),
-    # regularisers (entropy 0.001, weight decay 0.01, grad clip 1, GRPO's k3 KL loss 0.001) and PSR/NSR
-    # schedule (filter, then mini-batches of a fixed size), with 64 prompts x 8 per step instead of 1024 x 8
-    # and a 128-sample mini-batch (4 updates when all are kept, as the paper's 256 prompts of 1024).
-    # Micro-batches of 1: at 3072 tokens the fp32 logits over a 152k vocabulary dominate memory; measured on an
-    # H200, the 3B update peaks at 74.1 GB with 1 (on an 80 GB card), 80.0 GB with 2 (+14% speed: H200 only).
-    "paper": GridSpec(
-        models=("qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce", "reinforce", "grpo"),
-        seeds=(0, 1, 2),
-        params=dict(steps=140, prompts_per_step=64, rollouts_per_prompt=8, max_tokens=3072, max_prompt_tokens=1024,
-                    max_model_len=4096, lr=1e-6, temperature=1.0, top_p=1.0, mini_batch_size=128, micro_batch_size=1,
-                    gradient_checkpointing=True, vllm_sleep=True,
-                    clip_eps=0.2, loss_agg="token_mean", loss_norm="kept", scale_logits=True, entropy_coef=0.001,
-                    weight_decay=0.01, max_grad_norm=1.0, prompt="paper", extraction="boxed_or_last_number", levels="",
-                    eval_every=7, eval_problems=500, eval_samples=16, eval_temperature=0.6, eval_top_p=0.95,
-                    eval_max_tokens=3072, checkpoint_every=7),
-        per_objective={"grpo": dict(kl_coef=0.001)},
-        about="Zhu et al. 2025's recipe at one-GPU scale (64 prompts x 8, mini-batches of 128; GPU)",
-    ),
-    # The prior axis on a CPU: warm starts of SmolLM2-135M (`rlvr warmstart`; 0, 200 and 1,000 worked
-    # solutions of 3-term integer chains) x PSR/NSR/W-REINFORCE x 3 seeds, on the same generated task.
-    # Each rung is built on first use and cached. Measured (README, `rlvr warmstart --table`): the base
-    # solves 16% greedy and has pass@16 0.34 at difficulty 2 (PSR has correct samples to learn from),
-    # 200 solutions lift greedy to 53%. Evaluation only at step 0 and the end: sampling 64 x 17 answers
-    # of the base (up to 160 tokens) took ~13 min here. Precision is pinned, not `auto`: the study spans
-    # sessions on different CPU kinds (auto is bf16 on a Zen 5), and its rungs were built in fp32.
-    "prior": GridSpec(
-        models=("warm:n=0", "warm:n=200", "warm:n=1000"), objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2),
-        params=dict(data="gen:chain?difficulty=2&n=5000", steps=20, prompts_per_step=16, rollouts_per_prompt=4,
-                    max_tokens=96, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
-                    eval_every=0, eval_problems=64, eval_samples=16, eval_temperature=0.6, checkpoint_every=5,
-                    precision="fp32"),
-        about="the prior axis on a CPU: SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (make prior-study)",
-    ),
-}
-
-# The two recipes the profiles follow, as facts (shared/reference/paper_recipe.md), for the README table.
-RECIPES: dict[str, dict[str, Any]] = {
-    "original small study": dict(
-        model="Qwen2.5-0.5B/1.5B/3B-Instruct", steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512,
-        min_tokens=128, temperature=1.0, lr=1e-6, adam_beta2=0.95, weight_decay=0.01, mini_batches=1,
-        loss_agg="seq_mean", clip_eps="0.2 (inactive)", entropy_coef=0, kl_coef=0, eval_samples="1 at T=1.0"),
-    "paper": dict(
-        model="Qwen2.5-Math-7B", steps=140, prompts_per_step=1024, rollouts_per_prompt=8, max_tokens=3072,
-        max_prompt_tokens=1024, temperature=1.0, lr=1e-6, adam_beta2=0.999, weight_decay=0.01,
-        mini_batch_size="2048 (256 prompts)", loss_agg="token_mean", loss_norm="kept", scale_logits=True, clip_eps=0.2,
-        entropy_coef=0.001, kl_coef="0 (grpo: 0.001)", extraction="box, else 'answer is', else the last number",
-        eval_samples="256 at T=0.6, top-p 0.95"),
-}
-TABLE_KEYS = ("model", "objective", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "min_tokens",
-              "max_prompt_tokens", "temperature", "lr", "adam_beta2", "weight_decay", "mini_batches", "mini_batch_size",
-              "loss_agg", "loss_norm", "scale_logits", "clip_eps", "entropy_coef", "kl_coef", "prompt", "extraction",
-              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1", "precision")
-
-
-def settings_table() -> str:
-    """Markdown: setting x {the two recipes, each profile's resolved cells}. The README carries it verbatim."""
-    cols = list(RECIPES) + [f"`{p}`" for p in PROFILES]
-    rows = ["| setting | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    resolved = {p: cells(p) for p in PROFILES}
-    for k in TABLE_KEYS:
-        vals = [str(RECIPES[r].get(k, "")) for r in RECIPES]
-        for p in PROFILES:
-            cs = resolved[p]
-            by_obj = {c.config.objective: getattr(c.config, k) for c in cs}
-            if k in ("model", "objective"):
-                vals.append(", ".join(dict.fromkeys(str(getattr(c.config, k)) for c in cs)))
-                continue
-            first = getattr(cs[0].config, k)
-            other = {o: v for o, v in by_obj.items() if v != first}
-            vals.append(f"{first!r}" + "".join(f" ({o}: {v!r})" for o, v in other.items()))
-        rows.append(f"| `{k}` | " + " | ".join(vals) + " |")
-    return "\n".join(rows) + "\n"
-
-
-AXES = {"models": str, "objectives": str, "seeds": int, "lams": float}  # --set models=a,b narrows an axis
-
-
-@dataclass(frozen=True)
-class Cell:
-    name: str
-    config: TrainConfig  # complete: nothing is left for the notebook to fill in
-
-
-def resolve_config(profile: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """One config from a profile: TrainConfig's defaults <- the profile's settings <- `overrides`
-    (the profile's first model and objective unless overridden). The notebook's interactive path."""
-    spec = _profile(profile)
-    d = {"model": spec.models[0], "objective": spec.objectives[0], **(overrides or {})}
-    return TrainConfig.from_dict({**spec.params, **spec.per_objective.get(d["objective"], {}), **d})
-
-
-def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
-    """The grid's cells, each a complete validated config; `sets` override profile values and may
-    narrow an axis (models=a,b). Every cell is validated before the first one runs."""
-    spec = _profile(profile)
-    sets = dict(sets or {})
-    axes = {"models": spec.models, "objectives": spec.objectives, "seeds": spec.seeds, "lams": spec.lams}
-    for ax, conv in AXES.items():
-        if ax in sets:
-            axes[ax] = tuple(conv(x) for x in str(sets.pop(ax)).split(","))
-    unknown = sorted(set(sets) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: not a TrainConfig field nor an axis "
-                         f"({', '.join(AXES)}); the notebook's parameters cell takes a whole config")
-    short = _model_names(axes["models"])
-    out = []
-    for model, obj, seed in itertools.product(axes["models"], axes["objectives"], axes["seeds"]):
-        # lam is W-REINFORCE's knob: a lams axis multiplies only the objectives that read it; psr x lam=0.5
-        # would be a second identical run (and one seed twice in one arm of the analysis)
-        sweep = "lam" in knobs(obj) and len(axes["lams"]) > 1
-        for lam in axes["lams"] if sweep else axes["lams"][:1]:
-            cfg = TrainConfig.from_dict({**spec.params, **spec.per_objective.get(obj, {}), **sets, "model": model,
-                                         "objective": obj, "seed": seed, "lam": lam})
-            out.append(Cell(f"{short[model]}__{obj}__s{seed}" + (f"__lam{lam:g}" if sweep else ""), cfg))
-    return out
-
-
-def settings_diff(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings of `cfg` that differ from TrainConfig's defaults (what a profile decided)."""
-    base = TrainConfig().to_dict()
-    return {k: v for k, v in cfg.to_dict().items() if v != base[k]}
-
-
-def _profile(name: str) -> GridSpec:
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
-    return PROFILES[name]
-
-
-def _model_names(models: tuple[str, ...]) -> dict[str, str]:
-    """Folder-safe short names: the registry name, the path's last part or the warm-start spec; a hash
-    where two collide."""
-    import hashlib
-    import re
-
-    def short(m: str) -> str:
-        if m.startswith("warm:"):  # a rung: its dose (the full recipe is in the cell's config)
-            n = re.search(r"(?:^warm:|,)n=(\d+)", m)
-            return f"warm-n{n.group(1)}" if n else "warm"
-        return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(m.rstrip("/")).name or m)
-
-    base = {m: short(m) for m in models}
-    clash = {b for b in base.values() if list(base.values()).count(b) > 1}
-    return {m: (f"{b}-{hashlib.sha1(m.encode()).hexdigest()[:6]}" if b in clash else b) for m, b in base.items()}
-
-
-def notebook_args(cell: Cell, run_dir: Path) -> dict[str, Any]:
-    """The notebook's parameters for a cell: its whole resolved config, nothing left to defaults."""
-    return {"config": cell.config.to_dict(), "run_dir": str(run_dir), "resume": True}
 
 
 def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None, dry_run: bool = False,
@@ -236,15 +29,21 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
         base = TrainConfig().to_dict()
         log(f"{len(todo)} cells; settings that differ from TrainConfig's defaults (the rest are those defaults):")
         for c in todo:
+            st = RunDir(runs / c.name).status()
             diff = ", ".join(f"{k}={v!r} (default {base[k]!r})" for k, v in settings_diff(c.config).items())
-            log(f"{RunDir(runs / c.name).status().get('state', 'pending'):8s} {c.name}  {diff}")
+            why = f"  [{st['error'][:200]}]" if st.get("state") == "failed" and st.get("error") else ""
+            log(f"{st.get('state', 'pending'):8s} {c.name}  {diff}{why}")
         return 0
     pending = []
     for c in todo:
-        if RunDir(runs / c.name).status().get("state") == "done":
+        run = RunDir(runs / c.name)
+        if run.status().get("state") == "done":
             log(f"{c.name}: done, skipped")
-        else:
-            pending.append(c)
+            continue
+        busy = run.busy()
+        if busy:  # the same grid running twice: refuse before either touches the other's cells
+            raise FolderBusy(busy)
+        pending.append(c)
     log(f"grid {profile}: {len(pending)} of {len(todo)} cells to run ({executor} executor)")
     progress = Progress(runs, pending, log, progress_every)
     progress.start()

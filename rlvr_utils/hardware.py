@@ -16,6 +16,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from .files import atomic_write_json, cache_dir
+
 PRECISIONS = ("auto", "fp32", "bf16")
 _DTYPE = {"fp32": "float32", "bf16": "bfloat16"}
 
@@ -48,8 +52,6 @@ def dtype_name(precision: str) -> str:
 
 
 def resolve_device(device: str = "auto") -> str:
-    import torch
-
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -85,8 +87,6 @@ def matmul_gflops(dtype: str, n: int = 512, seconds: float = 0.3) -> float:
 
     `F.linear`, not `@`: it is what the models run, and on some CPUs the two take different kernels.
     """
-    import torch
-
     x = torch.randn(n, n).to(getattr(torch, dtype))
     w = torch.randn(2 * n, n).to(getattr(torch, dtype))
     torch.nn.functional.linear(x, w)
@@ -127,8 +127,6 @@ def use_threads(n: int | None = None) -> int:
     (a Ray cell beside another) nothing is pinned: the share is a count, not a set of cores, and two
     cells pinned to the same cores would each run at a fraction of their speed.
     """
-    import torch
-
     cores = cpu_cores()
     n = n or cell_threads()
     torch.set_num_threads(n)
@@ -138,8 +136,6 @@ def use_threads(n: int | None = None) -> int:
 
 
 def _cache_file() -> Path:
-    from .models import cache_dir
-
     return cache_dir() / "hardware.json"
 
 
@@ -148,8 +144,6 @@ def measure_cpu_precision() -> tuple[str, str]:
 
     fp32 and bf16 are measured interleaved, twice each, because this machine's speed drifts.
     """
-    import torch
-
     name, flags = cpu_info()
     key = f"{name}|{'bf16' if bf16_native(flags) else 'no-bf16'}|avx512={'avx512f' in flags}|torch {torch.__version__}"
     cache = _cache_file()
@@ -168,16 +162,12 @@ def measure_cpu_precision() -> tuple[str, str]:
     precision = "bf16" if b16 > 1.2 * f32 else "fp32"
     reason = f"measured matmul fp32 {f32:.0f} vs bf16 {b16:.0f} GFLOP/s (avx512_bf16/AMX: {bf16_native(flags)})"
     known[key] = {"precision": precision, "reason": reason}
-    from .runs import atomic_write_json
-
     atomic_write_json(cache, known)
     return precision, reason
 
 
 def resolve(device: str = "auto", precision: str = "auto") -> Hardware:
     """The concrete device and precision for a run (`auto` decided as the module docstring says)."""
-    import torch
-
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} not in {', '.join(PRECISIONS)}")
     dev = resolve_device(device)
@@ -239,7 +229,7 @@ class MemoryPlan:
         return "\n".join(rows)
 
 
-def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> MemoryPlan:
+def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: str | None = None) -> MemoryPlan:
     """Estimate, before any weights load, what `cfg` needs on `hw` for a model of HF config `mc`.
 
     fp32 master weights (4 B/param), fp32 grads (4), AdamW moments (8), a frozen fp32 reference when
@@ -273,9 +263,10 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> Memory
         parts["AdamW step temporaries (fp32)"] = 4 * P
     if available is None:
         available = _device_bytes(hw.device)
-    from .rollouts import vllm_available
-
-    engine_vllm = cfg.engine == "vllm" or (cfg.engine == "auto" and vllm_available())
+    engine = engine or cfg.engine  # the engine as resolved on this machine (rollouts.resolve_engine)
+    if engine not in ("vllm", "hf"):
+        raise ValueError(f"memory_plan needs the resolved engine (vllm | hf), got {engine!r}")
+    engine_vllm = engine == "vllm"
     if engine_vllm and cuda:
         parts[f"vLLM share ({cfg.vllm_gpu_memory:.2f} of the card)"] = cfg.vllm_gpu_memory * available
     elif not engine_vllm:
@@ -283,21 +274,17 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None) -> Memory
         if hw.precision == "bf16":
             parts["HF engine bf16 copy"] = 2 * P
         parts[f"HF engine KV cache ({batch} x {seq})"] = batch * seq * L * 2 * kv * hd * act_bytes
-    engine = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine")))
+    engine_bytes = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine")))
     resident = parts["weights (fp32 master)"] + parts["AdamW moments (fp32)"] + parts.get("reference policy (fp32)", 0)
     sleeping = engine_vllm and cuda and cfg.vllm_sleep
     micro = parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] + parts["logits at response positions"]
     update = resident + parts["gradients (fp32)"] + max(micro, parts.get("AdamW step temporaries (fp32)", 0)) \
-        + (0 if sleeping else engine)
-    return MemoryPlan(P, parts, resident + engine, update, available, hw.device)
+        + (0 if sleeping else engine_bytes)
+    return MemoryPlan(P, parts, resident + engine_bytes, update, available, hw.device)
 
 
 def _device_bytes(device: str) -> float:
-    import os
-
     if device.startswith("cuda"):
-        import torch
-
         return float(torch.cuda.get_device_properties(device).total_memory)
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 

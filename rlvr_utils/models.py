@@ -10,6 +10,7 @@ have the hub; any other hub id or local directory works too, and so does a local
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -19,7 +20,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runs import wait_lock
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from .files import cache_dir, wait_lock
 
 
 @dataclass(frozen=True)
@@ -42,14 +46,6 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-WARM_PREFIX = "warm:"
-
-
-def cache_dir() -> Path:
-    """Where converted models live: $RLVR_CACHE, else ~/.cache/rlvr_utils."""
-    return Path(os.environ.get("RLVR_CACHE", Path.home() / ".cache" / "rlvr_utils"))
-
-
 def embedded_path(name: str) -> Path:
     return cache_dir() / "models" / name
 
@@ -57,13 +53,9 @@ def embedded_path(name: str) -> Path:
 def resolve_model(name: str, fetch: bool = True) -> str:
     """A registry name, local directory, `.gguf` file or hub id -> what `from_pretrained` takes.
 
-    The embedded default is provisioned on first use (`fetch=True`), and so is a warm start named by
-    its recipe, `warm:n=200,seed=0` (any `warmstart.WarmStart` field; cached after the first build).
+    The embedded default is provisioned on first use (`fetch=True`). Rungs named by their recipe
+    (`warm:...`, `family:...`) resolve one layer up, in `rungs.resolve_model`.
     """
-    if name.startswith(WARM_PREFIX):
-        from .warmstart import warmstart, warmstart_from_spec  # warm starts build on this module
-
-        return str(warmstart(warmstart_from_spec(name)))
     if name in MODELS:
         spec = MODELS[name]
         if spec.wheel is None:
@@ -80,9 +72,27 @@ def resolve_model(name: str, fetch: bool = True) -> str:
         if not (Path(name) / "config.json").exists():
             raise ValueError(f"model directory {name!r} has no config.json")
         return name
-    if name.count("/") == 1 and not name.startswith((".", "/")):
-        return name  # a hub id
+    if _path_like(name):
+        raise FileNotFoundError(f"model {name!r}: no such file or directory")
+    if name.count("/") == 1:
+        return hub_snapshot(name)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} (or a local directory, .gguf file or hub id)")
+
+
+def _path_like(name: str) -> bool:
+    """A value meant as a path (absolute, relative, home, or with more than one /), not a hub id `org/name`."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def hub_snapshot(hub_id: str) -> str:
+    """A hub id -> its local snapshot folder when the hub cache has one (so its weights have a fingerprint
+    and the same-weights guards hold), else the id itself (transformers downloads it)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(hub_id, local_files_only=True)
+    except Exception:  # noqa: BLE001 - not cached here (or no hub client): loaded by id
+        return hub_id
 
 
 def fetch_embedded(name: str = "smollm2-135m", force: bool = False) -> Path:
@@ -140,9 +150,6 @@ def from_gguf(gguf: Path) -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path, name_or_path: str) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain dequantized floats now; save_pretrained refuses while these are set.
@@ -163,8 +170,6 @@ def fingerprint(path: str, chunk: int = 1 << 20) -> str | None:
     """A cheap identity of a model directory's weights (or of one weight file): sha1 over each weight file's
     name, size and first and last MiB. Two rungs built from one recipe on different machines differ here; a hub id
     (no local files) has none."""
-    import hashlib
-
     p = Path(path)
     files = sorted(f for f in p.glob("*") if f.suffix in (".safetensors", ".bin", ".gguf")) if p.is_dir() \
         else [p] if p.is_file() else []
@@ -182,8 +187,6 @@ def fingerprint(path: str, chunk: int = 1 << 20) -> str | None:
 
 
 def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -192,9 +195,6 @@ def load_tokenizer(path: str):
 
 def load_policy(path: str, dtype: str = "float32", device: str = "cpu"):
     """The trainable policy: fp32 master weights by default (bf16 autocast does the matmuls)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     return model.to(device)
 
@@ -202,9 +202,6 @@ def load_policy(path: str, dtype: str = "float32", device: str = "cpu"):
 def make_tiny_model(out: str | Path, like: str = "smollm2-135m", layers: int = 2, hidden: int = 64,
                     seed: int = 0) -> Path:
     """A randomly initialised model of the same architecture and tokenizer, for fast tests."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     src = resolve_model(like)
     cfg = AutoConfig.from_pretrained(src)
     heads = max(1, hidden // 32)

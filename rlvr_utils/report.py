@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runs import atomic_write_text
+from .files import atomic_write_text
 
 ANALYZE = Path(__file__).resolve().parents[1] / "notebooks" / "04_analyze.ipynb"
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # rlvr_report: JupyterLab's, with nothing from a CDN

@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
+from .hardware import cpu_cores, vllm_bind
+
 EngineKind = Literal["auto", "vllm", "hf"]
 ENGINES: tuple[str, ...] = typing.get_args(EngineKind)  # auto = vLLM where installed, else hf
 
@@ -255,8 +257,6 @@ def configure_vllm_env() -> None:
     """Settings vLLM reads at import: in-process engine (weight sync by reference), CPU threads."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
-    from .hardware import cpu_cores, vllm_bind
-
     # every core this process may use, unless `hardware.use_threads` gave a cell's allocation
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", vllm_bind(cpu_cores()))
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")

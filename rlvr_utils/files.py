@@ -1,0 +1,185 @@
+"""The kit's files: where they live, how they are written, and the one reader of them.
+
+Every whole-file write is atomic (a temp file in the same folder, fsync, rename): a killed process
+leaves the old file or the new one, never half of one. JSONL files are append-only journals: each
+append is whole lines in one `write`, flushed to disk, so a crash can leave at most a torn last line,
+which `read_jsonl` detects and `repair_jsonl` cuts off. Everything the kit reads back goes through
+`read_json` / `read_jsonl`, which name the file, the line and what to do when it is damaged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+class DamagedFile(ValueError):
+    """A file the kit wrote cannot be read back. The message names the file, the line and a remedy."""
+
+
+class TornTail(DamagedFile):
+    """A JSONL journal whose last line is incomplete: what a crash during an append leaves."""
+
+    def __init__(self, path: Path, line: int, fix: str):
+        self.path, self.line = path, line
+        super().__init__(f"{path}:{line}: torn last line (a crash during an append); {fix}")
+
+
+def cache_dir() -> Path:
+    """The package's cache (converted models, rungs, hardware verdicts): $RLVR_CACHE, else ~/.cache/rlvr_utils."""
+    return Path(os.environ.get("RLVR_CACHE", Path.home() / ".cache" / "rlvr_utils"))
+
+
+# ------------------------------------------------------------------------------------------- writes
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; results are meant to be shared
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def jsonl_text(rows: Iterable[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows)
+
+
+def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
+    """Append whole lines in one write, on disk before returning: a crash tears at most the last line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(jsonl_text(rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+# -------------------------------------------------------------------------------------------- reads
+
+def read_json(path: str | Path, fix: str = "") -> Any:
+    """A JSON file the kit wrote; a damaged one raises DamagedFile naming it, the line and `fix`."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DamagedFile(f"{path}:{e.lineno}: not valid JSON ({e.msg}; {len(text)} bytes)"
+                          + (f"; {fix}" if fix else "")) from None
+
+
+def read_jsonl(path: str | Path, fix: str = "", torn: str = "raise") -> list[dict]:
+    """The rows of a JSONL journal (none if it does not exist). A line that does not parse is damage,
+    named with its line number; a last line without its newline is a torn tail (`TornTail`):
+    `torn="raise"` raises it, `torn="skip"` leaves it out (readers that report it themselves)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.split("\n")  # the last element is "" when the file ends with a newline
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        last = n == len(lines)
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if last:
+                if torn == "skip":
+                    break
+                raise TornTail(path, n, fix) from None
+            raise DamagedFile(f"{path}:{n}: not valid JSON ({e.msg})" + (f"; {fix}" if fix else "")) from None
+        if last:  # parses, but its newline never made it: the append did not finish
+            if torn == "skip":
+                break
+            raise TornTail(path, n, fix)
+        rows.append(row)
+    return rows
+
+
+def torn_tail(path: str | Path) -> int | None:
+    """The line number of a JSONL file's torn last line, or None when it ends cleanly (or does not exist)."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with path.open("rb") as f:
+        f.seek(-1, os.SEEK_END)
+        if f.read(1) == b"\n":
+            return None
+    return path.read_bytes().count(b"\n") + 1
+
+
+def repair_jsonl(path: str | Path) -> int | None:
+    """Cut a torn last line off a journal (atomically: the good prefix is rewritten whole). Returns the
+    line number cut, or None when there was nothing to cut. Lines before it are never touched."""
+    path = Path(path)
+    line = torn_tail(path)
+    if line is None:
+        return None
+    data = path.read_bytes()
+    atomic_write_bytes(path, data[: data.rfind(b"\n") + 1])
+    return line
+
+
+def iter_json_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a user's JSONL file, blank lines skipped (its parser names its own errors)."""
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                yield n, line
+
+
+# -------------------------------------------------------------------------------------------- locks
+
+@contextmanager
+def wait_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path`, waiting for any holder: processes that start together
+    (a Ray grid's cells) build a shared thing once. Released when the block ends or the process dies."""
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+class FolderBusy(RuntimeError):
+    """A run folder is being written by another live process."""
+
+
+def try_lock(folder: Path) -> int:
+    """Claim `folder` for this process (a lock file inside it, holding our pid) until the returned
+    descriptor is closed or the process dies. Raises FolderBusy naming the holder's pid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FolderBusy(f"{folder} is being written by another process (pid {holder}); "
+                         "stop it or wait for it, then run again") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd

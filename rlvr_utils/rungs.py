@@ -1,0 +1,19 @@
+"""Any model name -> the folder (or hub id) `from_pretrained` takes, building a rung named by its recipe
+on first use: `warm:...` (warmstart.py), else a registry name, local folder, `.gguf` file or hub id
+(models.py)."""
+
+from __future__ import annotations
+
+from .models import resolve_model as resolve_named
+from .recipes import WarmStart, parse_spec
+from .warmstart import warmstart
+
+BUILDERS = {WarmStart: warmstart}  # recipe class -> its builder: (recipe) -> model folder, cached
+
+
+def resolve_model(name: str, fetch: bool = True) -> str:
+    """A model name or rung spec -> what `from_pretrained` takes (rungs built and cached on first use)."""
+    recipe = parse_spec(name)
+    if recipe is not None:
+        return str(BUILDERS[type(recipe)](recipe))
+    return resolve_named(name, fetch)
