@@ -42,10 +42,8 @@ browser: ## Debian's chromium for the JupyterLab browser test (apt-get, as root;
 test: setup browser ## run the test suite
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
-FAST_TESTS := tests/test_objectives.py tests/test_losses.py tests/test_analysis.py tests/test_effects.py tests/test_data.py tests/test_tasks.py \
-	tests/test_hardware.py tests/test_grid.py tests/test_env.py
-test-fast: setup ## the unit tests: loss maths, objectives, statistics, data, tasks, hardware, profiles (no slow marker)
-	$(PY) -m pytest -q -ra -m "not slow" $(FAST_TESTS) $(PYTEST_ARGS)
+test-fast: setup ## the unit tests (no `slow` marker): loss maths, objectives, statistics, analysis, data, tasks, profiles
+	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check rlvr_utils tests bench

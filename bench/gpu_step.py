@@ -26,7 +26,7 @@ import torch
 from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
 
 from rlvr_utils.config import TrainConfig
-from rlvr_utils.grid import PROFILES
+from rlvr_utils.profiles import PROFILES
 from rlvr_utils.hardware import memory_plan
 from rlvr_utils.hardware import resolve as resolve_hardware
 from rlvr_utils.models import load_tokenizer

@@ -29,7 +29,7 @@ from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ i
 from gpu_step import build_model, mfu, print_table, update_flops
 
 from rlvr_utils.config import TrainConfig
-from rlvr_utils.grid import PROFILES
+from rlvr_utils.profiles import PROFILES
 from rlvr_utils.hardware import memory_plan
 from rlvr_utils.hardware import resolve as resolve_hardware
 from rlvr_utils.rollouts import Rollout

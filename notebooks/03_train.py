@@ -28,7 +28,7 @@ resume: bool = True                # continue from the run's checkpoint if it ha
 
 # %%
 from rlvr_utils.config import TrainConfig
-from rlvr_utils.grid import resolve_config, settings_diff
+from rlvr_utils.profiles import resolve_config, settings_diff
 from rlvr_utils.train import train
 
 cfg: TrainConfig = TrainConfig.from_dict(config) if config else resolve_config(profile, overrides)

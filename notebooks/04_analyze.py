@@ -34,13 +34,15 @@ window: int = 2                # moving-average window of the training curves
 from IPython.display import Markdown
 
 from rlvr_utils import analysis as A
+from rlvr_utils import dynamics as D
 from rlvr_utils import effects as E
 from rlvr_utils import plots as P
+from rlvr_utils import summary as S
 
 runs = A.load_grid(runs_dir)
 deltas = E.run_deltas(runs)
 effects = E.effect_table(deltas)
-display(Markdown(E.summary_markdown(deltas, k)))
+display(Markdown(S.damage_note(runs) + S.summary_markdown(deltas, k)))
 P.plot_delta_vs_rung(effects, k);
 
 # %% [markdown]
@@ -110,9 +112,9 @@ P.plot_pass_at_k(pk);
 # is the rung's own rollouts, the last steps' mean is where training left it.
 
 # %%
-display(Markdown(E.dynamics_markdown(E.training_dynamics(runs, deltas))))
+display(Markdown(S.dynamics_markdown(D.training_dynamics(runs, deltas))))
 for metric in ("sampled_nll", "distinct_answers"):  # the paper's mechanism: does NSR keep what PSR narrows?
-    display(Markdown(E.dynamics_contrast_markdown(E.dynamics_contrast(runs, deltas, metric), metric)))
+    display(Markdown(S.dynamics_contrast_markdown(D.dynamics_contrast(runs, deltas, metric), metric)))
 
 # %% [markdown]
 # ## Entropy and response length, per run

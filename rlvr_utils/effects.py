@@ -55,7 +55,8 @@ def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
     problem, else "none" where the runs kept no per-sample records)."""
     rows = []
     for (order, rung, obj, k), g in deltas.groupby(["rung_order", "rung", "objective", "k"], dropna=False):
-        iv = seeds_else_problems(g["delta"].to_numpy(), lambda: _mean_problem_deltas(g["path"].unique(), int(k)).dropna())
+        paths = g["path"].unique()
+        iv = seeds_else_problems(g["delta"].to_numpy(), lambda: _mean_problem_deltas(paths, int(k)).dropna())  # noqa: B023
         rows.append({"rung": rung, "rung_order": order, "objective": obj, "k": k, "delta": iv.est, "lo": iv.lo,
                      "hi": iv.hi, "seeds": len(g), "over": iv.over})
     return pd.DataFrame(rows)

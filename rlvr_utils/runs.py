@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .files import (DamagedFile, FolderBusy, append_jsonl, atomic_write_json, atomic_write_text, jsonl_text, read_json, read_jsonl,
-                    repair_jsonl, torn_tail, try_lock)
+from .files import (DamagedFile, FolderBusy, append_jsonl, atomic_write_json, atomic_write_text, jsonl_text, read_json,
+                    read_jsonl, repair_jsonl, torn_tail, try_lock)
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
 NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did

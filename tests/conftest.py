@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,9 +44,6 @@ TINY_GRID = ["steps=2", "prompts_per_step=2", "rollouts_per_prompt=2", "max_toke
 
 
 def run_grid_cli(runs, *sets, check=True, extra_args=()):
-    import subprocess
-    import sys
-
     args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "cpu", "--runs", str(runs), *extra_args]
     for s in sets:
         args += ["--set", s]
@@ -67,3 +66,21 @@ def tiny_grid(tmp_path_factory, tiny_model_path):
 def tiny_grid_run(tiny_grid):
     runs, _, tiny = tiny_grid
     return runs / f"{tiny}__psr__s0"
+
+
+# `rlvr train` on SmolLM2 and the shared MATH subset in seconds: 2 steps of 2 x 2 samples, 4 eval problems
+FAST = ["steps=2", "prompts_per_step=2", "rollouts_per_prompt=2", "max_tokens=24", "eval_problems=4",
+        "eval_samples=2", "eval_every=0", "extraction=boxed_or_answer_is", "levels=Level 1", "grade_workers=1"]
+
+
+def rlvr(*args, check=True, env=None, timeout=900):
+    """`rlvr ...` as a user runs it (a subprocess): its CompletedProcess; raises with its output if it fails and `check`."""
+    p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", *args], capture_output=True, text=True,
+                       timeout=timeout, env={**os.environ, **(env or {})})
+    if check and p.returncode != 0:
+        raise AssertionError(f"rlvr {' '.join(args)} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}")
+    return p
+
+
+def sets(*pairs):
+    return [x for p in pairs for x in ("--set", p)]

@@ -5,40 +5,17 @@ import json
 import numpy as np
 import pytest
 
+from synthetic import _ev, _grid, _recs
+
 from rlvr_utils.analysis import load_grid
-from rlvr_utils.effects import (answer, contrast_table, dynamics_contrast, dynamics_contrast_markdown,
-                                dynamics_markdown, effect_table, interaction, noise_floor,
-                                problem_delta, projected_mde, run_deltas, summary_markdown, training_dynamics,
-                                variance_components)
-from rlvr_utils.runs import RunDir, append_jsonl
+from rlvr_utils.effects import contrast_table, effect_table, interaction, noise_floor, problem_delta, run_deltas
+from rlvr_utils.files import append_jsonl
+from rlvr_utils.runs import RunDir
+from rlvr_utils.summary import answer, summary_markdown
 
 
-def _ev(step: int, p4: float) -> dict:
-    s = lambda v: {"mean": v, "lo": v - 0.05, "hi": v + 0.05, "n": 40}
-    return {"step": step, "greedy": s(p4 / 2), "pass_at_k": {"1": s(p4 / 2), "4": s(p4)}, "response_len_mean": 50.0}
 
 
-def _grid(root, effect: dict, noise: float, seed: int = 0, objectives: tuple = ("psr", "nsr"), shared: float = 0.0):
-    """2 rungs (warm starts n=0 and n=1000) x objectives x 4 seeds; pass@4 final = base + effect + noise,
-    plus, with `shared`, a per-seed shift every objective of that seed gets (as a shared evaluation seed does)."""
-    rng = np.random.default_rng(seed)
-    for n in (0, 1000):
-        rung = root / "rungs" / f"n{n}"
-        rung.mkdir(parents=True)
-        (rung / "warmstart.json").write_text(json.dumps({"n": n}))
-        bases = 0.3 + 0.1 * (n > 0) + rng.normal(0, 0.02, size=4)  # one evaluation of the base per seed
-        shifts = rng.normal(0, shared, size=4) if shared else np.zeros(4)
-        for arm in objectives:  # an objective's name, or (name, its knobs) for one arm of a sweep
-            obj, knobs = (arm, {}) if isinstance(arm, str) else arm
-            tag = obj + "".join(f"__{k}{v:g}" for k, v in knobs.items())
-            for s in range(4):
-                run = RunDir(root / "grid" / f"n{n}__{tag}__s{s}")
-                run.path.mkdir(parents=True)
-                run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s, "lam": 0.1, **knobs}))
-                base = bases[s]
-                after = base + shifts[s] + effect.get((n, tag), 0.0) + rng.normal(0, noise)
-                append_jsonl(run.evals, [_ev(0, base), _ev(6, after)])
-    return load_grid(root / "grid")
 
 
 def test_planted_interaction_is_recovered(tmp_path):
@@ -138,67 +115,6 @@ def test_a_lam_sweep_is_two_arms_not_one_pooled_cell(tmp_path):
     assert "| W-REINFORCE[lam=0.5] − W-REINFORCE[lam=0.1], Δpass@4 |" in summary_markdown(deltas, 4)
 
 
-def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
-    """PSR planted to lower the sampled NLL by 0.5 over training on every rung, NSR to leave it: the table's
-    t-interval over seeds finds the one and covers 0 for the other; an unfinished run is left out."""
-    rng = np.random.default_rng(3)
-    runs = _grid(tmp_path, {}, noise=0.01)
-    for r in runs:
-        drift = -0.5 if r.config["objective"] == "psr" else 0.0
-        append_jsonl(RunDir(r.path).metrics, [{"step": t, "sampled_nll": 1.5 + drift * t / 9 + rng.normal(0, 0.02),
-                                               "response_len_mean": 60.0} for t in range(1, 10)])
-        for t in range(1, 10):  # 2 prompts x 4 rollouts: PSR's collapse onto one answer from step 5; NSR's keep
-            k = 1 if r.config["objective"] == "psr" and t >= 5 else 4  # four (no answer counts as one)
-            RunDir(r.path).write_samples(f"step_{t:05d}", [
-                {"problem_id": "p0", "sample": i, "extracted": None if i % k == 3 else str(i % k + 10 * q),
-                 "completion": f"... {i % k}"} for q in range(2) for i in range(4)])  # p0 drawn twice: two groups
-    unfinished = RunDir(tmp_path / "grid" / "n0__psr__s9")
-    unfinished.path.mkdir()
-    unfinished.config.write_text(json.dumps({"model": str(tmp_path / "rungs" / "n0"), "objective": "psr", "seed": 9}))
-    append_jsonl(unfinished.evals, [_ev(0, 0.3)])
-    append_jsonl(unfinished.metrics, [{"step": 1, "sampled_nll": 9.0, "response_len_mean": 60.0}])
-    runs = load_grid(tmp_path / "grid")
-    deltas = run_deltas(runs)
-    dyn = training_dynamics(runs, deltas, last=3).set_index(["rung", "objective", "metric"])
-    psr, nsr = dyn.loc[("n=0", "psr", "sampled_nll")], dyn.loc[("n=0", "nsr", "sampled_nll")]
-    assert psr["seeds"] == 4 and psr["hi"] < -0.3 and psr["lo"] > -0.5, psr.to_dict()  # planted: 1.444 -> 1.056, -0.389
-    assert nsr["lo"] < 0 < nsr["hi"]
-    md = dynamics_markdown(training_dynamics(runs, deltas, last=3), last=3)
-    assert "| n=0 | psr | 4 |" in md and "sampled NLL" in md
-    # between objectives, paired by seed: NSR - PSR is the planted 0.444 (steps 7-9) on each rung, and the
-    # same on both, so its change across rungs covers 0
-    con = dynamics_contrast(runs, deltas, last=3).set_index(["a", "b", "rung"])
-    for rung in ("n=0", "n=1000"):
-        c = con.loc[("nsr", "psr", rung)]
-        assert c["seeds"] == 4 and 0.4 < c["lo"] < 0.444 < c["hi"] < 0.5, c.to_dict()
-    change = con.loc[("nsr", "psr", "highest − lowest rung")]
-    assert change["lo"] < 0 < change["hi"]
-    answers = dyn.loc[("n=0", "psr", "distinct_answers")]
-    assert (answers["first"], answers["last"]) == (4.0, 1.0) and dyn.loc[("n=0", "nsr", "distinct_answers"), "last"] == 4.0
-    kept = dynamics_contrast(runs, deltas, "distinct_answers").set_index(["a", "b", "rung"])
-    assert kept.loc[("nsr", "psr", "n=1000"), "est"] == 3.0
-    md = dynamics_contrast_markdown(dynamics_contrast(runs, deltas, last=3), last=3)
-    assert "| NSR − PSR | +0.4" in md and "| contrast | n=0 | n=1000 | highest − lowest rung |" in md
-    # the CLI's summary is the answer, the tables and this one, from the run files alone
-    from rlvr_utils.cli import main
-
-    assert main(["report", str(tmp_path / "grid"), "--summary"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("**no detectable change in NSR's advantage over PSR at pass@4")
-    assert dynamics_markdown(training_dynamics(runs, deltas)) in out
-    assert dynamics_contrast_markdown(dynamics_contrast(runs, deltas)) in out
-    assert "| NSR − PSR | +3.000" in out  # distinct answers, the CLI's second contrast
-    assert "+3.000 (seeds agree)" in out and "[+3.000, +3.000]" not in out  # no zero-width interval
-    assert "‡" not in out  # one build everywhere
-    # a seed's NSR run on a rebuilt rung n=1000 starts from other rollouts than its PSR run: marked there
-    rebuilt = next(r.name for r in runs if r.name.startswith("n1000__nsr__"))
-    for r in runs:
-        fp = "rebuilt" if r.name == rebuilt else "built"
-        (r.path / "config.json").write_text(json.dumps({**r.config, "_meta": {"model_fingerprint": fp}}))
-    runs = load_grid(tmp_path / "grid")
-    con = dynamics_contrast(runs, run_deltas(runs), last=3).set_index(["a", "b", "rung"])["mixed_builds"]
-    assert con[("nsr", "psr", "n=1000")] and con[("nsr", "psr", "highest − lowest rung")] and not con[("nsr", "psr", "n=0")]
-    assert "‡" in dynamics_contrast_markdown(dynamics_contrast(runs, run_deltas(runs)))
 
 
 def test_problem_bootstrap_within_one_run(tmp_path):
@@ -215,9 +131,6 @@ def test_problem_bootstrap_within_one_run(tmp_path):
     assert m == 0 and lo <= 0 <= hi
 
 
-def _recs(solved: int, problems: int = 40):
-    return [{"protocol": "sampled", "problem_id": f"p{i}", "sample": j, "status": "correct" if i < solved else "incorrect"}
-            for i in range(problems) for j in range(4)]
 
 
 def test_one_seed_interaction_is_over_problems(tmp_path):
@@ -297,17 +210,6 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
     assert "every cell's seeds moved by the same amount" in text and "0.000" in text, text
 
 
-def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
-    from rlvr_utils.effects import rung_of
-
-    for name, model in (("a", "warm:n=200,seed=1"), ("b", "/somewhere/qwen2.5-0.5b")):
-        run = RunDir(tmp_path / name)
-        run.path.mkdir()
-        run.config.write_text(json.dumps({"model": model, "_meta": {"model_path": "/gone/rung"}}))
-        append_jsonl(run.evals, [_ev(0, 0.3)])
-    a, b = load_grid(tmp_path)
-    assert rung_of(a) == (200.0, "n=200")  # from the recipe in the run's config: no weights needed
-    assert rung_of(b)[1] == "rung" and np.isnan(rung_of(b)[0])
 
 
 def test_named_model_rungs_report_without_a_prior_axis(tmp_path):
@@ -325,56 +227,3 @@ def test_named_model_rungs_report_without_a_prior_axis(tmp_path):
     assert "the prior axis needs two or more" in md and "| smollm2-135m | base over 2 sampling seeds |" in md, md
     c = contrast_table(deltas, ks=(4,))
     assert set(c["rung"]) == {"smollm2-135m", "qwen2.5-0.5b"} and np.allclose(c["est"], 0.055), c
-
-
-def _p1_row(step: int, v: float) -> dict:
-    m = {"mean": v, "lo": v, "hi": v, "n": 64}
-    return {"step": step, "greedy": m, "pass_at_k": {"1": m}}
-
-
-def _counts_recs(correct: list[int]) -> list[dict]:
-    """4 samples of each problem, the first correct[i] of problem i correct."""
-    return [{"protocol": "sampled", "problem_id": f"p{i}", "sample": j, "status": "correct" if j < c else "incorrect"}
-            for i, c in enumerate(correct) for j in range(4)]
-
-
-def _seeded_grid(root, solved_after) -> list:
-    """2 rungs x {psr, nsr} x 4 seeds on 64 problems x 4 samples; `solved_after(rng, seed, objective)` -> per-problem
-    count of correct samples (0-4) at the last evaluation; every base solves 2 of 4 samples of each."""
-    rng = np.random.default_rng(0)
-    for n in (0, 1000):
-        rung = root / "rungs" / f"n{n}"
-        rung.mkdir(parents=True)
-        (rung / "warmstart.json").write_text(json.dumps({"n": n}))
-        for obj in ("psr", "nsr"):
-            for s in range(4):
-                run = RunDir(root / "grid" / f"n{n}__{obj}__s{s}")
-                run.path.mkdir(parents=True)
-                run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
-                after = solved_after(rng, s, obj)
-                run.write_samples("eval_00000", _counts_recs([2] * 64))
-                run.write_samples("eval_00006", _counts_recs(after))
-                append_jsonl(run.evals, [_p1_row(0, 0.5), _p1_row(6, float(np.mean(after)) / 4)])  # as the samples say
-    return run_deltas(load_grid(root / "grid"))
-
-
-def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
-    # NSR's seeds shift every problem together, PSR's none: the contrast's spread is the training runs',
-    # more problems don't help
-    shift = _seeded_grid(tmp_path / "shift", lambda rng, s, o: [2 + (s % 2) * 2 - 1 if o == "nsr" else 2] * 64)
-    c = variance_components(shift, k=1)
-    # per-seed contrasts -0.25, +0.25, -0.25, +0.25: variance 1/12
-    assert (c["var_sp"] < 1e-12).all() and np.allclose(c["var_seed"], 1 / 12), c
-    assert projected_mde(c, 3, 64) == pytest.approx(projected_mde(c, 3, 256))
-    # at the grid's own design the projection is the interaction's own MDE
-    assert projected_mde(c, 4, 64) == pytest.approx(interaction(shift, k=1)["mde_80"])
-    # runs that move each problem up or down at random: all seed x problem, 4x problems halves the SE
-    flips = _seeded_grid(tmp_path / "flips", lambda rng, s, o: list(rng.choice([1, 3], size=64)))
-    c = variance_components(flips, k=1)
-    # each objective moves each problem by +-0.25 at random: the contrast's per-problem variance 2/16
-    assert (c["var_seed"] < 2e-3).all() and np.allclose(c["var_sp"], 1 / 8, rtol=0.25), c  # df 189: ~10% noise
-    assert projected_mde(c, 3, 256) < 0.6 * projected_mde(c, 3, 64)
-    # here seed means that spread less than their problems imply (chance, with 3 df a cell) are not
-    # trusted: the projection keeps the problems' share, so it is never below the interaction's own MDE
-    assert interaction(flips, k=1)["mde_80"] <= projected_mde(c, 4, 64) < 1.5 * interaction(flips, k=1)["mde_80"]
-    assert "| 10 |" in summary_markdown(flips, 1) and "MDE, 256 problems" in summary_markdown(flips, 1)

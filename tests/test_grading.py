@@ -12,6 +12,8 @@ from hostile import HOSTILE
 from rlvr_utils.data import load_math
 from rlvr_utils.grading import STATUSES, GradingPool, RewardSpec, extract_answer
 
+pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
+
 
 def test_memory_cap_counts_growth_not_what_the_main_module_maps(tmp_path):
     """A spawned worker re-imports the main module first; CUDA torch maps GBs there (seen on an H200)."""

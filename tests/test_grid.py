@@ -1,99 +1,24 @@
-"""Profiles resolve to complete configs: the README's table is theirs, and --dry-run shows every setting."""
-
-import subprocess
-import sys
-from pathlib import Path
+"""The grid over papermill: cells run, a failed cell is isolated, done cells are skipped, a killed grid resumes;
+its progress line and the build flag reach the cells."""
 
 import pytest
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.grid import PROFILES, cells, resolve_config, settings_diff, settings_table
+from conftest import TINY_GRID as TINY
+from conftest import run_grid_cli as grid
+
+from rlvr_utils.profiles import cells
+from rlvr_utils.runs import RunDir
+
+pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def test_readme_table_is_the_profiles_resolved_cells():
-    assert settings_table() in (REPO / "README.md").read_text(), "README's settings table is stale: paste `rlvr grid --table`"
-
-
-def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
-    for profile, extraction in (("seed", "boxed"), ("paper", "boxed_or_last_number")):  # paper: its reward's fallback
-        for c in cells(profile):
-            assert (c.config.levels, c.config.prompt, c.config.extraction) == ("", "paper", extraction), c.name
-    seed = cells("seed")[0].config
-    assert (seed.adam_beta2, seed.weight_decay, seed.loss_agg, seed.min_tokens) == (0.95, 0.01, "seq_mean", 128)
-    paper = {c.config.objective: c.config for c in cells("paper")}
-    assert paper["grpo"].kl_coef == 0.001 and all(c.kl_coef == 0 for o, c in paper.items() if o != "grpo")
-    assert paper["nsr"].mini_batch_size == 128 and paper["nsr"].entropy_coef == 0.001
-    # the notebook's interactive path resolves the same way
-    assert resolve_config("seed", {"objective": "nsr"}) == [c.config for c in cells("seed") if c.name.endswith("nsr__s0")][0]
-    assert set(PROFILES) == {"cpu", "smoke", "seed", "paper", "prior"}
-    assert [c.name for c in cells("prior")][:2] == ["warm-n0__psr__s0", "warm-n0__psr__s1"]
-
-
-def test_a_lams_axis_multiplies_only_the_objectives_that_read_lam():
-    grid = {c.name: c.config for c in cells("prior", {"models": "warm:n=0", "objectives": "psr,w_reinforce",
-                                                       "seeds": "0", "lams": "0.1,0.5"})}
-    assert sorted(grid) == ["warm-n0__psr__s0", "warm-n0__w_reinforce__s0__lam0.1", "warm-n0__w_reinforce__s0__lam0.5"]
-    assert grid["warm-n0__w_reinforce__s0__lam0.5"].lam == 0.5
-
-
-def test_dry_run_prints_each_cells_resolved_settings(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "seed", "--runs", str(tmp_path),
-                        "--dry-run"], capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert p.returncode == 0, p.stderr
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("pending")]
-    assert len(lines) == 9
-    for c, ln in zip(cells("seed"), lines):
-        assert c.name in ln
-        for k, v in settings_diff(c.config).items():
-            assert f"{k}={v!r}" in ln
-    assert "adam_beta2=0.95" in lines[0] and "Level 1" not in p.stdout
-    assert settings_diff(TrainConfig()) == {}
-
-
-@pytest.mark.slow
-def test_gpu_step_bench_runs_on_cpu(tmp_path):
-    """bench/gpu_step.py is the script a lent GPU runs; its CPU mode goes through the same trainer code path."""
-    import json
-    import os
-
-    out = tmp_path / "rows.json"
-    p = subprocess.run([sys.executable, "bench/gpu_step.py", "--device", "cpu", "--tiny", "--models", "qwen2.5-0.5b",
-                        "--out", str(out)], capture_output=True, text=True, timeout=900, cwd=REPO,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert p.returncode == 0, p.stderr[-3000:]
-    (row,) = json.loads(out.read_text())
-    assert row["model"] == "qwen2.5-0.5b" and row["train_tokens_s"] > 0 and row["gen_tokens_s"] > 0
-    assert row["plan_update_peak_gb"] > 0 and row["precision"] in ("fp32", "bf16")
-    # --profile: the paper profile's own settings (mini-batches, micro-batches of 1, checkpointing)
-    p = subprocess.run([sys.executable, "bench/gpu_step.py", "--device", "cpu", "--tiny", "--models", "qwen2.5-0.5b",
-                        "--profile", "paper", "--steps", "1", "--out", str(out)], capture_output=True, text=True,
-                       timeout=900, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert p.returncode == 0, p.stderr[-3000:]
-    (row,) = json.loads(out.read_text())
-    assert row["profile"] == "paper" and row["steps"] == 1 and row["train_tokens_s"] > 0
-    assert "activations, micro-batch 1 x" in p.stdout, p.stdout[-2000:]
-
-
-@pytest.mark.slow
-def test_gpu_update_bench_runs_on_cpu(tmp_path):
-    """bench/gpu_update.py: the real update at the paper profile's settings on a full-length random batch."""
-    import json
-    import os
-
-    out = tmp_path / "rows.json"
-    p = subprocess.run([sys.executable, "bench/gpu_update.py", "--device", "cpu", "--tiny", "--profile", "paper",
-                        "--models", "qwen2.5-0.5b", "--prompts", "1", "--out", str(out)], capture_output=True, text=True,
-                       timeout=900, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert p.returncode == 0, p.stderr[-3000:]
-    (row,) = json.loads(out.read_text())
-    # the paper's schedule: 8 kept samples in mini-batches of 4 -> 2 optimizer steps, micro-batches of 1
-    assert row["samples"] == 8 and row["micro_batch"] == 1 and row["checkpointing"] is True
-    assert row["objective"] == "grpo"  # the paper grid's heaviest cell: GRPO's KL loss adds a reference policy
-    assert "reference policy (fp32)" in p.stdout and "HF engine" not in p.stdout, p.stdout[-2000:]
-    assert "update 2:" in p.stdout and "2 optimizer steps" in p.stdout, p.stdout[-2000:]
-    assert row["train_tokens_s"] > 0 and row["plan_update_peak_gb"] > 0
 
 
 def test_progress_eta_from_finished_cells_minutes(tmp_path):
@@ -103,7 +28,8 @@ def test_progress_eta_from_finished_cells_minutes(tmp_path):
     import json
 
     from rlvr_utils.executors import Progress
-    from rlvr_utils.runs import RunDir, append_jsonl
+    from rlvr_utils.files import append_jsonl
+    from rlvr_utils.runs import RunDir
 
     grid = cells("prior", {"seeds": "0,1", "objectives": "psr,nsr,w_reinforce", "models": "warm:n=0,warm:n=200,warm:n=1000"})
     work = {"warm-n0__psr__s0": 600.0, "warm-n0__nsr__s0": 3000.0, "warm-n1000__nsr__s0": 1200.0}
@@ -148,3 +74,64 @@ def test_allow_new_build_reaches_the_cell_and_no_further(tmp_path, monkeypatch):
     cell = cells("cpu", {"objectives": "psr", "seeds": "0"})[0]
     assert run_cell(cell, tmp_path, 1).ok and run_cell(cell, tmp_path, 1, allow_new_build=True).ok
     assert seen == ["0", "1"] and os.environ[NEW_BUILD_ENV] == "1"  # and restored afterwards
+
+
+def test_grid_runs_cells_and_isolates_failure(tiny_grid):
+    runs, p, tiny = tiny_grid
+    assert p.returncode == 1, p.stdout  # one failed cell -> non-zero exit, after the others ran
+    assert "2 done, 2 failed" in p.stdout
+    for obj in ("psr", "nsr"):
+        cell = RunDir(runs / f"{tiny}__{obj}__s0")
+        assert cell.status()["state"] == "done"
+        assert cell.notebook.exists() and [m["step"] for m in cell.read_metrics()] == [1, 2]
+        nb = json.loads(cell.notebook.read_text())
+        assert any(c.get("outputs") for c in nb["cells"])  # executed
+        bad = RunDir(runs / f"model__{obj}__s0")  # /nonexistent/model
+        assert bad.status()["state"] == "failed" and "nonexistent" in bad.status()["error"]
+
+
+def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, tiny_model_path):
+    runs, _, tiny = tiny_grid
+    nb = runs / f"{tiny}__psr__s0" / "train.ipynb"
+    before = nb.stat().st_mtime_ns
+    p = grid(runs, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY)
+    assert p.stdout.count("done, skipped") == 2 and nb.stat().st_mtime_ns == before
+    p = grid(runs, f"models={tiny_model_path}", "objectives=psr,w_reinforce", extra_args=["--dry-run"])
+    assert "done" in p.stdout and "pending" in p.stdout and "w_reinforce" in p.stdout
+
+
+def test_grid_rejects_unknown_parameter(tmp_path):
+    p = grid(tmp_path, "not_a_param=3", check=False)
+    assert p.returncode == 2 and "not_a_param" in p.stderr and "parameters cell" in p.stderr
+    p = grid(tmp_path, "objectives=psr,ppo", check=False)
+    assert p.returncode == 2 and "ppo" in p.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, tiny_model_path):
+    sets = [f"models={tiny_model_path}", "objectives=psr,nsr", *TINY, "steps=6"]
+    args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path)]
+    for s in sets:
+        args += ["--set", s]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    tiny = Path(tiny_model_path).name
+    second = RunDir(tmp_path / f"{tiny}__nsr__s0")
+    deadline = time.time() + 600
+    # wait until the first cell is done and the second has a checkpoint, then kill everything
+    while time.time() < deadline and not (second.checkpoints / "latest" / "state.pt").exists():
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = RunDir(tmp_path / f"{tiny}__psr__s0")
+    assert first.status()["state"] == "done" and second.status()["state"] == "running"
+    done_at = first.notebook.stat().st_mtime_ns
+    assert 1 <= len(second.read_metrics()) < 6
+    p = grid(tmp_path, *sets)
+    assert "resuming" in p.stdout and p.stdout.count("done, skipped") == 1
+    assert first.notebook.stat().st_mtime_ns == done_at
+    assert [m["step"] for m in second.read_metrics()] == [1, 2, 3, 4, 5, 6]  # nothing lost or doubled
+    assert "resumed from checkpoint" in second.notebook.read_text()
+    for f in (second.metrics, second.evals):  # every line parses: no torn writes
+        assert all(json.loads(x) for x in f.read_text().splitlines())
+    assert json.loads(second.config.read_text())["steps"] == 6

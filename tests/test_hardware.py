@@ -66,7 +66,7 @@ def test_memory_plan_against_the_update_measured_on_gpus():
 
     from transformers import Qwen2Config
 
-    from rlvr_utils.grid import PROFILES
+    from rlvr_utils.profiles import PROFILES
 
     shapes = {"qwen2.5-3b": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
                                  num_key_value_heads=2),

@@ -1,10 +1,9 @@
-"""Objectives and losses on hand-computed tensors."""
+"""The objectives' registry and advantages by hand; a new objective is one decorated function."""
 
 import pytest
 import torch
 
-from rlvr_utils.losses import loss_denominator, policy_loss
-from rlvr_utils.objectives import OBJECTIVES, advantages
+from rlvr_utils.objectives import OBJECTIVES, advantages, knobs, objective_kwargs, register
 
 C = torch.tensor([True, False, True, False, False, False])  # 3 prompts x 2 samples
 G = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -38,83 +37,33 @@ def test_w_reinforce_lambda_and_grpo_by_hand():
     assert torch.allclose(a, torch.tensor([0.5 / s, -0.5 / s, 0.5 / s, -0.5 / s, 0, 0]), atol=1e-5)
 
 
-def _toy():
-    # 3 sequences, lengths 2, 3, 1
-    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]], dtype=torch.bool)
-    logp = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -0.5], [-3.0, 0.0, 0.0]]) * mask
-    return logp, mask
+@pytest.mark.slow
+def test_a_new_objective_is_one_decorated_function(tmp_path, tiny_model_path, math_dir):
+    from rlvr_utils.config import TrainConfig
+    from rlvr_utils.runs import RunDir
+    from rlvr_utils.train import train
 
+    @register("scaled_nsr")
+    def scaled_nsr(correct, groups, alpha: float = 1.0):
+        """NSR with a knob: incorrect samples only, advantage -alpha."""
+        return -alpha * torch.ones(len(correct)), ~correct
 
-def test_token_mean_and_seq_mean_by_hand():
-    logp, mask = _toy()
-    adv = torch.tensor([1.0, -1.0, 2.0])
-    keep = torch.tensor([True, True, True])
-    # ratio = 1 (old = current): loss = -sum(adv_i * 1 over tokens) / denom
-    d = loss_denominator(mask, keep, "token_mean", "all")
-    assert d == 6
-    loss, st = policy_loss(logp, logp.detach(), adv, mask, keep, 0.2, "token_mean", d)
-    assert loss.item() == pytest.approx(-(1 * 2 - 1 * 3 + 2 * 1) / 6)
-    assert st.clip_frac == 0 and st.ratio_mean == pytest.approx(1.0)
-    d = loss_denominator(mask, keep, "seq_mean", "all")
-    assert d == 3
-    loss, _ = policy_loss(logp, logp.detach(), adv, mask, keep, 0.2, "seq_mean", d)
-    assert loss.item() == pytest.approx(-(1 - 1 + 2) / 3)
-
-
-def test_gradient_of_reinforce_equals_logp_weighted():
-    logp, mask = _toy()
-    logp = logp.clone().requires_grad_(True)
-    adv = torch.tensor([1.0, -1.0, 2.0])
-    keep = torch.ones(3, dtype=torch.bool)
-    loss, _ = policy_loss(logp, logp.detach(), adv, mask, keep, 0.2, "token_mean", 6.0)
-    loss.backward()
-    # d loss / d logp_t = -adv / denom on real tokens, 0 on padding
-    expect = -(adv[:, None] * mask) / 6.0
-    assert torch.allclose(logp.grad, expect)
-
-
-def test_clip_by_hand():
-    mask = torch.ones((1, 3), dtype=torch.bool)
-    old = torch.zeros((1, 3))
-    logp = torch.log(torch.tensor([[1.5, 0.9, 0.5]]))  # ratios 1.5, 0.9, 0.5
-    keep = torch.ones(1, dtype=torch.bool)
-    # positive advantage: min(r, clip(r)) -> 1.2, 0.9, 0.5
-    loss, st = policy_loss(logp, old, torch.tensor([1.0]), mask, keep, 0.2, "token_mean", 3.0)
-    assert loss.item() == pytest.approx(-(1.2 + 0.9 + 0.5) / 3)
-    assert st.clip_frac == pytest.approx(2 / 3)
-    # negative advantage: min(-r, -clip(r)) -> -1.5, -0.9, -0.8
-    loss, _ = policy_loss(logp, old, torch.tensor([-1.0]), mask, keep, 0.2, "token_mean", 3.0)
-    assert loss.item() == pytest.approx((1.5 + 0.9 + 0.8) / 3)
-
-
-def test_psr_plus_nsr_equals_reinforce_under_all_norm():
-    logp, mask = _toy()
-    c = torch.tensor([True, False, False])
-    g = torch.tensor([0, 1, 2])
-    total = 0.0
-    for name in ("psr", "nsr"):
-        a, k = advantages(name, c, g)
-        d = loss_denominator(mask, k, "token_mean", "all")
-        total += policy_loss(logp, logp.detach(), a, mask, k, 0.2, "token_mean", d)[0].item()
-    a, k = advantages("reinforce", c, g)
-    d = loss_denominator(mask, k, "token_mean", "all")
-    assert total == pytest.approx(policy_loss(logp, logp.detach(), a, mask, k, 0.2, "token_mean", d)[0].item())
-
-
-def test_kept_norm_makes_update_size_independent_of_filter():
-    logp, mask = _toy()
-    a = torch.ones(3)
-    one = torch.tensor([True, False, False])
-    all_ = torch.ones(3, dtype=torch.bool)
-    # "kept": one kept sample gives the same per-token loss as if the batch held only it
-    d = loss_denominator(mask, one, "token_mean", "kept")
-    assert d == 2
-    loss, _ = policy_loss(logp, logp.detach(), a, mask, one, 0.2, "token_mean", d)
-    assert loss.item() == pytest.approx(-1.0)
-    # "all": the same sample is diluted by the tokens of the samples that were filtered out
-    d = loss_denominator(mask, one, "token_mean", "all")
-    loss_all, _ = policy_loss(logp, logp.detach(), a, mask, one, 0.2, "token_mean", d)
-    assert loss_all.item() == pytest.approx(-2 / 6)
-    assert loss_denominator(mask, all_, "token_mean", "kept") == loss_denominator(mask, all_, "token_mean", "all")
-    with pytest.raises(ValueError, match="loss_norm"):
-        loss_denominator(mask, one, "token_mean", "some")
+    try:
+        assert knobs("scaled_nsr") == {"alpha": 1.0}
+        a, k = advantages("scaled_nsr", torch.tensor([True, False]), torch.tensor([0, 0]), alpha=3.0)
+        assert a.tolist() == [-3.0, -3.0] and k.tolist() == [False, True]
+        with pytest.raises(ValueError, match="beta not a knob of 'scaled_nsr'"):
+            TrainConfig(objective="scaled_nsr", objective_args={"beta": 1})
+        cfg = TrainConfig(model=tiny_model_path, data=str(math_dir), objective="scaled_nsr",
+                          objective_args={"alpha": 3.0}, steps=1, prompts_per_step=2, rollouts_per_prompt=2,
+                          max_tokens=8, eval_problems=0, engine="hf", grade_workers=1, lr=1e-4,
+                          levels="Level 1", precision="fp32")
+        assert objective_kwargs(cfg) == {"alpha": 3.0}
+        train(cfg, tmp_path / "r", log=lambda m: None)
+        run = RunDir(tmp_path / "r")
+        (m,) = run.read_metrics()
+        assert run.status()["state"] == "done" and m["optimizer_steps"] == 1 and m["tokens_trained"] > 0
+        recs = [r for r in (run.samples / "step_00001.jsonl").read_text().splitlines()]
+        assert all('"advantage": -3.0' in r for r in recs)
+    finally:
+        OBJECTIVES.pop("scaled_nsr", None)

@@ -11,6 +11,8 @@ from rlvr_utils.models import load_policy, load_tokenizer
 from rlvr_utils.prompts import PromptTooLong, check_budget, render
 from rlvr_utils.rollouts import HFEngine, SamplingConfig, VLLMEngine, make_engine
 
+pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
+
 
 def _policy_logprobs(policy, prompt_ids, response_ids):
     """(log-probs of the response tokens, max |logit|) from one full-sequence forward."""
@@ -127,7 +129,6 @@ def _vllm_sync_check(model_path, math_dir, q):
         raise SystemExit(1) from e
 
 
-@pytest.mark.slow
 def test_vllm_engine_weight_sync_is_real(smollm2_path, math_dir):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_utils.warmstart import WarmStart, ladder_table, read_prior, warmstart
+from rlvr_utils.recipes import WarmStart
+from rlvr_utils.warmstart import ladder_table, read_prior, warmstart
+
+pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
 
 
 def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_model_path):

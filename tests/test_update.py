@@ -13,6 +13,8 @@ from rlvr_utils.objectives import advantages, objective_kwargs
 from rlvr_utils.rollouts import HFEngine, SamplingConfig
 from rlvr_utils.update import update_policy
 
+pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
+
 TARGET = 7
 VOCAB = 12
 

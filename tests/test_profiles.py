@@ -1,0 +1,50 @@
+"""Profiles resolve to complete configs; the README carries their table."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from rlvr_utils.config import TrainConfig
+from rlvr_utils.profiles import PROFILES, cells, resolve_config, settings_diff, settings_table
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_table_is_the_profiles_resolved_cells():
+    assert settings_table() in (REPO / "README.md").read_text(), "README's settings table is stale: paste `rlvr grid --table`"
+
+
+def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
+    for profile, extraction in (("seed", "boxed"), ("paper", "boxed_or_last_number")):  # paper: its reward's fallback
+        for c in cells(profile):
+            assert (c.config.levels, c.config.prompt, c.config.extraction) == ("", "paper", extraction), c.name
+    seed = cells("seed")[0].config
+    assert (seed.adam_beta2, seed.weight_decay, seed.loss_agg, seed.min_tokens) == (0.95, 0.01, "seq_mean", 128)
+    paper = {c.config.objective: c.config for c in cells("paper")}
+    assert paper["grpo"].kl_coef == 0.001 and all(c.kl_coef == 0 for o, c in paper.items() if o != "grpo")
+    assert paper["nsr"].mini_batch_size == 128 and paper["nsr"].entropy_coef == 0.001
+    # the notebook's interactive path resolves the same way
+    assert resolve_config("seed", {"objective": "nsr"}) == [c.config for c in cells("seed") if c.name.endswith("nsr__s0")][0]
+    assert set(PROFILES) == {"cpu", "smoke", "seed", "paper", "prior"}
+    assert [c.name for c in cells("prior")][:2] == ["warm-n0__psr__s0", "warm-n0__psr__s1"]
+
+
+def test_a_lams_axis_multiplies_only_the_objectives_that_read_lam():
+    grid = {c.name: c.config for c in cells("prior", {"models": "warm:n=0", "objectives": "psr,w_reinforce",
+                                                       "seeds": "0", "lams": "0.1,0.5"})}
+    assert sorted(grid) == ["warm-n0__psr__s0", "warm-n0__w_reinforce__s0__lam0.1", "warm-n0__w_reinforce__s0__lam0.5"]
+    assert grid["warm-n0__w_reinforce__s0__lam0.5"].lam == 0.5
+
+
+def test_dry_run_prints_each_cells_resolved_settings(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "seed", "--runs", str(tmp_path),
+                        "--dry-run"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("pending")]
+    assert len(lines) == 9
+    for c, ln in zip(cells("seed"), lines):
+        assert c.name in ln
+        for k, v in settings_diff(c.config).items():
+            assert f"{k}={v!r}" in ln
+    assert "adam_beta2=0.95" in lines[0] and "Level 1" not in p.stdout
+    assert settings_diff(TrainConfig()) == {}
