@@ -174,9 +174,14 @@ def _cmd_grid(a: argparse.Namespace) -> int:
 
 def _cmd_report(a: argparse.Namespace) -> int:
     if a.summary:
+        from .files import atomic_write_text
         from .summary import report_summary
 
-        print(report_summary(a.runs_dir, a.k), end="")
+        text = report_summary(a.runs_dir, a.k)
+        if a.out:  # a study's REPORT.md, beside its runs
+            print(atomic_write_text(a.out, text))
+        else:
+            print(text, end="")
         return 0
     from .report import render_report
 
@@ -265,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="execute 04_analyze on a grid and render HTML; prints its path")
     rp.add_argument("runs_dir")
-    rp.add_argument("--out", default=None)
+    rp.add_argument("--out", default=None, help="where to write: the HTML report (default <runs_dir>/report.html), "
+                                                "or with --summary the markdown (default: printed)")
     rp.add_argument("--summary", action="store_true",
                     help="print the answer and the per rung x objective table as markdown (from the run files, fast)")
     rp.add_argument("--k", type=int, default=0, help="with --summary: pass@k of the answer (0: the largest evaluated)")

@@ -1,4 +1,4 @@
-"""Profiles resolve to complete configs; the README carries their table."""
+"""Profiles resolve to complete configs; docs/profiles.md carries their table."""
 
 import subprocess
 import sys
@@ -10,8 +10,9 @@ from rlvr_utils.profiles import PROFILES, cells, resolve_config, settings_diff, 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_readme_table_is_the_profiles_resolved_cells():
-    assert settings_table() in (REPO / "README.md").read_text(), "README's settings table is stale: paste `rlvr grid --table`"
+def test_docs_table_is_the_profiles_resolved_cells():
+    page = (REPO / "docs" / "profiles.md").read_text()
+    assert settings_table() in page, "docs/profiles.md's settings table is stale: paste `rlvr grid --table`"
 
 
 def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
