@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import read_jsonl
 from .objectives import OBJECTIVES, knobs
 from .runs import RunDir
 from .stats import seed_ci
@@ -183,7 +182,7 @@ def load_samples(run_dir: str | Path, source: str = "*") -> pd.DataFrame:
     frames = []
     for f in sorted(rd.samples.glob(f"{source}_*.jsonl")) if rd.samples.exists() else []:
         kind, num = f.stem.split("_", 1)
-        rows = list(read_jsonl(f))
+        rows = rd.read_samples(f.stem)
         if rows:
             frames.append(pd.DataFrame(rows).assign(source=kind, step=int(num)))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -220,7 +219,7 @@ def _diversity(run_dir: str, stamp: tuple) -> pd.DataFrame:
     for name, *_ in stamp:
         step = int(name.split("_", 1)[1].split(".")[0])
         group = -1
-        for r in read_jsonl(RunDir(run_dir).samples / name):
+        for r in RunDir(run_dir).read_samples(name.removesuffix(".jsonl")):
             # a step's rollouts are written prompt by prompt, sample 0 first: a prompt drawn twice in one step
             # (at an epoch's end) is two groups, which its problem_id alone would merge
             group += 1 if r.get("sample", 0) == 0 else 0

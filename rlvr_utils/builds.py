@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 from .config import TrainConfig
-from .files import wait_lock
+from .files import DamagedFile, wait_lock
 from .recipes import same_model
 from .runs import RunDir
 
@@ -55,7 +55,7 @@ def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict], str] | Non
             row = next((r for r in o.read_evals() if r["step"] == 0), None)
             if row is not None:
                 return row, o.read_samples("eval_00000"), other.name
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, DamagedFile):
             continue  # a folder mid-write, damaged, or not a run: evaluate instead
     return None
 
@@ -102,8 +102,8 @@ def check_sibling_builds(run: RunDir, model: str, path: str, now: str | None, al
     for other in sorted(run.path.parent.glob("*/config.json")):
         try:
             saved = RunDir(other.parent).saved_config()
-        except (OSError, ValueError):
-            continue  # mid-write or not a run
+        except (OSError, ValueError, DamagedFile):
+            continue  # mid-write, damaged or not a run: it ran on no build this run can compare with
         fp = saved.get("_meta", {}).get("model_fingerprint") if isinstance(saved, dict) else None
         if other.parent != run.path and fp and same_model(saved.get("model"), model):
             seen.setdefault(fp, []).append(other.parent.name)

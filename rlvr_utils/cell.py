@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import papermill
 
+from .files import DamagedFile
 from .hardware import THREADS_ENV
 from .runs import NEW_BUILD_ENV, PARENT_ENV, RunDir
 
@@ -72,7 +73,7 @@ def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, all
         try:
             if run.status().get("state") != "failed":  # the trainer records its own failure, with more detail
                 run.set_status("failed", error=f"{type(e).__name__}: {str(e)[-1500:]}")
-        except (OSError, ValueError):  # a damaged status.json or a full disk: the result below still says why
+        except (OSError, DamagedFile):  # a damaged status.json or a full disk: the result below still says why
             pass
         msg = str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__
         return CellResult(cell.name, False, time.perf_counter() - t0, msg)

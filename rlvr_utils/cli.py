@@ -165,6 +165,8 @@ def _cmd_grid(a: argparse.Namespace) -> int:
         if "=" not in p:
             raise ValueError(f"--set expects key=value, got {p!r}")
         k, v = p.split("=", 1)
+        if k.strip() in sets:
+            raise ValueError(f"--set {k.strip()} given twice (the second: {p!r}): say it once")
         sets[k.strip()] = v.strip()
     res = Resources(cpus=a.cpus_per_cell, gpus=a.gpus_per_cell, address=a.address, retries=a.retries,
                     log_output=a.log_output, allow_new_build=a.allow_new_build)
@@ -288,12 +290,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .files import DamagedFile, FolderBusy
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, MemoryError) as e:
+    # OSError: a missing path, a read-only folder, a full disk
+    except (ValueError, OSError, MemoryError, FolderBusy, DamagedFile) as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("rlvr: interrupted; a run continues from its last checkpoint with --resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def validate(c: TrainConfig) -> list[str]:
     for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm"):
         if not getattr(c, k) > 0:
             e.append(f"{k} must be > 0, got {getattr(c, k)}")
-    for k in ("lam", "weight_decay", "entropy_coef", "kl_coef", "warmup_steps", "eval_every", "eval_problems",
+    for k in ("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "warmup_steps", "eval_every", "eval_problems",
               "checkpoint_every", "min_tokens", "eval_max_tokens", "temperature", "eval_temperature"):
         if getattr(c, k) < 0:
             e.append(f"{k} must be >= 0, got {getattr(c, k)}")
@@ -172,11 +172,14 @@ def validate(c: TrainConfig) -> list[str]:
         e.append(f"mini_batch_size must be >= 0, got {c.mini_batch_size}")
     if c.mini_batch_size and c.mini_batches != 1:
         e.append("set one of mini_batch_size (the paper's schedule) and mini_batches (fixed count), not both")
-    if batch % c.mini_batches:
+    if c.mini_batches >= 1 and batch % c.mini_batches:
         e.append(f"rollout batch {c.prompts_per_step}x{c.rollouts_per_prompt}={batch} is not divisible by "
                  f"mini_batches={c.mini_batches}")
     if c.objective == "grpo" and c.rollouts_per_prompt < 2:
         e.append("grpo needs rollouts_per_prompt >= 2 (group baseline)")
+    for k in ("train_split", "eval_split"):
+        if getattr(c, k) not in ("train", "test"):
+            e.append(f"{k}={getattr(c, k)!r} not in train, test")
     if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):
         e.append(f"device={c.device!r} not in auto, cpu, cuda (or cuda:N)")
     if c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens) > c.max_model_len:
@@ -227,5 +230,7 @@ def parse_sets(pairs: list[str] | None, cls: type | None = None) -> dict[str, An
         k = k.strip()
         if k not in known:
             raise ValueError(f"unknown config key {k!r} in --set {p!r}; known: {', '.join(sorted(known))}")
+        if k in out:
+            raise ValueError(f"--set {k} given twice (the second: {p!r}): say it once")
         out[k] = coerce(k, v.strip(), cls)
     return out

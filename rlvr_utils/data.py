@@ -20,7 +20,7 @@ from .files import atomic_write_text, iter_json_lines
 from .grading import last_boxed
 from .problems import DataError, MathProblem, problem_id
 from .prompts import render
-from .tasks import is_task_spec, load_task
+from .tasks import is_task_spec, load_task, parse_task_spec
 
 HUB_DATASET = "EleutherAI/hendrycks_math"
 _HUB_CONFIGS = (
@@ -127,6 +127,15 @@ def load_math(source: str | Path, split: str = "test") -> list[MathProblem]:
     else:
         raise DataError(f"{source}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
     return list(rows)
+
+
+def check_source(source: str) -> None:
+    """What is wrong with a data source, said before anything loads: a task spec that does not parse, or a
+    path that does not exist (a hub name passes: only the hub can tell)."""
+    if is_task_spec(source):
+        parse_task_spec(source)
+    elif not (Path(source).exists() or source == "hub" or (source.count("/") == 1 and not source.startswith((".", "/", "~")))):
+        raise DataError(f"data={source!r}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
 
 
 def stratified_sample(problems: list[MathProblem], ratio: float, seed: int = 42) -> list[MathProblem]:

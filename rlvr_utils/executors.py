@@ -10,6 +10,7 @@ do not run more threads than cores. Progress comes from the run files, never fro
 
 from __future__ import annotations
 
+import socket
 import statistics
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cell import CellResult, fmt_seconds, run_cell
+from .files import DamagedFile
 from .hardware import cell_threads
 from .runs import RunDir
 
@@ -73,10 +75,11 @@ def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None])
 
     gpus = res.gpus
     if res.address:
+        _check_reachable(res.address)
         try:
             ray.init(address=res.address, log_to_driver=res.log_output)
         except (ConnectionError, RuntimeError) as e:
-            raise ValueError(f"--address {res.address}: no Ray cluster reachable there ({e})") from e
+            raise ValueError(f"--address {res.address}: no Ray cluster reachable there ({e}); {START_RAY}") from e
     else:
         ray.init(include_dashboard=False, log_to_driver=res.log_output)
         if not gpus and ray.cluster_resources().get("GPU", 0):
@@ -103,6 +106,21 @@ def run_ray(cells: list, runs: Path, res: Resources, log: Callable[[str], None])
         return out
     finally:
         ray.shutdown()
+
+
+START_RAY = "start one with `ray start --head` and pass --address auto, or leave --address out to start one here"
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A host:port address answers within `timeout` seconds, or the grid stops saying so: ray.init would wait on
+    an address nobody listens at for minutes, with nothing to show for it."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", or a form ray.init itself resolves (and fails fast on)
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise ValueError(f"--address {address}: no Ray cluster reachable there ({e.strerror or e}); {START_RAY}") from None
 
 
 class Progress(threading.Thread):
@@ -179,7 +197,7 @@ class Progress(threading.Thread):
         while not self.stop.wait(self.every):
             try:
                 key, line = self.line()
-            except (OSError, ValueError):  # a file replaced under us: next time
+            except (OSError, ValueError, DamagedFile):  # a file replaced or mid-append under us: next time
                 continue
             if key != self.last:
                 self.last = key

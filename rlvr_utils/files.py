@@ -12,14 +12,16 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 
-class DamagedFile(ValueError):
-    """A file the kit wrote cannot be read back. The message names the file, the line and a remedy."""
+class DamagedFile(Exception):
+    """A file the kit wrote cannot be read back. The message names the file, the line and a remedy. Not a
+    ValueError: code that treats a missing record as "no data" must not take damage for it."""
 
 
 class TornTail(DamagedFile):
@@ -153,6 +155,29 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield n, line
 
 
+# ---------------------------------------------------------------------------------------- crash tests
+
+CRASH_ENV = "RLVR_CRASH_AT"  # tests only: "<point>:<step>" makes the process SIGKILL itself there
+
+
+def append_torn(path: Path, row: dict) -> None:
+    """Half of a row's line, on disk: what a crash in the middle of `append_jsonl` can leave (tests only)."""
+    line = jsonl_text([row])
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line[: len(line) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def crash_point(point: str, step: int, torn_write=None) -> None:
+    """A test hook: when $RLVR_CRASH_AT names this point and step, die here by SIGKILL (after `torn_write()`,
+    which leaves half a write behind, as a crash mid-append does). A no-op otherwise."""
+    if os.environ.get(CRASH_ENV) == f"{point}:{step}":
+        if torn_write is not None:
+            torn_write()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 # -------------------------------------------------------------------------------------------- locks
 
 @contextmanager
@@ -169,17 +194,27 @@ class FolderBusy(RuntimeError):
 
 
 def try_lock(folder: Path) -> int:
-    """Claim `folder` for this process (a lock file inside it, holding our pid) until the returned
+    """Claim `folder` for this process (an flock on the empty file `.lock` inside it) until the returned
     descriptor is closed or the process dies. Raises FolderBusy naming the holder's pid."""
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(folder / ".lock", os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        holder = lock_holder(os.fstat(fd).st_ino)
         os.close(fd)
         raise FolderBusy(f"{folder} is being written by another process (pid {holder}); "
                          "stop it or wait for it, then run again") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def lock_holder(inode: int) -> str:
+    """The pid holding an flock on the file with this inode (Linux's /proc/locks), or "?"."""
+    try:
+        for line in Path("/proc/locks").read_text().splitlines():
+            f = line.split()
+            if len(f) >= 6 and f[1] == "FLOCK" and f[5].rsplit(":", 1)[-1] == str(inode):
+                return f[4]
+    except OSError:
+        pass
+    return "?"

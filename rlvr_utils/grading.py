@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import re
+import signal
 import time
 import typing
 from dataclasses import dataclass
@@ -172,6 +173,7 @@ def _cap_memory(mem_mb: int) -> None:
 
 
 def _worker_main(conn: Connection, mem_mb: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C reaches the whole process group: the pool's owner stops us
     try:
         if mem_mb > 0:
             _cap_memory(mem_mb)

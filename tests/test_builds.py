@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import FAST, rlvr, sets
+from conftest import FAST, merge, rlvr, sets
 
 from rlvr_utils.config import TrainConfig, parse_sets
 from rlvr_utils.runs import RunDir
@@ -22,7 +22,7 @@ def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model
     from rlvr_utils.train import train
 
     model = shutil.copytree(tiny_model_path, tmp_path / "rung")
-    cfg = TrainConfig.from_dict(parse_sets([*FAST, "steps=2", "checkpoint_every=1", "engine=hf", f"model={model}"]))
+    cfg = TrainConfig.from_dict(parse_sets(merge(*FAST, "steps=2", "checkpoint_every=1", "engine=hf", f"model={model}")))
     train(cfg, tmp_path / "run", stop_after=1, log=lambda _: None)
     m = AutoModelForCausalLM.from_pretrained(model)
     with torch.no_grad():
@@ -45,7 +45,7 @@ def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_pa
     from rlvr_utils.recipes import same_model as _same_model
     from rlvr_utils.train import train
 
-    cfg = TrainConfig.from_dict(parse_sets([*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}"]))
+    cfg = TrainConfig.from_dict(parse_sets(merge(*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}")))
     now, logged = fingerprint(tiny_model_path), []
     (tmp_path / "old").mkdir()
     cfg.save(tmp_path / "old" / "config.json", {"model_fingerprint": "0123456789abcdef"})
@@ -73,7 +73,7 @@ def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_pa
 def test_step0_evaluation_is_shared_by_a_grids_objectives_and_equals_its_own(tmp_path, tiny_model_path):
     # a grid's objectives start from the same model with the same seed: the second copies the first's
     # step-0 evaluation, and the copy must equal what it would have sampled itself (run alone elsewhere)
-    common = [*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}"]
+    common = merge(*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}")
     rlvr("train", "--run-dir", str(tmp_path / "grid" / "psr"), *sets(*common, "objective=psr"))
     rlvr("train", "--run-dir", str(tmp_path / "grid" / "nsr"), *sets(*common, "objective=nsr", "lr=3e-5"))
     rlvr("train", "--run-dir", str(tmp_path / "alone" / "nsr"), *sets(*common, "objective=nsr", "lr=3e-5"))

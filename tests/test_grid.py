@@ -86,8 +86,8 @@ def test_grid_runs_cells_and_isolates_failure(tiny_grid):
         assert cell.notebook.exists() and [m["step"] for m in cell.read_metrics()] == [1, 2]
         nb = json.loads(cell.notebook.read_text())
         assert any(c.get("outputs") for c in nb["cells"])  # executed
-        bad = RunDir(runs / f"model__{obj}__s0")  # /nonexistent/model
-        assert bad.status()["state"] == "failed" and "nonexistent" in bad.status()["error"]
+        bad = RunDir(runs / f"broken-model__{obj}__s0")  # a model folder no library loads
+        assert bad.status()["state"] == "failed" and "no-such-architecture" in bad.status()["error"]
 
 
 def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, tiny_model_path):

@@ -76,9 +76,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_ray_worker_killed_mid_cell_resumes_and_failure_is_isolated(tmp_path, tiny_model_path, local_reference):
+def test_ray_worker_killed_mid_cell_resumes_and_failure_is_isolated(tmp_path, tiny_model_path, broken_model_path,
+                                                                    local_reference):
     tiny = Path(tiny_model_path).name
-    sets = [f"models={tiny_model_path},/nonexistent/model", "objectives=psr,nsr", *TINY_GRID, *STEPS, "seeds=0"]
+    sets = [f"models={tiny_model_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS, "seeds=0"]
     args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path), "--executor", "ray",
             "--cpus-per-cell", "1", "--retries", "0"]
     for s in sets:
@@ -100,7 +101,7 @@ def test_ray_worker_killed_mid_cell_resumes_and_failure_is_isolated(tmp_path, ti
     survivor = RunDir(tmp_path / f"{tiny}__psr__s0")
     assert survivor.status()["state"] == "done"  # the other cell went on
     for obj in ("psr", "nsr"):
-        assert RunDir(tmp_path / f"model__{obj}__s0").status()["state"] == "failed"
+        assert RunDir(tmp_path / f"broken-model__{obj}__s0").status()["state"] == "failed"
     done_at = survivor.notebook.stat().st_mtime_ns
 
     p = grid(tmp_path, *sets, extra=["--executor", "ray"], check=False)

@@ -1,0 +1,205 @@
+"""The CLI's fault matrix: each row is one bad input, the exit status it must end in, a word its one-line message
+must name (the key, file or address at fault), and no traceback; rows that touch a run leave its files as
+they were. Most rows call `rlvr_utils.cli.main` in this process (it is what `rlvr` runs); the rows about
+other processes run `rlvr` itself."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import typing
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from conftest import rlvr, sets
+
+from rlvr_utils import cli
+from rlvr_utils.config import TrainConfig
+
+HINTS = typing.get_type_hints(TrainConfig)
+WRONG_TYPE = {int: ("abc", "is not a valid int"), float: ("abc", "is not a valid float"),
+              bool: ("maybe", "is not a valid bool"), dict: ("[1]", "expects a JSON object")}
+# one value out of range (or not among its registry's choices) per field that has a range: (value, phrase)
+OUT_OF_RANGE = {
+    **{k: ("0", "must be >= 1") for k in ("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
+                                          "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens",
+                                          "eval_samples")},
+    **{k: ("-1", "must be >= 0") for k in ("warmup_steps", "eval_every", "eval_problems", "checkpoint_every", "min_tokens",
+                                           "eval_max_tokens", "mini_batch_size", "seed", "lam", "weight_decay",
+                                           "entropy_coef", "kl_coef", "temperature", "eval_temperature")},
+    **{k: ("0", "must be > 0") for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm")},
+    **{k: ("1", "must be in [0, 1)") for k in ("adam_beta1", "adam_beta2")},
+    "vllm_gpu_memory": ("1.5", "must be in (0, 1)"),
+    "top_p": ("0", "must be in (0, 1]"), "eval_top_p": ("0", "must be in (0, 1]"),
+    **{k: ("nope", "not in") for k in ("objective", "loss_agg", "loss_norm", "engine", "precision", "prompt", "extraction",
+                                       "device")},
+    "train_split": ("dev", "not in train, test"), "eval_split": ("dev", "not in train, test"),
+    "model": ("/no/such/dir", "no such file or directory"), "data": ("/no/such/data", "no such file or directory"),
+    "objective_args": ('{"nope": 1}', "not a knob"),
+}
+FREE = {"levels"}  # any string is a valid filter
+
+
+def run_main(argv: list[str], capsys) -> tuple[int, str]:
+    """`rlvr argv` in this process: (exit status, stderr and stdout)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.err + out.out
+
+
+def one_error_line(err: str, word: str) -> None:
+    lines = [x for x in err.strip().splitlines() if x.startswith("rlvr: error:")]
+    assert len(lines) == 1 and word in lines[0] and "Traceback" not in err, err
+
+
+def test_every_field_with_a_range_has_a_row():
+    assert {f.name for f in fields(TrainConfig) if HINTS[f.name] is not bool} - FREE == set(OUT_OF_RANGE)
+
+
+@pytest.mark.parametrize("key", sorted(k for k in HINTS if HINTS[k] in WRONG_TYPE))
+def test_a_wrong_type_is_one_line_naming_the_key(key, tmp_path, capsys):
+    value, phrase = WRONG_TYPE[HINTS[key]]
+    code, err = run_main(["train", "--run-dir", str(tmp_path / "r"), "--set", f"{key}={value}"], capsys)
+    assert code == 2 and phrase in err
+    one_error_line(err, key)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("key", sorted(OUT_OF_RANGE))
+def test_a_value_out_of_range_is_one_line_naming_the_key(key, tmp_path, capsys):
+    value, phrase = OUT_OF_RANGE[key]
+    code, err = run_main(["train", "--run-dir", str(tmp_path / "r"), "--set", f"{key}={value}"], capsys)
+    assert code == 2 and phrase in err, err
+    one_error_line(err, key if key not in ("model", "data") else value)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv,word", [
+    (["train", "--set", "nope=1"], "unknown config key 'nope'"),
+    (["train", "--set", "lr=1e-5", "--set", "lr=1e-4"], "--set lr given twice"),
+    (["train", "--set", "steps"], "key=value"),
+    (["train", "--set", "model=nosuchmodel"], "unknown model 'nosuchmodel'; known: smollm2-135m"),
+    (["train", "--set", "model=./no/such/dir"], "'./no/such/dir': no such file or directory"),
+    (["train", "--set", "model=~/no-such-model.gguf"], "no such GGUF file"),
+    (["train", "--set", "model=warm:n=abc"], "n='abc' is not a valid int"),
+    (["train", "--set", "model=warm:base=/no/such/base"], "'/no/such/base': no such file or directory"),
+    (["train", "--set", "data=gen:nosuch"], "unknown task family"),
+    (["grid", "--profile", "nosuch", "--runs", "RUNS"], "unknown profile 'nosuch'"),
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "nope=1"], "nope"),
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "lr=1", "--set", "lr=2"], "--set lr given twice"),
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "models=/no/such/model"], "/no/such/model"),
+    (["report", "RUNS/none", "--summary"], "no such runs directory"),
+    (["data", "check", "/no/such/data"], "no such file or directory"),
+])
+def test_bad_input_is_one_line_before_anything_runs(argv, word, tmp_path, capsys):
+    argv = [a.replace("RUNS", str(tmp_path / "runs")) for a in argv]
+    if argv[0] == "train":
+        argv[1:1] = ["--run-dir", str(tmp_path / "r")]
+    code, err = run_main(argv, capsys)
+    assert code == 2
+    one_error_line(err, word)
+    assert not (tmp_path / "r").exists() and not any((tmp_path / "runs").glob("*/status.json"))
+
+
+def tree_hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha1(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resume_rows_on_a_finished_run(tiny_run, tmp_path, capsys):
+    import shutil
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    before = tree_hashes(run)
+    code, err = run_main(["train", "--run-dir", str(run), "--resume", "--set", "lr=1"], capsys)
+    assert code == 2
+    one_error_line(err, "--set is not allowed")
+    code, err = run_main(["train", "--run-dir", str(run), "--set", "steps=2"], capsys)
+    assert code == 2
+    one_error_line(err, "already holds a run")
+    code, err = run_main(["train", "--run-dir", str(run), "--resume"], capsys)
+    assert code == 0 and "already done: 2 steps, nothing to run" in err
+    assert tree_hashes(run) == before
+
+
+def _hold(folder: Path) -> subprocess.Popen:
+    """Another live process holding a run folder's lock, as a running trainer does."""
+    code = ("import sys, time; from pathlib import Path; from rlvr_utils.files import try_lock; "
+            f"try_lock(Path({str(folder)!r})); print('held', flush=True); time.sleep(120)")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def test_a_folder_held_by_a_live_process_is_refused_naming_its_pid(tiny_run, tmp_path):
+    import shutil
+
+    from rlvr_utils.runs import RunDir
+
+    run = shutil.copytree(tiny_run, tmp_path / "grid" / "cell")
+    RunDir(run).set_status("running")  # in flight: its trainer is the live process below
+    holder = _hold(run)
+    try:
+        before = tree_hashes(run)
+        p = rlvr("train", "--run-dir", str(run), "--resume", check=False, timeout=60)
+        assert p.returncode == 2 and "Traceback" not in p.stderr
+        one_error_line(p.stderr, f"pid {holder.pid}")
+        assert tree_hashes(run) == before
+    finally:
+        holder.kill()
+
+
+def test_a_grid_whose_cell_is_held_is_refused_before_it_runs(tmp_path, tiny_model_path):
+    from conftest import TINY_GRID, run_grid_cli
+
+    runs = tmp_path / "runs"
+    cell = runs / f"{Path(tiny_model_path).name}__psr__s0"
+    holder = _hold(cell)
+    try:
+        p = run_grid_cli(runs, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY_GRID, check=False)
+        assert p.returncode == 2 and "Traceback" not in p.stderr
+        one_error_line(p.stderr, f"pid {holder.pid}")
+        assert sorted(x.name for x in runs.iterdir()) == [cell.name] and not (cell / "status.json").exists()
+    finally:
+        holder.kill()
+
+
+def test_an_unreachable_ray_cluster_fails_within_seconds_naming_the_address(tmp_path):
+    t0 = time.perf_counter()
+    p = rlvr("grid", "--profile", "cpu", "--runs", str(tmp_path / "runs"), "--executor", "ray", "--address",
+             "127.0.0.1:1", *sets("models=smollm2-135m", "seeds=0"), check=False, timeout=120)
+    assert p.returncode == 2 and time.perf_counter() - t0 < 30, p.stderr[-2000:]
+    one_error_line(p.stderr, "127.0.0.1:1")
+    assert "ray start --head" in p.stderr
+
+
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, tiny_model_path):
+    """SIGINT (what Ctrl-C sends) during a step: exit 130 with one line, no traceback; --resume finishes it."""
+    import signal
+
+    from conftest import FAST
+    from rlvr_utils.runs import RunDir
+
+    args = [sys.executable, "-m", "rlvr_utils.cli", "train", "--run-dir", str(tmp_path / "r"),
+            *sets(*FAST, "steps=8", "checkpoint_every=1", "engine=hf", f"model={tiny_model_path}")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = RunDir(tmp_path / "r")
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run.metrics.exists() and run.read_metrics(torn="skip")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
+    assert err.strip().splitlines()[-1].startswith("rlvr: interrupted")
+    assert run.status()["state"] == "failed" and "KeyboardInterrupt" in run.status()["error"]
+    p = rlvr("train", "--run-dir", str(run.path), "--resume", "--set", "steps=8", check=False)
+    assert p.returncode == 2  # --resume continues the saved config only
+    done = rlvr("train", "--run-dir", str(run.path), "--resume", timeout=600)
+    assert done.returncode == 0 and run.status()["state"] == "done"
+    assert [m["step"] for m in run.read_metrics()] == list(range(1, 9))
