@@ -138,13 +138,29 @@ def _cmd_warmstart(a: argparse.Namespace) -> int:
     from .config import parse_sets
     from .files import cache_dir
     from .recipes import WarmStart
-    from .warmstart import ladder_table, warmstart
+    from .prior import ladder_table
+    from .warmstart import warmstart
 
     if a.table:
         print(ladder_table(sorted(p.parent for p in (cache_dir() / "warmstarts").glob("*/prior.json"))), end="")
         return 0
     out = warmstart(WarmStart(**parse_sets(a.set, WarmStart)), a.out)
     print((out / "prior.json").read_text())
+    print(out)
+    return 0
+
+
+def _cmd_family(a: argparse.Namespace) -> int:
+    from .config import parse_sets
+    from .family import build_rung, root
+    from .prior import ladder_table, read_prior
+    from .recipes import FamilyRung
+
+    if a.table:
+        print(ladder_table(sorted(p.parent for p in root().glob("*/t*/prior.json"))), end="")
+        return 0
+    out = build_rung(FamilyRung(**parse_sets(a.set, FamilyRung)), log=lambda m: print(m, flush=True))
+    print(json.dumps(read_prior(out), indent=1))
     print(out)
     return 0
 
@@ -249,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--out", default=None, help="the rung's folder (default: cached under ~/.cache/rlvr_utils)")
     w.add_argument("--table", action="store_true", help="print the cached rungs' measured priors (README table) and exit")
     w.set_defaults(fn=_cmd_warmstart)
+
+    fa = sub.add_parser("family", help="a rung of the tiny Llama family pretrained from scratch (size x tokens)")
+    fa.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="a FamilyRung field: size (1m, 3m, 7m), tokens, seed, corpus, task, vocab, lr, batch, eval_* ...")
+    fa.add_argument("--table", action="store_true", help="print the cached rungs' measured priors and exit")
+    fa.set_defaults(fn=_cmd_family)
 
     gr = sub.add_parser("grid", help="run notebooks/03_train over a model x objective x seed grid")
     gr.add_argument("--profile", default="cpu", help=" | ".join(PROFILES))

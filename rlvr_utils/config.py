@@ -59,6 +59,7 @@ class TrainConfig:
     max_tokens: int = 512
     min_tokens: int = 0
     engine: str = "auto"                # auto | vllm | hf
+    hf_batch_size: int = 64             # sequences per HF-engine batch (tiny models sample faster in big ones)
     vllm_gpu_memory: float = 0.35       # CUDA: the engine's share of the card (the policy trains beside it)
     vllm_sleep: bool = False            # CUDA: offload the engine's weights/KV between rollouts
     # --- update
@@ -79,6 +80,8 @@ class TrainConfig:
     entropy_coef: float = 0.0
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~30% more compute
     kl_coef: float = 0.0                # k3 KL to the initial policy (keeps a frozen copy when > 0)
+    track_kl: bool = True               # log KL(pi_t || pi_0) on each step's samples (keeps a frozen copy)
+    tis_cap: float = 0.0                # > 0: truncated importance sampling of engine vs policy, weights capped here
     # --- evaluation
     eval_every: int = 10                # 0 = only at step 0 and at the end
     eval_problems: int = 100            # fixed, seeded subset of the eval split
@@ -148,7 +151,7 @@ def validate(c: TrainConfig) -> list[str]:
         except ValueError as err:
             e.append(str(err))
     positive = ("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
-                "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens", "eval_samples")
+                "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens", "eval_samples", "hf_batch_size")
     for k in positive:
         if getattr(c, k) < 1:
             e.append(f"{k} must be >= 1, got {getattr(c, k)}")
@@ -157,7 +160,7 @@ def validate(c: TrainConfig) -> list[str]:
     for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm"):
         if not getattr(c, k) > 0:
             e.append(f"{k} must be > 0, got {getattr(c, k)}")
-    for k in ("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "warmup_steps", "eval_every", "eval_problems",
+    for k in ("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "tis_cap", "warmup_steps", "eval_every", "eval_problems",
               "checkpoint_every", "min_tokens", "eval_max_tokens", "temperature", "eval_temperature"):
         if getattr(c, k) < 0:
             e.append(f"{k} must be >= 0, got {getattr(c, k)}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .analysis import Run, rollout_diversity
+from .analysis import Run, eval_counts, rollout_diversity
 from .effects import _by_seed, _ends_mixed, mixed_builds, objective_pairs, rung_of
 from .stats import seed_ci, welch
 
@@ -87,3 +87,63 @@ def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "samp
             except ValueError:  # a rung with one seed so far
                 pass
     return pd.DataFrame(out, columns=DYNAMICS_CONTRAST_COLUMNS)
+
+
+def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
+    """How far each objective moved its rung's policy, per rung x objective over seeds: KL(pi_t || pi_0) per token
+    on the samples of the last `last` steps, the samples and tokens trained on in all, and per problem the RMS
+    change of sampled pass@1 (final minus base, which share sampling seeds) against re-sampling noise, the RMS
+    difference between two of the rung's base evaluations with different sampling seeds: a ratio above 1 is a
+    policy that moved more than sampling it again would show."""
+    done = {r.name: r for r in runs if not deltas.empty and r.name in set(deltas["run"])}
+    rows, bases = [], {}
+    for r in done.values():
+        order, rung = rung_of(r)
+        m = r.metrics.sort_values("step") if "step" in r.metrics else pd.DataFrame()
+        p1 = _per_problem_pass1(r)
+        if p1 is not None:
+            bases.setdefault((order, rung, r.weights), {}).setdefault(r.config.get("seed"), p1[0])
+        rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
+                     "weights": r.weights,
+                     "kl_to_init": float(m["kl_to_init"].iloc[-last:].mean()) if "kl_to_init" in m else np.nan,
+                     "samples_trained": float(m["kept"].sum()) if "kept" in m else np.nan,
+                     "tokens_trained": float(m["tokens_trained"].sum()) if "tokens_trained" in m else np.nan,
+                     "change_rms": float(np.sqrt(((p1[1] - p1[0]) ** 2).mean())) if p1 is not None else np.nan})
+    if not rows:
+        return pd.DataFrame()
+    noise = {k: _resampling_rms(list(v.values())) for k, v in bases.items()}
+    df = pd.DataFrame(rows)
+    df["noise_rms"] = [noise.get((o, r, w), np.nan) for o, r, w in zip(df["rung_order"], df["rung"], df["weights"])]
+    out = []
+    for (order, rung, obj), g in df.groupby(["rung_order", "rung", "objective"], dropna=False):
+        kl, lo, hi = seed_ci(g["kl_to_init"].dropna()) if g["kl_to_init"].notna().any() else (np.nan,) * 3
+        change, noise_rms = float(g["change_rms"].mean()), float(g["noise_rms"].mean())
+        out.append({"rung_order": order, "rung": rung, "objective": obj, "seeds": len(g), "kl_to_init": kl,
+                    "kl_lo": lo, "kl_hi": hi, "samples_trained": float(g["samples_trained"].mean()),
+                    "tokens_trained": float(g["tokens_trained"].mean()), "change_rms": change, "noise_rms": noise_rms,
+                    "ratio": change / noise_rms if noise_rms > 0 else np.nan})
+    return pd.DataFrame(out)
+
+
+def _per_problem_pass1(r: Run) -> tuple[pd.Series, pd.Series] | None:
+    """A run's sampled pass@1 per problem at step 0 and at its last evaluation, or None without the samples."""
+    try:
+        counts = eval_counts(r.path)
+    except KeyError:
+        return None
+    if counts.empty:
+        return None
+    p1 = counts["c"] / counts["n"]
+    steps = p1.index.get_level_values("step")
+    base, final = p1[steps == 0].droplevel("step"), p1[steps == steps.max()].droplevel("step")
+    base, final = base.align(final, join="inner")
+    return base, final
+
+
+def _resampling_rms(bases: list[pd.Series]) -> float:
+    """The RMS per-problem difference between evaluations of one model with different sampling seeds (mean over
+    pairs); NaN with fewer than two."""
+    pairs = [(a, b) for i, a in enumerate(bases) for b in bases[i + 1:]]
+    if not pairs:
+        return float("nan")
+    return float(np.mean([np.sqrt(((x - y) ** 2).mean()) for a, b in pairs for x, y in [a.align(b, join="inner")]]))

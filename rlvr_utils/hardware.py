@@ -250,7 +250,7 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     tokens = cfg.micro_batch_size * seq
     per_tok_layer = (H if cfg.gradient_checkpointing else 10 * H + 4 * F) * act_bytes
     parts = {"weights (fp32 master)": 4 * P, "gradients (fp32)": 4 * P, "AdamW moments (fp32)": 8 * P}
-    if cfg.kl_coef > 0:
+    if cfg.kl_coef > 0 or cfg.track_kl:
         parts["reference policy (fp32)"] = 4 * P
     parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] = tokens * L * per_tok_layer
     # [micro-batch, response tokens, V] fp32 copies alive at once per sample (bench/gpu_logits.py on an H200,
@@ -270,7 +270,7 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     if engine_vllm and cuda:
         parts[f"vLLM share ({cfg.vllm_gpu_memory:.2f} of the card)"] = cfg.vllm_gpu_memory * available
     elif not engine_vllm:
-        batch = min(64, cfg.prompts_per_step * cfg.rollouts_per_prompt)  # HFEngine's batch size
+        batch = min(cfg.hf_batch_size, cfg.prompts_per_step * cfg.rollouts_per_prompt)  # HFEngine's batch size
         if hw.precision == "bf16":
             parts["HF engine bf16 copy"] = 2 * P
         parts[f"HF engine KV cache ({batch} x {seq})"] = batch * seq * L * 2 * kv * hd * act_bytes
@@ -296,5 +296,6 @@ def check_plan(plan: MemoryPlan) -> None:
     raise MemoryError(
         f"{plan}\nthe run needs ~{plan.peak / GB:.1f} GB but {plan.device} has {plan.available / GB:.1f} GB. "
         "Change one of: micro_batch_size (activations), gradient_checkpointing=true, vllm_sleep=true (the engine "
-        "releases its share while the policy trains), a lower vllm_gpu_memory, kl_coef=0 (no reference copy), "
+        "releases its share while the policy trains), a lower vllm_gpu_memory, kl_coef=0 and track_kl=false (no "
+        "reference copy), "
         "max_tokens, or a smaller model / larger card.")

@@ -146,12 +146,21 @@ def response_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequen
     return logp * mask, mask, ent * mask
 
 
-def pg_loss(logp: torch.Tensor, adv: torch.Tensor) -> torch.Tensor:
-    """On-policy policy-gradient loss per token: -A * log pi. logp [B, T], adv [B] -> [B, T].
+def pg_loss(logp: torch.Tensor, adv: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """On-policy policy-gradient loss per token: -A * log pi (* w, per-token importance weights [B, T] such as
+    `tis_weights`). logp [B, T], adv [B] -> [B, T].
 
     Its gradient equals the clipped surrogate's when old = current log-probs (ratio 1), and its
     value means something (the advantage-weighted negative log-likelihood)."""
-    return -adv[:, None] * logp
+    loss = -adv[:, None] * logp
+    return loss if weights is None else loss * weights
+
+
+def tis_weights(policy_logp: torch.Tensor, engine_logp: torch.Tensor, cap: float) -> torch.Tensor:
+    """Truncated importance sampling (as TRL's vLLM path): per token min(pi_policy / pi_engine, cap), detached.
+    The engine samples in its own precision (vLLM in bf16) while the loss assumes the policy sampled: the
+    ratio undoes the gap, the cap bounds its variance. [B, T] log-probs of the sampled tokens -> [B, T]."""
+    return torch.exp(policy_logp.detach() - engine_logp.detach()).clamp(max=cap)
 
 
 @dataclass
@@ -162,13 +171,15 @@ class ClipStats:
 
 
 def clipped_pg_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                    clip_eps: float) -> tuple[torch.Tensor, ClipStats]:
-    """PPO's clipped surrogate per token: -min(r A, clip(r, 1-eps, 1+eps) A), r = exp(logp - old).
+                    clip_eps: float, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, ClipStats]:
+    """PPO's clipped surrogate per token: -min(r A, clip(r, 1-eps, 1+eps) A), r = exp(logp - old) (* w).
 
     logp, old_logp, mask [B, T]; adv [B] -> ([B, T] loss, stats over real tokens)."""
     ratio = torch.exp(logp - old_logp)
     a = adv[:, None]
     per_tok = -torch.minimum(ratio * a, torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps) * a)
+    if weights is not None:
+        per_tok = per_tok * weights
     with torch.no_grad():
         m = mask.float()
         n = m.sum().clamp(min=1)
@@ -179,13 +190,14 @@ def clipped_pg_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tenso
 
 
 def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
-                keep: torch.Tensor, clip_eps: float, agg: str, denom: float) -> tuple[torch.Tensor, ClipStats]:
+                keep: torch.Tensor, clip_eps: float, agg: str, denom: float,
+                weights: torch.Tensor | None = None) -> tuple[torch.Tensor, ClipStats]:
     """The clipped surrogate over kept samples' tokens, aggregated and divided by `denom`.
 
     logp, old_logp, mask [B, T]; adv, keep [B]. With old_logp equal to logp (one mini-batch per
     rollout batch) the ratio is 1 and the clip never acts."""
     m = mask & keep[:, None]
-    per_tok, stats = clipped_pg_loss(logp, old_logp, adv, m, clip_eps)
+    per_tok, stats = clipped_pg_loss(logp, old_logp, adv, m, clip_eps, weights)
     return aggregate(per_tok, m, agg, denom), stats
 
 

@@ -39,27 +39,29 @@ PROFILES: dict[str, GridSpec] = {
                     eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
         about="SmolLM2-135M x PSR/NSR/W-REINFORCE on MATH Level 1, fast CPU settings",
     ),
-    # `make study`: the prior study's design at smoke scale, sized to finish within 45 minutes from a clean
-    # clone on a 2-core CPU. Two warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked
-    # solutions of 3-term integer chains; eval_samples=0: the rung's own prior is not sampled, each RL
-    # cell measures its base at step 0) x PSR/NSR/W-REINFORCE, one seed: its answer is over problems only.
-    "smoke": GridSpec(
+    # The warm-start prior study's design at smoke scale (~40 min from a clean clone on a 2-core CPU). Two
+    # warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked solutions of 3-term integer chains;
+    # eval_samples=0: the rung's own prior is not sampled, each RL cell measures its base at step 0) x
+    # PSR/NSR/W-REINFORCE, one seed: its answer is over problems only.
+    "warm-smoke": GridSpec(
         models=("warm:n=0,eval_samples=0", "warm:n=200,eval_samples=0"), objectives=("psr", "nsr", "w_reinforce"),
         params=dict(data="gen:chain?difficulty=2&n=5000", steps=4, prompts_per_step=8, rollouts_per_prompt=4,
                     max_tokens=64, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
                     eval_every=0, eval_problems=32, eval_samples=4, eval_temperature=0.6, checkpoint_every=2),
-        about="the prior axis at smoke scale: 2 SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE, 1 seed (make study)",
+        about="the warm-start prior axis at smoke scale: 2 SmolLM2 rungs x PSR/NSR/W-REINFORCE, 1 seed",
     ),
     # The original small study (shared/reference/paper_recipe.md): one optimizer step per rollout batch of
     # 32 prompts x 2, AdamW (0.9, 0.95) with weight decay 0.01, per-sequence token mean, min 128 tokens,
     # vLLM at 0.3 of the card; its evaluation was 1 sample at T=1 (eval_t1), ours adds greedy and pass@k.
     # Memory (hardware.memory_plan, 3B on an 80 GB card): micro-batches of 8 with activation checkpointing
-    # and vLLM asleep while the policy trains; the micro-batch size changes memory, not the maths.
+    # and vLLM asleep while the policy trains; the micro-batch size changes memory, not the maths. No KL to the
+    # initial policy (track_kl): its frozen copy of 3B is 12 GB the plan has no room for (`--set track_kl=true` on
+    # a card with it).
     "seed": GridSpec(
         models=("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce"),
         params=dict(steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, min_tokens=128, lr=1e-6,
                     temperature=1.0, adam_beta2=0.95, weight_decay=0.01, loss_agg="seq_mean", micro_batch_size=8,
-                    gradient_checkpointing=True, vllm_sleep=True,
+                    gradient_checkpointing=True, vllm_sleep=True, track_kl=False,
                     prompt="paper", extraction="boxed", levels="", vllm_gpu_memory=0.3, eval_t1=True,
                     eval_every=10, eval_problems=500, eval_samples=8, checkpoint_every=10),
         about="the original small study's grid and hyperparameters (GPU)",
@@ -76,7 +78,7 @@ PROFILES: dict[str, GridSpec] = {
         seeds=(0, 1, 2),
         params=dict(steps=140, prompts_per_step=64, rollouts_per_prompt=8, max_tokens=3072, max_prompt_tokens=1024,
                     max_model_len=4096, lr=1e-6, temperature=1.0, top_p=1.0, mini_batch_size=128, micro_batch_size=1,
-                    gradient_checkpointing=True, vllm_sleep=True,
+                    gradient_checkpointing=True, vllm_sleep=True, track_kl=False,
                     clip_eps=0.2, loss_agg="token_mean", loss_norm="kept", scale_logits=True, entropy_coef=0.001,
                     weight_decay=0.01, max_grad_norm=1.0, prompt="paper", extraction="boxed_or_last_number", levels="",
                     eval_every=7, eval_problems=500, eval_samples=16, eval_temperature=0.6, eval_top_p=0.95,

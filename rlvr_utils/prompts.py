@@ -10,6 +10,7 @@ class PromptTemplate:
     name: str
     system: str
     user: str  # formatted with {problem}
+    chat: bool = True  # through the model's chat template; False: the text itself (models without one)
 
 
 PROMPTS: dict[str, PromptTemplate] = {
@@ -33,6 +34,9 @@ PROMPTS: dict[str, PromptTemplate] = {
             "You are a helpful math assistant.",
             "{problem}\nSolve the problem step by step. End with the line 'The answer is: <answer>'.",
         ),
+        # For models without a chat template: the plain text the model family was pretrained on
+        # (family.py: prompt + worked solution + EOS), so the answer starts where pretraining's did.
+        PromptTemplate("plain", "", "Q: {problem}\nA:\n", chat=False),
     )
 }
 
@@ -46,6 +50,11 @@ def render(tokenizer, problem: str, template: str = "paper") -> list[int]:
     if template not in PROMPTS:
         raise ValueError(f"unknown prompt template {template!r}; known: {', '.join(PROMPTS)}")
     t = PROMPTS[template]
+    if not t.chat:
+        return list(tokenizer(t.user.format(problem=problem), add_special_tokens=False)["input_ids"])
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"prompt={template!r} needs a chat template, which this model's tokenizer has none of; "
+                         "use prompt=plain (plain text, as the model family is pretrained on)")
     messages = ([{"role": "system", "content": t.system}] if t.system else []) + [
         {"role": "user", "content": t.user.format(problem=problem)}
     ]

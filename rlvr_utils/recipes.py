@@ -91,6 +91,97 @@ class WarmStart:
     def short(self) -> str:
         return f"warm-n{self.n}"
 
+    def describe(self, saved: dict, prior: dict) -> str:
+        """The ladder table's rung cell (`saved`: the recipe file, with the base's resolved path)."""
+        return f"{Path(saved.get('base_path', self.base)).name} n={self.n} ({self.n} × {self.epochs} epochs of {self.data})"
+
+
+# The family's sizes: hidden width and layers; one shape rule for all (`family_shape`).
+FAMILY_SIZES: dict[str, tuple[int, int]] = {"1m": (128, 4), "3m": (192, 6), "7m": (256, 8)}
+
+
+def family_shape(size: str) -> dict[str, int]:
+    """The family's one shape rule: heads of 64, a SwiGLU width of 8/3 the hidden (rounded up to 32)."""
+    hidden, layers = FAMILY_SIZES[size]
+    return {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": hidden // 64,
+            "intermediate_size": -(-hidden * 8 // 3 // 32) * 32}
+
+
+def family_params(size: str, vocab: int) -> int:
+    """Parameters of a family model (tied embeddings, no biases): embeddings, per layer attention, MLP and norms."""
+    s = family_shape(size)
+    h, f = s["hidden_size"], s["intermediate_size"]
+    return vocab * h + s["num_hidden_layers"] * (4 * h * h + 3 * h * f + 2 * h) + h
+
+
+@rung_kind("family:")
+@dataclass(frozen=True)
+class FamilyRung:
+    size: str = "1m"                                 # FAMILY_SIZES
+    tokens: int = 2_000_000                          # pretraining budget (training tokens seen): the dose
+    seed: int = 0                                    # the initialisation and the data order
+    corpus: str = "chain:1=200+2=6000+3=60000+4=60000"  # family:difficulty=examples+..., generated worked solutions
+    task: str = "gen:chain?difficulty=3&n=20000"     # the RL task: its test split is held out of the corpus
+    vocab: int = 512
+    lr: float = 1e-3
+    warmup: int = 100                                # steps of linear warm-up, then constant (so budgets nest)
+    batch: int = 32                                  # examples per step
+    # how the prior is measured (not part of the weights: `key` leaves them out)
+    eval_problems: int = 256
+    eval_samples: int = 32
+    eval_temperature: float = 1.0
+    max_tokens: int = 96
+    engine: str = "hf"
+
+    recipe_file = "family.json"
+    EVAL_FIELDS = ("eval_problems", "eval_samples", "eval_temperature", "max_tokens", "engine")
+
+    def __post_init__(self):
+        if self.size not in FAMILY_SIZES:
+            raise ValueError(f"family size {self.size!r} not in {', '.join(FAMILY_SIZES)}")
+        if self.tokens < 1 or self.batch < 1 or self.vocab < 300:
+            raise ValueError(f"family rung needs tokens >= 1, batch >= 1 and vocab >= 300 (256 bytes + merges), got "
+                             f"tokens={self.tokens}, batch={self.batch}, vocab={self.vocab}")
+
+    def run_key(self) -> str:
+        """The pretraining run this rung is a checkpoint of: every weight-shaping field but the budget."""
+        train = {k: v for k, v in asdict(self).items() if k not in (*self.EVAL_FIELDS, "tokens")}
+        h = hashlib.sha1(json.dumps(train, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{self.size}-s{self.seed}-{h}"
+
+    def key(self) -> str:
+        return f"{self.run_key()}/t{self.tokens}"
+
+    @property
+    def params(self) -> int:
+        """At the nominal vocabulary (a BPE may learn fewer tokens: family.json has the model's own count)."""
+        return family_params(self.size, self.vocab)
+
+    @property
+    def order(self) -> float:
+        """Its place on the prior axis: pretraining compute, 6 x parameters x tokens."""
+        return 6.0 * self.params * self.tokens
+
+    @property
+    def label(self) -> str:
+        return f"{self.size}/{_human(self.tokens)}"
+
+    @property
+    def short(self) -> str:
+        return f"fam-{self.size}-{_human(self.tokens)}"
+
+    def describe(self, saved: dict, prior: dict) -> str:
+        return (f"{self.size} ({self.params / 1e6:.2f}M params) × {prior.get('tokens_seen', self.tokens) / 1e6:.2f}M "
+                f"tokens, seed {self.seed}")
+
+
+def _human(n: int) -> str:
+    """2000000 -> 2M, 500000 -> 500k."""
+    for unit, s in ((1_000_000, "M"), (1_000, "k")):
+        if n >= unit:
+            return f"{n / unit:g}{s}"
+    return str(n)
+
 
 def same_model(a: Any, b: str) -> bool:
     """One model under two names: rung specs are compared by their recipe (their cache key)."""

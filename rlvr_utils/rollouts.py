@@ -92,14 +92,14 @@ def resolve_engine(kind: EngineKind) -> str:
 
 
 def make_engine(kind: EngineKind, model_path: str, policy=None, tokenizer=None, dtype: str = "float32",
-                **kw) -> Engine:
-    """The engine `resolve_engine(kind)` names; hf samples from `policy`. `dtype` is the engine's
-    precision (float32 | bfloat16), resolved by `hardware.resolve` for the run."""
+                hf_batch_size: int = 64, **vllm_kw) -> Engine:
+    """The engine `resolve_engine(kind)` names; hf samples from `policy` in batches of `hf_batch_size`, vLLM
+    takes `vllm_kw`. `dtype` is the engine's precision (float32 | bfloat16), resolved by `hardware.resolve`."""
     if resolve_engine(kind) == "vllm":
-        return VLLMEngine(model_path, dtype=dtype, **kw)
+        return VLLMEngine(model_path, dtype=dtype, **vllm_kw)
     if policy is None or tokenizer is None:
         raise ValueError("the hf engine samples from the policy itself: pass policy= and tokenizer=")
-    return HFEngine(policy, tokenizer, batch_size=kw.get("batch_size") or 64, dtype=dtype)
+    return HFEngine(policy, tokenizer, batch_size=hf_batch_size, dtype=dtype)
 
 
 def _eos_ids(tokenizer, config=None) -> list[int]:

@@ -1,21 +1,25 @@
 """Any model name -> the folder (or hub id) `from_pretrained` takes, building a rung named by its recipe
-on first use: `warm:...` (warmstart.py), else a registry name, local folder, `.gguf` file or hub id
-(models.py)."""
+on first use: `warm:...` (warmstart.py), `family:...` (family.py), else a registry name, local folder,
+`.gguf` file or hub id (models.py)."""
 
 from __future__ import annotations
 
+from .family import build_rung
 from .models import check_name
 from .models import resolve_model as resolve_named
-from .recipes import WarmStart, parse_spec
+from .recipes import FamilyRung, WarmStart, parse_spec
 from .warmstart import warmstart
 
-BUILDERS = {WarmStart: warmstart}  # recipe class -> its builder: (recipe) -> model folder, cached
+BUILDERS = {WarmStart: warmstart, FamilyRung: build_rung}  # recipe class -> its builder: recipe -> folder, cached
 
 
 def check_model(name: str) -> None:
     """What is wrong with a model name or rung spec (its base included), said before anything loads or builds."""
     recipe = parse_spec(name)
-    check_name(recipe.base) if recipe is not None else check_name(name)
+    if recipe is None:
+        check_name(name)
+    elif isinstance(recipe, WarmStart):
+        check_name(recipe.base)
 
 
 def resolve_model(name: str, fetch: bool = True) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis import Run, load_grid
-from .dynamics import DYNAMICS, dynamics_contrast, training_dynamics
+from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
 from .effects import (MIXED_NOTE, contrast_table, effect_table, interaction, noise_floor, objective_label,
                       problem_interaction, run_deltas)
 from .power import projected_mde, variance_components
@@ -20,7 +20,7 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
     """Everything `rlvr report --summary` prints for a grid's folder, read from its run files."""
     runs = load_grid(runs_dir)
     deltas = run_deltas(runs)
-    dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
+    dyn = [movement_markdown(movement(runs, deltas)), dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
     return damage_note(runs) + summary_markdown(deltas, k) + "".join(f"\n{d}" for d in dyn if d)
 
@@ -139,6 +139,26 @@ def design_table(deltas: pd.DataFrame, k: int, seeds: tuple[int, ...] = (3, 5, 1
     for s in seeds:
         rows.append(f"| {s} | " + " | ".join(f"{projected_mde(comp, s, p):.3f}" for p in cols) + " |")
     return "\n".join(rows)
+
+
+def movement_markdown(mov: pd.DataFrame, last: int = 5) -> str:
+    """`dynamics.movement` as markdown: did training change the model, and by how much, per rung x objective."""
+    if mov.empty or mov["kl_to_init"].isna().all() and mov["ratio"].isna().all():
+        return ""
+    lines = ["| rung | objective | seeds | KL(π_t ‖ π_0) per token, last steps | samples trained | tokens trained | "
+             "per-problem change of pass@1 (RMS) | re-sampling noise (RMS) | change / noise |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in mov.sort_values(["rung_order", "objective"]).to_dict("records"):
+        kl = "—" if pd.isna(r["kl_to_init"]) else (f"{r['kl_to_init']:.4f}" + (
+            "" if pd.isna(r["kl_hi"]) else f" [{r['kl_lo']:.4f}, {r['kl_hi']:.4f}]"))
+        ratio = "—" if pd.isna(r["ratio"]) else f"{r['ratio']:.2f}"
+        lines.append(f"| {r['rung']} | {r['objective']} | {r['seeds']} | {kl} | {r['samples_trained']:.0f} | "
+                     f"{r['tokens_trained']:.0f} | {r['change_rms']:.3f} | {r['noise_rms']:.3f} | {ratio} |")
+    return (f"How far training moved each policy (means over seeds; the KL's 95% t-interval over seeds): the KL to the "
+            f"initial policy on the samples of the last {last} steps, what it trained on, and per held-out problem the "
+            "RMS change of sampled pass@1 against the RMS difference between two evaluations of the base with different "
+            "sampling seeds. A run's base and final evaluations share their sampling seeds, so a ratio above 1 is "
+            "movement beyond re-sampling noise.\n\n" + "\n".join(lines) + "\n")
 
 
 def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:

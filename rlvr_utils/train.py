@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,7 +29,7 @@ from .objectives import advantages, objective_kwargs
 from .preflight import check_inputs, preflight
 from .rollouts import Engine, SamplingConfig, make_engine, mix_seed
 from .runs import RunDir, capture_rng, exit_with_parent, restore_rng, sample_record
-from .update import build_learner, update_policy
+from .update import build_learner, kl_to_init, update_policy
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Callable[[str], None] = print,
@@ -87,6 +87,7 @@ def _step(s: Loop, step: int) -> dict:
     correct = torch.tensor([g.status == "correct" for g in grades])
     groups = torch.tensor([r.prompt_index for r in rolls])
     adv, keep = advantages(cfg.objective, correct, groups, **objective_kwargs(cfg))
+    moved = kl_to_init(cfg, s.ref, rolls) if cfg.track_kl else {}  # before the update: rolls are pi_t's samples
     upd = update_policy(cfg, s.policy, s.ref, s.opt, s.sched, rolls, adv, keep, step)
     crash_point("update", step)
     t3 = time.perf_counter()
@@ -94,7 +95,9 @@ def _step(s: Loop, step: int) -> dict:
         s.engine.sync_weights(s.policy)
     t4 = time.perf_counter()
 
-    m = {"step": step, **batch_stats(rolls, grades, keep, cfg.rollouts_per_prompt), **upd,
+    s.totals["samples_trained_total"] += int(keep.sum())
+    s.totals["tokens_trained_total"] += upd["tokens_trained"]
+    m = {"step": step, **batch_stats(rolls, grades, keep, cfg.rollouts_per_prompt), **upd, **moved, **s.totals,
          "lr": s.sched.get_last_lr()[0], "time_generate": t1 - t0, "time_grade": t2 - t1, "time_train": t3 - t2,
          "time_sync": t4 - t3, "time_total": t4 - t0}
     s.run.write_step(m, [sample_record(p, r, g, step=step, advantage=float(a), kept=bool(k))
@@ -144,6 +147,7 @@ class Loop:
     eval_settings: EvalSettings
     log: Callable[[str], None]
     start: int = 0  # steps already done (resume)
+    totals: dict = field(default_factory=dict)  # samples and tokens trained since step 1 (the movement's dose)
 
     def __enter__(self) -> "Loop":
         return self
@@ -175,13 +179,16 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     for cut in run.repair():  # a crash mid-append tears a journal's last line: cut it, redo that step
         log(f"repaired {cut}")
     run.truncate_after(start if start else -1)  # rows past the checkpoint are redone
+    done = run.read_metrics()
+    totals = {"samples_trained_total": sum(r.get("kept", 0) for r in done),
+              "tokens_trained_total": sum(r.get("tokens_trained", 0) for r in done)}
 
     engine = make_engine(cfg.engine, model_path, policy=policy, tokenizer=tok, dtype=dtype_name(cfg.precision),
                          max_model_len=cfg.max_model_len, seed=cfg.seed, gpu_memory_utilization=cfg.vllm_gpu_memory,
-                         sleep_mode=cfg.vllm_sleep)
+                         sleep_mode=cfg.vllm_sleep, hf_batch_size=cfg.hf_batch_size)
     if start > 0:
         engine.sync_weights(policy)
     pool = GradingPool(workers=cfg.grade_workers, timeout=cfg.grade_timeout, policy=cfg.extraction)  # type: ignore[arg-type]
     es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_length, cfg.eval_t1, cfg.seed)
     return Loop(cfg, run, data, policy, ref, opt, sched, cursor, engine, pool, run.board(purge_after=start, log=log),
-                es, log, start)
+                es, log, start, totals)

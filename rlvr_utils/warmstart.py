@@ -18,26 +18,13 @@ from typing import Callable
 import torch
 
 from .data import EVAL_SUBSET_SEED, load_math, stratified_subset
-from .evaluate import EvalSettings, evaluate
-from .files import atomic_write_json, cache_dir, read_json, wait_lock
-from .grading import GradingPool
+from .files import atomic_write_json, cache_dir, wait_lock
 from .hardware import resolve
-from .losses import masked_mean, masked_sum, response_logprobs
+from .losses import masked_mean, response_logprobs
 from .models import load_policy, load_tokenizer, resolve_model
+from .prior import heldout_loss, measure
 from .prompts import render
 from .recipes import WarmStart
-from .rollouts import make_engine
-
-
-def sft_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_size: int = 8) -> float:
-    """Mean negative log-likelihood per target token (no gradient)."""
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(prompts), batch_size):
-            lp, mask, _ = response_logprobs(model, prompts[i : i + batch_size], targets[i : i + batch_size])
-            total -= float(masked_sum(lp, mask))
-            count += int(mask.sum())
-    return total / max(count, 1)
 
 
 def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
@@ -70,29 +57,22 @@ def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
     if ws.n:
         _sft(model, *encode(train), ws, log)
     model.eval()
-    held_loss = sft_loss(model, *encode(held), ws.batch_size)
+    held_loss = heldout_loss(model, *encode(held), ws.batch_size)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    prior = {"held_out_sft_loss": held_loss, "n_eval": len(held)}
+    prior = {"heldout_loss": held_loss, "n_eval": len(held), "cpu": hw.name}
     if ws.eval_samples:  # 0: a rung for a smoke run, whose RL cells measure their own base at step 0
-        engine = make_engine(ws.engine, str(tmp), policy=model, tokenizer=tok, dtype="float32", seed=ws.seed,  # type: ignore[arg-type]
-                             max_model_len=2048)
-        try:
-            with GradingPool(workers=2, timeout=5.0, policy=ws.extraction) as pool:  # type: ignore[arg-type]
-                row, _ = evaluate(engine, pool, held, encode(held)[0],
-                                  EvalSettings(ws.eval_samples, 0.6, 0.95, ws.max_tokens, False, ws.seed))
-        finally:
-            engine.close()
-        prior.update(greedy=row["greedy"], pass_at_k=row["pass_at_k"])
+        prior |= measure(model, tok, str(tmp), held, encode(held)[0], extraction=ws.extraction, samples=ws.eval_samples,
+                         temperature=0.6, top_p=0.95, max_tokens=ws.max_tokens, seed=ws.seed, engine=ws.engine)
     prior["build_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(tmp / "warmstart.json", {**asdict(ws), "base_path": path})
     atomic_write_json(tmp / "prior.json", prior)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # a killed build never leaves a half rung at the final path
     g = prior.get("greedy")
-    log(f"{out}: held-out SFT loss {held_loss:.3f}" + (f", greedy {g['mean']:.3f} [{g['lo']:.3f}, {g['hi']:.3f}]" if g else ""))
+    log(f"{out}: held-out loss {held_loss:.3f}" + (f", greedy {g['mean']:.3f} [{g['lo']:.3f}, {g['hi']:.3f}]" if g else ""))
     return out
 
 
@@ -115,28 +95,3 @@ def _sft(model, prompts: list[list[int]], targets: list[list[int]], ws: WarmStar
             opt.step()
             total += float(loss.detach()) * len(b)
         log(f"sft epoch {epoch + 1}/{ws.epochs}: train loss {total / len(order):.3f}")
-
-
-def read_prior(model_dir: str | Path) -> dict | None:
-    """A rung's measured prior, or None for a model that is not a warm start."""
-    f = Path(model_dir) / "prior.json"
-    return read_json(f, fix=f"delete {f.parent} to rebuild the rung") if f.exists() else None
-
-
-def ladder_table(rungs: list[str | Path]) -> str:
-    """Markdown: one row per rung (dose order) with its measured prior, 95% bootstrap CIs over problems."""
-    rows = []
-    for d in rungs:
-        recipe, prior = read_json(Path(d) / "warmstart.json"), read_prior(d) or {}
-        if "greedy" not in prior:
-            continue  # a smoke rung: no sampled prior
-        ks = sorted(prior["pass_at_k"], key=int)
-        ci = lambda m: f"{m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"  # noqa: E731
-        rows.append((recipe["n"], f"| {Path(recipe['base_path']).name} n={recipe['n']} | {recipe['data']} | "
-                     f"{recipe['n']} × {recipe['epochs']} epochs | {ci(prior['greedy'])} | {ci(prior['pass_at_k']['1'])} | "
-                     f"{ci(prior['pass_at_k'][ks[-1]])} (k={ks[-1]}) | {prior['held_out_sft_loss']:.3f} | "
-                     f"{prior['build_seconds'] / 60:.1f} min |"))
-    head = ("| rung | task | dose (solutions × epochs) | greedy pass@1 | sampled pass@1 | pass@k | held-out SFT loss "
-            "| build time |\n|---|---|---|---|---|---|---|---|\n")
-    return head + "".join(r + "\n" for _, r in sorted(rows))
-

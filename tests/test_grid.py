@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import TINY_GRID as TINY
+from conftest import merge
 from conftest import run_grid_cli as grid
 
 from rlvr_utils.profiles import cells
@@ -109,7 +110,7 @@ def test_grid_rejects_unknown_parameter(tmp_path):
 
 
 def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, tiny_model_path):
-    sets = [f"models={tiny_model_path}", "objectives=psr,nsr", *TINY, "steps=6"]
+    sets = merge(f"models={tiny_model_path}", "objectives=psr,nsr", *TINY, "steps=6")
     args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path)]
     for s in sets:
         args += ["--set", s]
@@ -120,6 +121,7 @@ def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, tiny_model_path)
     deadline = time.time() + 600
     # wait until the first cell is done and the second has a checkpoint, then kill everything
     while time.time() < deadline and not (second.checkpoints / "latest" / "state.pt").exists():
+        assert proc.poll() is None, "the grid ended before its second cell checkpointed"
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

@@ -12,7 +12,7 @@ import pytest
 
 from rlvr_utils.runs import RunDir
 
-from conftest import REPO, TINY_GRID, run_grid_cli
+from conftest import REPO, TINY_GRID, merge, run_grid_cli
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def _alive(pid: int) -> bool:
 def test_ray_worker_killed_mid_cell_resumes_and_failure_is_isolated(tmp_path, tiny_model_path, broken_model_path,
                                                                     local_reference):
     tiny = Path(tiny_model_path).name
-    sets = [f"models={tiny_model_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS, "seeds=0"]
+    sets = merge(f"models={tiny_model_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS, "seeds=0")
     args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path), "--executor", "ray",
             "--cpus-per-cell", "1", "--retries", "0"]
     for s in sets:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from rlvr_utils.recipes import WarmStart
-from rlvr_utils.warmstart import ladder_table, read_prior, warmstart
+from rlvr_utils.prior import ladder_table, read_prior
+from rlvr_utils.warmstart import warmstart
 
 pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
 
@@ -29,7 +30,7 @@ def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_mode
 
 
 def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_path):
-    from rlvr_utils.models import resolve_model
+    from rlvr_utils.rungs import resolve_model
 
     monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
     spec = (f"warm:base={tiny_model_path},n=0,data=gen:chain?difficulty=2&n=40,eval_problems=4,eval_samples=1,"
