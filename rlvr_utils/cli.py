@@ -97,7 +97,41 @@ def _cmd_env_check(a: argparse.Namespace) -> int:
         except Exception as e:  # noqa: BLE001 - report every broken import, not just the first
             ok = ok and not required
             print(f"  {mod:14s} NOT IMPORTABLE ({type(e).__name__}: {str(e)[:120]})")
+    if a.cuda:
+        ok = _cuda_check() and ok
     return 0 if ok else 1
+
+
+def _cuda_check() -> bool:
+    """What a CUDA run needs: a CUDA build of torch that sees a GPU, the driver, bf16, and a consistent install."""
+    import shutil
+    import subprocess
+
+    import torch
+
+    print(f"  torch build    CUDA {torch.version.cuda or 'none (a CPU-only build)'}")
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        out = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        print(f"  driver         {out.stdout.strip() or out.stderr.strip()[:200]}")
+    else:
+        print("  driver         nvidia-smi not found: no NVIDIA driver on this machine")
+    usable = torch.cuda.is_available()
+    if usable:
+        cap = torch.cuda.get_device_capability(0)
+        print(f"  GPU            {torch.cuda.get_device_name(0)}, capability {cap[0]}.{cap[1]}, "
+              f"bf16 {'native' if cap >= (8, 0) else 'emulated: runs use fp32 (precision=auto)'}")
+    pip = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    problems = pip.stdout.strip().replace("\n", "\n                 ")
+    print("  pip check      " + ("consistent" if pip.returncode == 0 else problems))
+    if not usable:
+        why = ("this torch is a CPU-only build: `make setup TORCH=torch VLLM_EXTRA=vllm-gpu` (docs/gpu.md)"
+               if not torch.version.cuda else
+               f"torch is built for CUDA {torch.version.cuda} but sees no GPU: no card, or a driver older than that "
+               "CUDA needs (nvidia-smi's driver version above)")
+        print(f"rlvr: error: CUDA is not usable here: {why}", file=sys.stderr)
+    return usable and pip.returncode == 0
 
 
 def _cmd_model_fetch(a: argparse.Namespace) -> int:
@@ -175,6 +209,8 @@ def _cmd_grid(a: argparse.Namespace) -> int:
         return 0
     if not a.runs:
         raise ValueError("--runs is required (the grid's folder, e.g. runs/cpu)")
+    if a.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
 
     sets: dict = {}
     for p in a.set or []:
@@ -184,7 +220,7 @@ def _cmd_grid(a: argparse.Namespace) -> int:
         if k.strip() in sets:
             raise ValueError(f"--set {k.strip()} given twice (the second: {p!r}): say it once")
         sets[k.strip()] = v.strip()
-    res = Resources(cpus=a.cpus_per_cell, gpus=a.gpus_per_cell, address=a.address, retries=a.retries,
+    res = Resources(cpus=a.cpus_per_cell, jobs=a.jobs, gpus=a.gpus_per_cell, address=a.address, retries=a.retries,
                     log_output=a.log_output, allow_new_build=a.allow_new_build)
     return 1 if run_grid(a.profile, a.runs, sets, a.dry_run, log=lambda m: print(m, flush=True),
                          executor=a.executor, resources=res, progress_every=a.progress_every) else 0
@@ -247,8 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("env", help="environment checks")
     esub = e.add_subparsers(dest="cmd", required=True)
-    esub.add_parser("check", help="import the core packages and print their versions").set_defaults(
-        fn=_cmd_env_check)
+    ec = esub.add_parser("check", help="import the core packages and print their versions")
+    ec.add_argument("--cuda", action="store_true", help="also check CUDA: torch's build, the driver, the GPU, pip check")
+    ec.set_defaults(fn=_cmd_env_check)
 
     t = sub.add_parser("train", help="one RL run into a run directory")
     t.add_argument("--run-dir", required=True)
@@ -281,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--table", action="store_true", help="print the profiles' settings table (README) and exit")
     gr.add_argument("--executor", default="local", choices=EXECUTORS,
                     help="local: one cell at a time here (default); ray: cells as Ray tasks, in parallel")
+    gr.add_argument("--jobs", type=int, default=1,
+                    help="local: cells at once, each with an even share of the cores (tiny models: 2 on 2 cores)")
     gr.add_argument("--address", default=None, help="ray: an existing cluster (auto, or host:port); default: start one here")
     gr.add_argument("--cpus-per-cell", type=int, default=0,
                     help="cores (threads) per cell; default: local all, ray an even share (GPU nodes: a card's share)")

@@ -10,10 +10,13 @@ do not run more threads than cores. Progress comes from the run files, never fro
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import socket
 import statistics
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,12 +24,13 @@ from typing import Callable
 from .cell import CellResult, fmt_seconds, run_cell
 from .files import DamagedFile
 from .hardware import cell_threads
-from .runs import RunDir
+from .runs import PARENT_ENV, RunDir, exit_with_parent
 
 
 @dataclass(frozen=True)
 class Resources:
-    cpus: int = 0                # cores per cell (0: all of this machine's, one cell at a time)
+    cpus: int = 0                # cores per cell (0: local, an even share of this machine's; ray, of the cluster's)
+    jobs: int = 1                # local: cells at once
     gpus: float = 0.0            # GPUs per cell (Ray; 1 on GPU nodes)
     address: str | None = None   # Ray: an existing cluster ("auto" or host:port); None starts one here
     retries: int = 1             # Ray: re-runs of a cell whose worker died (each resumes from its checkpoint)
@@ -47,15 +51,43 @@ def executor(name: str) -> Callable[[Executor], Executor]:
 
 @executor("local")
 def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None]) -> list[CellResult]:
-    """One cell at a time on this machine, each with every core (or `res.cpus`)."""
-    threads = res.cpus or cell_threads()
+    """`res.jobs` cells at a time on this machine (default one, with every core), each with an even share of the
+    cores (or `res.cpus`). Several at once pay for tiny models, whose cells are mostly single-threaded start-up
+    and small kernels; a SmolLM2 cell uses both cores of a 2-core machine (docs/performance.md)."""
+    threads = res.cpus or max(1, cell_threads() // res.jobs)
     out: list[CellResult] = []
-    for i, c in enumerate(cells):
+
+    def start(i: int, c) -> None:
         state = RunDir(runs / c.name).status().get("state")
         log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in ('running', 'failed') else 'running'}")
-        out.append(r := run_cell(c, runs, threads, res.log_output, res.allow_new_build))
-        log(r.line())
+
+    if res.jobs <= 1:
+        for i, c in enumerate(cells):
+            start(i, c)
+            out.append(r := run_cell(c, runs, threads, res.log_output, res.allow_new_build))
+            log(r.line())
+        return out
+    # cells in processes of their own (papermill in threads shares one process's state), each dying with us
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(res.jobs, mp_context=ctx, initializer=_die_with, initargs=(os.getpid(),)) as pool:
+        futures = {}
+        for i, c in enumerate(cells):
+            start(i, c)
+            futures[pool.submit(run_cell, c, runs, threads, res.log_output, res.allow_new_build)] = c
+        for f in as_completed(futures):
+            try:
+                r = f.result()
+            except Exception as e:  # noqa: BLE001 - a worker that died: the cell failed, the others go on
+                r = CellResult(futures[f].name, False, 0.0, f"{type(e).__name__}: {e}"[:300])
+            out.append(r)
+            log(r.line())
     return out
+
+
+def _die_with(parent: int) -> None:
+    """A local pool worker's initializer: die with the grid's driver (and take the cell's kernel along)."""
+    os.environ[PARENT_ENV] = str(parent)
+    exit_with_parent()
 
 
 @executor("ray")

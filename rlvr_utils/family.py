@@ -152,7 +152,7 @@ def _pretrain(r: FamilyRung, run: Path, out: Path, log: Callable[[str], None]) -
         sched.step()
         step, seen = step + 1, seen + int(mask.sum())
         if step % 200 == 0:
-            log(f"{run.name}: step {step}, {seen / 1e6:.2f}M tokens, loss {float(loss):.3f}")
+            log(f"{run.name}: step {step}, {seen / 1e6:.2f}M tokens, loss {float(loss.detach()):.3f}")
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
              "cursor": cursor.consumed, "step": step, "tokens_seen": seen, "rng": torch.get_rng_state()}
     torch.save(state, run / f".t{r.tokens}.pt.partial")
@@ -190,14 +190,18 @@ def _measure(r: FamilyRung, out: Path, log: Callable[[str], None]) -> None:
     prior = {"heldout_loss": heldout_loss(model, prompts, targets, batch_size=64), "n_eval": len(held),
              "task": r.task, "tokens_seen": saved["tokens_seen"], "cpu": cpu_info()[0],
              "measured_with": {k: getattr(r, k) for k in r.EVAL_FIELDS}}
-    prior |= measure(model, tok, str(out), held, prompts, extraction="boxed", samples=r.eval_samples,
-                     temperature=r.eval_temperature, top_p=1.0, max_tokens=r.max_tokens, seed=r.seed, engine=r.engine,
-                     nll_samples=4, hf_batch_size=512)
+    if r.eval_samples:  # 0: the held-out loss only (a smoke rung, whose RL cells measure their base at step 0)
+        prior |= measure(model, tok, str(out), held, prompts, extraction="boxed", samples=r.eval_samples,
+                         temperature=r.eval_temperature, top_p=1.0, max_tokens=r.max_tokens, seed=r.seed,
+                         engine=r.engine, nll_samples=4, hf_batch_size=256)
     prior["build_seconds"] = round(saved["pretrain_seconds"] + time.perf_counter() - t0, 1)
     atomic_write_json(out / "prior.json", prior)
-    g, ks = prior["greedy"], sorted(prior["pass_at_k"], key=int)
-    log(f"{out}: held-out loss {prior['heldout_loss']:.3f}, greedy {g['mean']:.3f}, pass@1 "
-        f"{prior['pass_at_k']['1']['mean']:.3f}, pass@{ks[-1]} {prior['pass_at_k'][ks[-1]]['mean']:.3f}")
+    line = f"{out}: held-out loss {prior['heldout_loss']:.3f}"
+    if "greedy" in prior:
+        ks = sorted(prior["pass_at_k"], key=int)
+        line += (f", greedy {prior['greedy']['mean']:.3f}, pass@1 {prior['pass_at_k']['1']['mean']:.3f}, "
+                 f"pass@{ks[-1]} {prior['pass_at_k'][ks[-1]]['mean']:.3f}")
+    log(line)
 
 
 def ladder(sizes: tuple[str, ...], tokens: tuple[int, ...], **fields) -> list[FamilyRung]:

@@ -51,11 +51,21 @@ def dtype_name(precision: str) -> str:
     return _DTYPE[precision]
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str = "auto", log=print) -> str:
+    """`auto`: CUDA when torch can use it, else the CPU (saying so when this torch was built for CUDA). An
+    explicit `cuda` never falls back: a GPU profile on a machine whose GPU torch cannot use stops here."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.version.cuda:
+            log(f"warning: torch {torch.__version__} is built for CUDA {torch.version.cuda} but sees no usable GPU; "
+                "running on the CPU (`rlvr env check --cuda` says why)")
+        return "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but torch sees no CUDA device")
+        raise ValueError(f"device={device!r} but torch {torch.__version__} sees no usable CUDA device ("
+                         + (f"built for CUDA {torch.version.cuda}: no GPU, or a driver too old for it"
+                            if torch.version.cuda else "a CPU-only build") + "); `rlvr env check --cuda` says which, "
+                         "or --set device=cpu")
     if device != "cpu" and not device.startswith("cuda"):
         raise ValueError(f"device={device!r} not in auto, cpu, cuda (or cuda:N)")
     return device
@@ -173,7 +183,8 @@ def resolve(device: str = "auto", precision: str = "auto") -> Hardware:
     dev = resolve_device(device)
     if dev.startswith("cuda"):
         name = torch.cuda.get_device_name(dev)
-        native = torch.cuda.is_bf16_supported()
+        # is_bf16_supported() counts emulation (V100, T4), which vLLM refuses: compute capability 8 (Ampere) and up
+        native = torch.cuda.get_device_capability(dev) >= (8, 0)
         if precision == "auto":
             return Hardware(dev, "bf16" if native else "fp32", name, native, "CUDA: bf16 where the card supports it")
         return Hardware(dev, precision, name, native, "forced")
@@ -287,6 +298,16 @@ def _device_bytes(device: str) -> float:
     if device.startswith("cuda"):
         return float(torch.cuda.get_device_properties(device).total_memory)
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def cuda_memory(device: str, phase: str) -> dict:
+    """GB allocated, reserved and free on a CUDA device, keyed by `phase` (a step's metrics); {} on a CPU."""
+    if not device.startswith("cuda"):
+        return {}
+    free, _ = torch.cuda.mem_get_info(device)
+    return {f"mem_{phase}_allocated_gb": round(torch.cuda.memory_allocated(device) / GB, 2),
+            f"mem_{phase}_reserved_gb": round(torch.cuda.memory_reserved(device) / GB, 2),
+            f"mem_{phase}_free_gb": round(free / GB, 2)}
 
 
 def check_plan(plan: MemoryPlan) -> None:

@@ -14,7 +14,7 @@ from transformers import AutoConfig
 from .builds import check_same_weights, check_sibling_builds
 from .config import TrainConfig
 from .data import Prepared, check_source, prepare_data
-from .hardware import check_plan, memory_plan, use_threads
+from .hardware import check_plan, memory_plan, resolve_device, use_threads
 from .hardware import resolve as resolve_hardware
 from .models import fingerprint, load_tokenizer
 from .prompts import check_budget, context_length
@@ -24,9 +24,11 @@ from .runs import NEW_BUILD_ENV, RunDir, provenance
 
 
 def check_inputs(cfg: TrainConfig) -> None:
-    """The config's model and data, checked for existence before a folder is claimed or anything loads."""
+    """The config's model, data and device, checked before a folder is claimed or anything loads."""
     check_model(cfg.model)
     check_source(cfg.data)
+    if cfg.device != "auto":
+        resolve_device(cfg.device)
 
 
 def preflight(cfg: TrainConfig, run: RunDir, log: Callable[[str], None],

@@ -120,8 +120,8 @@ class FamilyRung:
     size: str = "1m"                                 # FAMILY_SIZES
     tokens: int = 2_000_000                          # pretraining budget (training tokens seen): the dose
     seed: int = 0                                    # the initialisation and the data order
-    corpus: str = "chain:1=200+2=6000+3=60000+4=60000"  # family:difficulty=examples+..., generated worked solutions
-    task: str = "gen:chain?difficulty=3&n=20000"     # the RL task: its test split is held out of the corpus
+    corpus: str = "chain:1=200+2=6000+3=30000"      # family:difficulty=examples+..., generated worked solutions
+    task: str = "gen:chain?difficulty=2&n=4000"      # the RL task: its test split is held out of the corpus
     vocab: int = 512
     lr: float = 1e-3
     warmup: int = 100                                # steps of linear warm-up, then constant (so budgets nest)

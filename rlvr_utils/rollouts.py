@@ -75,6 +75,12 @@ def mix_seed(seed: int, salt: int) -> int:
     return seed * 1_000_003 + salt
 
 
+def sample_seeds(sampling: Sequence[SamplingConfig], n: int) -> list[list[int]]:
+    """The seed of each prompt's j-th sample: distinct across prompts and samples (prompt i's samples are
+    mix_seed(seed, i * n + j), so prompt i's sample j+1 never shares a seed with prompt i+1's sample j)."""
+    return [[mix_seed(sp.seed, i * n + j) for j in range(n)] for i, sp in enumerate(sampling)]
+
+
 def vllm_available() -> bool:
     try:
         import importlib.util
@@ -94,17 +100,20 @@ def resolve_engine(kind: EngineKind) -> str:
 def make_engine(kind: EngineKind, model_path: str, policy=None, tokenizer=None, dtype: str = "float32",
                 hf_batch_size: int = 64, **vllm_kw) -> Engine:
     """The engine `resolve_engine(kind)` names; hf samples from `policy` in batches of `hf_batch_size`, vLLM
-    takes `vllm_kw`. `dtype` is the engine's precision (float32 | bfloat16), resolved by `hardware.resolve`."""
+    takes `vllm_kw` (and `policy`, to reload after a level-2 sleep). `dtype` is the engine's precision
+    (float32 | bfloat16), resolved by `hardware.resolve`."""
     if resolve_engine(kind) == "vllm":
-        return VLLMEngine(model_path, dtype=dtype, **vllm_kw)
+        return VLLMEngine(model_path, dtype=dtype, policy=policy, **vllm_kw)
     if policy is None or tokenizer is None:
         raise ValueError("the hf engine samples from the policy itself: pass policy= and tokenizer=")
     return HFEngine(policy, tokenizer, batch_size=hf_batch_size, dtype=dtype)
 
 
-def _eos_ids(tokenizer, config=None) -> list[int]:
+def eos_ids(tokenizer, generation_config=None) -> list[int]:
+    """Every id generation stops on: the tokenizer's EOS and the generation config's (Qwen's lists two), as
+    both engines stop (vLLM adds the generation config's to its stop tokens)."""
     ids = set()
-    for src in (getattr(config, "eos_token_id", None), tokenizer.eos_token_id):
+    for src in (getattr(generation_config, "eos_token_id", None), tokenizer.eos_token_id):
         if isinstance(src, int):
             ids.add(src)
         elif src:
@@ -137,8 +146,7 @@ class HFEngine(Engine):
         dt = getattr(torch, dtype) if dtype else policy.dtype
         self._owns_copy = policy.dtype != dt
         self.model = copy.deepcopy(policy).to(dt).requires_grad_(False) if self._owns_copy else policy
-        gen_cfg = getattr(policy, "generation_config", None)
-        self.eos = _eos_ids(tokenizer, gen_cfg)
+        self.eos = eos_ids(tokenizer, getattr(policy, "generation_config", None))
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
 
     def sync_weights(self, policy) -> None:
@@ -269,13 +277,11 @@ class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, model_path: str, max_model_len: int = 2048, seed: int = 0, dtype: str = "float32",
-                 enforce_eager: bool = True, gpu_memory_utilization: float = 0.35, sleep_mode: bool = False,
-                 batch_size: int | None = None):
-        # Sequences per generate call. More than the KV cache holds makes vLLM preempt and recompute,
-        # and vLLM's CPU runner then crashes on seeded sampling ("CPU Generator does not use offset").
-        self.batch_size = batch_size or 128
+                 enforce_eager: bool | None = None, gpu_memory_utilization: float = 0.35, sleep_mode: bool = False,
+                 batch_size: int | None = None, policy=None):
         configure_vllm_env()
         import torch
+        from transformers import GenerationConfig
         from vllm import LLM
 
         kw: dict = {}
@@ -287,58 +293,80 @@ class VLLMEngine(Engine):
             # vLLM's CPU runner cannot rewind a seeded sampler (torch CPU generators have no offset), which
             # it must do when a prompt is prefilled in chunks: schedule whole prompts only.
             kw.update(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 16384))
+        # Sequences per generate call. On a CPU more than the KV cache holds makes vLLM preempt and recompute,
+        # and its CPU runner then crashes on seeded sampling ("CPU Generator does not use offset"); on CUDA vLLM
+        # schedules any number itself.
+        self.batch_size = batch_size or (None if self.cuda else 128)
         self.sleep_mode = sleep_mode and self.cuda
         self.dtype = getattr(torch, dtype)
+        self.policy = policy  # what a level-2 sleep's discarded weights are reloaded from
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
-                       enforce_eager=enforce_eager, enable_prefix_caching=True, **kw)
+                       enforce_eager=not self.cuda if enforce_eager is None else enforce_eager,  # CUDA graphs on CUDA
+                       enable_prefix_caching=True, **kw)
         self.tok = self.llm.get_tokenizer()
-        self.eos = _eos_ids(self.tok, self.llm.llm_engine.model_config.hf_config)
-        if self.sleep_mode:
-            self.llm.sleep(level=1)
+        try:
+            gen = GenerationConfig.from_pretrained(model_path)
+        except OSError:  # no generation_config.json: the tokenizer's EOS alone
+            gen = None
+        self.eos = eos_ids(self.tok, gen)
+        self._asleep = self._stale = False
 
     def generate(self, prompts: Sequence[list[int]], n: int,
                  sampling: SamplingConfig | Sequence[SamplingConfig]) -> list[Rollout]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        if self.sleep_mode:
-            self.llm.wake_up()
+        self._wake()
         sps = [sampling] * len(prompts) if isinstance(sampling, SamplingConfig) else list(sampling)
-        params = [
-            SamplingParams(n=n, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
-                           min_tokens=sp.min_tokens, seed=mix_seed(sp.seed, i), logprobs=0,
-                           skip_special_tokens=True)
-            for i, sp in enumerate(sps)
-        ]
-        per_call = max(1, self.batch_size // n)
+        # one request per sample, each with its own seed (prefix caching shares the prompt): vLLM's n > 1 would
+        # give sample j the seed + j, which the next prompt's seeds overlap
+        reqs = [(i, j, SamplingParams(n=1, temperature=sp.temperature, top_p=sp.top_p, max_tokens=sp.max_tokens,
+                                      min_tokens=sp.min_tokens, seed=seed, logprobs=0, skip_special_tokens=True))
+                for i, (sp, seeds) in enumerate(zip(sps, sample_seeds(sps, n))) for j, seed in enumerate(seeds)]
+        per_call = self.batch_size or len(reqs)
         outs = []
-        for s in range(0, len(prompts), per_call):
-            outs += self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts[s : s + per_call]],
-                                      params[s : s + per_call], use_tqdm=False)
-        if self.sleep_mode:
-            self.llm.sleep(level=1)
-        eos = set(self.eos)
+        for s in range(0, len(reqs), per_call):
+            chunk = reqs[s : s + per_call]
+            outs += self.llm.generate([TokensPrompt(prompt_token_ids=list(prompts[i])) for i, _, _ in chunk],
+                                      [p for _, _, p in chunk], use_tqdm=False)
+        if self.sleep_mode:  # free the card for the update; the weights are reloaded before the next use
+            self.llm.sleep(level=2)
+            self._asleep = self._stale = True
         rollouts: list[Rollout] = []
-        for i, o in enumerate(outs):
-            for j, c in enumerate(sorted(o.outputs, key=lambda c: c.index)):
-                ids = list(c.token_ids)
-                lps = [float(d[t].logprob) for d, t in zip(c.logprobs or [], ids)]
-                stopped = bool(ids) and ids[-1] in eos
-                rollouts.append(Rollout(i, j, list(prompts[i]), ids, lps, c.text,
-                                        "stop" if stopped else "length"))
+        for (i, j, _), o in zip(reqs, outs):
+            c = o.outputs[0]
+            ids = list(c.token_ids)
+            lps = [float(d[t].logprob) for d, t in zip(c.logprobs or [], ids)]
+            # the engine's own reason: vLLM stops on the generation config's EOS ids too
+            rollouts.append(Rollout(i, j, list(prompts[i]), ids, lps, c.text, "stop" if c.finish_reason == "stop" else "length"))
         return rollouts
 
+    def _wake(self) -> None:
+        """After a level-2 sleep: weights back (reloaded from the policy unless a sync already did), then the KV cache."""
+        if not self._asleep:
+            return
+        if self._stale:
+            if self.policy is None:
+                raise RuntimeError("vLLM slept at level 2 and has no policy to reload its weights from")
+            self.sync_weights(self.policy)
+        self.llm.wake_up(tags=["kv_cache"])
+        if self.llm.llm_engine.is_sleeping():  # whatever else the sleep paused
+            self.llm.wake_up()
+        self._asleep = False
+
     def sync_weights(self, policy) -> None:
+        self.policy = policy
+        if self._asleep:
+            self.llm.wake_up(tags=["weights"])
         state = policy.state_dict()
         # the engine keeps its own dtype (the run's precision): cast here, one tensor at a time, to bound memory
         weights = ((k, v.detach().to(self.dtype)) for k, v in state.items())
-        if self.sleep_mode:
-            self.llm.wake_up()
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
-        # cached prefixes hold K/V computed with the old weights: serving them after a sync is wrong
-        self.llm.reset_prefix_cache()
-        if self.sleep_mode:
-            self.llm.sleep(level=1)
+        # cached prefixes hold K/V computed with the old weights: serving them after a sync is wrong (a sleep
+        # at level >= 1 has cleared them already)
+        if not self._asleep:
+            self.llm.reset_prefix_cache()
+        self._stale = False
 
     def close(self) -> None:
         import gc

@@ -24,7 +24,7 @@ from .data import Cursor, Prepared
 from .evaluate import EvalSettings, batch_stats, evaluate
 from .files import crash_point
 from .grading import GradingPool
-from .hardware import dtype_name
+from .hardware import cuda_memory, dtype_name
 from .objectives import advantages, objective_kwargs
 from .preflight import check_inputs, preflight
 from .rollouts import Engine, SamplingConfig, make_engine, mix_seed
@@ -80,6 +80,8 @@ def _step(s: Loop, step: int) -> dict:
     sp = SamplingConfig(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.min_tokens, mix_seed(cfg.seed, step))
     rolls = s.engine.generate([s.data.train_prompts[i] for i in idx], cfg.rollouts_per_prompt, sp)
     crash_point("sampling", step)
+    mem = s.memory | cuda_memory(cfg.device, "after_sampling")  # on CUDA: where the memory plan is tested
+    s.memory = {}
     t1 = time.perf_counter()
     probs = [s.data.train[idx[r.prompt_index]] for r in rolls]
     grades = s.pool.grade([r.text for r in rolls], [p.gold for p in probs])
@@ -90,14 +92,16 @@ def _step(s: Loop, step: int) -> dict:
     moved = kl_to_init(cfg, s.ref, rolls) if cfg.track_kl else {}  # before the update: rolls are pi_t's samples
     upd = update_policy(cfg, s.policy, s.ref, s.opt, s.sched, rolls, adv, keep, step)
     crash_point("update", step)
+    mem |= cuda_memory(cfg.device, "after_update")
     t3 = time.perf_counter()
     if upd["optimizer_steps"]:
         s.engine.sync_weights(s.policy)
+    mem |= cuda_memory(cfg.device, "after_sync")
     t4 = time.perf_counter()
 
     s.totals["samples_trained_total"] += int(keep.sum())
     s.totals["tokens_trained_total"] += upd["tokens_trained"]
-    m = {"step": step, **batch_stats(rolls, grades, keep, cfg.rollouts_per_prompt), **upd, **moved, **s.totals,
+    m = {"step": step, **batch_stats(rolls, grades, keep, cfg.rollouts_per_prompt), **upd, **moved, **s.totals, **mem,
          "lr": s.sched.get_last_lr()[0], "time_generate": t1 - t0, "time_grade": t2 - t1, "time_train": t3 - t2,
          "time_sync": t4 - t3, "time_total": t4 - t0}
     s.run.write_step(m, [sample_record(p, r, g, step=step, advantage=float(a), kept=bool(k))
@@ -148,6 +152,7 @@ class Loop:
     log: Callable[[str], None]
     start: int = 0  # steps already done (resume)
     totals: dict = field(default_factory=dict)  # samples and tokens trained since step 1 (the movement's dose)
+    memory: dict = field(default_factory=dict)  # CUDA memory at the engine's start, for the first step's row
 
     def __enter__(self) -> "Loop":
         return self
@@ -191,4 +196,4 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
     pool = GradingPool(workers=cfg.grade_workers, timeout=cfg.grade_timeout, policy=cfg.extraction)  # type: ignore[arg-type]
     es = EvalSettings(cfg.eval_samples, cfg.eval_temperature, cfg.eval_top_p, cfg.eval_length, cfg.eval_t1, cfg.seed)
     return Loop(cfg, run, data, policy, ref, opt, sched, cursor, engine, pool, run.board(purge_after=start, log=log),
-                es, log, start, totals)
+                es, log, start, totals, cuda_memory(cfg.device, "engine_start"))

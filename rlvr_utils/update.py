@@ -85,6 +85,7 @@ def update_policy(cfg, policy, ref, opt, sched, rolls: list, adv: torch.Tensor, 
         opt.step()
         sched.step()
         stats["optimizer_steps"] += 1
+    opt.zero_grad(set_to_none=True)  # gradients (4 bytes a parameter) must not stay live through sampling
     n_tok = stats["tokens_trained"]
     for k in PER_TOKEN:
         stats[k] = stats[k] / n_tok if n_tok else 0.0

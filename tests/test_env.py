@@ -39,3 +39,18 @@ def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     assert "make test" in readme and "make study" in readme
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_env_check_cuda_fails_clearly_without_a_usable_gpu():
+    import subprocess
+    import sys
+
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a machine with a usable GPU: nothing to fail on")
+    p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", "env", "check", "--cuda"], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 1 and "torch build" in p.stdout and "pip check" in p.stdout
+    assert "rlvr: error: CUDA is not usable here" in p.stderr and "Traceback" not in p.stderr

@@ -89,6 +89,7 @@ def test_a_value_out_of_range_is_one_line_naming_the_key(key, tmp_path, capsys):
     (["train", "--set", "model=warm:n=abc"], "n='abc' is not a valid int"),
     (["train", "--set", "model=warm:base=/no/such/base"], "'/no/such/base': no such file or directory"),
     (["train", "--set", "data=gen:nosuch"], "unknown task family"),
+    (["train", "--set", "device=cuda"], "sees no usable CUDA device"),  # this suite runs on CPUs: never falls back
     (["grid", "--profile", "nosuch", "--runs", "RUNS"], "unknown profile 'nosuch'"),
     (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "nope=1"], "nope"),
     (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "lr=1", "--set", "lr=2"], "--set lr given twice"),

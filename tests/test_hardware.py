@@ -89,3 +89,21 @@ def test_memory_plan_against_the_update_measured_on_gpus():
     cfg = TrainConfig.from_dict({**spec.params, **spec.per_objective["grpo"], "objective": "grpo", "engine": "vllm"},
                                 strict=False)
     assert memory_plan(q3b, cfg, gpu, available=85.0e9).fits
+
+
+def test_the_plan_counts_gradients_only_while_they_live():
+    """Gradients are freed when the update returns (update.update_policy): they are in the update's peak, not in
+    the sampling peak; a frozen reference is resident in both when the run keeps one."""
+    from transformers import Qwen2Config
+
+    q3b = Qwen2Config(vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
+                      num_attention_heads=16, num_key_value_heads=2, tie_word_embeddings=True)
+    gpu = Hardware("cuda", "bf16", "H100", True, "test")
+    for track in (False, True):
+        plan = memory_plan(q3b, TrainConfig(engine="vllm", micro_batch_size=1, track_kl=track, device="cuda"), gpu, 80e9)
+        grads, ref = plan.parts["gradients (fp32)"], plan.parts.get("reference policy (fp32)", 0)
+        resident = plan.parts["weights (fp32 master)"] + plan.parts["AdamW moments (fp32)"] + ref
+        engine = sum(v for k, v in plan.parts.items() if k.startswith("vLLM"))
+        assert plan.rollout_peak == resident + engine  # no gradients while sampling
+        assert plan.update_peak >= resident + grads + engine
+        assert (ref > 0) == track

@@ -158,3 +158,19 @@ def test_make_engine_picks_and_validates(smollm2_path):
     assert make_engine("hf", smollm2_path, policy=policy, tokenizer=tok).name == "hf"
     with pytest.raises(ValueError, match="top_p"):
         SamplingConfig(top_p=0)
+
+
+def test_every_sample_has_a_seed_of_its_own():
+    """A training step's samples, and an evaluation's (its protocols expanded to one request per sample, as
+    `evaluate` does), never share a seed; the rule they replace (prompt i's seed + sample j) did."""
+    from rlvr_utils.rollouts import mix_seed, sample_seeds
+
+    step = [SamplingConfig(1.0, 1.0, 8, 0, mix_seed(7, 3))] * 64
+    seeds = [s for row in sample_seeds(step, 8) for s in row]
+    assert len(seeds) == len(set(seeds)) == 512
+    old = [mix_seed(mix_seed(7, 3), i) + j for i in range(64) for j in range(8)]  # vLLM's n>1: seed + j
+    assert len(set(old)) < len(old)
+    evaluation = [SamplingConfig(t, 1.0, 8, 0, mix_seed(base, j)) for base, n, t in ((0, 1, 0.0), (1, 32, 1.0), (2, 1, 1.0))
+                  for _ in range(256) for j in range(n)]
+    seeds = [s for row in sample_seeds(evaluation, 1) for s in row]
+    assert len(seeds) == len(set(seeds)) == 256 * 34

@@ -5,6 +5,8 @@ correct iff the target token appears. The policy, engine, objectives and update 
 only the verifier is synthetic (MATH is out of reach for a random 2-layer model).
 """
 
+import math
+
 import pytest
 import torch
 
@@ -139,3 +141,44 @@ def test_paper_schedule_weighs_a_partial_last_slice_by_its_size():
     assert moved[1].abs().max() > 0
     torch.testing.assert_close(moved[4], moved[1] / 4, rtol=1e-4, atol=1e-7)
     assert losses[4] == pytest.approx(losses[1] / 4, rel=1e-5)
+
+
+def test_gradients_are_freed_when_the_update_returns():
+    """4 bytes a parameter: left live, they would sit on the card through the weight sync and the next sampling."""
+    policy, tok = toy()
+    eng = HFEngine(policy, tok, dtype="float32")
+    cfg = TrainConfig(objective="reinforce", lr=1e-3, micro_batch_size=8, prompts_per_step=8, rollouts_per_prompt=4,
+                      max_tokens=4, precision="fp32", mini_batches=2)
+    opt = torch.optim.AdamW(policy.parameters(), lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0)
+    rolls = eng.generate([[2 + i] for i in range(8)], 4, SamplingConfig(1.0, 1.0, 4, 4, seed=1))
+    correct = torch.tensor([TARGET in r.response_ids for r in rolls])
+    adv, keep = advantages("reinforce", correct, torch.tensor([r.prompt_index for r in rolls]))
+    stats = update_policy(cfg, policy, None, opt, sched, rolls, adv, keep, 1)
+    assert stats["optimizer_steps"] == 2
+    assert all(p.grad is None for p in policy.parameters())
+    # the policy's own log-probs against the engine's, before the first step: the same model, ~0
+    assert stats["logprob_mismatch_max"] < 1e-4 and stats["tokens_trained"] > 0
+
+
+def test_truncated_importance_sampling_reweights_by_the_engine_gap():
+    from rlvr_utils.losses import tis_weights
+
+    own = torch.log(torch.tensor([[0.5, 0.2], [0.9, 0.1]]))
+    engine = torch.log(torch.tensor([[0.25, 0.2], [0.3, 0.2]]))
+    assert torch.allclose(tis_weights(own, engine, cap=2.0), torch.tensor([[2.0, 1.0], [2.0, 0.5]]))
+    policy, tok = toy()
+    eng = HFEngine(policy, tok, dtype="float32")
+    rolls = eng.generate([[2 + i] for i in range(8)], 4, SamplingConfig(1.0, 1.0, 4, 4, seed=1))
+    for r in rolls:  # an engine that sampled from another precision: its log-probs off by a constant
+        r.logprobs = [x - 0.1 for x in r.logprobs]
+    correct = torch.tensor([TARGET in r.response_ids for r in rolls])
+    adv, keep = advantages("w_reinforce", correct, torch.tensor([r.prompt_index for r in rolls]), lam=0.1)
+    for cap, weight in ((0.0, 0.0), (2.0, math.exp(0.1)), (1.05, 1.05)):
+        cfg = TrainConfig(objective="w_reinforce", lr=1e-3, micro_batch_size=8, prompts_per_step=8,
+                          rollouts_per_prompt=4, max_tokens=4, precision="fp32", tis_cap=cap)
+        opt = torch.optim.AdamW(policy.parameters(), lr=0.0)
+        stats = update_policy(cfg, policy, None, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 1.0), rolls, adv,
+                              keep, 1)
+        assert stats["logprob_mismatch_mean"] == pytest.approx(0.1, abs=1e-4)
+        assert stats["tis_weight_mean"] == pytest.approx(weight, abs=1e-4)

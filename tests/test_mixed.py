@@ -1,0 +1,134 @@
+"""Crossed random effects (seeds and problems both random): by hand, against a mixed model, on planted effects in
+synthetic run files, at its nominal coverage, and its MDE against a simulated power curve."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rlvr_utils.analysis import load_grid
+from rlvr_utils.effects import run_deltas
+from rlvr_utils.files import append_jsonl
+from rlvr_utils.mixed import contrast_matrix, crossed_mean, interaction, mde, power, projected
+from rlvr_utils.runs import RunDir
+
+
+def simulate(rng, seeds: int, problems: int, sd_seed: float, sd_problem: float, sd_resid: float, mean: float = 0.0):
+    return (mean + rng.normal(0, sd_seed, (seeds, 1)) + rng.normal(0, sd_problem, (1, problems))
+            + rng.normal(0, sd_resid, (seeds, problems)))
+
+
+def test_a_hand_built_case():
+    Y = np.array([[1.0, 2, 3, 4], [2, 3, 5, 6], [0, 2, 2, 4]])
+    # by hand: grand mean 34/12; seed means 2.5, 4, 2; problem means 1, 7/3, 10/3, 14/3
+    m = 34 / 12
+    ms_s = 4 * sum((r - m) ** 2 for r in (2.5, 4, 2)) / 2
+    ms_p = 3 * sum((c - m) ** 2 for c in (1, 7 / 3, 10 / 3, 14 / 3)) / 3
+    resid = [[Y[i, j] - (2.5, 4, 2)[i] - (1, 7 / 3, 10 / 3, 14 / 3)[j] + m for j in range(4)] for i in range(3)]
+    ms_e = sum(x * x for row in resid for x in row) / 6
+    c = crossed_mean(Y)
+    assert c.est == pytest.approx(m) and c.se == pytest.approx(np.sqrt((ms_s + ms_p - ms_e) / 12))
+    assert c.var_seed == pytest.approx((ms_s - ms_e) / 4) and c.var_problem == pytest.approx((ms_p - ms_e) / 3)
+    df = (ms_s + ms_p - ms_e) ** 2 / (ms_s**2 / 2 + ms_p**2 / 3 + ms_e**2 / 6)
+    assert c.df == pytest.approx(df)
+
+
+def test_it_agrees_with_a_mixed_model_fit_by_statsmodels():
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    Y = simulate(np.random.default_rng(3), 8, 30, 0.3, 0.5, 0.4, mean=1.0)
+    c = crossed_mean(Y)
+    df = pd.DataFrame([(s, p, Y[s, p]) for s in range(8) for p in range(30)], columns=["seed", "prob", "y"])
+    fit = smf.mixedlm("y ~ 1", df, groups=np.ones(len(df)), re_formula="0",
+                      vc_formula={"seed": "0 + C(seed)", "prob": "0 + C(prob)"}).fit(reml=True)
+    vc = dict(zip(fit.model.exog_vc.names, fit.vcomp))
+    assert fit.fe_params["Intercept"] == pytest.approx(c.est)
+    assert fit.bse["Intercept"] == pytest.approx(c.se, rel=1e-3)  # balanced: REML is the ANOVA estimator
+    assert vc["seed"] == pytest.approx(c.var_seed, rel=1e-3) and vc["prob"] == pytest.approx(c.var_problem, rel=1e-3)
+    assert fit.scale == pytest.approx(c.var_resid, rel=1e-3)
+
+
+def test_nothing_is_floored():
+    Y = simulate(np.random.default_rng(0), 5, 40, 0.0, 0.0, 1.0)  # no seed or problem effect: estimates straddle 0
+    comps = [crossed_mean(simulate(np.random.default_rng(s), 5, 40, 0.0, 0.0, 1.0)).var_seed for s in range(20)]
+    assert min(comps) < 0 < max(comps)  # a negative estimate is reported as it is
+    assert crossed_mean(Y).var_resid > 0
+
+
+def test_the_interval_covers_the_truth_at_its_nominal_rate():
+    rng = np.random.default_rng(11)
+    hits = 0
+    for _ in range(400):
+        c = crossed_mean(simulate(rng, 10, 64, 0.05, 0.1, 0.2, mean=0.02))
+        hits += c.lo <= 0.02 <= c.hi
+    assert 0.92 <= hits / 400 <= 0.98, hits / 400
+
+
+def test_the_mde_matches_a_simulated_power_curve_within_its_interval():
+    rng = np.random.default_rng(5)
+    sds = (0.05, 0.1, 0.2)
+    pilot = crossed_mean(simulate(rng, 10, 64, *sds))
+    lo, hi = pilot.mde_interval()
+    assert lo < pilot.mde() < hi
+    # the design's power at a grid of effects, by simulation: where it crosses 0.8
+    effects = np.linspace(0.0, 0.2, 11)
+    curve = [np.mean([not (c.lo <= 0 <= c.hi) for c in (crossed_mean(simulate(rng, 10, 64, *sds, mean=d))
+                                                          for _ in range(300))]) for d in effects]
+    at80 = float(np.interp(0.8, curve, effects))
+    assert lo <= at80 <= hi, (lo, at80, hi, curve)
+    # and the noncentral t's power at the true standard error says the same
+    true_se = np.sqrt(sds[0] ** 2 / 10 + sds[1] ** 2 / 64 + sds[2] ** 2 / 640)
+    assert abs(mde(true_se, pilot.df) - at80) < 0.02
+    assert power(at80, true_se, pilot.df) == pytest.approx(0.8, abs=0.06)
+    assert projected(pilot, 10, 64) == pytest.approx((pilot.se, pilot.df))  # its own size: itself
+    se, _ = projected(pilot, 40, 64)  # four times the seeds shrink the seed part, not the problems'
+    assert np.sqrt(max(pilot.var_problem, 0) / 64) < se < pilot.se
+
+
+def crossed_grid(root, planted, seeds: int = 6, problems: int = 48, samples: int = 16, seed: int = 0):
+    """Run files of 2 rungs (n=0, n=1000) x psr, nsr x `seeds`, on `problems` x `samples` evaluations: per problem
+    a base success rate; a run's final rate is the base's + `planted(rung, objective, problem)` + a seed shift."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.2, 0.6, problems)
+    for n in (0, 1000):
+        rung = root / "rungs" / f"n{n}"
+        rung.mkdir(parents=True)
+        (rung / "warmstart.json").write_text(json.dumps({"n": n}))
+        for s in range(seeds):
+            shift = rng.normal(0, 0.02)
+            base_c = rng.binomial(samples, base)
+            for obj in ("psr", "nsr"):
+                run = RunDir(root / "grid" / f"n{n}__{obj}__s{s}")
+                run.path.mkdir(parents=True)
+                run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
+                final = np.clip(base + shift + np.array([planted(n, obj, p) for p in range(problems)]), 0, 1)
+                final_c = rng.binomial(samples, final)
+                for step, counts in ((0, base_c), (6, final_c)):
+                    run.write_samples(f"eval_{step:05d}", [
+                        {"protocol": "sampled", "problem_id": f"p{i}", "sample": j,
+                         "status": "correct" if j < c else "incorrect"} for i, c in enumerate(counts) for j in range(samples)])
+                ev = lambda v: {"mean": v, "lo": v, "hi": v, "n": problems}  # noqa: E731
+                append_jsonl(run.evals, [{"step": st, "greedy": ev(0.5), "pass_at_k": {"1": ev(float(np.mean(c)) / samples)}}
+                                         for st, c in ((0, base_c), (6, final_c))])
+    return run_deltas(load_grid(root / "grid"))
+
+
+def test_a_planted_interaction_is_recovered_from_run_files(tmp_path):
+    deltas = crossed_grid(tmp_path, lambda n, o, p: 0.15 if (n, o) == (1000, "nsr") else 0.0)
+    it = interaction(deltas, k=1)
+    c = it["c"]
+    assert c.lo < 0.15 < c.hi and c.lo > 0, c
+    assert c.seeds == 6 and c.problems == 48 and it["mde_interval"][0] < it["mde"] < it["mde_interval"][1]
+
+
+def test_a_planted_objective_by_problem_effect_is_recovered(tmp_path):
+    """NSR helps half the problems by 0.25 and hurts the other half as much: no mean effect, but a problem
+    component of 0.25^2 that a t over seeds (problems fixed) leaves out of its interval."""
+    deltas = crossed_grid(tmp_path, lambda n, o, p: (0.25 if p % 2 else -0.25) if o == "nsr" else 0.0, seeds=8)
+    m = contrast_matrix(deltas, 1, "nsr", "psr", "n=0")
+    c = crossed_mean(m.to_numpy())
+    assert c.lo < 0 < c.hi
+    assert 0.04 < c.var_problem < 0.09  # the planted 0.0625, less what clipping at 0 and 1 takes off
+    seed_only = np.std(m.mean(axis=1), ddof=1) / np.sqrt(len(m))  # a t over seeds: problems treated as fixed
+    assert c.se > 3 * seed_only
