@@ -49,8 +49,9 @@ test-fast: setup ## the unit tests (no `slow` marker): loss maths, objectives, s
 lint: setup ## ruff
 	$(VENV)/bin/ruff check rlvr_utils tests bench
 
-study: setup ## the prior axis at smoke scale (profile smoke: 2 warm-start rungs x 3 objectives), then its report
-	$(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS)
+STUDY_ARGS ?= --jobs 2
+study: setup ## the family's prior axis at smoke scale (3 doses x PSR/NSR/W-REINFORCE x 2 seeds), then its report
+	$(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS) $(STUDY_ARGS)
 	@echo "rendering the report; its path:"
 	$(VENV)/bin/rlvr report $(RUNS)
 

@@ -14,6 +14,7 @@ runs do (prompt and solution separately), so RL answers start exactly where pret
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import shutil
 import time
@@ -27,7 +28,7 @@ from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTra
 
 from .data import EVAL_SUBSET_SEED, Cursor, stratified_subset
 from .files import atomic_write_json, cache_dir, read_json, wait_lock
-from .hardware import cpu_info, use_threads
+from .hardware import cpu_cores, cpu_info
 from .models import load_tokenizer
 from .prior import heldout_loss, measure, read_prior
 from .problems import DataError, MathProblem
@@ -38,8 +39,12 @@ from .tasks import generate, load_task, parse_task_spec
 PAD, EOS = "<pad>", "<eos>"
 
 
+FAMILY_ENV = "RLVR_FAMILY_CACHE"  # where rungs live; a study that spans sessions points it at its committed rungs
+
+
 def root() -> Path:
-    return cache_dir() / "family"
+    """The family's rungs and tokenizers: $RLVR_FAMILY_CACHE, else <cache>/family."""
+    return Path(os.environ[FAMILY_ENV]) if os.environ.get(FAMILY_ENV) else cache_dir() / "family"
 
 
 def model_config(size: str, vocab: int, pad: int, eos: int) -> LlamaConfig:
@@ -124,7 +129,18 @@ def _pretrain(r: FamilyRung, run: Path, out: Path, log: Callable[[str], None]) -
     tok = tokenizer(r, examples, log)
     prompts, targets = encode(tok, examples)
     seqs = [p + t for p, t in zip(prompts, targets)]
-    threads = use_threads()
+    # every core the machine has, whatever share a grid gave the cell that asked first: the bits of a build depend
+    # on its thread count (reduction order), and a rung must come out the same from any executor
+    threads, before = len(cpu_cores()), torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _train_to_budget(r, run, out, tok, seqs, threads, t0, log)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train_to_budget(r: FamilyRung, run: Path, out: Path, tok, seqs: list[list[int]], threads: int, t0: float,
+                     log: Callable[[str], None]) -> None:
     states = sorted((int(f.stem[1:]), f) for f in run.glob("t*.pt") if int(f.stem[1:]) <= r.tokens)
     torch.manual_seed(r.seed)
     model = LlamaForCausalLM(model_config(r.size, len(tok), tok.pad_token_id, tok.eos_token_id))

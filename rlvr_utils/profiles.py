@@ -26,6 +26,14 @@ class GridSpec:
     about: str = ""
 
 
+# What every profile on the model family shares (docs/priors.md): the RL task its corpus holds the test split
+# of, the plain prompt it was pretrained on, integer answers, sampling and evaluating at T=1, fp32 (comparable
+# across CPU kinds, which a study spanning sessions meets), the HF engine in batches of 256 (tiny models sample
+# fastest so), no periodic evaluation (only the base's at step 0 and the end).
+FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extraction="boxed", max_prompt_tokens=64,
+                 max_tokens=64, max_model_len=512, temperature=1.0, engine="hf", hf_batch_size=256, precision="fp32",
+                 micro_batch_size=32, eval_every=0, eval_temperature=1.0, eval_top_p=1.0, eval_t1=False, grade_workers=2)
+
 PROFILES: dict[str, GridSpec] = {
     # Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
     # MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
@@ -38,6 +46,16 @@ PROFILES: dict[str, GridSpec] = {
                     levels="Level 1", prompt="answer_is", extraction="boxed_or_answer_is",
                     eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
         about="SmolLM2-135M x PSR/NSR/W-REINFORCE on MATH Level 1, fast CPU settings",
+    ),
+    # `make study`: the family's prior axis at smoke scale, three pretraining doses of its smallest model (one
+    # pretraining run: 0.5M, 1M and 2M tokens; eval_samples=0: each cell measures its base at step 0) x
+    # PSR/NSR/W-REINFORCE x 2 seeds, 10 steps of 8 prompts x 8 at lr 3e-5, evaluated on 64 problems x 8 samples.
+    "smoke": GridSpec(
+        models=tuple(f"family:size=1m,tokens={t},eval_samples=0" for t in (500_000, 1_000_000, 2_000_000)),
+        objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1),
+        params=dict(FAMILY_RL, steps=10, prompts_per_step=8, rollouts_per_prompt=8, lr=3e-5, eval_problems=64,
+                    eval_samples=8, checkpoint_every=5),
+        about="the family's prior axis at smoke scale: 3 doses of the 1m model x PSR/NSR/W-REINFORCE x 2 seeds (make study)",
     ),
     # The warm-start prior study's design at smoke scale (~40 min from a clean clone on a 2-core CPU). Two
     # warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked solutions of 3-term integer chains;

@@ -96,7 +96,7 @@ def test_a_rung_trains_with_the_plain_prompt(cache, tmp_path):
     spec = "family:" + ",".join(f"{f.name}={getattr(TINY, f.name)}" for f in fields(TINY) if f.name != "engine")
     cfg = TrainConfig(model=spec, data=TINY.task, prompt="plain", extraction="boxed", steps=2, prompts_per_step=4,
                       rollouts_per_prompt=4, max_tokens=48, max_prompt_tokens=64, max_model_len=512, eval_problems=4,
-                      eval_samples=2, eval_every=0, engine="hf", grade_workers=1, lr=1e-4)
+                      eval_samples=2, eval_every=0, engine="hf", grade_workers=1, lr=1e-4, precision="fp32")
     run = RunDir(train(cfg, tmp_path / "run", log=lambda _: None).path)
     rows = run.read_metrics()
     assert [r["step"] for r in rows] == [1, 2] and rows[0]["kl_to_init"] == pytest.approx(0, abs=1e-6)

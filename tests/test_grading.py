@@ -184,3 +184,15 @@ def test_model_text_never_reaches_parse_expr_as_code(monkeypatch):
         verify_pair(ans, gold)
     assert seen and all(re.fullmatch(r"[0-9.]+", s) for s in seen), seen
     assert verify_pair("\\frac{1}{2}", "0.5") == "correct" and verify_pair("3", "0.5") == "incorrect"
+
+
+def test_integer_answers_are_graded_without_a_worker_as_math_verify_would(pool):
+    """Generated tasks' answers are integers: compared as numbers in the caller (no worker round trip), with
+    math-verify's verdict on every pair."""
+    from math_verify import parse, verify
+
+    pairs = [("7", "7"), ("-12", "-12"), ("007", "7"), ("-0", "0"), ("12", "21"), ("3", "-3"), ("100", "1000")]
+    res = pool.grade([f"so \\boxed{{{a}}}" for a, _ in pairs], [g for _, g in pairs])
+    for (a, g), r in zip(pairs, res):
+        assert (r.status == "correct") == verify(parse(f"${g}$"), parse(f"${a}$")), (a, g, r)
+        assert r.detail == "" and r.seconds < 0.01  # no worker: no process round trip
