@@ -85,6 +85,7 @@ bench: setup ## run the benchmarks in bench/ (installs the `bench` extra: TRL, t
 	$(PY) bench/step.py
 	$(PY) bench/base_success.py
 	$(PY) bench/precision.py
+	$(PY) bench/family_step.py
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)

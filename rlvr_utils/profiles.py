@@ -57,6 +57,17 @@ PROFILES: dict[str, GridSpec] = {
                     eval_samples=8, checkpoint_every=5),
         about="the family's prior axis at smoke scale: 3 doses of the 1m model x PSR/NSR/W-REINFORCE x 2 seeds (make study)",
     ),
+    # The pre-registered study (docs/prereg-family.md): five rungs of the family (sizes 1m, 3m, 7m at 2M
+    # pretraining tokens; the 1m model's dose, 1M, 2M and 4M tokens) x PSR/NSR/W-REINFORCE, seeds as the
+    # pilot sized them; 20 steps of 16 prompts x 8 at lr 3e-5; 256 held-out problems x 32 samples.
+    "family": GridSpec(
+        models=("family:size=1m,tokens=1000000", "family:size=1m,tokens=2000000", "family:size=1m,tokens=4000000",
+                "family:size=3m,tokens=2000000", "family:size=7m,tokens=2000000"),
+        objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2, 3, 4),
+        params=dict(FAMILY_RL, steps=20, prompts_per_step=16, rollouts_per_prompt=8, lr=3e-5, eval_problems=256,
+                    eval_samples=32, checkpoint_every=5),
+        about="the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (make family-study)",
+    ),
     # The warm-start prior study's design at smoke scale (~40 min from a clean clone on a 2-core CPU). Two
     # warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked solutions of 3-term integer chains;
     # eval_samples=0: the rung's own prior is not sampled, each RL cell measures its base at step 0) x

@@ -39,8 +39,12 @@ def tiny_model_path(tmp_path_factory, smollm2_path) -> str:
     return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-smollm2", layers=2, hidden=128))
 
 
-TINY_GRID = ["steps=2", "prompts_per_step=2", "rollouts_per_prompt=2", "max_tokens=12", "eval_problems=3",
-             "eval_samples=2", "eval_every=0", "engine=hf", "grade_workers=1", "checkpoint_every=1"]
+# A run of the family's tiny rung (`fam_tiny_path`) in a few seconds: its task, the plain prompt, 2 steps of 2 x 2
+TINY_RUN = ["data=gen:chain?difficulty=3&n=400", "prompt=plain", "extraction=boxed", "levels=", "max_prompt_tokens=64",
+            "max_model_len=512", "temperature=1.0", "steps=2", "prompts_per_step=2", "rollouts_per_prompt=2",
+            "max_tokens=12", "eval_problems=4", "eval_samples=2", "eval_every=0", "engine=hf", "grade_workers=1",
+            "precision=fp32"]
+TINY_GRID = [*TINY_RUN, "eval_problems=3", "checkpoint_every=1"]  # on top of the cpu profile
 
 
 def run_grid_cli(runs, *sets, check=True, extra_args=()):
@@ -62,12 +66,32 @@ def broken_model_path(tmp_path_factory) -> str:
     return str(path)
 
 
+# The family recipe the suite pretrains in seconds: the 1m shape on a 1,000-example corpus, 12k tokens, a
+# 300-token vocabulary (a 49k one, SmolLM2's, makes every sampled token cost a 49k-way softmax and sort)
+FAMILY_TINY = dict(size="1m", tokens=12_000, corpus="chain:1=200+2=400+3=400", task="gen:chain?difficulty=3&n=400",
+                   vocab=300, batch=16, warmup=5, lr=3e-3, eval_problems=8, eval_samples=2, max_tokens=48)
+
+
 @pytest.fixture(scope="session")
-def tiny_grid(tmp_path_factory, tiny_model_path, broken_model_path):
-    """A 2-cell grid of the tiny model, plus cells whose model cannot load (they must fail alone)."""
+def fam_tiny_path(tmp_path_factory) -> str:
+    """A rung of the model family, pretrained here (a few seconds): the suite's fast real model."""
+    from rlvr_utils.family import FAMILY_ENV, build_rung
+    from rlvr_utils.recipes import FamilyRung
+
+    old = os.environ.get(FAMILY_ENV)
+    os.environ[FAMILY_ENV] = str(tmp_path_factory.mktemp("family"))
+    try:
+        return str(build_rung(FamilyRung(**FAMILY_TINY), log=lambda _: None))
+    finally:
+        os.environ.pop(FAMILY_ENV) if old is None else os.environ.__setitem__(FAMILY_ENV, old)
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory, fam_tiny_path, broken_model_path):
+    """A 2-cell grid of the family's tiny rung, plus cells whose model cannot load (they must fail alone)."""
     runs = tmp_path_factory.mktemp("grid")
-    p = run_grid_cli(runs, f"models={tiny_model_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, check=False)
-    return runs, p, Path(tiny_model_path).name
+    p = run_grid_cli(runs, f"models={fam_tiny_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, check=False)
+    return runs, p, Path(fam_tiny_path).name
 
 
 
@@ -103,11 +127,11 @@ def sets(*pairs):
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, tiny_model_path) -> Path:
-    """A finished 2-step run of the tiny model (HF engine), for tests that damage or resume a copy of it."""
+def tiny_run(tmp_path_factory, fam_tiny_path) -> Path:
+    """A finished 2-step run of the family's tiny rung, for tests that damage or resume a copy of it."""
     from rlvr_utils.config import TrainConfig, parse_sets
     from rlvr_utils.train import train
 
-    cfg = TrainConfig.from_dict(parse_sets(merge(*FAST, "engine=hf", "keep_checkpoint=true", "checkpoint_every=1",
-                                                 f"model={tiny_model_path}")))
+    cfg = TrainConfig.from_dict(parse_sets(merge(*TINY_RUN, "keep_checkpoint=true", "checkpoint_every=1",
+                                                 f"model={fam_tiny_path}")))
     return train(cfg, tmp_path_factory.mktemp("tiny-run") / "run", log=lambda _: None).path

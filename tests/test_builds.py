@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import FAST, merge, rlvr, sets
+from conftest import TINY_RUN, merge
 
 from rlvr_utils.config import TrainConfig, parse_sets
 from rlvr_utils.runs import RunDir
@@ -11,7 +11,7 @@ from rlvr_utils.runs import RunDir
 pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
 
 
-def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model_path):
+def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, fam_tiny_path):
     # a warm-start rung rebuilt on another CPU keeps its path but not its bits: resuming a cell on it would
     # mix two models under one config.json (its step-0 evaluation and checkpoints are of the old weights)
     import shutil
@@ -21,8 +21,8 @@ def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model
 
     from rlvr_utils.train import train
 
-    model = shutil.copytree(tiny_model_path, tmp_path / "rung")
-    cfg = TrainConfig.from_dict(parse_sets(merge(*FAST, "steps=2", "checkpoint_every=1", "engine=hf", f"model={model}")))
+    model = shutil.copytree(fam_tiny_path, tmp_path / "rung")
+    cfg = TrainConfig.from_dict(parse_sets(merge(*TINY_RUN, "steps=2", "checkpoint_every=1", f"model={model}")))
     train(cfg, tmp_path / "run", stop_after=1, log=lambda _: None)
     m = AutoModelForCausalLM.from_pretrained(model)
     with torch.no_grad():
@@ -37,7 +37,7 @@ def test_resume_refuses_weights_rebuilt_under_the_same_name(tmp_path, tiny_model
         _check_same_weights(RunDir(tmp_path / "run"), "m", saved, now)
 
 
-def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_path, tiny_model_path):
+def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_path, fam_tiny_path):
     # a rung rebuilt on another CPU keeps its name but not its bits (nor always its prior): a new cell on it
     # beside cells of the old build would start from another model, and their contrasts carry the difference
     from rlvr_utils.models import fingerprint
@@ -45,8 +45,8 @@ def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_pa
     from rlvr_utils.recipes import same_model as _same_model
     from rlvr_utils.train import train
 
-    cfg = TrainConfig.from_dict(parse_sets(merge(*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}")))
-    now, logged = fingerprint(tiny_model_path), []
+    cfg = TrainConfig.from_dict(parse_sets(merge(*TINY_RUN, "steps=1", f"model={fam_tiny_path}")))
+    now, logged = fingerprint(fam_tiny_path), []
     (tmp_path / "old").mkdir()
     cfg.save(tmp_path / "old" / "config.json", {"model_fingerprint": "0123456789abcdef"})
     with pytest.raises(ValueError, match=r"ran on other weights: 0123456789abcdef \(old\).*--allow-new-build"):
@@ -56,7 +56,7 @@ def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_pa
     assert json.loads((tmp_path / "new" / "config.json").read_text())["_meta"]["other_builds"] == {"0123456789abcdef": ["old"]}
     assert any(line.startswith("warning:") and now in line for line in logged)
     # once a sibling runs on this build, mixing was chosen: the next goes on, and its config says so too
-    assert _check_sibling_builds(RunDir(tmp_path / "next"), cfg.model, tiny_model_path, now, False,
+    assert _check_sibling_builds(RunDir(tmp_path / "next"), cfg.model, fam_tiny_path, now, False,
                                  logged.append) == {"0123456789abcdef": ["old"]}
     assert "(as new did)" in logged[-1]
     # runs of another model, and runs that saved no fingerprint (a hub id), say nothing of this one's build
@@ -64,19 +64,21 @@ def test_a_new_run_beside_runs_on_other_weights_is_refused_unless_allowed(tmp_pa
     cfg.replace(model="Qwen/Qwen2.5-0.5B-Instruct").save(tmp_path / "other" / "config.json", {"model_fingerprint": "ffff"})
     (tmp_path / "hub").mkdir()
     cfg.save(tmp_path / "hub" / "config.json", {"model_fingerprint": None})
-    assert "other" not in str(_check_sibling_builds(RunDir(tmp_path / "next"), cfg.model, tiny_model_path, now, False,
+    assert "other" not in str(_check_sibling_builds(RunDir(tmp_path / "next"), cfg.model, fam_tiny_path, now, False,
                                                     logged.append))
-    assert _check_sibling_builds(RunDir(tmp_path / "x"), cfg.model, tiny_model_path, None, False, logged.append) == {}
+    assert _check_sibling_builds(RunDir(tmp_path / "x"), cfg.model, fam_tiny_path, None, False, logged.append) == {}
     assert _same_model("warm:n=1000", "warm:n=1000,seed=0") and not _same_model("warm:n=1000", "warm:n=200")
 
 
-def test_step0_evaluation_is_shared_by_a_grids_objectives_and_equals_its_own(tmp_path, tiny_model_path):
+def test_step0_evaluation_is_shared_by_a_grids_objectives_and_equals_its_own(tmp_path, fam_tiny_path):
     # a grid's objectives start from the same model with the same seed: the second copies the first's
     # step-0 evaluation, and the copy must equal what it would have sampled itself (run alone elsewhere)
-    common = merge(*FAST, "steps=1", "engine=hf", f"model={tiny_model_path}")
-    rlvr("train", "--run-dir", str(tmp_path / "grid" / "psr"), *sets(*common, "objective=psr"))
-    rlvr("train", "--run-dir", str(tmp_path / "grid" / "nsr"), *sets(*common, "objective=nsr", "lr=3e-5"))
-    rlvr("train", "--run-dir", str(tmp_path / "alone" / "nsr"), *sets(*common, "objective=nsr", "lr=3e-5"))
+    from rlvr_utils.train import train
+
+    common = merge(*TINY_RUN, "steps=1", f"model={fam_tiny_path}")
+    for where, extra in (("grid/psr", ["objective=psr"]), ("grid/nsr", ["objective=nsr", "lr=3e-5"]),
+                         ("alone/nsr", ["objective=nsr", "lr=3e-5"])):
+        train(TrainConfig.from_dict(parse_sets(merge(*common, *extra))), tmp_path / where, log=lambda _: None)
     shared, alone = RunDir(tmp_path / "grid" / "nsr"), RunDir(tmp_path / "alone" / "nsr")
     assert shared.read_evals()[0]["reused_from"] == "psr" and "reused_from" not in alone.read_evals()[0]
     drop = ("step", "seconds", "reused_from")

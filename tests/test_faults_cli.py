@@ -25,10 +25,10 @@ WRONG_TYPE = {int: ("abc", "is not a valid int"), float: ("abc", "is not a valid
 OUT_OF_RANGE = {
     **{k: ("0", "must be >= 1") for k in ("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
                                           "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens",
-                                          "eval_samples")},
+                                          "eval_samples", "hf_batch_size")},
     **{k: ("-1", "must be >= 0") for k in ("warmup_steps", "eval_every", "eval_problems", "checkpoint_every", "min_tokens",
                                            "eval_max_tokens", "mini_batch_size", "seed", "lam", "weight_decay",
-                                           "entropy_coef", "kl_coef", "temperature", "eval_temperature")},
+                                           "entropy_coef", "kl_coef", "temperature", "eval_temperature", "tis_cap")},
     **{k: ("0", "must be > 0") for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm")},
     **{k: ("1", "must be in [0, 1)") for k in ("adam_beta1", "adam_beta2")},
     "vllm_gpu_memory": ("1.5", "must be in (0, 1)"),
@@ -82,6 +82,7 @@ def test_a_value_out_of_range_is_one_line_naming_the_key(key, tmp_path, capsys):
 @pytest.mark.parametrize("argv,word", [
     (["train", "--set", "nope=1"], "unknown config key 'nope'"),
     (["train", "--set", "lr=1e-5", "--set", "lr=1e-4"], "--set lr given twice"),
+    (["train", "--set", "prompts_per_step=3", "--set", "mini_batches=4"], "not divisible by mini_batches=4"),
     (["train", "--set", "steps"], "key=value"),
     (["train", "--set", "model=nosuchmodel"], "unknown model 'nosuchmodel'; known: smollm2-135m"),
     (["train", "--set", "model=./no/such/dir"], "'./no/such/dir': no such file or directory"),
@@ -155,14 +156,14 @@ def test_a_folder_held_by_a_live_process_is_refused_naming_its_pid(tiny_run, tmp
         holder.kill()
 
 
-def test_a_grid_whose_cell_is_held_is_refused_before_it_runs(tmp_path, tiny_model_path):
+def test_a_grid_whose_cell_is_held_is_refused_before_it_runs(tmp_path, fam_tiny_path):
     from conftest import TINY_GRID, run_grid_cli
 
     runs = tmp_path / "runs"
-    cell = runs / f"{Path(tiny_model_path).name}__psr__s0"
+    cell = runs / f"{Path(fam_tiny_path).name}__psr__s0"
     holder = _hold(cell)
     try:
-        p = run_grid_cli(runs, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY_GRID, check=False)
+        p = run_grid_cli(runs, f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY_GRID, check=False)
         assert p.returncode == 2 and "Traceback" not in p.stderr
         one_error_line(p.stderr, f"pid {holder.pid}")
         assert sorted(x.name for x in runs.iterdir()) == [cell.name] and not (cell / "status.json").exists()
@@ -179,15 +180,15 @@ def test_an_unreachable_ray_cluster_fails_within_seconds_naming_the_address(tmp_
     assert "ray start --head" in p.stderr
 
 
-def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, tiny_model_path):
+def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, fam_tiny_path):
     """SIGINT (what Ctrl-C sends) during a step: exit 130 with one line, no traceback; --resume finishes it."""
     import signal
 
-    from conftest import FAST
+    from conftest import TINY_RUN
     from rlvr_utils.runs import RunDir
 
     args = [sys.executable, "-m", "rlvr_utils.cli", "train", "--run-dir", str(tmp_path / "r"),
-            *sets(*FAST, "steps=8", "checkpoint_every=1", "engine=hf", f"model={tiny_model_path}")]
+            *sets(*TINY_RUN, "steps=8", "checkpoint_every=1", f"model={fam_tiny_path}")]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = RunDir(tmp_path / "r")
     deadline = time.time() + 300

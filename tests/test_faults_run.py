@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAST, merge, rlvr, sets
+from conftest import TINY_RUN, merge, rlvr, sets
 
 from rlvr_utils import cli
 from rlvr_utils.config import TrainConfig, parse_sets
@@ -44,12 +44,12 @@ def one_error_line(err: str, *words: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def cut_run(tmp_path_factory, tiny_model_path) -> Path:
+def cut_run(tmp_path_factory, fam_tiny_path) -> Path:
     """A run of the tiny model stopped after step 2 of 4, with evaluations at steps 0-2 and a checkpoint."""
     from rlvr_utils.train import train
 
-    cfg = TrainConfig.from_dict(parse_sets(merge(*FAST, "steps=4", "eval_every=1", "checkpoint_every=1", "engine=hf",
-                                                 f"model={tiny_model_path}")))
+    cfg = TrainConfig.from_dict(parse_sets(merge(*TINY_RUN, "steps=4", "eval_every=1", "checkpoint_every=1",
+                                                 f"model={fam_tiny_path}")))
     return train(cfg, tmp_path_factory.mktemp("cut") / "run", stop_after=2, log=lambda _: None).path
 
 
@@ -172,9 +172,9 @@ def record(run: RunDir) -> dict:
 CRASHES = [("sampling", 1), ("update", 2), ("checkpoint", 2), ("metrics", 3), ("checkpoint-rename", 4), ("update", 5)]
 
 
-def test_sigkill_at_any_moment_resumes_to_the_same_run(tmp_path, tiny_model_path):
-    common = sets(*FAST, "steps=5", "eval_every=2", "checkpoint_every=1", "engine=hf", "lr=1e-4",
-                  "objective=w_reinforce", f"model={tiny_model_path}")
+def test_sigkill_at_any_moment_resumes_to_the_same_run(tmp_path, fam_tiny_path):
+    common = sets(*TINY_RUN, "steps=5", "eval_every=2", "checkpoint_every=1", "lr=1e-4",
+                  "objective=w_reinforce", f"model={fam_tiny_path}")
     # in folders of their own: siblings would share their step-0 evaluation (builds.shared_base_eval)
     rlvr("train", "--run-dir", str(tmp_path / "a" / "whole"), *common)
     cut = RunDir(tmp_path / "b" / "cut")
@@ -185,6 +185,7 @@ def test_sigkill_at_any_moment_resumes_to_the_same_run(tmp_path, tiny_model_path
         assert cut.status()["state"] == "running"
         if point == "metrics":
             assert torn_tail(cut.metrics) == step  # half of step 3's row, as a crash mid-append leaves it
+    assert cli.main(["train", "--run-dir", str(cut.path), *common]) == 2  # never silently overwrites a run
     done = rlvr("train", "--run-dir", str(cut.path), "--resume")
     assert "resumed from checkpoint after step 4" in done.stdout
     assert cut.status()["state"] == "done"

@@ -35,7 +35,7 @@ def test_memory_cap_counts_growth_not_what_the_main_module_maps(tmp_path):
 def test_workers_that_cannot_start_raise_why_instead_of_hanging():
     with GradingPool(workers=1, mem_mb=1) as pool:  # 1 MB above start-up: math-verify cannot import
         with pytest.raises(RuntimeError, match="start-up.*MemoryError"):
-            pool.grade(["\\boxed{2}"], ["2"])
+            pool.grade(["\\boxed{\\frac{1}{2}}"], ["0.5"])  # not two integers: a worker must compare them
 
 
 def test_statuses_and_rewards(pool):

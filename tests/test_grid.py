@@ -91,13 +91,13 @@ def test_grid_runs_cells_and_isolates_failure(tiny_grid):
         assert bad.status()["state"] == "failed" and "no-such-architecture" in bad.status()["error"]
 
 
-def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, tiny_model_path):
+def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, fam_tiny_path):
     runs, _, tiny = tiny_grid
     nb = runs / f"{tiny}__psr__s0" / "train.ipynb"
     before = nb.stat().st_mtime_ns
-    p = grid(runs, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY)
+    p = grid(runs, f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY)
     assert p.stdout.count("done, skipped") == 2 and nb.stat().st_mtime_ns == before
-    p = grid(runs, f"models={tiny_model_path}", "objectives=psr,w_reinforce", extra_args=["--dry-run"])
+    p = grid(runs, f"models={fam_tiny_path}", "objectives=psr,w_reinforce", extra_args=["--dry-run"])
     assert "done" in p.stdout and "pending" in p.stdout and "w_reinforce" in p.stdout
 
 
@@ -109,14 +109,14 @@ def test_grid_rejects_unknown_parameter(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, tiny_model_path):
-    sets = merge(f"models={tiny_model_path}", "objectives=psr,nsr", *TINY, "steps=6")
+def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, fam_tiny_path):
+    sets = merge(f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY, "steps=6")
     args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path)]
     for s in sets:
         args += ["--set", s]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    tiny = Path(tiny_model_path).name
+    tiny = Path(fam_tiny_path).name
     second = RunDir(tmp_path / f"{tiny}__nsr__s0")
     deadline = time.time() + 600
     # wait until the first cell is done and the second has a checkpoint, then kill everything

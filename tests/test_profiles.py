@@ -24,9 +24,11 @@ def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
     paper = {c.config.objective: c.config for c in cells("paper")}
     assert paper["grpo"].kl_coef == 0.001 and all(c.kl_coef == 0 for o, c in paper.items() if o != "grpo")
     assert paper["nsr"].mini_batch_size == 128 and paper["nsr"].entropy_coef == 0.001
+    for profile in ("seed", "paper"):  # a GPU profile never falls back to the CPU, and keeps no spare 3B copy
+        assert all(c.config.device == "cuda" and not c.config.track_kl for c in cells(profile))
     # the notebook's interactive path resolves the same way
     assert resolve_config("seed", {"objective": "nsr"}) == [c.config for c in cells("seed") if c.name.endswith("nsr__s0")][0]
-    assert set(PROFILES) == {"cpu", "smoke", "seed", "paper", "prior"}
+    assert set(PROFILES) == {"cpu", "smoke", "family", "warm-smoke", "seed", "paper", "prior"}
     assert [c.name for c in cells("prior")][:2] == ["warm-n0__psr__s0", "warm-n0__psr__s1"]
 
 

@@ -39,19 +39,19 @@ def record(run: RunDir) -> dict:
 
 
 @pytest.fixture(scope="module")
-def local_reference(tmp_path_factory, tiny_model_path):
+def local_reference(tmp_path_factory, fam_tiny_path):
     """The two cells run one after another by the local executor, with the same 1 thread a Ray cell gets."""
     runs = tmp_path_factory.mktemp("local")
-    grid(runs, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS)
-    tiny = Path(tiny_model_path).name
+    grid(runs, f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS)
+    tiny = Path(fam_tiny_path).name
     return {obj: record(RunDir(runs / f"{tiny}__{obj}__s0")) for obj in ("psr", "nsr")}
 
 
-def test_ray_runs_cells_in_parallel_equal_to_local(tmp_path, tiny_model_path, local_reference):
-    p = grid(tmp_path, f"models={tiny_model_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS, extra=["--executor", "ray"])
+def test_ray_runs_cells_in_parallel_equal_to_local(tmp_path, fam_tiny_path, local_reference):
+    p = grid(tmp_path, f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS, extra=["--executor", "ray"])
     assert "2 done, 0 failed" in p.stdout and "1 CPU(s)" in p.stdout
     assert "progress:" in p.stdout  # live progress from the run files
-    tiny = Path(tiny_model_path).name
+    tiny = Path(fam_tiny_path).name
     spans = []
     for obj in ("psr", "nsr"):
         run = RunDir(tmp_path / f"{tiny}__{obj}__s0")
@@ -76,10 +76,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_ray_worker_killed_mid_cell_resumes_and_failure_is_isolated(tmp_path, tiny_model_path, broken_model_path,
+def test_ray_worker_killed_mid_cell_resumes_and_failure_is_isolated(tmp_path, fam_tiny_path, broken_model_path,
                                                                     local_reference):
-    tiny = Path(tiny_model_path).name
-    sets = merge(f"models={tiny_model_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS, "seeds=0")
+    tiny = Path(fam_tiny_path).name
+    sets = merge(f"models={fam_tiny_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS, "seeds=0")
     args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path), "--executor", "ray",
             "--cpus-per-cell", "1", "--retries", "0"]
     for s in sets:

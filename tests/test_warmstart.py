@@ -18,7 +18,7 @@ def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_mode
     base = warmstart(WarmStart(n=0, **common), tmp_path / "n0", log=lambda m: None)
     rung = warmstart(WarmStart(n=96, **common), tmp_path / "n96", log=lambda m: None)
     p0, p1 = read_prior(base), read_prior(rung)
-    assert p1["held_out_sft_loss"] < p0["held_out_sft_loss"] - 0.5, (p0, p1)
+    assert p1["heldout_loss"] < p0["heldout_loss"] - 0.5, (p0, p1)
     for p in (p0, p1):
         assert p["n_eval"] == 8 and set(p["pass_at_k"]) == {"1", "2"} and 0 <= p["greedy"]["mean"] <= 1
     recipe = json.loads((rung / "warmstart.json").read_text())
