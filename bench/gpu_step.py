@@ -82,7 +82,9 @@ def build_model(name: str, out: Path, tiny: bool, device: str) -> Path:
                       num_key_value_heads=1)
     shape = {**SHAPES[name], **(tiny_shape if tiny else {})}
     tok = byte_tokenizer()
-    cfg = Qwen2Config(vocab_size=151936, max_position_embeddings=32768, rope_theta=1e6, tie_word_embeddings=True,
+    # Qwen's 152k vocabulary (the logits' memory is the point on a card); the byte tokenizer's own on the CPU dry run
+    cfg = Qwen2Config(vocab_size=len(tok) if tiny else 151936, max_position_embeddings=32768, rope_theta=1e6,
+                      tie_word_embeddings=True,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **shape)
     torch.manual_seed(0)
     with torch.device(device):
@@ -158,7 +160,7 @@ def main() -> None:
                    "train_tokens_s": round(m["tokens_trained"] / m["time_train"], 1),
                    "update_mfu": mfu(flops, m["time_train"], card),
                    "peak_gb": round(peak, 2) if peak is not None else None,
-                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 2), "steps": a.steps, "wall_s": round(wall, 1)}
+                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 4), "steps": a.steps, "wall_s": round(wall, 1)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if a.out:  # after each model: a run cut off by its time limit keeps the models done

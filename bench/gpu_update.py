@@ -117,7 +117,7 @@ def main() -> None:
                    "update_mfu": mfu(flops, times[-1], card),
                    "peak_gb": round(peak, 2) if peak is not None else None,
                    "reserved_gb": round(reserved, 2) if reserved is not None else None,
-                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 2)}
+                   "plan_update_peak_gb": round(plan.update_peak / 1e9, 4)}
             rows.append(row)
             print(json.dumps(row), flush=True)
             if a.out:

@@ -27,8 +27,8 @@ window: int = 2                # moving-average window of the training curves
 
 # %% [markdown]
 # ## The answer
-# Does NSR's advantage over PSR at large k grow or shrink with the prior? Each run's change is
-# measured against its own rung's base (its step-0 evaluation), then compared across rungs.
+# Does NSR's advantage over PSR grow or shrink with the prior? Each run's change is measured against its own
+# rung's base (its step-0 evaluation), then compared across rungs, with seeds and problems both random.
 
 # %%
 from IPython.display import Markdown
@@ -42,8 +42,16 @@ from rlvr_utils import summary as S
 runs = A.load_grid(runs_dir)
 deltas = E.run_deltas(runs)
 effects = E.effect_table(deltas)
-display(Markdown(S.damage_note(runs) + S.summary_markdown(deltas, k)))
+display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k)))
+display(Markdown(S.movement_markdown(D.movement(runs, deltas))))
 P.plot_delta_vs_rung(effects, k);
+
+# %% [markdown]
+# The same with a t over seeds (the problems held fixed), the contrasts between objectives, and what a larger
+# design would detect.
+
+# %%
+display(Markdown(S.summary_markdown(deltas, k)))
 
 # %% [markdown]
 # Every k: each objective's Δpass@k per rung with its 95% interval (`over`: a t-interval across `seeds`,

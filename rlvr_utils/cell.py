@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-import papermill
-
 from .files import DamagedFile
 from .hardware import THREADS_ENV
 from .runs import NEW_BUILD_ENV, PARENT_ENV, RunDir
@@ -53,6 +51,8 @@ def _env(**values: str) -> Iterator[None]:
 
 def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
     """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
+    import papermill  # on first use: 2 s of imports (nbformat's validators) a grid that refuses its input never needs
+
     run = RunDir(Path(runs) / cell.name)
     busy = run.busy()
     if busy:  # another live process writes it (the same grid run twice): its status is not ours to touch

@@ -25,7 +25,6 @@ from .cell import CellResult, fmt_seconds, run_cell
 from .files import DamagedFile
 from .hardware import cell_threads
 from .recipes import FamilyRung, parse_spec
-from .rungs import resolve_model
 from .runs import PARENT_ENV, RunDir, exit_with_parent
 
 
@@ -59,8 +58,12 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
     threads = res.cpus or max(1, cell_threads() // res.jobs)
     out: list[CellResult] = []
     # the family's rungs are built here once, with every core, before cells wait on each other for them
-    for spec in dict.fromkeys(c.config.model for c in cells if isinstance(parse_spec(c.config.model), FamilyRung)):
-        log(f"rung {spec}: {resolve_model(spec)}")
+    family = list(dict.fromkeys(c.config.model for c in cells if isinstance(parse_spec(c.config.model), FamilyRung)))
+    if family:
+        from .rungs import resolve_model  # only then: it brings transformers, which dispatching cells never needs
+
+        for spec in family:
+            log(f"rung {spec}: {resolve_model(spec)}")
 
     def start(i: int, c) -> None:
         state = RunDir(runs / c.name).status().get("state")

@@ -136,8 +136,8 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
     if len(seeds) < 2:
         raise ValueError(f"the rungs share {len(seeds)} seed(s) of {a} and {b}: crossed effects need >= 2")
     c = crossed_mean(hi.loc[seeds, probs].to_numpy() - lo.loc[seeds, probs].to_numpy(), level)
-    return {"k": k, "c": c, "rungs": (lo_r, hi_r), "objectives": (a, b), "mde": c.mde(level=level),
-            "mde_interval": c.mde_interval(level=level)}
+    return {"k": k, "c": c, "rungs": (lo_r, hi_r), "labels": (_rung_label(deltas, lo_r), _rung_label(deltas, hi_r)),
+            "objectives": (a, b), "mde": c.mde(level=level), "mde_interval": c.mde_interval(level=level)}
 
 
 def effect_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:

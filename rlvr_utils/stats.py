@@ -12,7 +12,6 @@ from math import comb, isnan
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import stats as st
 
 NO_WIDTH = 1e-12  # an interval narrower than this is seeds that agree exactly (float noise aside)
 
@@ -54,6 +53,8 @@ def summarize(values: Sequence[float], seed: int = 0) -> dict:
 def seed_ci(values, level: float = 0.95) -> tuple[float, float, float]:
     """(mean, lo, hi) across seeds: mean +- t_{(1+level)/2, n-1} * s / sqrt(n). With 3 seeds t is 4.30,
     not 1.96. One value has no spread to estimate: (value, nan, nan)."""
+    from scipy import stats as st  # on first use: the trainer imports this module, only the analysis needs scipy
+
     v = np.asarray(values, dtype=float)
     m = float(v.mean())
     if len(v) < 2:
@@ -65,6 +66,8 @@ def seed_ci(values, level: float = 0.95) -> tuple[float, float, float]:
 def welch(cells: dict, level: float = 0.95) -> dict:
     """A signed sum of independent cells' seed means, {cell: (sign, values)}, with its t-interval (Welch-
     Satterthwaite degrees of freedom) and the minimum detectable effect at 80% power."""
+    from scipy import stats as st
+
     if any(len(v) < 2 for _, v in cells.values()):
         raise ValueError(f"a t-interval needs >= 2 seeds in each of {sorted(cells)}; got {[len(v) for _, v in cells.values()]}")
     est = float(sum(sign * v.mean() for sign, v in cells.values()))

@@ -12,17 +12,87 @@ from .analysis import Run, load_grid
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
 from .effects import (MIXED_NOTE, contrast_table, effect_table, interaction, noise_floor, objective_label,
                       problem_interaction, run_deltas)
+from .mixed import effect_table as mixed_effect_table
+from .mixed import interaction as mixed_interaction
 from .power import projected_mde, variance_components
 from .stats import OVER_MARK, fmt_interval
 
 
 def report_summary(runs_dir: str | Path, k: int = 0) -> str:
-    """Everything `rlvr report --summary` prints for a grid's folder, read from its run files."""
+    """Everything `rlvr report --summary` prints for a grid's folder, read from its run files: the primary answer
+    (seeds and problems random), the per rung x objective table, how far each policy moved, then the
+    secondary analyses (the same with a t over seeds, contrasts, dynamics, what a larger design detects)."""
     runs = load_grid(runs_dir)
     deltas = run_deltas(runs)
-    dyn = [movement_markdown(movement(runs, deltas)), dynamics_markdown(training_dynamics(runs, deltas))] + [
+    dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
-    return damage_note(runs) + summary_markdown(deltas, k) + "".join(f"\n{d}" for d in dyn if d)
+    moved = movement_markdown(movement(runs, deltas))
+    return (damage_note(runs) + primary_markdown(deltas, k) + (f"\n{moved}" if moved else "")
+            + "\n## Secondary: a t over seeds (problems held fixed), contrasts, dynamics\n\n" + summary_markdown(deltas, k)
+            + "".join(f"\n{d}" for d in dyn if d))
+
+
+# What the pre-registered study calls an answer of "no" (docs/prereg-family.md): an interval inside +- this
+GOAL = {1: 0.02, "largest": 0.05}
+
+
+def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr") -> str:
+    """The primary answer at pass@1 and at the largest pass@k, one sentence each (yes / no / inconclusive, the
+    estimate, its interval with seeds and problems random, the MDE with its interval), then per rung x
+    objective the change with the same intervals; '' where the grid cannot give it (one seed, one rung)."""
+    if deltas.empty:
+        return ""
+    k = k or int(deltas["k"].max())
+    lines = []
+    for kk in sorted({1, k}):
+        try:
+            it = mixed_interaction(deltas, kk, a, b)
+        except (KeyError, ValueError) as e:
+            lines.append(f"No primary answer at pass@{kk} with seeds and problems random: {e}.")
+            continue
+        lines.append(primary_sentence(it, GOAL[1] if kk == 1 else GOAL["largest"]))
+    table = mixed_table_markdown(deltas, k)
+    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "")
+
+
+def primary_sentence(it: dict, goal: float) -> str:
+    """'yes' if the interval excludes 0, 'no' if it lies within +-goal, else 'inconclusive'; with what it is over."""
+    c, (lo_r, hi_r), (a, b) = it["c"], it["labels"], it["objectives"]
+    a, b = objective_label(a), objective_label(b)
+    if c.se != c.se:  # no positive variance estimate: no interval
+        verdict = "inconclusive (the variance of the estimate is not estimable)"
+    elif c.lo > 0 or c.hi < 0:
+        verdict = f"yes: {a}'s advantage over {b} {'grows' if c.est > 0 else 'shrinks'} with the prior"
+    elif -goal <= c.lo and c.hi <= goal:
+        verdict = f"no: any change in {a}'s advantage over {b} with the prior is within ±{goal:g}"
+    else:
+        verdict = f"inconclusive: the interval neither excludes 0 nor lies within ±{goal:g}"
+    m_lo, m_hi = it["mde_interval"]
+    return (f"Pass@{it['k']}: {verdict}. Difference in differences {fmt_interval(c.est, c.lo, c.hi)} (rung "
+            f"{lo_r} vs {hi_r}; 95% interval with seeds and problems both random: {c.seeds} "
+            f"seeds x {c.problems} problems, {c.df:.1f} degrees of freedom); the smallest effect this design "
+            f"detects with 80% power is {it['mde']:.3f} [{m_lo:.3f}, {m_hi:.3f}].")
+
+
+def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
+    """Per rung x objective: Δpass@1 and Δpass@k with seeds and problems random, the t over seeds beside it."""
+    mixed = mixed_effect_table(deltas, tuple(sorted({1, k})))
+    if mixed.empty:
+        return ""
+    per_seed = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung", "objective", "k"])
+    rows = [f"| rung | objective | seeds × problems | Δpass@1 | Δpass@1, t over seeds | Δpass@{k} | Δpass@{k}, t over seeds |",
+            "|---|---|---|---|---|---|---|"]
+    m = mixed.set_index(["rung", "objective", "k"])
+    for (_, rung, obj), _ in mixed.groupby(["rung_order", "rung", "objective"], dropna=False):
+        cells = []
+        for kk in (1, k):
+            e, s = m.loc[(rung, obj, kk)], per_seed.loc[(rung, obj, kk)]
+            cells += [fmt_interval(e["est"], e["lo"], e["hi"]),
+                      fmt_interval(s["delta"], s["lo"], s["hi"]) + OVER_MARK.get(s["over"], "")]
+        size = m.loc[(rung, obj, 1)]
+        rows.append(f"| {rung} | {obj} | {int(size['seeds'])} × {int(size['problems'])} | " + " | ".join(cells) + " |")
+    return ("Per rung and objective, each run's change against its own base (95% intervals: seeds and problems "
+            "random; beside it, a t over seeds with the problems held fixed):\n\n" + "\n".join(rows) + "\n")
 
 
 def damage_note(runs: list[Run]) -> str:

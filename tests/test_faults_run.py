@@ -175,8 +175,13 @@ CRASHES = [("sampling", 1), ("update", 2), ("checkpoint", 2), ("metrics", 3), ("
 def test_sigkill_at_any_moment_resumes_to_the_same_run(tmp_path, fam_tiny_path):
     common = sets(*TINY_RUN, "steps=5", "eval_every=2", "checkpoint_every=1", "lr=1e-4",
                   "objective=w_reinforce", f"model={fam_tiny_path}")
-    # in folders of their own: siblings would share their step-0 evaluation (builds.shared_base_eval)
-    rlvr("train", "--run-dir", str(tmp_path / "a" / "whole"), *common)
+    # in folders of their own: siblings would share their step-0 evaluation (builds.shared_base_eval); the run that
+    # is never killed runs here, in this process (the same code and threads as a `rlvr train`)
+    from rlvr_utils.train import train
+
+    whole = merge(*TINY_RUN, "steps=5", "eval_every=2", "checkpoint_every=1", "lr=1e-4", "objective=w_reinforce",
+                  f"model={fam_tiny_path}")
+    train(TrainConfig.from_dict(parse_sets(whole)), tmp_path / "a" / "whole", log=lambda _: None)
     cut = RunDir(tmp_path / "b" / "cut")
     for point, step in CRASHES:
         p = rlvr("train", "--run-dir", str(cut.path), *([] if cut.config.exists() else common),

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import TINY_GRID as TINY
-from conftest import merge
+from conftest import merge, sets
 from conftest import run_grid_cli as grid
 
 from rlvr_utils.profiles import cells
@@ -97,15 +97,29 @@ def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, fam_tiny_path):
     before = nb.stat().st_mtime_ns
     p = grid(runs, f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY)
     assert p.stdout.count("done, skipped") == 2 and nb.stat().st_mtime_ns == before
-    p = grid(runs, f"models={fam_tiny_path}", "objectives=psr,w_reinforce", extra_args=["--dry-run"])
-    assert "done" in p.stdout and "pending" in p.stdout and "w_reinforce" in p.stdout
+    out = run_main(["grid", "--profile", "cpu", "--runs", str(runs), "--dry-run",
+                    *sets(f"models={fam_tiny_path}", "objectives=psr,w_reinforce")])
+    assert out[0] == 0 and "done" in out[1] and "pending" in out[1] and "w_reinforce" in out[1]
+
+
+def run_main(argv: list[str]) -> tuple[int, str, str]:
+    """`rlvr argv` in this process (what the command runs): (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from rlvr_utils import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main(argv)
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_grid_rejects_unknown_parameter(tmp_path):
-    p = grid(tmp_path, "not_a_param=3", check=False)
-    assert p.returncode == 2 and "not_a_param" in p.stderr and "parameters cell" in p.stderr
-    p = grid(tmp_path, "objectives=psr,ppo", check=False)
-    assert p.returncode == 2 and "ppo" in p.stderr
+    code, _, err = run_main(["grid", "--profile", "cpu", "--runs", str(tmp_path), "--set", "not_a_param=3"])
+    assert code == 2 and "not_a_param" in err and "parameters cell" in err
+    code, _, err = run_main(["grid", "--profile", "cpu", "--runs", str(tmp_path), "--set", "objectives=psr,ppo"])
+    assert code == 2 and "ppo" in err
     assert not any(tmp_path.iterdir())
 
 

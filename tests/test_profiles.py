@@ -1,7 +1,5 @@
 """Profiles resolve to complete configs; docs/profiles.md carries their table."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 from rlvr_utils.config import TrainConfig
@@ -39,15 +37,16 @@ def test_a_lams_axis_multiplies_only_the_objectives_that_read_lam():
     assert grid["warm-n0__w_reinforce__s0__lam0.5"].lam == 0.5
 
 
-def test_dry_run_prints_each_cells_resolved_settings(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "rlvr_utils.cli", "grid", "--profile", "seed", "--runs", str(tmp_path),
-                        "--dry-run"], capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert p.returncode == 0, p.stderr
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("pending")]
+def test_dry_run_prints_each_cells_resolved_settings(tmp_path, capsys):
+    from rlvr_utils import cli
+
+    assert cli.main(["grid", "--profile", "seed", "--runs", str(tmp_path), "--dry-run"]) == 0  # no GPU needed to list
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("pending")]
     assert len(lines) == 9
     for c, ln in zip(cells("seed"), lines):
         assert c.name in ln
         for k, v in settings_diff(c.config).items():
             assert f"{k}={v!r}" in ln
-    assert "adam_beta2=0.95" in lines[0] and "Level 1" not in p.stdout
+    assert "adam_beta2=0.95" in lines[0] and "Level 1" not in out
     assert settings_diff(TrainConfig()) == {}

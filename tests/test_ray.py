@@ -40,9 +40,25 @@ def record(run: RunDir) -> dict:
 
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory, fam_tiny_path):
-    """The two cells run one after another by the local executor, with the same 1 thread a Ray cell gets."""
+    """The two cells' configs trained here, one after another, on the 1 thread a Ray cell gets: what the cells
+    compute, whoever runs them."""
+    import torch
+
+    from rlvr_utils.hardware import THREADS_ENV
+    from rlvr_utils.profiles import cells
+    from rlvr_utils.train import train
+
     runs = tmp_path_factory.mktemp("local")
-    grid(runs, f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS)
+    sets = dict(p.split("=", 1) for p in merge(f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY_GRID, *STEPS))
+    threads, env = torch.get_num_threads(), dict(os.environ)
+    os.environ[THREADS_ENV] = "1"
+    try:
+        for c in cells("cpu", sets):
+            train(c.config, runs / c.name, log=lambda _: None)
+    finally:
+        os.environ.clear()
+        os.environ.update(env)
+        torch.set_num_threads(threads)
     tiny = Path(fam_tiny_path).name
     return {obj: record(RunDir(runs / f"{tiny}__{obj}__s0")) for obj in ("psr", "nsr")}
 
