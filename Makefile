@@ -11,7 +11,7 @@ MODEL_STAMP := $(VENV)/.model-smollm2-135m
 GRID ?= smoke
 RUNS ?= runs/$(GRID)
 
-.PHONY: help setup model browser test test-fast study prior-study lint bench wheels notebooks lab clean-venv
+.PHONY: help setup model browser test test-fast study prior-study family-study lint bench wheels notebooks lab clean-venv
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,13 @@ study: setup ## the family's prior axis at smoke scale (3 doses x PSR/NSR/W-REIN
 	$(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS) $(STUDY_ARGS)
 	@echo "rendering the report; its path:"
 	$(VENV)/bin/rlvr report $(RUNS)
+
+# The pre-registered family study (docs/prereg-family.md). Its rungs live in runs/family-rungs (committed
+# with the study, so that a session on another CPU kind resumes from the same weights); a rerun skips done cells.
+FAMILY_ARGS ?= --jobs 2
+family-study: setup ## the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (hours; resumable)
+	RLVR_FAMILY_CACHE=$(CURDIR)/runs/family-rungs $(VENV)/bin/rlvr grid --profile family --runs runs/family $(FAMILY_ARGS)
+	$(VENV)/bin/rlvr report runs/family --summary --out runs/family/REPORT.md
 
 wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package index (bench/gpu_check.sh)
 	$(PY) -m pip download -q --no-deps -d .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"

@@ -199,6 +199,8 @@ def eval_counts(run_dir: str | Path) -> pd.DataFrame:
 @functools.lru_cache(maxsize=256)
 def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
     s = load_samples(run_dir, "eval")
+    if s.empty or "protocol" not in s:  # a run without per-problem evaluation samples
+        return pd.DataFrame(columns=["n", "c"], index=pd.MultiIndex.from_tuples([], names=["step", "problem_id"]))
     s = s[s["protocol"] == "sampled"]
     s = s[s["step"].isin([0, s["step"].max()])]
     return (s.assign(c=s["status"] == "correct").groupby(["step", "problem_id"])["c"].agg(n="size", c="sum"))

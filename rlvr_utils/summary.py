@@ -48,7 +48,7 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
         try:
             it = mixed_interaction(deltas, kk, a, b)
         except (KeyError, ValueError) as e:
-            lines.append(f"No primary answer at pass@{kk} with seeds and problems random: {e}.")
+            lines.append(f"No primary answer at pass@{kk} with seeds and problems random: {e.args[0] if e.args else e}.")
             continue
         lines.append(primary_sentence(it, GOAL[1] if kk == 1 else GOAL["largest"]))
     table = mixed_table_markdown(deltas, k)
