@@ -114,9 +114,9 @@ def accuracy_tables(evals: pd.DataFrame, metric: str = "greedy", every: int = 10
     """The original study's tables: per objective, accuracy per model (rows) at steps 0, every, 2*every, ...
 
     Cells are "mean ± half-width" of the 95% t-interval over seeds when there are several, else the
-    bootstrap CI over problems of one run.
+    bootstrap CI over problems of one run. {} where no run evaluated `metric` (t1 with eval_t1=False).
     """
-    if evals.empty:
+    if evals.empty or metric not in evals:
         return {}
     out = {}
     steps = sorted(s for s in evals["step"].unique() if s % every == 0 or s == evals["step"].max())
@@ -189,8 +189,16 @@ def load_samples(run_dir: str | Path, source: str = "*") -> pd.DataFrame:
 
 
 def eval_counts(run_dir: str | Path) -> pd.DataFrame:
-    """(step, problem_id) -> sampled answers n and correct c at step 0 and at the last evaluation."""
-    files = sorted(RunDir(run_dir).samples.glob("eval_*.jsonl"))
+    """(step, problem_id) -> sampled answers n and correct c at step 0 and at the last evaluation: from the
+    eval rows' `per_problem` counts, or, in runs saved before them, from the evaluation sample files."""
+    rd = RunDir(run_dir)
+    rows = rd.read_evals(torn="skip")
+    ends = [r for r in rows if r["step"] in (0, max(x["step"] for x in rows))] if rows else []
+    if ends and all("per_problem" in r for r in ends):
+        return pd.DataFrame([(r["step"], pid, r["per_problem"]["n"], c) for r in ends
+                             for pid, c in r["per_problem"]["correct"].items()],
+                            columns=["step", "problem_id", "n", "c"]).set_index(["step", "problem_id"])
+    files = sorted(rd.samples.glob("eval_*.jsonl"))
     # an atomic rewrite is a new inode: the cache sees it; every k and contrast reads a run's files once
     return _eval_counts(str(run_dir), tuple((f.name, st.st_size, st.st_ino, st.st_mtime_ns) for f in files
                                             for st in [f.stat()]))
@@ -207,7 +215,7 @@ def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
 
 
 def rollout_diversity(run_dir: str | Path) -> pd.DataFrame:
-    """Per training step: the mean number of distinct final answers among a prompt's rollouts (as extracted
+    """For runs saved before metrics.jsonl carried it (`evaluate.batch_stats`): per training step, the mean number of distinct final answers among a prompt's rollouts (as extracted
     strings: `1/2` and `0.5` are two; no answer counts as one more), and of distinct responses. Unlike a
     per-token NLL, which a fixed solution template dominates, this is the spread in outcomes that PSR may
     narrow and NSR keep. Cached per run on its step files' names, sizes and mtimes: reports ask thrice."""

@@ -10,8 +10,8 @@ from .analysis import Run, eval_counts, rollout_diversity
 from .effects import _by_seed, _ends_mixed, mixed_builds, objective_pairs, rung_of
 from .stats import seed_ci, welch
 
-# What each objective did to the policy on its training prompts, read from metrics.jsonl and, for the
-# distinct answers per prompt, from samples/ (`analysis.rollout_diversity`). At T=1 the sampled tokens'
+# What each objective did to the policy on its training prompts, read from metrics.jsonl (in runs saved before
+# it carried them, the distinct answers per prompt from samples/: `analysis.rollout_diversity`). At T=1 the sampled tokens'
 # NLL estimates the policy's entropy (`evaluate.batch_stats`); `entropy_kept` would not compare
 # objectives, since each takes it over the samples it kept.
 DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "sampled NLL (nats/token)",
@@ -42,7 +42,9 @@ def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataF
     for r in runs:
         if r.name not in done or "step" not in r.metrics:
             continue
-        m = r.metrics.merge(rollout_diversity(r.path), on="step", how="left").sort_values("step")  # from samples/
+        m = r.metrics if "distinct_answers" in r.metrics else \
+            r.metrics.merge(rollout_diversity(r.path), on="step", how="left")  # older runs: from samples/
+        m = m.sort_values("step")
         order, rung = rung_of(r)
         for col in (c for c in DYNAMICS if c in m and m[c].notna().any()):
             rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),

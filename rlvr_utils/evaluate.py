@@ -29,6 +29,9 @@ def batch_stats(rolls: Sequence, grades: Sequence, keep, n: int) -> dict:
     per_prompt = correct.reshape(-1, n)
     lens = [len(r.response_ids) for r in rolls]
     status_counts = Counter(g.status for g in grades)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for j, r in enumerate(rolls):
+        groups[r.prompt_index].append(j)
     all_lp = [x for r in rolls for x in r.logprobs]
     return {
         "reward_mean": float(np.mean([g.reward for g in grades])),
@@ -43,6 +46,10 @@ def batch_stats(rolls: Sequence, grades: Sequence, keep, n: int) -> dict:
         "response_len_max": int(max(lens)),
         "truncation_rate": float(np.mean([r.finish_reason == "length" for r in rolls])),
         "prompts_all_correct": int(per_prompt.all(1).sum()),
+        # the spread in outcomes PSR may narrow and NSR keep: distinct final answers among a prompt's samples
+        # (as extracted strings; no answer counts as one more) and distinct responses, averaged over prompts
+        "distinct_answers": float(np.mean([len({grades[j].extracted or "" for j in g}) for g in groups.values()])),
+        "distinct_responses": float(np.mean([len({rolls[j].text for j in g}) for g in groups.values()])),
         "prompts_all_wrong": int((~per_prompt).all(1).sum()),
         **{f"status_{st}": status_counts.get(st, 0) for st in STATUSES},
     }
@@ -90,6 +97,9 @@ def evaluate(engine: Engine, pool: GradingPool, problems: Sequence, prompt_ids: 
         per = [pass_at_k(len(o), sum(o), k) for o in ok["sampled"]]
         row["pass_at_k"][str(k)] = summarize(per, s.seed)
     per1 = [pass_at_k(len(o), sum(o), 1) for o in ok["sampled"]]
+    # what the study's analysis reads per problem (`analysis.eval_counts`), compact enough to commit with a
+    # study whose sample files stay local: the sampled protocol's correct count of each problem, out of n
+    row["per_problem"] = {"n": s.samples, "correct": {p.id: int(sum(o)) for p, o in zip(problems, ok["sampled"])}}
     row["pass1_by_level"] = breakdown(per1, problems, "level")
     row["pass1_by_subject"] = breakdown(per1, problems, "type")
     if s.t1:

@@ -197,10 +197,12 @@ class RunDir:
         crash_point("metrics", row["step"], torn_write=lambda: append_torn(self.metrics, row))
         append_jsonl(self.metrics, [row])
 
-    def write_eval(self, step: int, row: dict, samples: list[dict], seconds: float) -> dict:
-        """An evaluation: its samples, then its row in eval.jsonl (with its wall time). Returns the row."""
+    def write_eval(self, step: int, row: dict, samples: list[dict] | None, seconds: float) -> dict:
+        """An evaluation: its samples (None: a copied base evaluation whose samples are not here), then its row
+        in eval.jsonl (with its wall time). Returns the row."""
         row = {"step": step, **row, "seconds": round(seconds, 2)}
-        self.write_samples(f"eval_{step:05d}", samples)
+        if samples is not None:
+            self.write_samples(f"eval_{step:05d}", samples)
         append_jsonl(self.evals, [row])
         return row
 

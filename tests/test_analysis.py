@@ -4,11 +4,8 @@
 import pandas as pd
 import pytest
 
-from rlvr_utils.analysis import pass_at_k_frame
+from rlvr_utils.analysis import _eval_counts, accuracy_tables, eval_counts, load_run, pass_at_k_frame, rollout_diversity
 from rlvr_utils.stats import seed_ci
-
-
-
 
 def test_pass_at_k_frame_uses_seeds_or_one_runs_bootstrap():
     rows = [dict(run=f"r{s}", model="m", objective="nsr", seed=s, step=st, **{"pass@1": v, "pass@1_lo": v - 0.1,
@@ -23,3 +20,25 @@ def test_pass_at_k_frame_uses_seeds_or_one_runs_bootstrap():
     assert nsr["ci"].startswith("seeds (t, n=3)")
     assert nsr["hi"] - nsr["pass@k"] == pytest.approx(seed_ci([0.3, 0.5, 0.4])[2] - 0.4)
     assert f.loc["psr", "ci"] == "problems (bootstrap)" and f.loc["psr", "hi"] == 0.4
+
+
+def test_accuracy_tables_of_a_protocol_no_run_evaluated_are_empty():
+    evals = pd.DataFrame([dict(run="r", model="m", objective="psr", seed=0, step=0, greedy=0.5, greedy_lo=0.4,
+                               greedy_hi=0.6)])
+    assert accuracy_tables(evals, "t1") == {}  # eval_t1=False: no t1 column (the report once raised KeyError)
+    assert list(accuracy_tables(evals, "greedy")) == ["psr"]
+
+
+@pytest.mark.slow
+def test_compact_records_agree_with_the_sample_files(tiny_run):
+    # a study commits eval rows and metrics, not sample files: what the analysis reads from the rows must be
+    # what it would read from the samples of the same real run
+    files = sorted(tiny_run.glob("samples/eval_*.jsonl"))
+    from_samples = _eval_counts(str(tiny_run), tuple((f.name, f.stat().st_size, 0, 0) for f in files))
+    from_rows = eval_counts(tiny_run)
+    assert len(from_rows) == len(from_samples) > 0
+    assert from_rows.sort_index().astype(int).equals(from_samples.sort_index().astype(int))
+    metrics = load_run(tiny_run).metrics.set_index("step")
+    div = rollout_diversity(tiny_run).set_index("step")
+    assert metrics["distinct_answers"].to_dict() == pytest.approx(div["distinct_answers"].to_dict())
+    assert metrics["distinct_responses"].to_dict() == pytest.approx(div["distinct_responses"].to_dict())

@@ -87,6 +87,20 @@ def test_step0_evaluation_is_shared_by_a_grids_objectives_and_equals_its_own(tmp
     assert (shared.samples / "eval_00000.jsonl").read_text() == (alone.samples / "eval_00000.jsonl").read_text()
     assert "reused_from" not in shared.read_evals()[-1]  # the final evaluation is its own
 
+    # a study commits its eval rows, not its sample files: a sibling whose samples stayed on another machine
+    # still serves, through the per-problem counts its row carries (what the analysis reads)
+    import shutil
+
+    from rlvr_utils.analysis import eval_counts
+
+    shutil.rmtree(RunDir(tmp_path / "grid" / "psr").samples)
+    shutil.rmtree(tmp_path / "grid" / "nsr")
+    train(TrainConfig.from_dict(parse_sets(merge(*common, "objective=nsr", "lr=3e-5"))), tmp_path / "grid" / "nsr",
+          log=lambda _: None)
+    again = RunDir(tmp_path / "grid" / "nsr")
+    assert again.read_evals()[0]["reused_from"] == "psr" and not (again.samples / "eval_00000.jsonl").exists()
+    assert eval_counts(again.path).equals(eval_counts(alone.path))
+
 
 def test_base_eval_key_ignores_training_settings_only():
     from rlvr_utils.builds import base_eval_key
