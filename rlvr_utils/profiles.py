@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import TrainConfig
 from .objectives import knobs
-from .recipes import short_name
+from .recipes import short_name, split_models
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,8 @@ def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
     axes = {"models": spec.models, "objectives": spec.objectives, "seeds": spec.seeds, "lams": spec.lams}
     for ax, conv in AXES.items():
         if ax in sets:
-            axes[ax] = tuple(conv(x) for x in str(sets.pop(ax)).split(","))
+            v = str(sets.pop(ax))
+            axes[ax] = tuple(conv(x) for x in (split_models(v) if ax == "models" else v.split(",")))
     unknown = sorted(set(sets) - set(TrainConfig.__dataclass_fields__))
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: not a TrainConfig field nor an axis "

@@ -51,6 +51,19 @@ def is_spec(name: str) -> bool:
     return isinstance(name, str) and any(name.startswith(p) for p in RUNG_KINDS)
 
 
+def split_models(value: str) -> list[str]:
+    """A comma-separated list of models where a rung spec's own fields are comma-separated too:
+    `family:size=1m,tokens=1000000,warm:n=0,/path/m` -> three models. A `field=value` part after a spec
+    belongs to that spec."""
+    out: list[str] = []
+    for part in (x.strip() for x in value.split(",")):
+        if out and is_spec(out[-1]) and not is_spec(part) and "=" in part and "/" not in part.partition("=")[0]:
+            out[-1] += "," + part
+        elif part:
+            out.append(part)
+    return out
+
+
 def recipe_hash(recipe: Any) -> str:
     return hashlib.sha1(json.dumps(asdict(recipe), sort_keys=True).encode()).hexdigest()[:8]
 

@@ -50,3 +50,14 @@ def test_dry_run_prints_each_cells_resolved_settings(tmp_path, capsys):
             assert f"{k}={v!r}" in ln
     assert "adam_beta2=0.95" in lines[0] and "Level 1" not in out
     assert settings_diff(TrainConfig()) == {}
+
+
+def test_a_models_axis_keeps_a_rung_specs_own_commas():
+    from rlvr_utils.recipes import split_models
+
+    v = "family:size=1m,tokens=1000000,warm:n=0,seed=1,/some/model,family:size=3m,tokens=2000000"
+    assert split_models(v) == ["family:size=1m,tokens=1000000", "warm:n=0,seed=1", "/some/model",
+                               "family:size=3m,tokens=2000000"]
+    grid = cells("family", {"models": "family:size=1m,tokens=1000000,family:size=7m,tokens=2000000", "seeds": "0",
+                            "objectives": "psr"})
+    assert [c.config.model for c in grid] == ["family:size=1m,tokens=1000000", "family:size=7m,tokens=2000000"]
