@@ -21,7 +21,7 @@
 
 # %% tags=["parameters"]
 runs_dir: str = "runs/smoke"   # a grid's folder
-k: int = 0                     # pass@k of the headline answer (0: the largest k evaluated)
+k: int = 0                     # pass@k of the headline answer (0: the largest k with 2k <= samples)
 table_every: int = 10          # accuracy tables at steps 0, every, 2*every, ... (the original study: 10)
 window: int = 2                # moving-average window of the training curves
 
@@ -41,6 +41,7 @@ from rlvr_utils import summary as S
 
 runs = A.load_grid(runs_dir)
 deltas = E.run_deltas(runs)
+k = k or E.default_k(deltas)
 effects = E.effect_table(deltas)
 display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k)))
 display(Markdown(S.movement_markdown(D.movement(runs, deltas))))

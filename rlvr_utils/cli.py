@@ -337,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "or with --summary the markdown (default: printed)")
     rp.add_argument("--summary", action="store_true",
                     help="print the answer and the per rung x objective table as markdown (from the run files, fast)")
-    rp.add_argument("--k", type=int, default=0, help="with --summary: pass@k of the answer (0: the largest evaluated)")
+    rp.add_argument("--k", type=int, default=0, help="with --summary: pass@k of the answer (0: the largest k with 2k <= samples)")
     rp.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("model", help="named models")

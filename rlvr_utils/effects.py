@@ -44,9 +44,18 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
         for col in (c for c in ev.columns if c.startswith("pass@") and "_" not in c):
             rows.append({"rung": label, "rung_order": order, "objective": r.objective,
                          "seed": r.config.get("seed"), "run": r.name, "path": str(r.path), "k": int(col.split("@")[1]),
-                         "weights": r.weights,
+                         "weights": r.weights, "n": r.config.get("eval_samples"),
                          "base": float(base[col]), "final": float(last[col]), "delta": float(last[col] - base[col])})
     return pd.DataFrame(rows)
+
+
+def default_k(deltas: pd.DataFrame) -> int:
+    """The largest k a report answers at by default: the largest evaluated k with 2k <= n samples (pass@k from
+    exactly k samples is "any of k correct", the noisiest form of the estimator), else the largest evaluated."""
+    ks = sorted(int(k) for k in deltas["k"].unique())
+    n = pd.to_numeric(deltas.get("n"), errors="coerce").min() if "n" in deltas else float("nan")
+    fit = [k for k in ks if 2 * k <= n]
+    return fit[-1] if fit else ks[-1]
 
 
 def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .analysis import Run, load_grid
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
-from .effects import (MIXED_NOTE, contrast_table, effect_table, interaction, noise_floor, objective_label,
+from .effects import (MIXED_NOTE, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
                       problem_interaction, run_deltas)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
@@ -24,12 +24,14 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
     secondary analyses (the same with a t over seeds, contrasts, dynamics, what a larger design detects)."""
     runs = load_grid(runs_dir)
     deltas = run_deltas(runs)
+    k = k or (default_k(deltas) if not deltas.empty else 0)
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
     moved = movement_markdown(movement(runs, deltas))
     return (damage_note(runs) + primary_markdown(deltas, k) + (f"\n{moved}" if moved else "")
             + "\n## Secondary: a t over seeds (problems held fixed), contrasts, dynamics\n\n" + summary_markdown(deltas, k)
-            + "".join(f"\n{d}" for d in dyn if d))
+            + "".join(f"\n{d}" for d in dyn if d)
+            + (f"\n---\nGenerated from the run files by `rlvr report --summary --k {k}`.\n" if k else ""))
 
 
 # What the pre-registered study calls an answer of "no" (docs/prereg-family.md): an interval inside +- this
@@ -42,7 +44,7 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
     objective the change with the same intervals; '' where the grid cannot give it (one seed, one rung)."""
     if deltas.empty:
         return ""
-    k = k or int(deltas["k"].max())
+    k = k or default_k(deltas)
     lines = []
     for kk in sorted({1, k}):
         try:
@@ -68,10 +70,14 @@ def primary_sentence(it: dict, goal: float) -> str:
     else:
         verdict = f"inconclusive: the interval neither excludes 0 nor lies within ±{goal:g}"
     m_lo, m_hi = it["mde_interval"]
-    return (f"Pass@{it['k']}: {verdict}. Difference in differences {fmt_interval(c.est, c.lo, c.hi)} (rung "
-            f"{lo_r} vs {hi_r}; 95% interval with seeds and problems both random: {c.seeds} "
-            f"seeds x {c.problems} problems, {c.df:.1f} degrees of freedom); the smallest effect this design "
-            f"detects with 80% power is {it['mde']:.3f} [{m_lo:.3f}, {m_hi:.3f}].")
+    design = f"rung {lo_r} vs {hi_r}; {c.seeds} seeds x {c.problems} problems"
+    if c.se != c.se:
+        return (f"Pass@{it['k']}: {verdict}. Difference in differences {c.est:+.3f} ({design}): no interval and no "
+                "minimum detectable effect, since the variance estimate (MS_seed + MS_problem − MS_resid) is not "
+                "positive.")
+    return (f"Pass@{it['k']}: {verdict}. Difference in differences {fmt_interval(c.est, c.lo, c.hi)} ({design}; "
+            f"95% interval with seeds and problems both random, {c.df:.1f} degrees of freedom); the smallest effect "
+            f"this design detects with 80% power is {it['mde']:.3f} [{m_lo:.3f}, {m_hi:.3f}].")
 
 
 def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
@@ -126,11 +132,11 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
 
 
 def headline(deltas: pd.DataFrame, k: int = 0) -> str:
-    """The report's first line: `answer` at pass@k (k=0: the largest k evaluated), or why this grid
+    """The report's first line: `answer` at pass@k (k=0: `effects.default_k`), or why this grid
     cannot give one (it needs >= 2 rungs, each with a PSR and an NSR run)."""
     if deltas.empty:
         return "No run has both a step-0 and a later evaluation yet: nothing to compare."
-    k = k or int(deltas["k"].max())
+    k = k or default_k(deltas)
     rungs = deltas["rung_order"].dropna().unique()
     if len(rungs) < 2:
         return (f"This grid has {len(rungs)} prior rung(s) ({', '.join(sorted(deltas['rung'].unique()))}): "
@@ -147,7 +153,7 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     one run), and each rung's base with its noise floor."""
     if deltas.empty:
         return headline(deltas, k)
-    k = k or int(deltas["k"].max())
+    k = k or default_k(deltas)
     eff = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung_order", "rung", "objective", "k"])
     floor = noise_floor(deltas)
     rows = [f"| rung | objective | seeds | Δpass@1 | Δpass@{k} |", "|---|---|---|---|---|"]
@@ -184,7 +190,7 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
 
 def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     """`contrast_table` as markdown: a row per pair and k, a column per rung and the change across them."""
-    k = k or int(deltas["k"].max())
+    k = k or default_k(deltas)
     t = contrast_table(deltas, tuple(sorted({1, k})))
     if t.empty:
         return ""

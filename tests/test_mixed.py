@@ -56,6 +56,18 @@ def test_nothing_is_floored():
     assert crossed_mean(Y).var_resid > 0
 
 
+def test_a_mean_without_a_positive_variance_estimate_says_so_in_words():
+    from rlvr_utils.summary import primary_sentence
+
+    c = crossed_mean(np.array([[1.0, -1.0], [-1.0, 1.0]]))  # only seed x problem variation: MS_s + MS_p - MS_e < 0
+    assert c.se != c.se and c.lo != c.lo
+    it = {"k": 1, "c": c, "labels": ("1m/1M", "7m/2M"), "objectives": ("nsr", "psr"), "mde": c.mde(),
+          "mde_interval": c.mde_interval()}
+    text = primary_sentence(it, 0.02)
+    assert "not estimable" in text and "no interval and no minimum detectable effect" in text
+    assert "nan" not in text
+
+
 def test_the_interval_covers_the_truth_at_its_nominal_rate():
     rng = np.random.default_rng(11)
     hits = 0

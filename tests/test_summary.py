@@ -1,5 +1,6 @@
 """The findings' markdown: a committed study's REPORT.md is exactly what its run files say."""
 
+import re
 from pathlib import Path
 
 from rlvr_utils.summary import report_summary
@@ -11,5 +12,8 @@ def test_committed_reports_are_what_their_run_files_say():
     reports = sorted((REPO / "runs").glob("*/REPORT.md"))
     assert reports, "no committed study report under runs/"
     for report in reports:
-        assert report.read_text() == report_summary(report.parent), \
-            f"{report} is stale: rlvr report {report.parent.relative_to(REPO)} --summary --out {report.relative_to(REPO)}"
+        text = report.read_text()
+        k = int(re.search(r"--summary --k (\d+)`", text).group(1))  # each report names the k it answers at
+        assert text == report_summary(report.parent, k), \
+            (f"{report} is stale: rlvr report {report.parent.relative_to(REPO)} --summary --k {k} "
+             f"--out {report.relative_to(REPO)}")
