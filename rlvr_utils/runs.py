@@ -78,18 +78,32 @@ class RunDir:
         """What is wrong with the run's journals, for a report: torn last lines, and steps missing from a
         finished run ([] for a healthy run)."""
         out = [f"{f.name} line {n} torn" for f in (self.metrics, self.evals) if (n := torn_tail(f))]
-        st = self.status()
-        if st.get("state") == "done" and self.config.exists():
-            steps = TrainConfig.from_dict({k: v for k, v in self.saved_config().items() if k != "_meta"},
-                                          strict=False).steps
-            have = {r.get("step") for r in self.read_metrics(torn="skip")}
-            missing = sorted(set(range(1, steps + 1)) - have)
-            if missing:
-                out.append(f"metrics.jsonl lacks step{'s' * (len(missing) > 1)} {_span(missing)} of a finished run")
-            ev = {r.get("step") for r in self.read_evals(torn="skip")}
-            if not {0, steps} <= ev:
-                out.append(f"eval.jsonl lacks step {', '.join(str(s) for s in sorted({0, steps} - ev))}")
+        if self.status().get("state") == "done" and self.config.exists():
+            cfg = TrainConfig.from_dict({k: v for k, v in self.saved_config().items() if k != "_meta"}, strict=False)
+            out += self.missing_records(cfg, cfg.steps, finished=True)
         return out
+
+    def missing_records(self, cfg: TrainConfig, upto: int, finished: bool = False) -> list[str]:
+        """The records a run that has trained `upto` steps must hold and lacks (torn last lines left out): a
+        metrics row per step, and an eval row at step 0, at every `eval_every` step and, when `finished`, at the last."""
+        out = []
+        have = {r.get("step") for r in self.read_metrics(torn="skip")}
+        if missing := sorted(set(range(1, upto + 1)) - have):
+            out.append(f"metrics.jsonl lacks step{'s' * (len(missing) > 1)} {_span(missing)}")
+        if cfg.eval_problems:
+            want = {0, *(s for s in range(1, upto + 1) if cfg.eval_every and s % cfg.eval_every == 0)}
+            want |= {upto} if finished else set()
+            if missing := sorted(want - {r.get("step") for r in self.read_evals(torn="skip")}):
+                out.append(f"eval.jsonl lacks step{'s' * (len(missing) > 1)} {', '.join(map(str, missing))}")
+        return out
+
+    def check_resumable(self, cfg: TrainConfig, start: int) -> None:
+        """A resume from the checkpoint after `start` steps redoes only what comes after it: a record at or
+        before it that is missing (a damaged row cut off, a torn line) would be lost for good. Refused then,
+        before anything is written."""
+        if start and (missing := self.missing_records(cfg, start)):
+            raise DamagedFile(f"{self.path}: the checkpoint is after step {start}, but {'; '.join(missing)}: a resume "
+                              f"cannot redo steps it has trained past. Delete {self.path} to run it again.")
 
     def work_seconds(self) -> float:
         """Seconds of work in this run: its steps' and evaluations' own timings, so a run resumed across
@@ -113,6 +127,9 @@ class RunDir:
             metrics = self.read_metrics(torn="skip")  # damage before the last line is named here, before the lock
             self.read_evals(torn="skip")
             if done:
+                if bad := self.problems():  # its checkpoint is gone: nothing can redo a lost record
+                    raise DamagedFile(f"{self.path}: marked done, but {'; '.join(bad)}. A finished run is not "
+                                      f"redone in part: delete {self.path} and run it again.")
                 log(f"{self.path}: already done: {len(metrics)} steps, nothing to run")
                 return False
         else:
@@ -239,13 +256,15 @@ class RunDir:
         shutil.rmtree(old, ignore_errors=True)
 
     def load_checkpoint(self) -> dict | None:
-        for d in (self.checkpoints / "latest", self.checkpoints / ".latest.old"):
-            if (d / "state.pt").exists():
-                try:
-                    return torch.load(d / "state.pt", map_location="cpu", weights_only=False)
-                except Exception as e:  # noqa: BLE001 - any unpickling failure is a damaged file
-                    raise DamagedFile(f"{d / 'state.pt'}: damaged checkpoint ({type(e).__name__}); delete {d} to "
-                                      "resume from an older one, or the run folder to start again") from None
+        dirs = [d for d in (self.checkpoints / "latest", self.checkpoints / ".latest.old") if (d / "state.pt").exists()]
+        for i, d in enumerate(dirs):
+            try:
+                return torch.load(d / "state.pt", map_location="cpu", weights_only=False)
+            except Exception as e:  # noqa: BLE001 - any unpickling failure is a damaged file
+                # only a crash between a save's two renames leaves an older one (.latest.old) beside it
+                fix = f"delete {d} to resume from {dirs[i + 1]}" if i + 1 < len(dirs) else \
+                    f"delete {self.path} to run it again (a run keeps one checkpoint)"
+                raise DamagedFile(f"{d / 'state.pt'}: damaged checkpoint ({type(e).__name__}); {fix}") from None
         return None
 
 

@@ -181,6 +181,7 @@ def _setup(cfg: TrainConfig, run: RunDir, resume: bool, log: Callable[[str], Non
         restore_rng(ck["rng"])
         log(f"resumed from checkpoint after step {ck['step']}")
     start = ck["step"] if ck else 0
+    run.check_resumable(cfg, start)
     for cut in run.repair():  # a crash mid-append tears a journal's last line: cut it, redo that step
         log(f"repaired {cut}")
     run.truncate_after(start if start else -1)  # rows past the checkpoint are redone

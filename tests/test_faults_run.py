@@ -86,6 +86,41 @@ def test_a_damaged_file_is_named_and_nothing_is_written(name, cut_run, tmp_path,
     assert tree_hashes(run) == before
 
 
+def _drop_step(step: int):
+    def damage(f: Path) -> None:  # a whole record gone (not torn): what cutting a damaged row would leave
+        f.write_text("".join(x for x in f.read_text().splitlines(keepends=True) if json.loads(x)["step"] != step))
+    return damage
+
+
+LOST = {  # a record at or before the checkpoint (after step 2) is gone: a resume cannot redo it
+    "metrics.jsonl": (_drop_step(1), ("metrics.jsonl lacks step 1", "checkpoint is after step 2", "Delete")),
+    "eval.jsonl": (_drop_step(1), ("eval.jsonl lacks step 1", "checkpoint is after step 2", "Delete")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOST))
+def test_a_resume_past_a_lost_record_is_refused_and_nothing_is_written(name, cut_run, tmp_path, capsys):
+    run = shutil.copytree(cut_run, tmp_path / "run")
+    damage, words = LOST[name]
+    damage(run / name)
+    before = tree_hashes(run)
+    code, err = main(["train", "--run-dir", str(run), "--resume"], capsys)
+    assert code == 2
+    one_error_line(err, *words)
+    assert tree_hashes(run) == before
+
+
+def test_a_finished_run_damaged_later_is_not_called_done(tiny_run, tmp_path, capsys):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    f = run / "metrics.jsonl"
+    f.write_bytes(f.read_bytes()[:-20])  # its last row torn after it finished
+    before = tree_hashes(run)
+    code, err = main(["train", "--run-dir", str(run), "--resume"], capsys)
+    assert code == 2 and "already done" not in err
+    one_error_line(err, "marked done", "metrics.jsonl line 2 torn", "delete")
+    assert tree_hashes(run) == before
+
+
 def test_a_damaged_sample_file_is_named_by_the_report(cut_run, tmp_path, capsys):
     grid = tmp_path / "grid"
     run = shutil.copytree(cut_run, grid / "run")
