@@ -47,14 +47,17 @@ PROFILES: dict[str, GridSpec] = {
                     eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
         about="SmolLM2-135M x PSR/NSR/W-REINFORCE on MATH Level 1, fast CPU settings",
     ),
-    # `make study`: the family's prior axis at smoke scale, three pretraining doses of its smallest model (one
-    # pretraining run: 0.5M, 1M and 2M tokens; eval_samples=0: each cell measures its base at step 0) x
-    # PSR/NSR/W-REINFORCE x 2 seeds, 10 steps of 8 prompts x 8 at lr 3e-5, evaluated on 64 problems x 8 samples.
+    # `make study`: the family's prior axis at smoke scale, the study's dose axis of its smallest model (one
+    # pretraining run: 1M, 2M and 3M tokens; eval_samples=0: each cell measures its base at step 0) x
+    # PSR/NSR/W-REINFORCE x 2 seeds, 20 steps of 8 prompts x 8, evaluated on 64 problems x 32 samples. Its lr,
+    # 1e-4, is larger than the study's on purpose: in 20 small steps every cell must move beyond re-sampling
+    # noise (the report's movement table shows it); at this rate NSR collapses the weakest rung (a smoke
+    # exercises the pipeline and the analysis, not the study's question).
     "smoke": GridSpec(
-        models=tuple(f"family:size=1m,tokens={t},eval_samples=0" for t in (500_000, 1_000_000, 2_000_000)),
+        models=tuple(f"family:size=1m,tokens={t},eval_samples=0" for t in (1_000_000, 2_000_000, 3_000_000)),
         objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1),
-        params=dict(FAMILY_RL, steps=10, prompts_per_step=8, rollouts_per_prompt=8, lr=3e-5, eval_problems=64,
-                    eval_samples=8, checkpoint_every=5),
+        params=dict(FAMILY_RL, steps=20, prompts_per_step=8, rollouts_per_prompt=8, lr=1e-4, eval_problems=64,
+                    eval_samples=32, checkpoint_every=10),
         about="the family's prior axis at smoke scale: 3 doses of the 1m model x PSR/NSR/W-REINFORCE x 2 seeds (make study)",
     ),
     # The pre-registered study (docs/prereg-family.md): five rungs of the family (sizes 1m, 3m, 7m at 2M
