@@ -215,10 +215,11 @@ def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
 
 
 def rollout_diversity(run_dir: str | Path) -> pd.DataFrame:
-    """For runs saved before metrics.jsonl carried it (`evaluate.batch_stats`): per training step, the mean number of distinct final answers among a prompt's rollouts (as extracted
-    strings: `1/2` and `0.5` are two; no answer counts as one more), and of distinct responses. Unlike a
-    per-token NLL, which a fixed solution template dominates, this is the spread in outcomes that PSR may
-    narrow and NSR keep. Cached per run on its step files' names, sizes and mtimes: reports ask thrice."""
+    """For runs saved before metrics.jsonl carried it (`evaluate.batch_stats`): per training step, the mean
+    number of distinct final answers among a prompt's rollouts (as extracted strings: `1/2` and `0.5` are two;
+    no answer counts as one more), and of distinct responses. Unlike a per-token NLL, which a fixed solution
+    template dominates, this is the spread in outcomes that PSR may narrow and NSR keep. Cached per run on its
+    step files' names, sizes and mtimes: reports ask thrice."""
     files = sorted(RunDir(run_dir).samples.glob("step_*.jsonl"))
     return _diversity(str(run_dir), tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]))
 

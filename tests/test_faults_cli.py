@@ -17,6 +17,7 @@ from conftest import rlvr, sets
 
 from rlvr_utils import cli
 from rlvr_utils.config import TrainConfig
+from rlvr_utils.files import CRASH_ENV
 
 HINTS = typing.get_type_hints(TrainConfig)
 WRONG_TYPE = {int: ("abc", "is not a valid int"), float: ("abc", "is not a valid float"),
@@ -183,22 +184,18 @@ def test_an_unreachable_ray_cluster_fails_within_seconds_naming_the_address(tmp_
 
 def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, fam_tiny_path):
     """SIGINT (what Ctrl-C sends) during a step: exit 130 with one line, no traceback; --resume finishes it."""
-    import signal
 
     from conftest import TINY_RUN
     from rlvr_utils.runs import RunDir
 
+    # the signal is sent by the run itself in the middle of step 3 (after its sampling): a real SIGINT at a known
+    # moment, where a timed kill from outside could land after a tiny run had already finished
     args = [sys.executable, "-m", "rlvr_utils.cli", "train", "--run-dir", str(tmp_path / "r"),
-            *sets(*TINY_RUN, "steps=40", "checkpoint_every=1", f"model={fam_tiny_path}")]  # steps enough that
-    # the signal lands mid-run (a tiny step takes a fraction of a second)
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            *sets(*TINY_RUN, "steps=6", "checkpoint_every=1", f"model={fam_tiny_path}")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, CRASH_ENV: "sampling:3:INT"})
     run = RunDir(tmp_path / "r")
-    deadline = time.time() + 300
-    while time.time() < deadline and not (run.metrics.exists() and run.read_metrics(torn="skip")):
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1].startswith("rlvr: interrupted")
     assert run.status()["state"] == "failed" and "KeyboardInterrupt" in run.status()["error"]
@@ -206,4 +203,4 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, fam_tiny_path):
     assert p.returncode == 2  # --resume continues the saved config only
     done = rlvr("train", "--run-dir", str(run.path), "--resume", timeout=600)
     assert done.returncode == 0 and run.status()["state"] == "done"
-    assert [m["step"] for m in run.read_metrics()] == list(range(1, 41))
+    assert [m["step"] for m in run.read_metrics()] == list(range(1, 7))
