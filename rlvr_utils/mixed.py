@@ -126,10 +126,21 @@ def contrast_matrix(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> 
     return (da - db).T.dropna(axis=1)
 
 
-def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
+def skill_bounds(deltas: pd.DataFrame) -> tuple[float, float]:
+    """The ordered rungs whose bases sample the lowest and the highest pass@1 (mean over their runs' step-0
+    evaluations): the skill axis's ends, which need not be the compute axis's (`effects._rung_bounds`)."""
+    base = deltas[(deltas["k"] == 1) & deltas["rung_order"].notna()].groupby("rung_order")["base"].mean()
+    if len(base) < 2:
+        raise ValueError(f"the prior axis needs >= 2 ordered rungs; this grid has {len(base)}")
+    return float(base.idxmin()), float(base.idxmax())
+
+
+def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95,
+                rungs: tuple[float, float] | None = None) -> dict:
     """The primary estimand with seeds and problems random: (Δa − Δb) on the highest rung minus the same on the
-    lowest, per seed (paired across rungs: a seed's runs share training prompts and sampling seeds) and problem."""
-    lo_r, hi_r = _rung_bounds(deltas[deltas["k"] == k])
+    lowest, per seed (paired across rungs: a seed's runs share training prompts and sampling seeds) and problem.
+    `rungs`: other ends (orders), e.g. `skill_bounds` for the secondary contrast along skill."""
+    lo_r, hi_r = rungs or _rung_bounds(deltas[deltas["k"] == k])
     lo, hi = (contrast_matrix(deltas, k, a, b, _rung_label(deltas, r)) for r in (lo_r, hi_r))
     seeds = sorted(set(lo.index) & set(hi.index))
     probs = sorted(set(lo.columns) & set(hi.columns))

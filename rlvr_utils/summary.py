@@ -10,10 +10,11 @@ import pandas as pd
 
 from .analysis import Run, load_grid
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
-from .effects import (MIXED_NOTE, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
-                      problem_interaction, run_deltas)
+from .effects import (MIXED_NOTE, _rung_bounds, contrast_table, default_k, effect_table, interaction, noise_floor,
+                      objective_label, problem_interaction, run_deltas)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
+from .mixed import skill_bounds
 from .power import projected_mde, variance_components
 from .stats import OVER_MARK, fmt_interval
 
@@ -54,7 +55,23 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
             continue
         lines.append(primary_sentence(it, GOAL[1] if kk == 1 else GOAL["largest"]))
     table = mixed_table_markdown(deltas, k)
-    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "")
+    skill = skill_markdown(deltas, k, a, b)
+    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + skill
+
+
+def skill_markdown(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> str:
+    """Secondary (docs/prereg-family.md): the same difference in differences between the rungs whose bases are
+    the least and the most skilled, where those are not the compute axis's ends; '' otherwise."""
+    try:
+        ends = skill_bounds(deltas)
+        if ends == _rung_bounds(deltas[deltas["k"] == 1]):
+            return ""
+        its = [mixed_interaction(deltas, kk, a, b, rungs=ends) for kk in sorted({1, k})]
+    except (KeyError, ValueError):
+        return ""
+    lines = [primary_sentence(it, GOAL[1] if it["k"] == 1 else GOAL["largest"]) for it in its]
+    return ("Secondary, along skill (the rungs whose bases sample the lowest and highest pass@1, not the compute "
+            "axis's ends):\n\n" + "\n\n".join(f"- {x}" for x in lines) + "\n")
 
 
 def primary_sentence(it: dict, goal: float) -> str:

@@ -98,12 +98,15 @@ def test_the_mde_matches_a_simulated_power_curve_within_its_interval():
     assert np.sqrt(max(pilot.var_problem, 0) / 64) < se < pilot.se
 
 
-def crossed_grid(root, planted, seeds: int = 6, problems: int = 48, samples: int = 16, seed: int = 0):
-    """Run files of 2 rungs (n=0, n=1000) x psr, nsr x `seeds`, on `problems` x `samples` evaluations: per problem
-    a base success rate; a run's final rate is the base's + `planted(rung, objective, problem)` + a seed shift."""
+def crossed_grid(root, planted, seeds: int = 6, problems: int = 48, samples: int = 16, seed: int = 0,
+                 rungs: dict | None = None):
+    """Run files of rungs (default n=0, n=1000; `rungs`: {n: shift of its base}) x psr, nsr x `seeds`, on `problems`
+    x `samples` evaluations: per problem a base success rate; a run's final rate is the base's +
+    `planted(rung, objective, problem)` + a seed shift."""
     rng = np.random.default_rng(seed)
-    base = rng.uniform(0.2, 0.6, problems)
-    for n in (0, 1000):
+    base0 = rng.uniform(0.2, 0.6, problems)
+    for n, shift0 in (rungs or {0: 0.0, 1000: 0.0}).items():
+        base = np.clip(base0 + shift0, 0, 1)
         rung = root / "rungs" / f"n{n}"
         rung.mkdir(parents=True)
         (rung / "warmstart.json").write_text(json.dumps({"n": n}))
@@ -144,3 +147,20 @@ def test_a_planted_objective_by_problem_effect_is_recovered(tmp_path):
     assert 0.04 < c.var_problem < 0.09  # the planted 0.0625, less what clipping at 0 and 1 takes off
     seed_only = np.std(m.mean(axis=1), ddof=1) / np.sqrt(len(m))  # a t over seeds: problems treated as fixed
     assert c.se > 3 * seed_only
+
+
+def test_the_skill_axis_secondary_uses_the_least_and_most_skilled_rungs(tmp_path):
+    # compute order n0 < n200 < n1000, skill order n0 < n1000 < n200: the secondary contrast along skill takes
+    # n0 and n200, where the interaction was planted; the primary (compute ends n0, n1000) sees none
+    from rlvr_utils.mixed import skill_bounds
+    from rlvr_utils.summary import primary_markdown
+
+    deltas = crossed_grid(tmp_path, lambda n, o, p: 0.15 if (n, o) == (200, "nsr") else 0.0,
+                          rungs={0: -0.15, 200: 0.3, 1000: 0.0})
+    orders = deltas.groupby("rung")["rung_order"].first()
+    assert skill_bounds(deltas) == (orders["n=0"], orders["n=200"])
+    primary = interaction(deltas, k=1)["c"]
+    skill = interaction(deltas, k=1, rungs=skill_bounds(deltas))["c"]
+    assert primary.lo < 0 < primary.hi and skill.lo < 0.15 < skill.hi and skill.lo > 0
+    text = primary_markdown(deltas, 1)
+    assert "Secondary, along skill" in text and "rung n=0 vs n=200" in text
