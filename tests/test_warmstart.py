@@ -27,6 +27,7 @@ def test_warm_start_on_a_tiny_model_lowers_held_out_sft_loss(tmp_path, tiny_mode
     assert warmstart(WarmStart(n=96, **common), tmp_path / "n96", log=lambda m: None) == rung  # cached
     rows = ladder_table([rung, base]).splitlines()[2:]  # the README's ladder table, in dose order
     assert len(rows) == 2 and "n=0 " in rows[0] and "n=96 " in rows[1] and "96 × 3 epochs" in rows[1]
+    assert "(k=1) |" in rows[1] and "(k=2) |" in rows[1]  # pass@k with 2k <= n beside pass@n
 
 
 def test_a_warm_start_spec_is_a_model_name(tmp_path, monkeypatch, tiny_model_path):
