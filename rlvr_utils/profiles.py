@@ -24,6 +24,9 @@ class GridSpec:
     params: dict[str, Any] = field(default_factory=dict)
     per_objective: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. GRPO's KL loss
     about: str = ""
+    # run every cell of a seed before the next seed's: a study stopped part-way (it spans sessions) is then a
+    # balanced design of fewer seeds, not some rungs with every seed and others with none
+    seed_major: bool = False
 
 
 # What every profile on the model family shares (docs/priors.md): the RL task its corpus holds the test split
@@ -62,14 +65,16 @@ PROFILES: dict[str, GridSpec] = {
     ),
     # The pre-registered study (docs/prereg-family.md): five rungs of the family (sizes 1m, 3m, 7m at 2M
     # pretraining tokens; the 1m model's dose, 1M, 2M and 4M tokens) x PSR/NSR/W-REINFORCE, seeds as the
-    # pilot sized them; 20 steps of 16 prompts x 8 at lr 3e-5; 256 held-out problems x 32 samples.
+    # pilot sized them; 20 steps of 16 prompts x 8 at lr 4e-5 (calibrated before the first cell, outside the study:
+    # runs/family-calibration); 256 held-out problems x 32 samples.
     "family": GridSpec(
         models=("family:size=1m,tokens=1000000", "family:size=1m,tokens=2000000", "family:size=1m,tokens=4000000",
                 "family:size=3m,tokens=2000000", "family:size=7m,tokens=2000000"),
         objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2, 3, 4),
-        params=dict(FAMILY_RL, steps=20, prompts_per_step=16, rollouts_per_prompt=8, lr=3e-5, eval_problems=256,
+        params=dict(FAMILY_RL, steps=20, prompts_per_step=16, rollouts_per_prompt=8, lr=4e-5, eval_problems=256,
                     eval_samples=32, checkpoint_every=5),
         about="the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (make family-study)",
+        seed_major=True,
     ),
     # The warm-start prior study's design at smoke scale (~40 min from a clean clone on a 2-core CPU). Two
     # warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked solutions of 3-term integer chains;
@@ -207,7 +212,9 @@ def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
                          f"({', '.join(AXES)}); the notebook's parameters cell takes a whole config")
     short = _model_names(axes["models"])
     out = []
-    for model, obj, seed in itertools.product(axes["models"], axes["objectives"], axes["seeds"]):
+    order = ((m, o, s) for s, m, o in itertools.product(axes["seeds"], axes["models"], axes["objectives"])) \
+        if spec.seed_major else itertools.product(axes["models"], axes["objectives"], axes["seeds"])
+    for model, obj, seed in order:
         # lam is W-REINFORCE's knob: a lams axis multiplies only the objectives that read it; psr x lam=0.5
         # would be a second identical run (and one seed twice in one arm of the analysis)
         sweep = "lam" in knobs(obj) and len(axes["lams"]) > 1

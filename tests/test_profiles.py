@@ -61,3 +61,10 @@ def test_a_models_axis_keeps_a_rung_specs_own_commas():
     grid = cells("family", {"models": "family:size=1m,tokens=1000000,family:size=7m,tokens=2000000", "seeds": "0",
                             "objectives": "psr"})
     assert [c.config.model for c in grid] == ["family:size=1m,tokens=1000000", "family:size=7m,tokens=2000000"]
+
+
+def test_a_study_that_spans_sessions_runs_seed_by_seed():
+    names = [c.name for c in cells("family")]
+    per_seed = len(PROFILES["family"].models) * len(PROFILES["family"].objectives)
+    assert all(n.endswith("__s0") for n in names[:per_seed]) and names[per_seed].endswith("__s1")
+    assert len(set(names)) == len(names) == per_seed * len(PROFILES["family"].seeds)
