@@ -104,6 +104,20 @@ def projected(c: CrossedMean, seeds: int, problems: int, power_: float = 0.8, le
     return float(np.sqrt(v)), float(df)
 
 
+def sizing(c: CrossedMean, seeds: tuple[int, ...], problems: int, power_: float = 0.8, level: float = 0.95) -> pd.DataFrame:
+    """What the same estimand would detect with each number of `seeds` (x `problems`), from `c`'s components as
+    estimated (`projected`): the MDE and its interval (the components' own uncertainty, at the pilot's df)."""
+    rows = []
+    # the pilot knows its standard error to within a chi2(df) factor; a projection inherits that factor
+    lo_f, hi_f = ((np.sqrt(c.df / stats.chi2.ppf(q, c.df)) for q in (0.975, 0.025)) if c.df > 0
+                  else (float("nan"), float("nan")))
+    for S in seeds:
+        se, df = projected(c, S, problems, power_, level)
+        rows.append({"seeds": S, "problems": problems, "se": se, "df": df, "mde": mde(se, df, power_, level),
+                     "mde_lo": mde(se * lo_f, df, power_, level), "mde_hi": mde(se * hi_f, df, power_, level)})
+    return pd.DataFrame(rows)
+
+
 # ------------------------------------------------------------------------------ from a grid's run files
 
 def cell_matrix(deltas: pd.DataFrame, k: int, rung: str, objective: str) -> pd.DataFrame:

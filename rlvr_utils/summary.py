@@ -14,7 +14,7 @@ from .effects import (MIXED_NOTE, _rung_bounds, contrast_table, default_k, effec
                       objective_label, problem_interaction, run_deltas)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
-from .mixed import skill_bounds
+from .mixed import sizing, skill_bounds
 from .power import projected_mde, variance_components
 from .stats import OVER_MARK, fmt_interval
 
@@ -56,7 +56,39 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
         lines.append(primary_sentence(it, GOAL[1] if kk == 1 else GOAL["largest"]))
     table = mixed_table_markdown(deltas, k)
     skill = skill_markdown(deltas, k, a, b)
-    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + skill
+    sizes = sizing_markdown(deltas, k, a, b)
+    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + skill + sizes
+
+
+SIZING_SEEDS = (5, 10, 20, 30, 50, 100)
+
+
+def sizing_markdown(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> str:
+    """How many seeds the primary outcomes would need, projected from this grid's variance components with seeds
+    and problems random (`mixed.sizing`); '' where the grid gives no estimate."""
+    rows, goals = {}, {}
+    for kk in sorted({1, k}):
+        try:
+            c = mixed_interaction(deltas, kk, a, b)["c"]
+        except (KeyError, ValueError):
+            continue
+        if c.se != c.se:
+            continue
+        rows[kk] = sizing(c, tuple(sorted({c.seeds, *SIZING_SEEDS})), c.problems).set_index("seeds")
+        goals[kk] = GOAL[1] if kk == 1 else GOAL["largest"]
+    if not rows:
+        return ""
+    head = "| seeds | " + " | ".join(f"MDE at pass@{kk} (goal {goals[kk]:g})" for kk in rows) + " |"
+    lines = [head, "|---|" + "---|" * len(rows)]
+    cell = lambda r, S: "—" if r.loc[S, "mde"] != r.loc[S, "mde"] else \
+        f"{r.loc[S, 'mde']:.3f} [{r.loc[S, 'mde_lo']:.3f}, {r.loc[S, 'mde_hi']:.3f}]"  # noqa: E731
+    for S in next(iter(rows.values())).index:
+        lines.append(f"| {S} | " + " | ".join(cell(r, S) for r in rows.values()) + " |")
+    problems = next(iter(rows.values()))["problems"].iloc[0]
+    return ("\nWhat the primary outcomes would detect (80% power, 95% level) with more seeds on the same "
+            f"{problems} problems, projected from this grid's variance components with seeds and problems random "
+            "(`mixed.sizing`; the interval is the components' own uncertainty; — where a negative component estimate, "
+            "used as it is, leaves no positive variance at that size):\n\n" + "\n".join(lines) + "\n")
 
 
 def skill_markdown(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> str:

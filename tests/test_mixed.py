@@ -94,6 +94,12 @@ def test_the_mde_matches_a_simulated_power_curve_within_its_interval():
     assert abs(mde(true_se, pilot.df) - at80) < 0.02
     assert power(at80, true_se, pilot.df) == pytest.approx(0.8, abs=0.06)
     assert projected(pilot, 10, 64) == pytest.approx((pilot.se, pilot.df))  # its own size: itself
+    from rlvr_utils.mixed import sizing
+
+    own = sizing(pilot, (10, 40), 64).set_index("seeds")
+    assert own.loc[10, "mde"] == pytest.approx(pilot.mde())  # and its sizing row is its own MDE and interval
+    assert (own.loc[10, "mde_lo"], own.loc[10, "mde_hi"]) == pytest.approx(pilot.mde_interval(), rel=1e-6)
+    assert own.loc[40, "mde"] < own.loc[10, "mde"]
     se, _ = projected(pilot, 40, 64)  # four times the seeds shrink the seed part, not the problems'
     assert np.sqrt(max(pilot.var_problem, 0) / 64) < se < pilot.se
 
