@@ -65,43 +65,29 @@ def _bad_line(line: int):
     return damage
 
 
-DAMAGE = {  # file -> (how it is damaged, the words its message must carry)
-    "config.json": (_half, ("config.json:", "delete")),
-    "status.json": (_half, ("status.json:", "delete it")),
-    "metrics.jsonl": (_bad_line(1), ("metrics.jsonl:1", "not valid JSON")),
-    "eval.jsonl": (_bad_line(1), ("eval.jsonl:1", "not valid JSON")),
-    "checkpoints/latest/state.pt": (_half, ("state.pt", "damaged checkpoint")),
-}
-
-
-@pytest.mark.parametrize("name", sorted(DAMAGE))
-def test_a_damaged_file_is_named_and_nothing_is_written(name, cut_run, tmp_path, capsys):
-    run = shutil.copytree(cut_run, tmp_path / "run")
-    damage, words = DAMAGE[name]
-    damage(run / name)
-    before = tree_hashes(run)
-    code, err = main(["train", "--run-dir", str(run), "--resume"], capsys)
-    assert code == 2
-    one_error_line(err, *words)
-    assert tree_hashes(run) == before
-
-
 def _drop_step(step: int):
     def damage(f: Path) -> None:  # a whole record gone (not torn): what cutting a damaged row would leave
         f.write_text("".join(x for x in f.read_text().splitlines(keepends=True) if json.loads(x)["step"] != step))
     return damage
 
 
-LOST = {  # a record at or before the checkpoint (after step 2) is gone: a resume cannot redo it
-    "metrics.jsonl": (_drop_step(1), ("metrics.jsonl lacks step 1", "checkpoint is after step 2", "Delete")),
-    "eval.jsonl": (_drop_step(1), ("eval.jsonl lacks step 1", "checkpoint is after step 2", "Delete")),
+# row -> (the file, how it is damaged, the words its message must carry). The cut run's checkpoint is after step 2:
+# a record at or before it that is gone (not torn) cannot be redone by a resume
+DAMAGE = {
+    "config.json": ("config.json", _half, ("config.json:", "delete")),
+    "status.json": ("status.json", _half, ("status.json:", "delete it")),
+    "metrics.jsonl": ("metrics.jsonl", _bad_line(1), ("metrics.jsonl:1", "not valid JSON")),
+    "eval.jsonl": ("eval.jsonl", _bad_line(1), ("eval.jsonl:1", "not valid JSON")),
+    "checkpoints/latest/state.pt": ("checkpoints/latest/state.pt", _half, ("state.pt", "damaged checkpoint")),
+    "a lost metrics row": ("metrics.jsonl", _drop_step(1), ("metrics.jsonl lacks step 1", "checkpoint is after step 2")),
+    "a lost eval row": ("eval.jsonl", _drop_step(1), ("eval.jsonl lacks step 1", "checkpoint is after step 2")),
 }
 
 
-@pytest.mark.parametrize("name", sorted(LOST))
-def test_a_resume_past_a_lost_record_is_refused_and_nothing_is_written(name, cut_run, tmp_path, capsys):
+@pytest.mark.parametrize("row", sorted(DAMAGE))
+def test_a_damaged_file_is_named_and_nothing_is_written(row, cut_run, tmp_path, capsys):
     run = shutil.copytree(cut_run, tmp_path / "run")
-    damage, words = LOST[name]
+    name, damage, words = DAMAGE[row]
     damage(run / name)
     before = tree_hashes(run)
     code, err = main(["train", "--run-dir", str(run), "--resume"], capsys)
