@@ -173,15 +173,11 @@ def crash_point(point: str, step: int, torn_write=None) -> None:
     """A test hook: when $RLVR_CRASH_AT names this point and step (`point:step`, or `point:step:INT` for the
     signal Ctrl-C sends), signal this process here: SIGKILL after `torn_write()`, which leaves half a write
     behind as a crash mid-append does. A no-op otherwise."""
-    where, _, sig = os.environ.get(CRASH_ENV, "").partition(f"{point}:{step}")
-    if where or not _ or sig not in ("", ":INT"):
-        return
-    if sig == ":INT":
-        os.kill(os.getpid(), signal.SIGINT)
-        return
-    if torn_write is not None:
+    sig = {f"{point}:{step}": signal.SIGKILL, f"{point}:{step}:INT": signal.SIGINT}.get(os.environ.get(CRASH_ENV, ""))
+    if sig == signal.SIGKILL and torn_write is not None:
         torn_write()
-    os.kill(os.getpid(), signal.SIGKILL)
+    if sig is not None:
+        os.kill(os.getpid(), sig)
 
 
 # -------------------------------------------------------------------------------------------- locks

@@ -10,8 +10,8 @@ import pandas as pd
 
 from .analysis import Run, load_grid
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
-from .effects import (MIXED_NOTE, _rung_bounds, contrast_table, default_k, effect_table, interaction, noise_floor,
-                      objective_label, problem_interaction, run_deltas)
+from .effects import (MIXED_NOTE, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
+                      problem_interaction, run_deltas)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
 from .mixed import sizing, skill_bounds
@@ -39,6 +39,10 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
 GOAL = {1: 0.02, "largest": 0.05}
 
 
+def goal_for(k: int) -> float:
+    return GOAL[1] if k == 1 else GOAL["largest"]
+
+
 def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr") -> str:
     """The primary answer at pass@1 and at the largest pass@k, one sentence each (yes / no / inconclusive, the
     estimate, its interval with seeds and problems random, the MDE with its interval), then per rung x
@@ -46,39 +50,30 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
     if deltas.empty:
         return ""
     k = k or default_k(deltas)
-    lines = []
+    lines, its = [], []
     for kk in sorted({1, k}):
         try:
-            it = mixed_interaction(deltas, kk, a, b)
+            its.append(mixed_interaction(deltas, kk, a, b))
         except (KeyError, ValueError) as e:
             lines.append(f"No primary answer at pass@{kk} with seeds and problems random: {e.args[0] if e.args else e}.")
             continue
-        lines.append(primary_sentence(it, GOAL[1] if kk == 1 else GOAL["largest"]))
+        lines.append(primary_sentence(its[-1], goal_for(kk)))
     table = mixed_table_markdown(deltas, k)
-    skill = skill_markdown(deltas, k, a, b)
-    sizes = sizing_markdown(deltas, k, a, b)
-    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + skill + sizes
+    extra = (skill_markdown(deltas, k, its[0]["rungs"], a, b) + sizing_markdown(its)) if its else ""
+    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + extra
 
 
 SIZING_SEEDS = (5, 10, 20, 30, 50, 100)
 
 
-def sizing_markdown(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> str:
-    """How many seeds the primary outcomes would need, projected from this grid's variance components with seeds
-    and problems random (`mixed.sizing`); '' where the grid gives no estimate."""
-    rows, goals = {}, {}
-    for kk in sorted({1, k}):
-        try:
-            c = mixed_interaction(deltas, kk, a, b)["c"]
-        except (KeyError, ValueError):
-            continue
-        if c.se != c.se:
-            continue
-        rows[kk] = sizing(c, tuple(sorted({c.seeds, *SIZING_SEEDS})), c.problems).set_index("seeds")
-        goals[kk] = GOAL[1] if kk == 1 else GOAL["largest"]
+def sizing_markdown(its: list[dict]) -> str:
+    """How many seeds the primary outcomes (`mixed.interaction` results) would need, projected from their variance
+    components with seeds and problems random (`mixed.sizing`); '' where none has a positive variance estimate."""
+    rows = {it["k"]: sizing(it["c"], tuple(sorted({it["c"].seeds, *SIZING_SEEDS})), it["c"].problems).set_index("seeds")
+            for it in its if it["c"].se == it["c"].se}
     if not rows:
         return ""
-    head = "| seeds | " + " | ".join(f"MDE at pass@{kk} (goal {goals[kk]:g})" for kk in rows) + " |"
+    head = "| seeds | " + " | ".join(f"MDE at pass@{kk} (goal {goal_for(kk):g})" for kk in rows) + " |"
     lines = [head, "|---|" + "---|" * len(rows)]
     cell = lambda r, S: "—" if r.loc[S, "mde"] != r.loc[S, "mde"] else \
         f"{r.loc[S, 'mde']:.3f} [{r.loc[S, 'mde_lo']:.3f}, {r.loc[S, 'mde_hi']:.3f}]"  # noqa: E731
@@ -91,17 +86,18 @@ def sizing_markdown(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr"
             "used as it is, leaves no positive variance at that size):\n\n" + "\n".join(lines) + "\n")
 
 
-def skill_markdown(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> str:
+def skill_markdown(deltas: pd.DataFrame, k: int, compute_ends: tuple[float, float], a: str = "nsr",
+                   b: str = "psr") -> str:
     """Secondary (docs/prereg-family.md): the same difference in differences between the rungs whose bases are
     the least and the most skilled, where those are not the compute axis's ends; '' otherwise."""
     try:
         ends = skill_bounds(deltas)
-        if ends == _rung_bounds(deltas[deltas["k"] == 1]):
+        if ends == tuple(compute_ends):
             return ""
         its = [mixed_interaction(deltas, kk, a, b, rungs=ends) for kk in sorted({1, k})]
     except (KeyError, ValueError):
         return ""
-    lines = [primary_sentence(it, GOAL[1] if it["k"] == 1 else GOAL["largest"]) for it in its]
+    lines = [primary_sentence(it, goal_for(it["k"])) for it in its]
     return ("Secondary, along skill (the rungs whose bases sample the lowest and highest pass@1, not the compute "
             "axis's ends):\n\n" + "\n\n".join(f"- {x}" for x in lines) + "\n")
 
