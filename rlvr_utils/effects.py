@@ -51,7 +51,10 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
 
 def default_k(deltas: pd.DataFrame) -> int:
     """The largest k a report answers at by default: the largest evaluated k with 2k <= n samples (pass@k from
-    exactly k samples is "any of k correct", the noisiest form of the estimator), else the largest evaluated."""
+    exactly k samples is "any of k correct", the noisiest form of the estimator), else the largest evaluated;
+    0 before any run has finished."""
+    if deltas.empty:
+        return 0
     ks = sorted(int(k) for k in deltas["k"].unique())
     n = pd.to_numeric(deltas.get("n"), errors="coerce").min() if "n" in deltas else float("nan")
     fit = [k for k in ks if 2 * k <= n]

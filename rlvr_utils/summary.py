@@ -25,7 +25,7 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
     secondary analyses (the same with a t over seeds, contrasts, dynamics, what a larger design detects)."""
     runs = load_grid(runs_dir)
     deltas = run_deltas(runs)
-    k = k or (default_k(deltas) if not deltas.empty else 0)
+    k = k or default_k(deltas)
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
     moved = movement_markdown(movement(runs, deltas))
