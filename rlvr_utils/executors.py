@@ -65,22 +65,23 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
         for spec in family:
             log(f"rung {spec}: {resolve_model(spec)}")
 
-    def start(i: int, c) -> None:
+    def start(i: int, c, now: str) -> None:
         state = RunDir(runs / c.name).status().get("state")
-        log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in ('running', 'failed') else 'running'}")
+        log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in ('running', 'failed') else now}")
 
     if res.jobs <= 1:
         for i, c in enumerate(cells):
-            start(i, c)
+            start(i, c, "running")
             out.append(r := run_cell(c, runs, threads, res.log_output, res.allow_new_build))
             log(r.line())
         return out
     # cells in processes of their own (papermill in threads shares one process's state), each dying with us
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(res.jobs, mp_context=ctx, initializer=_die_with, initargs=(os.getpid(),)) as pool:
+    pool = ProcessPoolExecutor(res.jobs, mp_context=ctx, initializer=_die_with, initargs=(os.getpid(),))
+    try:
         futures = {}
         for i, c in enumerate(cells):
-            start(i, c)
+            start(i, c, "queued")
             futures[pool.submit(run_cell, c, runs, threads, res.log_output, res.allow_new_build)] = c
         for f in as_completed(futures):
             try:
@@ -89,6 +90,14 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
                 r = CellResult(futures[f].name, False, 0.0, f"{type(e).__name__}: {e}"[:300])
             out.append(r)
             log(r.line())
+    except BaseException:
+        # Ctrl-C (or any error here): the pool's own exit would wait for every queued cell. Drop the queue and end
+        # the running cells' workers (their kernels die with them); those cells resume from their checkpoints.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            proc.terminate()
+        raise
+    pool.shutdown()
     return out
 
 

@@ -151,3 +151,34 @@ def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, fam_tiny_path):
     for f in (second.metrics, second.evals):  # every line parses: no torn writes
         assert all(json.loads(x) for x in f.read_text().splitlines())
     assert json.loads(second.config.read_text())["steps"] == 6
+
+
+def test_ctrl_c_stops_a_grid_of_parallel_cells_and_they_resume(tmp_path, fam_tiny_path):
+    # SIGINT to the grid's driver alone (`kill -INT`; a terminal's Ctrl-C also reaches the cells): the grid must stop
+    # within seconds, with one line, leaving no cell running, and not go on through its queue (a process pool's own
+    # exit waits for every queued cell); a rerun resumes the interrupted cells
+    sets = merge(f"models={fam_tiny_path}", "objectives=psr,nsr", "seeds=0,1", *TINY, "steps=8")
+    args = [sys.executable, "-m", "rlvr_utils.cli", "grid", "--runs", str(tmp_path), "--jobs", "2"]
+    for s in sets:
+        args += ["--set", s]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(tmp_path.glob("*/checkpoints/latest/state.pt")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    t0 = time.time()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and time.time() - t0 < 60, (proc.returncode, out[-2000:], err[-3000:])
+    ours = [x for x in err.splitlines() if x.startswith("rlvr:")]  # kernels share the stderr: their warnings interleave
+    assert len(ours) == 1 and ours[0].startswith("rlvr: interrupted") and "Traceback" not in err, err[-3000:]
+    time.sleep(2)  # the cells' kernels die with their workers
+    left = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert not left, f"processes of the grid still running: {left}"
+    runs = [RunDir(p) for p in sorted(tmp_path.iterdir()) if p.is_dir()]
+    assert sum(r.status().get("state") == "done" for r in runs) < 4  # it did not finish its queue
+    p = grid(tmp_path, *sets, extra_args=("--jobs", "2"))
+    assert p.stdout.count("done in") + p.stdout.count("done, skipped") == 4
+    for r in (RunDir(tmp_path / c.name) for c in cells("cpu", {k: v for k, v in (x.split("=", 1) for x in sets)})):
+        assert r.status()["state"] == "done" and [m["step"] for m in r.read_metrics()] == list(range(1, 9))
