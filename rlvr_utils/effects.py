@@ -109,7 +109,7 @@ def _rung_bounds(deltas: pd.DataFrame) -> tuple[float, float]:
     return float(orders.min()), float(orders.max())
 
 
-def _rung_label(deltas: pd.DataFrame, order: float) -> str:
+def rung_label(deltas: pd.DataFrame, order: float) -> str:
     return str(deltas.loc[deltas["rung_order"] == order, "rung"].iloc[0])
 
 
@@ -160,7 +160,7 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
     Within a rung the objectives are paired by seed (`_paired`); the two rungs' per-seed contrasts are
     independent, and combine in a Welch t-interval (Welch–Satterthwaite degrees of freedom)."""
     lo_r, hi_r = _rung_bounds(deltas[deltas["k"] == k])
-    c = {r: _paired(deltas, k, a, b, _rung_label(deltas, r))["c"].to_numpy() for r in (lo_r, hi_r)}
+    c = {r: _paired(deltas, k, a, b, rung_label(deltas, r))["c"].to_numpy() for r in (lo_r, hi_r)}
     w = welch({hi_r: (1, c[hi_r]), lo_r: (-1, c[lo_r])}, level)
     return {"k": k, "did": w["est"], "lo": w["lo"], "hi": w["hi"], "se": w["se"], "df": w["df"], "mde_80": w["mde_80"],
             "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "seeds"}

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from .effects import _by_seed, _rung_bounds, _rung_label, problem_delta_matrix
+from .effects import _by_seed, _rung_bounds, rung_label, problem_delta_matrix
 
 
 @dataclass(frozen=True)
@@ -155,13 +155,13 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
     lowest, per seed (paired across rungs: a seed's runs share training prompts and sampling seeds) and problem.
     `rungs`: other ends (orders), e.g. `skill_bounds` for the secondary contrast along skill."""
     lo_r, hi_r = rungs or _rung_bounds(deltas[deltas["k"] == k])
-    lo, hi = (contrast_matrix(deltas, k, a, b, _rung_label(deltas, r)) for r in (lo_r, hi_r))
+    lo, hi = (contrast_matrix(deltas, k, a, b, rung_label(deltas, r)) for r in (lo_r, hi_r))
     seeds = sorted(set(lo.index) & set(hi.index))
     probs = sorted(set(lo.columns) & set(hi.columns))
     if len(seeds) < 2:
         raise ValueError(f"the rungs share {len(seeds)} seed(s) of {a} and {b}: crossed effects need >= 2")
     c = crossed_mean(hi.loc[seeds, probs].to_numpy() - lo.loc[seeds, probs].to_numpy(), level)
-    return {"k": k, "c": c, "rungs": (lo_r, hi_r), "labels": (_rung_label(deltas, lo_r), _rung_label(deltas, hi_r)),
+    return {"k": k, "c": c, "rungs": (lo_r, hi_r), "labels": (rung_label(deltas, lo_r), rung_label(deltas, hi_r)),
             "objectives": (a, b), "mde": c.mde(level=level), "mde_interval": c.mde_interval(level=level)}
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .effects import _paired, _rung_bounds, _rung_label, problem_delta_matrix
+from .effects import _paired, _rung_bounds, rung_label, problem_delta_matrix
 
 
 def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr") -> pd.DataFrame:
@@ -19,7 +19,7 @@ def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
     problems imply do so by chance."""
     rows = []
     for r in _rung_bounds(deltas[deltas["k"] == k]):
-        p = _paired(deltas, k, a, b, _rung_label(deltas, r))
+        p = _paired(deltas, k, a, b, rung_label(deltas, r))
         if len(p) < 2:
             raise ValueError(f"variance components need >= 2 seeds of {a} and {b} at rung {r:g}; got {len(p)}")
         m = (problem_delta_matrix(list(p["path_a"]), k)

@@ -11,7 +11,7 @@ import pandas as pd
 from .analysis import Run, load_grid
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
 from .effects import (MIXED_NOTE, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
-                      problem_interaction, run_deltas)
+                      problem_interaction, rung_label, run_deltas)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
 from .mixed import sizing, skill_bounds
@@ -172,8 +172,8 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
     else:
         verdict = f"no detectable change in {a}'s advantage over {b} at pass@{k} with the prior"
     return (f"{verdict}: difference in differences {fmt_interval(it['did'], it['lo'], it['hi'])} ({over}, "
-            f"rung {it['rungs'][0]:g} vs {it['rungs'][1]:g}); the smallest effect this design detects with 80% "
-            f"power is {it['mde_80']:.3f}.")
+            f"rung {rung_label(deltas, it['rungs'][0])} vs {rung_label(deltas, it['rungs'][1])}); the smallest effect "
+            f"this design detects with 80% power is {it['mde_80']:.3f}.")
 
 
 def headline(deltas: pd.DataFrame, k: int = 0) -> str:

@@ -27,6 +27,7 @@ def test_planted_interaction_is_recovered(tmp_path):
     it = interaction(deltas, k=4)
     assert it["lo"] > 0 and abs(it["did"] - 0.2) < 0.03 and it["rungs"] == (0.0, 1000.0)
     assert answer(deltas, 4).startswith("NSR's advantage over PSR at pass@4 grows with the prior")
+    assert "rung n=0 vs n=1000)" in answer(deltas, 4)  # rungs by their labels, not their compute orders
     md = summary_markdown(deltas, 4)
     assert md.startswith("**NSR's advantage over PSR at pass@4 grows")
     nsr_row = next(line for line in md.splitlines() if line.startswith("| n=1000 | nsr | 4 |"))
