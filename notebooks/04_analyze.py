@@ -21,7 +21,7 @@
 
 # %% tags=["parameters"]
 runs_dir: str = "runs/smoke"   # a grid's folder
-k: int = 0                     # pass@k of the headline answer (0: the largest k with 2k <= samples)
+k: int = 0                     # pass@k of the headline answer (0: the largest k with at least 2k samples)
 table_every: int = 10          # accuracy tables at steps 0, every, 2*every, ... (the original study: 10)
 window: int = 2                # moving-average window of the training curves
 

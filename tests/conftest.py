@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,9 @@ def tiny_run(tmp_path_factory, fam_tiny_path) -> Path:
     cfg = TrainConfig.from_dict(parse_sets(merge(*TINY_RUN, "keep_checkpoint=true", "checkpoint_every=1",
                                                  f"model={fam_tiny_path}")))
     return train(cfg, tmp_path_factory.mktemp("tiny-run") / "run", log=lambda _: None).path
+
+
+def default_sigint() -> None:
+    """Popen's preexec_fn for a child that a test interrupts: a shell's background job (a CI runner, `make test &`)
+    starts with SIGINT ignored, which Python then keeps ignoring; Ctrl-C in a terminal is delivered by default."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

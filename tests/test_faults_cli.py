@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from conftest import rlvr, sets
+from conftest import default_sigint, rlvr, sets
 
 from rlvr_utils import cli
 from rlvr_utils.config import TrainConfig
@@ -193,7 +193,7 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, fam_tiny_path):
     args = [sys.executable, "-m", "rlvr_utils.cli", "train", "--run-dir", str(tmp_path / "r"),
             *sets(*TINY_RUN, "steps=6", "checkpoint_every=1", f"model={fam_tiny_path}")]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, CRASH_ENV: "sampling:3:INT"})
+                            env={**os.environ, CRASH_ENV: "sampling:3:INT"}, preexec_fn=default_sigint)
     run = RunDir(tmp_path / "r")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 130 and "Traceback" not in err, err[-3000:]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import TINY_GRID as TINY
-from conftest import merge, sets
+from conftest import default_sigint, merge, sets
 from conftest import run_grid_cli as grid
 
 from rlvr_utils.profiles import cells
@@ -136,7 +136,7 @@ def test_grid_killed_mid_cell_resumes_from_checkpoint(tmp_path, fam_tiny_path):
     # wait until the first cell is done and the second has a checkpoint, then kill everything
     while time.time() < deadline and not (second.checkpoints / "latest" / "state.pt").exists():
         assert proc.poll() is None, "the grid ended before its second cell checkpointed"
-        time.sleep(0.5)
+        time.sleep(0.05)  # a tiny step takes a fraction of a second: kill within one step of the first checkpoint
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = RunDir(tmp_path / f"{tiny}__psr__s0")
@@ -162,7 +162,7 @@ def test_ctrl_c_stops_a_grid_of_parallel_cells_and_they_resume(tmp_path, fam_tin
     for s in sets:
         args += ["--set", s]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=default_sigint)
     deadline = time.time() + 600
     while time.time() < deadline and not list(tmp_path.glob("*/checkpoints/latest/state.pt")):
         assert proc.poll() is None, proc.communicate()
