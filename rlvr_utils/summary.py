@@ -138,12 +138,23 @@ def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
         cells = []
         for kk in (1, k):
             e, s = m.loc[(rung, obj, kk)], per_seed.loc[(rung, obj, kk)]
-            cells += [fmt_interval(e["est"], e["lo"], e["hi"]),
+            cells += [_crossed_cell(e),
                       fmt_interval(s["delta"], s["lo"], s["hi"]) + OVER_MARK.get(s["over"], "")]
         size = m.loc[(rung, obj, 1)]
         rows.append(f"| {rung} | {obj} | {int(size['seeds'])} × {int(size['problems'])} | " + " | ".join(cells) + " |")
     return ("Per rung and objective, each run's change against its own base (95% intervals: seeds and problems "
             "random; beside it, a t over seeds with the problems held fixed):\n\n" + "\n".join(rows) + "\n")
+
+
+def _crossed_cell(e) -> str:
+    """A crossed mean with its interval, or why it has none: no positive variance estimate (nothing is floored), or
+    an interval wider than Δpass@k's whole range [-1, 1] (two seeds can give Satterthwaite df ~0.01, and a t
+    quantile beyond any bound), which says nothing."""
+    if e["se"] != e["se"]:
+        return f"{e['est']:+.3f} (no positive variance estimate)"
+    if e["hi"] - e["lo"] > 2:
+        return f"{e['est']:+.3f} (interval wider than [-1, 1]: df {e['df']:.2f})"
+    return fmt_interval(e["est"], e["lo"], e["hi"])
 
 
 def damage_note(runs: list[Run]) -> str:

@@ -170,3 +170,13 @@ def test_the_skill_axis_secondary_uses_the_least_and_most_skilled_rungs(tmp_path
     assert primary.lo < 0 < primary.hi and skill.lo < 0.15 < skill.hi and skill.lo > 0
     text = primary_markdown(deltas, 1)
     assert "Secondary, along skill" in text and "rung n=0 vs n=200" in text
+
+
+def test_a_table_cell_without_a_useful_interval_says_why():
+    from rlvr_utils.summary import _crossed_cell
+
+    nan = float("nan")
+    assert _crossed_cell({"est": -0.046, "se": nan, "df": nan, "lo": nan, "hi": nan}) == \
+        "-0.046 (no positive variance estimate)"
+    assert "wider than [-1, 1]: df 0.06" in _crossed_cell({"est": -0.027, "se": 0.01, "df": 0.06, "lo": -4e17, "hi": 4e17})
+    assert _crossed_cell({"est": 0.01, "se": 0.05, "df": 3.0, "lo": -0.09, "hi": 0.11}) == "+0.010 [-0.090, +0.110]"
