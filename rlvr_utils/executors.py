@@ -93,8 +93,9 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
     except BaseException:
         # Ctrl-C (or any error here): the pool's own exit would wait for every queued cell. Drop the queue and end
         # the running cells' workers (their kernels die with them); those cells resume from their checkpoints.
+        workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        for proc in workers:
             proc.terminate()
         raise
     pool.shutdown()

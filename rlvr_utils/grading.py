@@ -193,7 +193,10 @@ def _worker_main(conn: Connection, mem_mb: int) -> None:
         conn.send(("start-up failed", f"{type(e).__name__}: {str(e)[:200]}"))
         return
 
-    conn.send("ready")
+    try:
+        conn.send("ready")
+    except OSError:  # the pool's process died while this worker started (a run stopped): nothing to tell
+        return
     while True:
         try:
             msg = conn.recv()
