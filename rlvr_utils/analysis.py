@@ -192,20 +192,20 @@ def eval_counts(run_dir: str | Path) -> pd.DataFrame:
     """(step, problem_id) -> sampled answers n and correct c at step 0 and at the last evaluation: from the
     eval rows' `per_problem` counts, or, in runs saved before them, from the evaluation sample files."""
     rd = RunDir(run_dir)
-    rows = rd.read_evals(torn="skip")
-    ends = [r for r in rows if r["step"] in (0, max(x["step"] for x in rows))] if rows else []
-    if ends and all("per_problem" in r for r in ends):
-        return pd.DataFrame([(r["step"], pid, r["per_problem"]["n"], c) for r in ends
-                             for pid, c in r["per_problem"]["correct"].items()],
-                            columns=["step", "problem_id", "n", "c"]).set_index(["step", "problem_id"])
-    files = sorted(rd.samples.glob("eval_*.jsonl"))
+    files = [f for f in [rd.evals, *sorted(rd.samples.glob("eval_*.jsonl"))] if f.exists()]
     # an atomic rewrite is a new inode: the cache sees it; every k and contrast reads a run's files once
     return _eval_counts(str(run_dir), tuple((f.name, st.st_size, st.st_ino, st.st_mtime_ns) for f in files
                                             for st in [f.stat()]))
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
+    rows = RunDir(run_dir).read_evals(torn="skip")
+    ends = [r for r in rows if r["step"] in (0, max(x["step"] for x in rows))] if rows else []
+    if ends and all("per_problem" in r for r in ends):
+        return pd.DataFrame([(r["step"], pid, r["per_problem"]["n"], c) for r in ends
+                             for pid, c in r["per_problem"]["correct"].items()],
+                            columns=["step", "problem_id", "n", "c"]).set_index(["step", "problem_id"])
     s = load_samples(run_dir, "eval")
     if s.empty or "protocol" not in s:  # a run without per-problem evaluation samples
         return pd.DataFrame(columns=["n", "c"], index=pd.MultiIndex.from_tuples([], names=["step", "problem_id"]))
