@@ -33,11 +33,13 @@ def rung_of(run: Run) -> tuple[float, str]:
 
 
 def run_deltas(runs: list[Run]) -> pd.DataFrame:
-    """One row per run and k: pass@k at step 0 (the base) and at the last evaluation, and the change."""
+    """One row per run and k: pass@k at step 0 (the base) and at the last evaluation, and the change. A run still
+    under way (or failed) is left out, even past its last evaluation: a study commits finished cells only, and its
+    report must read the same from a clone."""
     rows = []
     for r in runs:
         ev = r.evals
-        if ev.empty or 0 not in set(ev["step"]) or ev["step"].max() == 0:
+        if ev.empty or 0 not in set(ev["step"]) or ev["step"].max() == 0 or r.status.get("state") in ("running", "failed"):
             continue
         order, label = rung_of(r)
         base, last = ev[ev["step"] == 0].iloc[0], ev.loc[ev["step"].idxmax()]

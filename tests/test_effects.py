@@ -228,3 +228,13 @@ def test_named_model_rungs_report_without_a_prior_axis(tmp_path):
     assert "the prior axis needs two or more" in md and "| smollm2-135m | base over 2 sampling seeds |" in md, md
     c = contrast_table(deltas, ks=(4,))
     assert set(c["rung"]) == {"smollm2-135m", "qwen2.5-0.5b"} and np.allclose(c["est"], 0.055), c
+
+
+def test_a_run_still_under_way_is_left_out_of_the_estimands(tmp_path):
+    # a study commits finished cells only: a cell past its last evaluation but not yet marked done (or failed) must
+    # not enter a report, or the committed REPORT.md would differ from one computed in a clone
+    runs = _grid(tmp_path, {}, noise=0.01)
+    RunDir(runs[0].path).set_status("running")
+    RunDir(runs[1].path).set_status("done")
+    names = set(run_deltas(load_grid(tmp_path / "grid"))["run"])
+    assert runs[0].name not in names and runs[1].name in names and len(names) == len(runs) - 1
