@@ -107,10 +107,11 @@ def test_a_finished_run_damaged_later_is_not_called_done(tiny_run, tmp_path, cap
     assert tree_hashes(run) == before
 
 
-def test_a_damaged_sample_file_is_named_by_the_report(cut_run, tmp_path, capsys):
-    # a run saved before eval rows carried per-problem counts (runs/prior) is read from its sample files
+def test_a_damaged_sample_file_is_named_by_the_report(tiny_run, tmp_path, capsys):
+    # a finished run saved before eval rows carried per-problem counts (runs/prior) is read from its sample
+    # files (a run still under way is left out of the estimands, so it must be finished)
     grid = tmp_path / "grid"
-    run = shutil.copytree(cut_run, grid / "run")
+    run = shutil.copytree(tiny_run, grid / "run")
     rows = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
     (run / "eval.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "per_problem"}) + "\n"
                                             for r in rows))
