@@ -34,6 +34,7 @@ window: int = 2                # moving-average window of the training curves
 from IPython.display import Markdown
 
 from rlvr_utils import analysis as A
+from rlvr_utils import costs as C
 from rlvr_utils import dynamics as D
 from rlvr_utils import effects as E
 from rlvr_utils import plots as P
@@ -43,8 +44,9 @@ runs = A.load_grid(runs_dir)
 deltas = E.run_deltas(runs)
 k = k or E.default_k(deltas)
 effects = E.effect_table(deltas)
-display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k)))
+display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k, runs=runs)))
 display(Markdown(S.movement_markdown(D.movement(runs, deltas))))
+display(Markdown(S.cost_markdown(C.cell_costs(runs, deltas))))
 P.plot_delta_vs_rung(effects, k);
 
 # %% [markdown]

@@ -15,6 +15,7 @@ interval from the standard error's own uncertainty.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,15 +71,22 @@ def power(effect: float, se: float, df: float, level: float = 0.95) -> float:
     """P(a two-sided t-test at `level` rejects) when the true effect is `effect`: the noncentral t."""
     tc = stats.t.ppf((1 + level) / 2, df)
     nc = effect / se
-    wrong_side = stats.nct.cdf(-tc, df, nc)  # ~0 once nc is large, where scipy's series returns NaN
-    return float(stats.nct.sf(tc, df, nc) + (0.0 if np.isnan(wrong_side) else wrong_side))
+    with warnings.catch_warnings():  # far in a tail scipy's series warns, and returns its closest value
+        warnings.simplefilter("ignore", RuntimeWarning)
+        wrong_side = stats.nct.cdf(-tc, df, nc)  # ~0 once nc is large, where scipy's series returns NaN
+        return float(stats.nct.sf(tc, df, nc) + (0.0 if np.isnan(wrong_side) else wrong_side))
 
 
 def mde(se: float, df: float, power_: float = 0.8, level: float = 0.95) -> float:
     """The smallest effect a two-sided t-test at `level` detects with probability `power_`."""
     if not (se > 0 and df > 0):
         return float("nan")
-    return float(optimize.brentq(lambda d: power(d, se, df, level) - power_, 0.0, 50 * se))
+    hi = 50 * se
+    while power(hi, se, df, level) < power_:  # at a fraction of a degree of freedom the t's tails are that heavy
+        if hi > 1e6 * se:
+            return float("inf")
+        hi *= 10
+    return float(optimize.brentq(lambda d: power(d, se, df, level) - power_, 0.0, hi))
 
 
 def mde_interval(se: float, df: float, power_: float = 0.8, level: float = 0.95, ci: float = 0.95) -> tuple[float, float]:
@@ -93,11 +101,13 @@ def mde_interval(se: float, df: float, power_: float = 0.8, level: float = 0.95,
 
 def projected(c: CrossedMean, seeds: int, problems: int, power_: float = 0.8, level: float = 0.95) -> tuple[float, float]:
     """(se, df) of the same estimand with `seeds` x `problems`, from `c`'s variance components as estimated (a
-    negative component is used as it is: projections are not made optimistic by flooring)."""
+    negative component is used as it is: projections are not made optimistic by flooring); NaN where that
+    leaves a variance or an expected mean square that is not positive."""
     ms_s = c.var_resid + problems * c.var_seed
     ms_p = c.var_resid + seeds * c.var_problem
     v = (ms_s + ms_p - c.var_resid) / (seeds * problems)
-    if not v > 0:
+    # a negative component scaled up can make an expected mean square negative: no design has that
+    if not (v > 0 and ms_s >= 0 and ms_p >= 0):
         return float("nan"), float("nan")
     df = (ms_s + ms_p - c.var_resid) ** 2 / (ms_s**2 / (seeds - 1) + ms_p**2 / (problems - 1)
                                               + c.var_resid**2 / ((seeds - 1) * (problems - 1)))

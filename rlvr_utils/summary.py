@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis import Run, load_grid
+from .costs import cell_costs, design_hours, wall_hours
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
 from .effects import (MIXED_NOTE, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
                       problem_interaction, rung_label, run_deltas)
@@ -17,6 +18,7 @@ from .mixed import interaction as mixed_interaction
 from .mixed import sizing, skill_bounds
 from .power import projected_mde, variance_components
 from .stats import OVER_MARK, fmt_interval
+from .tasks import is_task_spec, test_size
 
 
 def report_summary(runs_dir: str | Path, k: int = 0) -> str:
@@ -29,7 +31,9 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
     moved = movement_markdown(movement(runs, deltas))
-    return (damage_note(runs) + primary_markdown(deltas, k) + (f"\n{moved}" if moved else "")
+    cost = cost_markdown(cell_costs(runs, deltas)) if not deltas.empty else ""
+    return (damage_note(runs) + primary_markdown(deltas, k, runs=runs) + (f"\n{moved}" if moved else "")
+            + (f"\n{cost}" if cost else "")
             + "\n## Secondary: a t over seeds (problems held fixed), contrasts, dynamics\n\n" + summary_markdown(deltas, k)
             + "".join(f"\n{d}" for d in dyn if d)
             + (f"\n---\nGenerated from the run files by `rlvr report --summary --k {k}`.\n" if k else ""))
@@ -43,10 +47,21 @@ def goal_for(k: int) -> float:
     return GOAL[1] if k == 1 else GOAL["largest"]
 
 
-def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr") -> str:
+def _test_split(runs: list[Run] | None) -> int:
+    """How many held-out problems the grid's generated task has (0 for a dataset or mixed data): the most a
+    larger design could evaluate."""
+    specs = {r.config.get("data") for r in runs or []}
+    if len(specs) != 1 or not is_task_spec(spec := specs.pop() or ""):
+        return 0
+    return test_size(spec)
+
+
+def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr",
+                     runs: list[Run] | None = None) -> str:
     """The primary answer at pass@1 and at the largest pass@k, one sentence each (yes / no / inconclusive, the
     estimate, its interval with seeds and problems random, the MDE with its interval), then per rung x
-    objective the change with the same intervals; '' where the grid cannot give it (one seed, one rung)."""
+    objective the change with the same intervals, then what more seeds would detect (and, given the `runs`,
+    cost); '' where the grid cannot give it (one seed, one rung)."""
     if deltas.empty:
         return ""
     k = k or default_k(deltas)
@@ -59,31 +74,74 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
             continue
         lines.append(primary_sentence(its[-1], goal_for(kk)))
     table = mixed_table_markdown(deltas, k)
-    extra = (skill_markdown(deltas, k, its[0]["rungs"], a, b) + sizing_markdown(its)) if its else ""
+    costs = cell_costs(runs, deltas) if runs else None
+    extra = (skill_markdown(deltas, k, its[0]["rungs"], a, b) + sizing_markdown(its, costs, _test_split(runs))
+             if its else "")
     return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + extra
 
 
 SIZING_SEEDS = (5, 10, 20, 30, 50, 100)
 
 
-def sizing_markdown(its: list[dict]) -> str:
+def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_problems: int = 0) -> str:
     """How many seeds the primary outcomes (`mixed.interaction` results) would need, projected from their variance
-    components with seeds and problems random (`mixed.sizing`); '' where none has a positive variance estimate."""
-    rows = {it["k"]: sizing(it["c"], tuple(sorted({it["c"].seeds, *SIZING_SEEDS})), it["c"].problems).set_index("seeds")
-            for it in its if it["c"].se == it["c"].se}
-    if not rows:
+    components with seeds and problems random (`mixed.sizing`), with what each design would cost (`costs`) and,
+    where `more_problems` > the grid's, the same on that many problems; '' where no outcome has a positive
+    variance estimate."""
+    ok = [it for it in its if it["c"].se == it["c"].se]
+    if not ok:
         return ""
-    head = "| seeds | " + " | ".join(f"MDE at pass@{kk} (goal {goal_for(kk):g})" for kk in rows) + " |"
-    lines = [head, "|---|" + "---|" * len(rows)]
+    P = ok[0]["c"].problems
+    sizes = [P] + ([more_problems] if more_problems > P else [])
+    seeds = tuple(sorted({ok[0]["c"].seeds, *SIZING_SEEDS}))
+    rows = {(it["k"], p): sizing(it["c"], seeds, p).set_index("seeds") for p in sizes for it in ok}
+    timed = costs is not None and not costs.empty
+    # cells run side by side (`--jobs`): wall clock per cell-hour as this grid measured it
+    pace = wall_hours(costs) / (costs["seconds"].sum() / 3600) if timed else 0.0
+    head, cols = ["seeds"], 1
+    for p in sizes:
+        head += [f"MDE at pass@{kk}, {p} problems (goal {goal_for(kk):g})" for kk in (it["k"] for it in ok)]
+        head += [f"hours, {p} problems"] if timed else []
+    cols = len(head)
     cell = lambda r, S: "—" if r.loc[S, "mde"] != r.loc[S, "mde"] else \
         f"{r.loc[S, 'mde']:.3f} [{r.loc[S, 'mde_lo']:.3f}, {r.loc[S, 'mde_hi']:.3f}]"  # noqa: E731
-    for S in next(iter(rows.values())).index:
-        lines.append(f"| {S} | " + " | ".join(cell(r, S) for r in rows.values()) + " |")
-    problems = next(iter(rows.values()))["problems"].iloc[0]
-    return ("\nWhat the primary outcomes would detect (80% power, 95% level) with more seeds on the same "
-            f"{problems} problems, projected from this grid's variance components with seeds and problems random "
-            "(`mixed.sizing`; the interval is the components' own uncertainty; — where a negative component estimate, "
-            "used as it is, leaves no positive variance at that size):\n\n" + "\n".join(lines) + "\n")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * cols]
+    for S in seeds:
+        out = [str(S)]
+        for p in sizes:
+            out += [cell(rows[(it["k"], p)], S) for it in ok]
+            out += [f"{design_hours(costs, S, p) * pace:.1f}"] if timed else []
+        lines.append("| " + " | ".join(out) + " |")
+    more = (f", and on {more_problems} (every problem of the task's test split; a new design, since the grid's "
+            f"cells were evaluated on {P})" if len(sizes) > 1 else "")
+    cost = (f" Hours: wall clock of the whole design on {_cpus(costs)}, from this grid's "
+            f"median cell per rung and seed (evaluation scaled by the problems) at its measured pace of "
+            f"{1 / pace:.2f} cells side by side (`costs.design_hours`)." if timed else "")
+    return ("\nWhat the primary outcomes would detect (80% power, 95% level) with more seeds, projected from this "
+            "grid's variance components with seeds and problems random (`mixed.sizing`; the interval is the "
+            "components' own uncertainty; — where a negative component estimate, used as it is, leaves no positive "
+            f"variance, or a negative expected mean square, at that size): on the same {P} problems{more}.{cost}\n\n"
+            + "\n".join(lines) + "\n")
+
+
+def _cpus(costs: pd.DataFrame) -> str:
+    n = costs["cpu"].value_counts()
+    return n.index[0] if len(n) == 1 else ", ".join(f"{cpu} ({c} cells)" for cpu, c in n.items())
+
+
+def cost_markdown(costs: pd.DataFrame) -> str:
+    """What the grid's finished cells cost, and on what CPU: per rung, the median cell and its evaluations."""
+    if costs.empty:
+        return ""
+    g = costs.groupby(["rung_order", "rung"], dropna=False)
+    lines = ["| rung | cells | minutes per cell (median) | of which evaluation | cell-hours |", "|---|---|---|---|---|"]
+    for (_, rung), c in g:
+        lines.append(f"| {rung} | {len(c)} | {c['seconds'].median() / 60:.1f} | {c['eval_seconds'].median() / 60:.1f} "
+                     f"| {c['seconds'].sum() / 3600:.2f} |")
+    return (f"What it cost: {len(costs)} finished cells, {costs['seconds'].sum() / 3600:.2f} cell-hours in "
+            f"{wall_hours(costs):.2f} hours of wall clock (cells side by side; time between sessions not counted), "
+            f"on {_cpus(costs)}. A seed's cells on one rung share its base evaluation: "
+            "the first pays for it.\n\n" + "\n".join(lines) + "\n")
 
 
 def skill_markdown(deltas: pd.DataFrame, k: int, compute_ends: tuple[float, float], a: str = "nsr",

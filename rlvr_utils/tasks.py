@@ -214,6 +214,11 @@ def parse_task_spec(spec: str) -> tuple[str, dict[str, int]]:
     return name, params
 
 
+def test_size(spec: str) -> int:
+    """How many problems the test split of a generated task holds (`load_task`), without drawing them."""
+    return max(1, parse_task_spec(spec)[1]["n"] // 4)
+
+
 def load_task(spec: str, split: str = "train") -> list[MathProblem]:
     """The train or test split of a generated task; no test problem text occurs in train."""
     if split not in ("train", "test"):
@@ -223,4 +228,4 @@ def load_task(spec: str, split: str = "train") -> list[MathProblem]:
     if split == "train":
         return train
     test_seed = int(hashlib.sha1(f"test:{p['seed']}".encode()).hexdigest()[:12], 16)
-    return _draw(name, max(1, p["n"] // 4), p["difficulty"], test_seed, frozenset(q.problem for q in train))
+    return _draw(name, test_size(spec), p["difficulty"], test_seed, frozenset(q.problem for q in train))

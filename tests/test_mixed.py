@@ -180,3 +180,18 @@ def test_a_table_cell_without_a_useful_interval_says_why():
         "-0.046 (no positive variance estimate)"
     assert "wider than [-1, 1]: df 0.06" in _crossed_cell({"est": -0.027, "se": 0.01, "df": 0.06, "lo": -4e17, "hi": 4e17})
     assert _crossed_cell({"est": 0.01, "se": 0.05, "df": 3.0, "lo": -0.09, "hi": 0.11}) == "+0.010 [-0.090, +0.110]"
+
+
+def test_a_projection_that_would_need_a_negative_mean_square_has_no_mde():
+    # every seed's mean is the same while seed x problem is not: the seeds agree beyond chance, var_seed < 0
+    Y = np.array([[0.0, 1, 0, 1]]) + np.array([[0.2, -0.2, 0.2, -0.2], [-0.2, 0.2, -0.2, 0.2], [0.1, -0.1, -0.1, 0.1]])
+    c = crossed_mean(Y)
+    assert c.var_seed < 0 < c.se  # estimable at its own size
+    assert projected(c, 3, 4) == pytest.approx((c.se, c.df))
+    assert all(np.isnan(projected(c, 3, 4000)))  # 4000 problems x a negative var_seed: a negative MS_seed
+
+
+def test_the_mde_at_a_fraction_of_a_degree_of_freedom_is_found_not_raised():
+    for df in (0.3, 0.6):
+        d = mde(1.0, df)
+        assert d > 50 and power(d, 1.0, df) == pytest.approx(0.8, abs=1e-6)

@@ -1,0 +1,57 @@
+"""What a grid's cells cost, from their run files: each finished cell's seconds (status.json), the share its
+final evaluation took (eval.jsonl) and the CPU it ran on (config.json), and what a larger design would cost."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from .analysis import Run
+from .runs import RunDir
+
+
+def cell_costs(runs: list[Run], deltas: pd.DataFrame) -> pd.DataFrame:
+    """One row per finished cell of `deltas` (`effects.run_deltas`): its rung, objective, seed, seconds from
+    start-up to done, of which its evaluations (a step-0 evaluation copied from a sibling costs ~0), the number
+    of problems evaluated, and its CPU."""
+    rungs = deltas.drop_duplicates("path").set_index("path")
+    rows = []
+    for r in runs:
+        if str(r.path) not in rungs.index or "seconds" not in r.status:
+            continue
+        hw = r.config.get("_meta", {}).get("hardware", {})
+        cpu = hw.get("name", "?") + (" (bf16 native)" if hw.get("bf16_native") else "")
+        d = rungs.loc[str(r.path)]
+        evals = sum(e.get("seconds", 0.0) for e in RunDir(r.path).read_evals(torn="skip"))
+        rows.append({"rung": d["rung"], "rung_order": d["rung_order"], "objective": d["objective"], "seed": d["seed"],
+                     "seconds": float(r.status["seconds"]), "eval_seconds": evals,
+                     "problems": int(r.config.get("eval_problems") or 0), "cpu": cpu,
+                     "done": datetime.fromisoformat(r.status["time"])})
+    return pd.DataFrame(rows)
+
+
+def wall_hours(costs: pd.DataFrame) -> float:
+    """Hours of wall clock in which at least one cell ran (cells run side by side count once; gaps between
+    sessions do not count)."""
+    spans = sorted((t - timedelta(seconds=s), t) for t, s in zip(costs["done"], costs["seconds"]))
+    total, start, end = timedelta(), None, None
+    for a, b in spans:
+        if end is None or a > end:
+            total += (end - start) if end is not None else timedelta()
+            start, end = a, b
+        else:
+            end = max(end, b)
+    total += (end - start) if end is not None else timedelta()
+    return total.total_seconds() / 3600
+
+
+def design_hours(costs: pd.DataFrame, seeds: int, problems: int) -> float:
+    """Cell-hours of a design of `seeds` seeds of every rung x objective in `costs`, evaluating `problems`
+    problems: per rung the median over seeds of its cells' seconds (a seed's cells share one base evaluation),
+    their evaluations scaled by the number of problems."""
+    per_seed = costs.groupby(["rung", "seed"]).agg(seconds=("seconds", "sum"), eval_seconds=("eval_seconds", "sum"),
+                                                  problems=("problems", "median"))
+    g = per_seed.groupby("rung").median()
+    return float(((g["seconds"] - g["eval_seconds"]) + g["eval_seconds"] * problems / g["problems"]).sum()
+                 * seeds / 3600)
