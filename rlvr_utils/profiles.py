@@ -65,12 +65,13 @@ PROFILES: dict[str, GridSpec] = {
     ),
     # The pre-registered study (docs/prereg-family.md): five rungs of the family (sizes 1m, 3m, 7m at 2M
     # pretraining tokens; the 1m model's dose, 1M, 2M and 4M tokens) x PSR/NSR/W-REINFORCE, seeds as the
-    # pilot sized them; 20 steps of 16 prompts x 8 at lr 4e-5 (calibrated before the first cell, outside the study:
-    # runs/family-calibration); 256 held-out problems x 32 samples.
+    # pilot sized them (22: the most whose whole design fits ~8 hours of a 2-core CPU); 20 steps of 16 prompts
+    # x 8 at lr 4e-5 (calibrated before the first cell, outside the study: runs/family-calibration); 256 held-out
+    # problems x 32 samples.
     "family": GridSpec(
         models=("family:size=1m,tokens=1000000", "family:size=1m,tokens=2000000", "family:size=1m,tokens=4000000",
                 "family:size=3m,tokens=2000000", "family:size=7m,tokens=2000000"),
-        objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2, 3, 4),
+        objectives=("psr", "nsr", "w_reinforce"), seeds=tuple(range(22)),  # the pilot's 0-4, then Stage 2's
         params=dict(FAMILY_RL, steps=20, prompts_per_step=16, rollouts_per_prompt=8, lr=4e-5, eval_problems=256,
                     eval_samples=32, checkpoint_every=5),
         about="the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (make family-study)",
