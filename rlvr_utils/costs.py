@@ -1,5 +1,5 @@
 """What a grid's cells cost, from their run files: each finished cell's seconds (status.json), the share its
-final evaluation took (eval.jsonl) and the CPU it ran on (config.json), and what a larger design would cost."""
+evaluations took (eval.jsonl) and the CPU it ran on (config.json), and what a larger design would cost."""
 
 from __future__ import annotations
 
@@ -34,16 +34,12 @@ def cell_costs(runs: list[Run], deltas: pd.DataFrame) -> pd.DataFrame:
 def wall_hours(costs: pd.DataFrame) -> float:
     """Hours of wall clock in which at least one cell ran (cells run side by side count once; gaps between
     sessions do not count)."""
-    spans = sorted((t - timedelta(seconds=s), t) for t, s in zip(costs["done"], costs["seconds"]))
-    total, start, end = timedelta(), None, None
-    for a, b in spans:
-        if end is None or a > end:
-            total += (end - start) if end is not None else timedelta()
-            start, end = a, b
-        else:
-            end = max(end, b)
-    total += (end - start) if end is not None else timedelta()
-    return total.total_seconds() / 3600
+    seconds, end = 0.0, None
+    for a, b in sorted((t - timedelta(seconds=s), t) for t, s in zip(costs["done"], costs["seconds"])):
+        a = a if end is None else max(a, end)  # only the part after what earlier cells already covered
+        seconds += max((b - a).total_seconds(), 0.0)
+        end = b if end is None else max(end, b)
+    return seconds / 3600
 
 
 def design_hours(costs: pd.DataFrame, seeds: int, problems: int) -> float:

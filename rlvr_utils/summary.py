@@ -98,14 +98,13 @@ def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_pro
     timed = costs is not None and not costs.empty
     # cells run side by side (`--jobs`): wall clock per cell-hour as this grid measured it
     pace = wall_hours(costs) / (costs["seconds"].sum() / 3600) if timed else 0.0
-    head, cols = ["seeds"], 1
+    head = ["seeds"]
     for p in sizes:
         head += [f"MDE at pass@{kk}, {p} problems (goal {goal_for(kk):g})" for kk in (it["k"] for it in ok)]
         head += [f"hours, {p} problems"] if timed else []
-    cols = len(head)
     cell = lambda r, S: "—" if r.loc[S, "mde"] != r.loc[S, "mde"] else \
         f"{r.loc[S, 'mde']:.3f} [{r.loc[S, 'mde_lo']:.3f}, {r.loc[S, 'mde_hi']:.3f}]"  # noqa: E731
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for S in seeds:
         out = [str(S)]
         for p in sizes:
