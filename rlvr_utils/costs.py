@@ -51,3 +51,24 @@ def design_hours(costs: pd.DataFrame, seeds: int, problems: int) -> float:
     g = per_seed.groupby("rung").median()
     return float(((g["seconds"] - g["eval_seconds"]) + g["eval_seconds"] * problems / g["problems"]).sum()
                  * seeds / 3600)
+
+
+def cpus(costs: pd.DataFrame) -> str:
+    """The CPUs the cells ran on, with how many cells each where there are several."""
+    n = costs["cpu"].value_counts()
+    return n.index[0] if len(n) == 1 else ", ".join(f"{cpu} ({c} cells)" for cpu, c in n.items())
+
+
+def cost_markdown(costs: pd.DataFrame) -> str:
+    """What the grid's finished cells cost, and on what CPU: per rung, the median cell and its evaluations."""
+    if costs.empty:
+        return ""
+    g = costs.groupby(["rung_order", "rung"], dropna=False)
+    lines = ["| rung | cells | minutes per cell (median) | of which evaluation | cell-hours |", "|---|---|---|---|---|"]
+    for (_, rung), c in g:
+        lines.append(f"| {rung} | {len(c)} | {c['seconds'].median() / 60:.1f} | {c['eval_seconds'].median() / 60:.1f} "
+                     f"| {c['seconds'].sum() / 3600:.2f} |")
+    return (f"What it cost: {len(costs)} finished cells, {costs['seconds'].sum() / 3600:.2f} cell-hours in "
+            f"{wall_hours(costs):.2f} hours of wall clock (cells side by side; time between sessions not counted), "
+            f"on {cpus(costs)}. A seed's cells on one rung share its base evaluation: "
+            "the first pays for it.\n\n" + "\n".join(lines) + "\n")

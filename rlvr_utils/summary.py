@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from .analysis import Run, load_grid
-from .costs import cell_costs, design_hours, wall_hours
+from .costs import cell_costs, cost_markdown, cpus, design_hours, wall_hours
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
 from .effects import (MIXED_NOTE, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
                       problem_interaction, rung_label, run_deltas)
@@ -84,10 +84,8 @@ SIZING_SEEDS = (5, 10, 20, 30, 50, 100)
 
 
 def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_problems: int = 0) -> str:
-    """How many seeds the primary outcomes (`mixed.interaction` results) would need, projected from their variance
-    components with seeds and problems random (`mixed.sizing`), with what each design would cost (`costs`) and,
-    where `more_problems` > the grid's, the same on that many problems; '' where no outcome has a positive
-    variance estimate."""
+    """What more seeds would detect for the primary outcomes (`mixed.interaction` results; `mixed.sizing`), each
+    design's hours (`costs`), and the same on `more_problems`; '' where no outcome has a positive variance."""
     ok = [it for it in its if it["c"].se == it["c"].se]
     if not ok:
         return ""
@@ -113,7 +111,7 @@ def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_pro
         lines.append("| " + " | ".join(out) + " |")
     more = (f", and on {more_problems} (every problem of the task's test split; a new design, since the grid's "
             f"cells were evaluated on {P})" if len(sizes) > 1 else "")
-    cost = (f" Hours: wall clock of the whole design on {_cpus(costs)}, from this grid's "
+    cost = (f" Hours: wall clock of the whole design on {cpus(costs)}, from this grid's "
             f"median cell per rung and seed (evaluation scaled by the problems) at its measured pace of "
             f"{1 / pace:.2f} cells side by side (`costs.design_hours`)." if timed else "")
     return ("\nWhat the primary outcomes would detect (80% power, 95% level) with more seeds, projected from this "
@@ -121,26 +119,6 @@ def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_pro
             "components' own uncertainty; — where a negative component estimate, used as it is, leaves no positive "
             f"variance, or a negative expected mean square, at that size): on the same {P} problems{more}.{cost}\n\n"
             + "\n".join(lines) + "\n")
-
-
-def _cpus(costs: pd.DataFrame) -> str:
-    n = costs["cpu"].value_counts()
-    return n.index[0] if len(n) == 1 else ", ".join(f"{cpu} ({c} cells)" for cpu, c in n.items())
-
-
-def cost_markdown(costs: pd.DataFrame) -> str:
-    """What the grid's finished cells cost, and on what CPU: per rung, the median cell and its evaluations."""
-    if costs.empty:
-        return ""
-    g = costs.groupby(["rung_order", "rung"], dropna=False)
-    lines = ["| rung | cells | minutes per cell (median) | of which evaluation | cell-hours |", "|---|---|---|---|---|"]
-    for (_, rung), c in g:
-        lines.append(f"| {rung} | {len(c)} | {c['seconds'].median() / 60:.1f} | {c['eval_seconds'].median() / 60:.1f} "
-                     f"| {c['seconds'].sum() / 3600:.2f} |")
-    return (f"What it cost: {len(costs)} finished cells, {costs['seconds'].sum() / 3600:.2f} cell-hours in "
-            f"{wall_hours(costs):.2f} hours of wall clock (cells side by side; time between sessions not counted), "
-            f"on {_cpus(costs)}. A seed's cells on one rung share its base evaluation: "
-            "the first pays for it.\n\n" + "\n".join(lines) + "\n")
 
 
 def skill_markdown(deltas: pd.DataFrame, k: int, compute_ends: tuple[float, float], a: str = "nsr",
