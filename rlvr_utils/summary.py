@@ -31,8 +31,9 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
     moved = movement_markdown(movement(runs, deltas))
-    cost = cost_markdown(cell_costs(runs, deltas)) if not deltas.empty else ""
-    return (damage_note(runs) + primary_markdown(deltas, k, runs=runs) + (f"\n{moved}" if moved else "")
+    costs = cell_costs(runs, deltas) if not deltas.empty else pd.DataFrame()
+    cost = cost_markdown(costs) if not deltas.empty else ""
+    return (damage_note(runs) + primary_markdown(deltas, k, runs=runs, costs=costs) + (f"\n{moved}" if moved else "")
             + (f"\n{cost}" if cost else "")
             + "\n## Secondary: a t over seeds (problems held fixed), contrasts, dynamics\n\n" + summary_markdown(deltas, k)
             + "".join(f"\n{d}" for d in dyn if d)
@@ -57,7 +58,7 @@ def _test_split(runs: list[Run] | None) -> int:
 
 
 def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr",
-                     runs: list[Run] | None = None) -> str:
+                     runs: list[Run] | None = None, costs: pd.DataFrame | None = None) -> str:
     """The primary answer at pass@1 and at the largest pass@k, one sentence each (yes / no / inconclusive, the
     estimate, its interval with seeds and problems random, the MDE with its interval), then per rung x
     objective the change with the same intervals, then what more seeds would detect (and, given the `runs`,
@@ -74,7 +75,7 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
             continue
         lines.append(primary_sentence(its[-1], goal_for(kk)))
     table = mixed_table_markdown(deltas, k)
-    costs = cell_costs(runs, deltas) if runs else None
+    costs = costs if costs is not None else cell_costs(runs, deltas) if runs else None  # the runs' costs, once
     extra = (skill_markdown(deltas, k, its[0]["rungs"], a, b) + sizing_markdown(its, costs, _test_split(runs))
              if its else "")
     return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + extra
