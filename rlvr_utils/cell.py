@@ -49,6 +49,12 @@ def _env(**values: str) -> Iterator[None]:
             os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
+# The kernel's own log is noise on the grid's terminal: a warning that its loopback ports are unencrypted,
+# and "KeyboardInterrupt caught in kernel" whenever jupyter_client's shutdown (which always interrupts
+# first) lands in a message handler. A cell's real failures reach us as papermill's exception.
+KERNEL_QUIET = ["--IPKernelApp.log_level=CRITICAL"]
+
+
 def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
     """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
     import papermill  # on first use: 2 s of imports (nbformat's validators) a grid that refuses its input never needs
@@ -65,7 +71,7 @@ def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, all
         with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid()), NEW_BUILD_ENV: str(int(allow_new_build))}):
             papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(cell, run.path),
                                        cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=log_output,
-                                       kernel_name="python3")
+                                       kernel_name="python3", extra_arguments=KERNEL_QUIET)
         partial.rename(run.notebook)
     except Exception as e:  # noqa: BLE001 - a failed cell must not stop the grid
         if partial.exists():

@@ -81,6 +81,7 @@ def test_grid_runs_cells_and_isolates_failure(tiny_grid):
     runs, p, tiny = tiny_grid
     assert p.returncode == 1, p.stdout  # one failed cell -> non-zero exit, after the others ran
     assert "2 done, 2 failed" in p.stdout
+    assert "[IPKernelApp]" not in p.stderr, p.stderr[-2000:]  # kernels' own log is noise on the grid's terminal
     for obj in ("psr", "nsr"):
         cell = RunDir(runs / f"{tiny}__{obj}__s0")
         assert cell.status()["state"] == "done"
