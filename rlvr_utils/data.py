@@ -122,11 +122,16 @@ def load_math(source: str | Path, split: str = "test") -> list[MathProblem]:
             f"{p}: unknown layout; expected a .jsonl file, a directory with {split}.jsonl, "
             f"the official MATH/{split}/<subject>/<n>.json layout, or a .tar/.tar.gz of it"
         )
-    elif s == "hub" or (s.count("/") == 1 and not s.startswith((".", "/"))):
+    elif is_hub_name(s):
         rows = _read_hub(HUB_DATASET if s == "hub" else s, split)
     else:
         raise DataError(f"{source}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
     return list(rows)
+
+
+def is_hub_name(source: str) -> bool:
+    """`hub`, or what reads as a hub dataset's owner/name rather than a path (`../x/y`, `/x/y`, `~/x` are paths)."""
+    return source == "hub" or (source.count("/") == 1 and not source.startswith((".", "/", "~")))
 
 
 def check_source(source: str) -> None:
@@ -134,7 +139,7 @@ def check_source(source: str) -> None:
     path that does not exist (a hub name passes: only the hub can tell)."""
     if is_task_spec(source):
         parse_task_spec(source)
-    elif not (Path(source).exists() or source == "hub" or (source.count("/") == 1 and not source.startswith((".", "/", "~")))):
+    elif not (Path(source).exists() or is_hub_name(source)):
         raise DataError(f"data={source!r}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
 
 
