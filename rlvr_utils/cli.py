@@ -57,6 +57,10 @@ def _cmd_grade(a: argparse.Namespace) -> int:
                 bad[n] = f"line {n + 1}: {type(e).__name__}: {e}"[:300]
                 completions.append("")
                 golds.append(None)
+    if a.workers is not None and a.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {a.workers}")
+    if not a.timeout > 0:
+        raise ValueError(f"--timeout must be > 0 seconds, got {a.timeout}")
     t0 = time.perf_counter()
     with GradingPool(workers=a.workers, timeout=a.timeout, policy=a.policy,
                      reward=RewardSpec(a.reward_correct, a.reward_wrong)) as pool:
@@ -161,6 +165,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         cfg = TrainConfig.load(run_dir / "config.json")
         if a.set:
             raise ValueError("--resume continues the saved config; --set is not allowed with it")
+    elif a.resume and not a.set:  # a mistyped folder would otherwise start the default run: hours of the wrong work
+        raise ValueError(f"{run_dir}: no run to resume (no config.json); to start one there, give its --set values")
     else:
         cfg = TrainConfig.from_dict(parse_sets(a.set))  # validated before any model is loaded
     train(cfg, run_dir, resume=a.resume, stop_after=a.stop_after, allow_new_build=a.allow_new_build or None)
@@ -200,6 +206,7 @@ def _cmd_family(a: argparse.Namespace) -> int:
 
 
 def _cmd_grid(a: argparse.Namespace) -> int:
+    from .config import split_sets
     from .executors import Resources
     from .grid import run_grid
     from .profiles import settings_table
@@ -211,15 +218,12 @@ def _cmd_grid(a: argparse.Namespace) -> int:
         raise ValueError("--runs is required (the grid's folder, e.g. runs/cpu)")
     if a.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {a.jobs}")
+    if not a.progress_every > 0:  # 0 would re-read every cell's files in a loop, a core taken from the cells
+        raise ValueError(f"--progress-every must be > 0 seconds, got {a.progress_every}")
+    if a.retries < 0:
+        raise ValueError(f"--retries must be >= 0, got {a.retries}")
 
-    sets: dict = {}
-    for p in a.set or []:
-        if "=" not in p:
-            raise ValueError(f"--set expects key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        if k.strip() in sets:
-            raise ValueError(f"--set {k.strip()} given twice (the second: {p!r}): say it once")
-        sets[k.strip()] = v.strip()
+    sets = split_sets(a.set)  # typed per cell by `profiles.cells`, which also takes the axes (models=a,b)
     res = Resources(cpus=a.cpus_per_cell, jobs=a.jobs, gpus=a.gpus_per_cell, address=a.address, retries=a.retries,
                     log_output=a.log_output, allow_new_build=a.allow_new_build)
     return 1 if run_grid(a.profile, a.runs, sets, a.dry_run, log=lambda m: print(m, flush=True),

@@ -226,15 +226,21 @@ def parse_sets(pairs: list[str] | None, cls: type | None = None) -> dict[str, An
     """['lr=1e-6', 'objective=nsr'] -> {'lr': 1e-06, 'objective': 'nsr'} (typed by TrainConfig's or `cls`'s fields)."""
     cls = cls or TrainConfig
     known = {f.name for f in fields(cls)}
-    out: dict[str, Any] = {}
+    raw = split_sets(pairs)
+    for k in raw:
+        if k not in known:
+            raise ValueError(f"unknown config key {k!r} in --set {k}={raw[k]}; known: {', '.join(sorted(known))}")
+    return {k: coerce(k, v, cls) for k, v in raw.items()}
+
+
+def split_sets(pairs: list[str] | None) -> dict[str, str]:
+    """['lr=1e-6', ' seeds = 0,1'] -> {'lr': '1e-6', 'seeds': '0,1'}: untyped, each key once."""
+    out: dict[str, str] = {}
     for p in pairs or []:
         if "=" not in p:
             raise ValueError(f"--set expects key=value, got {p!r}")
-        k, v = p.split("=", 1)
-        k = k.strip()
-        if k not in known:
-            raise ValueError(f"unknown config key {k!r} in --set {p!r}; known: {', '.join(sorted(known))}")
+        k, v = (x.strip() for x in p.split("=", 1))
         if k in out:
             raise ValueError(f"--set {k} given twice (the second: {p!r}): say it once")
-        out[k] = coerce(k, v.strip(), cls)
+        out[k] = v
     return out

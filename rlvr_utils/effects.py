@@ -63,6 +63,14 @@ def default_k(deltas: pd.DataFrame) -> int:
     return fit[-1] if fit else ks[-1]
 
 
+def answer_k(deltas: pd.DataFrame, k: int, where: object = "the grid") -> int:
+    """The k a report answers at: `k`, or `default_k` for 0; an error naming the evaluated ks for any other."""
+    k = k or default_k(deltas)
+    if not deltas.empty and k not in set(deltas["k"]):
+        raise ValueError(f"--k {k}: {where} was evaluated at k = {', '.join(map(str, sorted(set(deltas['k']))))}")
+    return k
+
+
 def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
     """Per rung x objective x k: mean change with its 95% interval, `over` saying which
     (`stats.seeds_else_problems`: t over seeds, else a bootstrap over problems with the seeds averaged per

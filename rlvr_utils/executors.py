@@ -194,7 +194,8 @@ class Progress(threading.Thread):
         state = run.status().get("state", "pending")
         if state == "done":
             return c.config.steps, None, state
-        rows = run.read_metrics() if run.metrics.exists() else []
+        # a torn last line (a grid killed mid-append) is the cell's to repair when it resumes, not a reason to refuse
+        rows = run.read_metrics(torn="skip") if run.metrics.exists() else []
         return (rows[-1]["step"], rows[-1].get("reward_mean"), state) if rows else (0, None, state)
 
     def _work_left(self, work: dict[str, float]) -> float | None:

@@ -211,6 +211,9 @@ def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: not a TrainConfig field nor an axis "
                          f"({', '.join(AXES)}); the notebook's parameters cell takes a whole config")
+    for key, ax in (("model", "models"), ("objective", "objectives"), ("seed", "seeds"), ("lam", "lams")):
+        if key in sets:  # each cell's own value would silently replace it
+            raise ValueError(f"{key}={sets[key]}: the grid sets {key} per cell from its {ax} axis; say {ax}={sets[key]}")
     short = _model_names(axes["models"])
     out = []
     order = ((m, o, s) for s, m, o in itertools.product(axes["seeds"], axes["models"], axes["objectives"])) \

@@ -11,7 +11,7 @@ import pandas as pd
 from .analysis import Run, load_grid
 from .costs import cell_costs, cost_markdown, cpus, design_hours, wall_hours
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
-from .effects import (MIXED_NOTE, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
+from .effects import (MIXED_NOTE, answer_k, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
                       problem_interaction, rung_label, run_deltas)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
@@ -27,7 +27,7 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
     secondary analyses (the same with a t over seeds, contrasts, dynamics, what a larger design detects)."""
     runs = load_grid(runs_dir)
     deltas = run_deltas(runs)
-    k = k or default_k(deltas)
+    k = answer_k(deltas, k, runs_dir)
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
     moved = movement_markdown(movement(runs, deltas))

@@ -96,6 +96,14 @@ def test_a_value_out_of_range_is_one_line_naming_the_key(key, tmp_path, capsys):
     (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "nope=1"], "nope"),
     (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "lr=1", "--set", "lr=2"], "--set lr given twice"),
     (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "models=/no/such/model"], "/no/such/model"),
+    (["train", "--resume"], "no run to resume (no config.json)"),  # a mistyped folder: not hours of a default run
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "lam=0.5"], "say lams=0.5"),  # the axis would win
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "objective=nsr"], "say objectives=nsr"),
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--set", "seed=3"], "say seeds=3"),
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--progress-every", "0"], "--progress-every must be > 0"),
+    (["grid", "--profile", "cpu", "--runs", "RUNS", "--retries", "-1"], "--retries must be >= 0"),
+    (["grade", "--jsonl", "/dev/null", "--out", "RUNS/g.jsonl", "--workers", "0"], "--workers must be >= 1"),
+    (["grade", "--jsonl", "/dev/null", "--out", "RUNS/g.jsonl", "--timeout", "0"], "--timeout must be > 0"),
     (["report", "RUNS/none", "--summary"], "no such runs directory"),
     (["data", "check", "/no/such/data"], "no such file or directory"),
 ])
@@ -204,3 +212,11 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, fam_tiny_path):
     done = rlvr("train", "--run-dir", str(run.path), "--resume", timeout=600)
     assert done.returncode == 0 and run.status()["state"] == "done"
     assert [m["step"] for m in run.read_metrics()] == list(range(1, 7))
+
+
+def test_a_k_the_grid_never_evaluated_is_one_line(capsys):
+    prior = Path(__file__).resolve().parents[1] / "runs" / "prior"  # committed: evaluated at k = 1, 2, 4, 8, 16
+    code, err = run_main(["report", str(prior), "--summary", "--k", "3"], capsys)
+    assert code == 2
+    one_error_line(err, "--k 3")
+    assert "16" in err

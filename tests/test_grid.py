@@ -52,6 +52,10 @@ def test_progress_eta_from_finished_cells_minutes(tmp_path):
     # n200 psr s0: no n200 cell yet, PSR's 600. 600 + 2000 + 1200 + 1200 + 1200 + 1800 + 600 = 8600 s
     assert "ETA 2h23m (from finished cells' minutes)" in line, line
     assert "5/" in line  # steps done so far still counted
+    with open(started.metrics, "a") as f:  # the grid was killed mid-append: a torn last line
+        f.write('{"step": 6, "time_to')
+    line = Progress(tmp_path, pending, print).line()[1]  # a restarted grid reads on; the cell repairs its own file
+    assert "5/" in line, line
 
 
 def test_allow_new_build_reaches_the_cell_and_no_further(tmp_path, monkeypatch):
