@@ -1,5 +1,6 @@
-"""What a grid's cells cost, from their run files: each finished cell's seconds (status.json), the share its
-evaluations took (eval.jsonl) and the CPU it ran on (config.json), and what a larger design would cost."""
+"""What a grid's cells cost, from their run files: each finished cell's seconds of work (its metrics and eval
+rows, `RunDir.work_seconds`), the share its evaluations took (eval.jsonl), the CPU it ran on (config.json), and
+what a larger design would cost."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from .runs import RunDir
 
 
 def cell_costs(runs: list[Run], deltas: pd.DataFrame) -> pd.DataFrame:
-    """One row per finished cell of `deltas` (`effects.run_deltas`): its rung, objective, seed, seconds from
-    start-up to done, of which its evaluations (a step-0 evaluation copied from a sibling costs ~0), the number
-    of problems evaluated, and its CPU."""
+    """One row per finished cell of `deltas` (`effects.run_deltas`): its rung, objective, seed, seconds of work
+    over all its sessions (`RunDir.work_seconds`), of which its evaluations (a step-0 evaluation copied from a
+    sibling costs ~0), the number of problems evaluated, its CPU, and its last session's span from start-up to
+    done (status.json: where it sat on the wall clock)."""
     rungs = deltas.drop_duplicates("path").set_index("path")
     rows = []
     for r in runs:
@@ -23,19 +25,21 @@ def cell_costs(runs: list[Run], deltas: pd.DataFrame) -> pd.DataFrame:
         hw = r.config.get("_meta", {}).get("hardware", {})
         cpu = hw.get("name", "?") + (" (bf16 native)" if hw.get("bf16_native") else "")
         d = rungs.loc[str(r.path)]
-        evals = sum(e.get("seconds", 0.0) for e in RunDir(r.path).read_evals(torn="skip"))
+        # status.json's seconds are the last session's only (train.py times each process): a resumed cell's cost
+        # comes from its rows, which hold every session's steps and evaluations once
+        run = RunDir(r.path)
         rows.append({"rung": d["rung"], "rung_order": d["rung_order"], "objective": d["objective"], "seed": d["seed"],
-                     "seconds": float(r.status["seconds"]), "eval_seconds": evals,
+                     "seconds": run.work_seconds(), "eval_seconds": run.eval_seconds(),
                      "problems": int(r.config.get("eval_problems") or 0), "cpu": cpu,
-                     "done": datetime.fromisoformat(r.status["time"])})
+                     "span": float(r.status["seconds"]), "done": datetime.fromisoformat(r.status["time"])})
     return pd.DataFrame(rows)
 
 
 def wall_hours(costs: pd.DataFrame) -> float:
-    """Hours of wall clock in which at least one cell ran (cells run side by side count once; gaps between
-    sessions do not count)."""
+    """Hours of wall clock in which at least one cell ran, from each cell's last session (`span` seconds up to
+    `done`): cells run side by side count once; gaps between sessions do not count."""
     seconds, end = 0.0, None
-    for a, b in sorted((t - timedelta(seconds=s), t) for t, s in zip(costs["done"], costs["seconds"])):
+    for a, b in sorted((t - timedelta(seconds=s), t) for t, s in zip(costs["done"], costs["span"])):
         a = a if end is None else max(a, end)  # only the part after what earlier cells already covered
         seconds += max((b - a).total_seconds(), 0.0)
         end = b if end is None else max(end, b)

@@ -107,9 +107,13 @@ class RunDir:
 
     def work_seconds(self) -> float:
         """Seconds of work in this run: its steps' and evaluations' own timings, so a run resumed across
-        sessions counts each step once (start-up and a copied step-0 evaluation add ~0)."""
-        return float(sum(r.get("time_total", 0.0) for r in self.read_metrics(torn="skip"))
-                     + sum(e.get("seconds", 0.0) for e in self.read_evals(torn="skip")))
+        sessions counts each step once (start-up and a copied step-0 evaluation add ~0). A step's time_total
+        leaves its evaluation out, so `eval_seconds` is a part of this, never more."""
+        return float(sum(r.get("time_total", 0.0) for r in self.read_metrics(torn="skip"))) + self.eval_seconds()
+
+    def eval_seconds(self) -> float:
+        """Seconds its evaluations took: every eval row's own wall time (a copied step-0 evaluation ~0)."""
+        return float(sum(e.get("seconds", 0.0) for e in self.read_evals(torn="skip")))
 
     # -- lifecycle
     def claim(self, cfg: TrainConfig, resume: bool, log: Callable[[str], None] = print) -> bool:

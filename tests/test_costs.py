@@ -8,17 +8,24 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, TINY_RUN, merge
 
 from rlvr_utils.analysis import load_grid
-from rlvr_utils.costs import cell_costs, design_hours, wall_hours
+from rlvr_utils.costs import cell_costs, cost_markdown, design_hours, wall_hours
 from rlvr_utils.effects import run_deltas
 from rlvr_utils.mixed import crossed_mean, sizing
+from rlvr_utils.runs import RunDir
 from rlvr_utils.summary import sizing_markdown
 
 
 def _costs(rows):
-    return pd.DataFrame([dict(zip(("rung", "seed", "done", "seconds", "eval_seconds", "problems", "cpu"), r))
-                         for r in rows])
+    """Cells of one session each: the span they took on the wall clock is their work."""
+    cols = ("rung", "seed", "done", "seconds", "eval_seconds", "problems", "cpu")
+    return pd.DataFrame([{**dict(zip(cols, r)), "rung_order": 0, "span": r[3]} for r in rows])
+
+
+def _jsonl(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
 
 
 def test_a_real_runs_cost_is_read_from_its_files(tiny_run, tmp_path):
@@ -26,12 +33,50 @@ def test_a_real_runs_cost_is_read_from_its_files(tiny_run, tmp_path):
     runs = load_grid(tmp_path / "grid")
     c = cell_costs(runs, run_deltas(runs))
     status = json.loads((run / "status.json").read_text())
-    evals = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
+    evals, steps = _jsonl(run / "eval.jsonl"), _jsonl(run / "metrics.jsonl")
     meta = json.loads((run / "config.json").read_text())["_meta"]
     assert len(c) == 1
     row = c.iloc[0]
-    assert row["seconds"] == status["seconds"] and row["eval_seconds"] == pytest.approx(sum(e["seconds"] for e in evals))
+    # the cost is the work its rows record (steps, evaluations); its place on the wall clock is status.json's
+    assert row["eval_seconds"] == pytest.approx(sum(e["seconds"] for e in evals))
+    assert row["seconds"] == pytest.approx(sum(m["time_total"] for m in steps) + row["eval_seconds"])
+    assert row["span"] == status["seconds"]
     assert 0 < row["eval_seconds"] < row["seconds"] and row["cpu"].startswith(meta["hardware"]["name"])
+
+
+def test_a_resumed_cell_costs_every_session(fam_tiny_path, tmp_path):
+    # status.json's seconds time the last process only: a cell stopped after step 1 and resumed would cost
+    # just its second session, leaving out step 0's evaluation and step 1
+    from rlvr_utils.config import TrainConfig, parse_sets
+    from rlvr_utils.train import train
+
+    cfg = TrainConfig.from_dict(parse_sets(merge(*TINY_RUN, "checkpoint_every=1", f"model={fam_tiny_path}")))
+    run = tmp_path / "grid" / "run"
+    train(cfg, run, stop_after=1, log=lambda _: None)
+    first = RunDir(run).work_seconds()
+    train(cfg, run, resume=True, log=lambda _: None)
+    runs = load_grid(tmp_path / "grid")
+    row = cell_costs(runs, run_deltas(runs)).iloc[0]
+    steps, evals = _jsonl(run / "metrics.jsonl"), _jsonl(run / "eval.jsonl")
+    assert [m["step"] for m in steps] == [1, 2] and [e["step"] for e in evals] == [0, 2]
+    assert row["seconds"] == pytest.approx(sum(m["time_total"] for m in steps) + sum(e["seconds"] for e in evals))
+    assert row["seconds"] > first > 0 and row["eval_seconds"] <= row["seconds"]
+    assert row["span"] == json.loads((run / "status.json").read_text())["seconds"]
+
+
+def test_a_committed_resumed_cells_evaluations_are_a_part_of_its_cost(tmp_path):
+    # runs/family's fam-1m-2M__psr__s1 was resumed: status.json says 70.6 s, its eval rows 95.8 s
+    cell = "fam-1m-2M__psr__s1"
+    shutil.copytree(REPO / "runs" / "family" / cell, tmp_path / "grid" / cell)
+    runs = load_grid(tmp_path / "grid")
+    c = cell_costs(runs, run_deltas(runs))
+    row = c.iloc[0]
+    assert row["eval_seconds"] == pytest.approx(95.82) and row["eval_seconds"] < row["seconds"]
+    assert row["seconds"] == pytest.approx(RunDir(tmp_path / "grid" / cell).work_seconds()) and row["span"] == 70.6
+    # what the report and a design's hours take from it: the evaluation's share is never more than the cell
+    table = [x.split(" | ") for x in cost_markdown(c).splitlines() if x.startswith("| ")]
+    assert len(table) == 2 and 0 < float(table[1][3]) <= float(table[1][2])  # minutes: of which evaluation, per cell
+    assert 0 < design_hours(c, 1, 1) < design_hours(c, 1, 256) == pytest.approx(row["seconds"] / 3600)
 
 
 def test_cells_side_by_side_count_once_and_gaps_between_sessions_not_at_all():
