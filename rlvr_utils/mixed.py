@@ -46,12 +46,16 @@ class CrossedMean:
 
 
 def crossed_mean(Y: np.ndarray, level: float = 0.95) -> CrossedMean:
-    """Y [seeds, problems] (balanced, no missing values) -> its grand mean with seeds and problems random."""
+    """Y [seeds, problems] (balanced, no missing values) -> its grand mean with seeds and problems random. One
+    seed: its mean over the problems, with no variance estimate (NaN se, interval and components)."""
     Y = np.asarray(Y, dtype=float)
     S, P = Y.shape
-    if S < 2 or P < 2 or np.isnan(Y).any():
-        raise ValueError(f"crossed random effects need >= 2 seeds and >= 2 problems, all present; got {S} x {P}"
+    if S < 1 or P < 2 or np.isnan(Y).any():
+        raise ValueError(f"crossed random effects need >= 2 problems and a seed, all present; got {S} x {P}"
                          + (" with missing values" if np.isnan(Y).any() else ""))
+    nan = float("nan")
+    if S == 1:  # a seed's spread is unseen, and without it neither component nor any interval is estimable
+        return CrossedMean(float(Y.mean()), nan, nan, nan, nan, S, P, var_seed=nan, var_problem=nan, var_resid=nan)
     m, rows, cols = Y.mean(), Y.mean(axis=1), Y.mean(axis=0)
     ms_s = P * ((rows - m) ** 2).sum() / (S - 1)
     ms_p = S * ((cols - m) ** 2).sum() / (P - 1)
@@ -60,7 +64,7 @@ def crossed_mean(Y: np.ndarray, level: float = 0.95) -> CrossedMean:
     v = (ms_s + ms_p - ms_e) / (S * P)
     comps = dict(var_seed=(ms_s - ms_e) / P, var_problem=(ms_p - ms_e) / S, var_resid=ms_e)
     if not v > 0:
-        return CrossedMean(float(m), float("nan"), float("nan"), float("nan"), float("nan"), S, P, **comps)
+        return CrossedMean(float(m), nan, nan, nan, nan, S, P, **comps)
     df = (ms_s + ms_p - ms_e) ** 2 / (ms_s**2 / (S - 1) + ms_p**2 / (P - 1) + ms_e**2 / ((S - 1) * (P - 1)))
     se = float(np.sqrt(v))
     t = float(stats.t.ppf((1 + level) / 2, df))
@@ -176,8 +180,8 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
 
 
 def effect_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:
-    """Per rung x objective x k: the mean change in pass@k with seeds and problems random (NaN interval where a
-    cell has < 2 seeds)."""
+    """Per rung x objective x k: the mean change in pass@k with seeds and problems random (a cell of one seed:
+    that seed's mean, with NaN se and interval; `crossed_mean`)."""
     ks = ks or tuple(sorted({1, int(deltas["k"].max())}))
     rows = []
     for (order, rung, obj), _ in deltas.groupby(["rung_order", "rung", "objective"], dropna=False):

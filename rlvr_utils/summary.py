@@ -183,9 +183,11 @@ def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
 
 
 def _crossed_cell(e) -> str:
-    """A crossed mean with its interval, or why it has none: no positive variance estimate (nothing is floored), or
-    an interval wider than Δpass@k's whole range [-1, 1] (two seeds can give Satterthwaite df ~0.01, and a t
-    quantile beyond any bound), which says nothing."""
+    """A crossed mean with its interval, or why it has none: one seed, no positive variance estimate (nothing is
+    floored), or an interval wider than Δpass@k's whole range [-1, 1] (two seeds can give Satterthwaite df ~0.01,
+    and a t quantile beyond any bound), which says nothing."""
+    if e["seeds"] == 1:
+        return f"{e['est']:+.3f} (one seed)"
     if e["se"] != e["se"]:
         return f"{e['est']:+.3f} (no positive variance estimate)"
     if e["hi"] - e["lo"] > 2:

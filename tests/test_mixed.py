@@ -176,10 +176,13 @@ def test_a_table_cell_without_a_useful_interval_says_why():
     from rlvr_utils.summary import _crossed_cell
 
     nan = float("nan")
-    assert _crossed_cell({"est": -0.046, "se": nan, "df": nan, "lo": nan, "hi": nan}) == \
+    assert _crossed_cell({"est": -0.046, "se": nan, "df": nan, "lo": nan, "hi": nan, "seeds": 3}) == \
         "-0.046 (no positive variance estimate)"
-    assert "wider than [-1, 1]: df 0.06" in _crossed_cell({"est": -0.027, "se": 0.01, "df": 0.06, "lo": -4e17, "hi": 4e17})
-    assert _crossed_cell({"est": 0.01, "se": 0.05, "df": 3.0, "lo": -0.09, "hi": 0.11}) == "+0.010 [-0.090, +0.110]"
+    assert _crossed_cell({"est": 0.031, "se": nan, "df": nan, "lo": nan, "hi": nan, "seeds": 1}) == "+0.031 (one seed)"
+    assert "wider than [-1, 1]: df 0.06" in _crossed_cell({"est": -0.027, "se": 0.01, "df": 0.06, "lo": -4e17, "hi": 4e17,
+                                                           "seeds": 2})
+    assert _crossed_cell({"est": 0.01, "se": 0.05, "df": 3.0, "lo": -0.09, "hi": 0.11, "seeds": 3}) == \
+        "+0.010 [-0.090, +0.110]"
 
 
 def test_a_projection_that_would_need_a_negative_mean_square_has_no_mde():
@@ -195,3 +198,25 @@ def test_the_mde_at_a_fraction_of_a_degree_of_freedom_is_found_not_raised():
     for df in (0.3, 0.6):
         d = mde(1.0, df)
         assert d > 50 and power(d, 1.0, df) == pytest.approx(0.8, abs=1e-6)
+
+
+def test_a_cell_of_one_seed_keeps_its_row_with_no_interval(tmp_path):
+    # NSR on n=1000 finished one seed of six: its row reads that seed's change, not as a cell never run
+    import shutil
+
+    from rlvr_utils.mixed import effect_table
+    from rlvr_utils.summary import report_summary
+
+    crossed_grid(tmp_path, lambda n, o, p: 0.1 if o == "nsr" else 0.0)
+    for s in range(1, 6):
+        shutil.rmtree(tmp_path / "grid" / f"n1000__nsr__s{s}")
+    deltas = run_deltas(load_grid(tmp_path / "grid"))
+    t = effect_table(deltas, (1,)).set_index(["rung", "objective"])
+    assert len(t) == 4
+    one = t.loc[("n=1000", "nsr")]
+    only = deltas[(deltas["run"] == "n1000__nsr__s0") & (deltas["k"] == 1)]["delta"].item()  # its eval rows' Δpass@1
+    assert one["seeds"] == 1 and one["problems"] == 48 and one["est"] == pytest.approx(only)
+    assert np.isnan([one["se"], one["df"], one["lo"], one["hi"]]).all()
+    assert t.loc[("n=1000", "psr"), "seeds"] == 6 and t.loc[("n=1000", "psr"), "lo"] < t.loc[("n=1000", "psr"), "hi"]
+    row = [x for x in report_summary(tmp_path / "grid", 1).splitlines() if x.startswith("| n=1000 | nsr | 1 × 48 |")]
+    assert len(row) == 1 and f"| {only:+.3f} (one seed) |" in row[0]
