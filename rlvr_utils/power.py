@@ -1,5 +1,5 @@
-"""What a design can detect: the interaction's variance components and the MDE they project for more
-seeds and problems."""
+"""What a design can detect: the interaction's variance components, the MDE they project for more seeds and
+problems, and that projection as a markdown table."""
 
 from __future__ import annotations
 
@@ -41,5 +41,22 @@ def projected_mde(components: pd.DataFrame, seeds: int, problems: int, level: fl
         raise ValueError(f"a t-interval needs seeds >= 2 and problems >= 1; got seeds={seeds}, problems={problems}")
     var = components["var_seed"] + components["var_sp"] / problems  # one seed's Δ
     se2 = float((var / seeds).sum())
+    if not se2 > 0:  # neither end's contrast varies (no policy moved, pass@k saturated): no t, nothing to project
+        return float("nan")
     df = se2**2 / float(((var / seeds) ** 2 / (seeds - 1)).sum())
     return float((stats.t.ppf((1 + level) / 2, df) + stats.t.ppf(power, df)) * np.sqrt(se2))
+
+
+def design_table(deltas: pd.DataFrame, k: int, seeds: tuple[int, ...] = (3, 5, 10),
+                 problem_factors: tuple[int, ...] = (1, 4)) -> str:
+    """Markdown: the MDE this grid's variance components project for more seeds and more problems (— where
+    there is no positive variance to project from)."""
+    comp = variance_components(deltas, k)
+    p0 = int(comp["problems"].min())
+    cols = [p0 * f for f in problem_factors]
+    rows = ["| seeds per rung and objective | " + " | ".join(f"MDE, {p} problems" for p in cols) + " |",
+            "|---|" + "---|" * len(cols)]
+    cell = lambda d: "—" if d != d else f"{d:.3f}"  # noqa: E731
+    for s in seeds:
+        rows.append(f"| {s} | " + " | ".join(cell(projected_mde(comp, s, p)) for p in cols) + " |")
+    return "\n".join(rows)

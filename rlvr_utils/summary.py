@@ -16,7 +16,7 @@ from .effects import (MIXED_NOTE, answer_k, contrast_table, default_k, effect_ta
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
 from .mixed import sizing, skill_bounds
-from .power import projected_mde, variance_components
+from .power import design_table
 from .stats import OVER_MARK, fmt_interval
 from .tasks import is_task_spec, test_size
 
@@ -296,19 +296,6 @@ def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
         lines.append(f"| {objective_label(a)} − {objective_label(b)}, Δpass@{kk} | "
                      + " | ".join(cell.get(c, "—") for c in cols) + " |")
     return "\n".join(lines)
-
-
-def design_table(deltas: pd.DataFrame, k: int, seeds: tuple[int, ...] = (3, 5, 10),
-                 problem_factors: tuple[int, ...] = (1, 4)) -> str:
-    """Markdown: the MDE this grid's variance components project for more seeds and more problems."""
-    comp = variance_components(deltas, k)
-    p0 = int(comp["problems"].min())
-    cols = [p0 * f for f in problem_factors]
-    rows = ["| seeds per rung and objective | " + " | ".join(f"MDE, {p} problems" for p in cols) + " |",
-            "|---|" + "---|" * len(cols)]
-    for s in seeds:
-        rows.append(f"| {s} | " + " | ".join(f"{projected_mde(comp, s, p):.3f}" for p in cols) + " |")
-    return "\n".join(rows)
 
 
 def movement_markdown(mov: pd.DataFrame, last: int = 5) -> str:

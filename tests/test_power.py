@@ -6,7 +6,7 @@ from synthetic import _seeded_grid
 
 from rlvr_utils.effects import interaction
 from rlvr_utils.power import projected_mde, variance_components
-from rlvr_utils.summary import summary_markdown
+from rlvr_utils.summary import report_summary, summary_markdown
 
 
 def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
@@ -29,3 +29,13 @@ def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
     # trusted: the projection keeps the problems' share, so it is never below the interaction's own MDE
     assert interaction(flips, k=1)["mde_80"] <= projected_mde(c, 4, 64) < 1.5 * interaction(flips, k=1)["mde_80"]
     assert "| 10 |" in summary_markdown(flips, 1) and "MDE, 256 problems" in summary_markdown(flips, 1)
+
+
+def test_no_variance_at_either_end_projects_no_mde_and_the_report_still_renders(tmp_path):
+    # neither policy moved: every seed's contrast is 0 on every problem at both rungs (as with pass@k saturated)
+    flat = _seeded_grid(tmp_path, lambda rng, s, o: [2] * 64)
+    c = variance_components(flat, k=1)
+    assert (c["var_seed"] == 0).all() and (c["var_sp"] == 0).all(), c
+    assert np.isnan(projected_mde(c, 3, 64)) and np.isnan(projected_mde(c, 10, 256))
+    text = report_summary(tmp_path / "grid", 1)
+    assert "| 3 | — | — |" in text and "| 10 | — | — |" in text and "nan" not in text
