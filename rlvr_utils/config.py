@@ -137,33 +137,34 @@ class TrainConfig:
         return cls.from_dict(d)
 
 
+def field_errors(obj: Any, choices: dict[str, Any] | None = None, at_least_1: tuple[str, ...] = (),
+                 above_0: tuple[str, ...] = (), at_least_0: tuple[str, ...] = ()) -> list[str]:
+    """One message per field of `obj` (a config or a rung recipe) outside its registry (`choices`: field -> the
+    names it may take, the one place that lists them) or below its bound."""
+    e = [f"{k}={getattr(obj, k)!r} not in {', '.join(known)}" for k, known in (choices or {}).items()
+         if getattr(obj, k) not in known]
+    e += [f"{k} must be >= 1, got {getattr(obj, k)}" for k in at_least_1 if getattr(obj, k) < 1]
+    e += [f"{k} must be > 0, got {getattr(obj, k)}" for k in above_0 if not getattr(obj, k) > 0]
+    return e + [f"{k} must be >= 0, got {getattr(obj, k)}" for k in at_least_0 if getattr(obj, k) < 0]
+
+
 def validate(c: TrainConfig) -> list[str]:
-    e: list[str] = []
-    # each choice is checked against its registry, the one place that lists it
-    choices = {"objective": OBJECTIVES, "loss_agg": AGGREGATIONS, "loss_norm": NORMALISATIONS, "engine": ENGINES,
-               "precision": PRECISIONS, "prompt": PROMPTS, "extraction": EXTRACTION_POLICIES}
-    for k, known in choices.items():
-        if getattr(c, k) not in known:
-            e.append(f"{k}={getattr(c, k)!r} not in {', '.join(known)}")
+    e = field_errors(c, {"objective": OBJECTIVES, "loss_agg": AGGREGATIONS, "loss_norm": NORMALISATIONS, "engine": ENGINES,
+                         "precision": PRECISIONS, "prompt": PROMPTS, "extraction": EXTRACTION_POLICIES})
     if c.objective in OBJECTIVES:
         try:
             objective_kwargs(c)
         except ValueError as err:
             e.append(str(err))
-    positive = ("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
-                "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens", "eval_samples", "hf_batch_size")
-    for k in positive:
-        if getattr(c, k) < 1:
-            e.append(f"{k} must be >= 1, got {getattr(c, k)}")
+    e += field_errors(c, at_least_1=("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
+                                     "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens",
+                                     "eval_samples", "hf_batch_size"))
     if not (0 <= c.adam_beta1 < 1 and 0 <= c.adam_beta2 < 1):
         e.append(f"adam_beta1, adam_beta2 must be in [0, 1), got {c.adam_beta1}, {c.adam_beta2}")
-    for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm"):
-        if not getattr(c, k) > 0:
-            e.append(f"{k} must be > 0, got {getattr(c, k)}")
-    for k in ("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "tis_cap", "warmup_steps", "eval_every", "eval_problems",
-              "checkpoint_every", "min_tokens", "eval_max_tokens", "temperature", "eval_temperature"):
-        if getattr(c, k) < 0:
-            e.append(f"{k} must be >= 0, got {getattr(c, k)}")
+    e += field_errors(c, above_0=("lr", "clip_eps", "grade_timeout", "max_grad_norm"),
+                      at_least_0=("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "tis_cap", "warmup_steps",
+                                  "eval_every", "eval_problems", "checkpoint_every", "min_tokens", "eval_max_tokens",
+                                  "temperature", "eval_temperature"))
     if not 0 < c.vllm_gpu_memory < 1:
         e.append(f"vllm_gpu_memory must be in (0, 1), got {c.vllm_gpu_memory}")
     if not 0 < c.top_p <= 1 or not 0 < c.eval_top_p <= 1:

@@ -15,8 +15,11 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .config import coerce
+from .config import coerce, field_errors
 from .files import read_json
+from .grading import EXTRACTION_POLICIES
+from .prompts import PROMPTS
+from .rollouts import ENGINES
 
 RUNG_KINDS: dict[str, type] = {}  # spec prefix -> recipe class
 
@@ -86,6 +89,14 @@ class WarmStart:
     engine: str = "auto"                             # samples the prior (rollouts.ENGINES): vLLM where installed
 
     recipe_file = "warmstart.json"  # written beside the rung's weights
+
+    def __post_init__(self):
+        # checked where the spec is parsed: a bad field would otherwise fail after the SFT, in every cell on the rung
+        e = field_errors(self, {"engine": ENGINES, "extraction": EXTRACTION_POLICIES, "prompt": PROMPTS},
+                         at_least_1=("batch_size", "eval_problems", "max_tokens"), above_0=("lr",),
+                         at_least_0=("n", "epochs", "seed", "eval_samples"))
+        if e:
+            raise ValueError("invalid warm start: " + "; ".join(e))
 
     def key(self) -> str:
         """The rung's folder name: readable, plus a hash of the whole recipe."""

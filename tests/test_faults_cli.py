@@ -105,6 +105,11 @@ def test_a_value_out_of_range_is_one_line_naming_the_key(key, tmp_path, capsys):
     (["grade", "--jsonl", "/dev/null", "--out", "RUNS/g.jsonl", "--workers", "0"], "--workers must be >= 1"),
     (["grade", "--jsonl", "/dev/null", "--out", "RUNS/g.jsonl", "--timeout", "0"], "--timeout must be > 0"),
     (["report", "RUNS/none", "--summary"], "no such runs directory"),
+    # a rung's recipe is checked where its spec is read: before its base is looked for, let alone trained
+    (["warmstart", "--set", "base=/no/such/base", "--set", "engine=vlm"], "engine='vlm' not in auto, vllm, hf"),
+    (["warmstart", "--set", "base=/no/such/base", "--set", "batch_size=0"], "batch_size must be >= 1"),
+    (["grid", "--profile", "prior", "--runs", "RUNS", "--set", "models=warm:base=/no/such/base,n=1000,engine=vlm"],
+     "engine='vlm'"),
     (["data", "check", "/no/such/data"], "no such file or directory"),
 ])
 def test_bad_input_is_one_line_before_anything_runs(argv, word, tmp_path, capsys):
