@@ -8,6 +8,7 @@ model itself, measured the same way. Any rung's directory is a `model` for `rlvr
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import time
@@ -18,7 +19,7 @@ from typing import Callable
 import torch
 
 from .data import EVAL_SUBSET_SEED, load_math, stratified_subset
-from .files import atomic_write_json, cache_dir, wait_lock
+from .files import atomic_write_json, cache_dir, read_json, wait_lock
 from .hardware import resolve
 from .losses import masked_mean, response_logprobs
 from .models import load_policy, load_tokenizer, resolve_model
@@ -33,10 +34,32 @@ def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str],
     out = Path(out) if out else cache_dir() / "warmstarts" / ws.key()
     out.parent.mkdir(parents=True, exist_ok=True)
     with wait_lock(out.with_name(out.name + ".lock")):
-        if (out / "prior.json").exists():
+        if (out / "prior.json").exists() and not _other_recipe(out, ws):
             log(f"{out}: cached")
             return out
+        _check_replaceable(out, ws)  # before the SFT: a folder of other things is refused, never overwritten
         return _build(ws, out, log)
+
+
+def _other_recipe(out: Path, ws: WarmStart) -> str:
+    """'' where the folder `out` holds a build of exactly `ws`; else what it holds instead."""
+    f = out / ws.recipe_file
+    saved = read_json(f) if f.is_file() else None
+    if not isinstance(saved, dict):
+        return f"no warm start (no {ws.recipe_file})"
+    wanted = json.loads(json.dumps(asdict(ws)))  # as the recipe file holds it
+    diff = [f"{k}={saved[k]!r} there, {v!r} asked" if k in saved else f"{k} unrecorded there, {v!r} asked"
+            for k, v in wanted.items() if k not in saved or saved[k] != v]
+    return f"a warm start of another recipe: {', '.join(diff)}" if diff else ""
+
+
+def _check_replaceable(out: Path, ws: WarmStart) -> None:
+    """Raise unless `out` is absent, an empty folder, or a build of `ws`: the only folders a build may replace."""
+    if not out.exists() or out.is_dir() and not any(out.iterdir()):
+        return
+    holds = _other_recipe(out, ws) if out.is_dir() else "a file"
+    if holds:
+        raise ValueError(f"{out} is taken: it holds {holds}; build into a new or empty folder, or remove it yourself")
 
 
 def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
@@ -69,6 +92,7 @@ def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
     prior["build_seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(tmp / "warmstart.json", {**asdict(ws), "base_path": path})
     atomic_write_json(tmp / "prior.json", prior)
+    _check_replaceable(out, ws)  # again: something may have been put there during the build
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)  # a killed build never leaves a half rung at the final path
     g = prior.get("greedy")

@@ -60,3 +60,30 @@ def test_a_gguf_file_is_a_model_name(tmp_path, monkeypatch, smollm2_path):
     assert ours.keys() == embedded.keys() and all(torch.equal(ours[k], embedded[k]) for k in ours)
     with pytest.raises(FileNotFoundError, match="nothing.gguf"):
         resolve_model(str(tmp_path / "nothing.gguf"))
+
+
+def test_a_warm_start_never_replaces_a_folder_it_did_not_build(tmp_path, tiny_model_path, capsys):
+    """`--out` holding other things is refused before the SFT (it was deleted after it), and a rung of another
+    recipe is not "cached" (n=0 was once returned for n=8); only a build of this very recipe is replaced."""
+    from rlvr_utils import cli
+
+    common = dict(base=tiny_model_path, data="gen:chain?difficulty=2&n=40", eval_problems=4, eval_samples=0,
+                  max_tokens=4, engine="hf")
+    models = tmp_path / "models"
+    (models / "other-model").mkdir(parents=True)
+    (models / "other-model" / "config.json").write_text("{}")
+    argv = ["warmstart", "--out", str(models), *(f"--set={k}={v}" for k, v in {**common, "n": 8}.items())]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{models} is taken: it holds no warm start (no warmstart.json)" in err, err
+    assert [p.name for p in models.rglob("*")] == ["other-model", "config.json"]
+    assert not list(tmp_path.glob("models.partial*"))  # refused before the SFT
+
+    (tmp_path / "rung").mkdir()  # an empty folder is free
+    rung = warmstart(WarmStart(n=0, **common), tmp_path / "rung", log=lambda m: None)
+    prior = read_prior(rung)
+    with pytest.raises(ValueError, match=r"rung is taken: it holds a warm start of another recipe: n=0 there, 8 asked;"):
+        warmstart(WarmStart(n=8, **common), rung, log=lambda m: None)
+    assert read_prior(rung) == prior and json.loads((rung / "warmstart.json").read_text())["n"] == 0
+    logs = []
+    assert warmstart(WarmStart(n=0, **common), rung, log=logs.append) == rung and logs == [f"{rung}: cached"]
