@@ -356,12 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .files import DamagedFile, FolderBusy
+    from .report import ReportFailed
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
     # OSError: a missing path, a read-only folder, a full disk
-    except (ValueError, OSError, MemoryError, FolderBusy, DamagedFile) as e:
+    except (ValueError, OSError, MemoryError, FolderBusy, DamagedFile, ReportFailed) as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

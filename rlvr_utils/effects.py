@@ -51,6 +51,16 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def unfinished(runs: list[Run], deltas: pd.DataFrame) -> str:
+    """'' once a cell has finished (it has rows in `run_deltas`); else the one line a report gives instead of
+    tables with nothing to compare: no finished cell yet, and how many are under way (or failed)."""
+    if not deltas.empty:
+        return ""
+    failed = sum(r.status.get("state") == "failed" for r in runs)
+    return (f"no finished cells yet ({len(runs) - failed} under way" + (f", {failed} failed" if failed else "") + ")"
+            if runs else "no runs yet")
+
+
 def default_k(deltas: pd.DataFrame) -> int:
     """The largest k a report answers at by default: the largest evaluated k with 2k <= n samples (pass@k from
     exactly k samples is "any of k correct", the noisiest form of the estimator), else the largest evaluated;

@@ -11,8 +11,8 @@ import pandas as pd
 from .analysis import Run, load_grid
 from .costs import cell_costs, cost_markdown, cpus, design_hours, wall_hours
 from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
-from .effects import (MIXED_NOTE, answer_k, contrast_table, default_k, effect_table, interaction, noise_floor, objective_label,
-                      problem_interaction, rung_label, run_deltas)
+from .effects import (MIXED_NOTE, answer_k, contrast_table, default_k, effect_table, interaction, noise_floor,
+                      objective_label, problem_interaction, rung_label, run_deltas, unfinished)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
 from .mixed import sizing, skill_bounds
@@ -26,13 +26,13 @@ def report_summary(runs_dir: str | Path, k: int = 0) -> str:
     (seeds and problems random), the per rung x objective table, how far each policy moved, then the
     secondary analyses (the same with a t over seeds, contrasts, dynamics, what a larger design detects)."""
     runs = load_grid(runs_dir)
-    deltas = run_deltas(runs)
+    if not_yet := unfinished(runs, deltas := run_deltas(runs)):
+        return damage_note(runs) + f"{runs_dir}: {not_yet}\n"  # damage may be why a cell is not finished
     k = answer_k(deltas, k, runs_dir)
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
     moved = movement_markdown(movement(runs, deltas))
-    costs = cell_costs(runs, deltas) if not deltas.empty else pd.DataFrame()
-    cost = cost_markdown(costs) if not deltas.empty else ""
+    cost = cost_markdown(costs := cell_costs(runs, deltas))
     return (damage_note(runs) + primary_markdown(deltas, k, runs=runs, costs=costs) + (f"\n{moved}" if moved else "")
             + (f"\n{cost}" if cost else "")
             + "\n## Secondary: a t over seeds (problems held fixed), contrasts, dynamics\n\n" + summary_markdown(deltas, k)

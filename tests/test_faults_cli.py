@@ -105,6 +105,7 @@ def test_a_value_out_of_range_is_one_line_naming_the_key(key, tmp_path, capsys):
     (["grade", "--jsonl", "/dev/null", "--out", "RUNS/g.jsonl", "--workers", "0"], "--workers must be >= 1"),
     (["grade", "--jsonl", "/dev/null", "--out", "RUNS/g.jsonl", "--timeout", "0"], "--timeout must be > 0"),
     (["report", "RUNS/none", "--summary"], "no such runs directory"),
+    (["report", "RUNS/none"], "no such runs directory"),
     # a rung's recipe is checked where its spec is read: before its base is looked for, let alone trained
     (["warmstart", "--set", "base=/no/such/base", "--set", "engine=vlm"], "engine='vlm' not in auto, vllm, hf"),
     (["warmstart", "--set", "base=/no/such/base", "--set", "batch_size=0"], "batch_size must be >= 1"),
@@ -120,6 +121,34 @@ def test_bad_input_is_one_line_before_anything_runs(argv, word, tmp_path, capsys
     assert code == 2
     one_error_line(err, word)
     assert not (tmp_path / "r").exists() and not any((tmp_path / "runs").glob("*/status.json"))
+
+
+def test_a_report_of_a_grid_with_no_finished_cell_is_one_line(tmp_path, capsys):
+    """Before any notebook runs (04_analyze has nothing to tabulate: it once failed with a multi-screen KeyError)."""
+    import json
+
+    from synthetic import _ev
+
+    from rlvr_utils.files import append_jsonl
+    from rlvr_utils.runs import RunDir
+
+    grid = tmp_path / "grid"
+    grid.mkdir()
+    for line in (["report", str(grid)], ["report", str(grid), "--summary"]):  # an empty folder
+        code, err = run_main(line, capsys)
+        assert "no runs yet" in err and err.count("\n") == 1 and code == (0 if "--summary" in line else 2), err
+    for name, state in (("a", "running"), ("b", "failed")):
+        run = RunDir(grid / name)
+        run.path.mkdir()
+        run.config.write_text(json.dumps({"model": "m", "objective": "psr", "seed": 0}))
+        append_jsonl(run.evals, [_ev(0, 0.3)])  # its base measured, nothing after it yet
+        run.set_status(state)
+    code, err = run_main(["report", str(grid)], capsys)
+    assert code == 2
+    one_error_line(err, f"{grid}: no finished cells yet (1 under way, 1 failed)")
+    assert sorted(p.name for p in grid.iterdir()) == ["a", "b"]  # no report, no partial notebook
+    code, out = run_main(["report", str(grid), "--summary"], capsys)
+    assert code == 0 and out == f"{grid}: no finished cells yet (1 under way, 1 failed)\n"  # the same rule, the same line
 
 
 def tree_hashes(folder: Path) -> dict[str, str]:

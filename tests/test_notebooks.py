@@ -96,3 +96,25 @@ def test_browser_logic_without_kernel(tiny_grid):
     assert "<script>" not in html and "&lt;script&gt;" in html and "\\(\\frac12\\)" in html
     lvl = b.records["level"].iloc[0]
     assert (filter_records(b.records, None, "all", "all", lvl)["level"] == lvl).all()
+
+
+def test_a_failing_report_cell_is_one_line_and_the_previous_report_stays(tmp_path):
+    """A cell that raises: its number, first line and exception in one line (not the kernel's traceback); the
+    executed part is kept for inspection and the previous report.html/.ipynb are left as they were."""
+    from synthetic import _grid
+
+    from rlvr_utils import report
+
+    _grid(tmp_path, {}, 0.02)
+    runs = tmp_path / "grid"
+    for name in ("report.html", "report.ipynb"):
+        (runs / name).write_text(f"the previous {name}")
+    with pytest.raises(Exception) as e:  # noqa: B017 - which one is asserted below, after its message
+        report.render_report(runs, k="not a number")  # a parameter the analysis cannot use
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("04_analyze failed in cell [") and "TypeError" in msg, msg
+    assert isinstance(e.value, report.ReportFailed)  # what `rlvr` prints as one line
+    partial = runs / ".report.partial.ipynb"
+    assert str(partial) in msg and "TypeError" in partial.read_text()
+    for name in ("report.html", "report.ipynb"):
+        assert (runs / name).read_text() == f"the previous {name}"
