@@ -178,8 +178,10 @@ def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
                       fmt_interval(s["delta"], s["lo"], s["hi"]) + OVER_MARK.get(s["over"], "")]
         size = m.loc[(rung, obj, 1)]
         rows.append(f"| {rung} | {obj} | {int(size['seeds'])} × {int(size['problems'])} | " + " | ".join(cells) + " |")
+    marks = "; * a cell of one seed, † one whose seeds agree: there a bootstrap over problems" * any(
+        mk in r for r in rows[2:] for mk in "*†")
     return ("Per rung and objective, each run's change against its own base (95% intervals: seeds and problems "
-            "random; beside it, a t over seeds with the problems held fixed):\n\n" + "\n".join(rows) + "\n")
+            f"random; beside it, a t over seeds with the problems held fixed{marks}):\n\n" + "\n".join(rows) + "\n")
 
 
 def _crossed_cell(e) -> str:

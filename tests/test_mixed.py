@@ -218,5 +218,7 @@ def test_a_cell_of_one_seed_keeps_its_row_with_no_interval(tmp_path):
     assert one["seeds"] == 1 and one["problems"] == 48 and one["est"] == pytest.approx(only)
     assert np.isnan([one["se"], one["df"], one["lo"], one["hi"]]).all()
     assert t.loc[("n=1000", "psr"), "seeds"] == 6 and t.loc[("n=1000", "psr"), "lo"] < t.loc[("n=1000", "psr"), "hi"]
-    row = [x for x in report_summary(tmp_path / "grid", 1).splitlines() if x.startswith("| n=1000 | nsr | 1 × 48 |")]
+    text = report_summary(tmp_path / "grid", 1)
+    row = [x for x in text.splitlines() if x.startswith("| n=1000 | nsr | 1 × 48 |")]
     assert len(row) == 1 and f"| {only:+.3f} (one seed) |" in row[0]
+    assert "*" in row[0] and "* a cell of one seed" in text  # the t column's bootstrap says what it is
