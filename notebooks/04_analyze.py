@@ -42,7 +42,11 @@ from rlvr_utils import summary as S
 
 runs = A.load_grid(runs_dir)
 deltas = E.run_deltas(runs)
-k = k or E.default_k(deltas)
+if not_yet := E.unfinished(runs, deltas):
+    raise ValueError(f"{runs_dir}: {not_yet}")  # nothing to tabulate yet
+k = E.answer_k(deltas, k, runs_dir)
+
+# %%
 effects = E.effect_table(deltas)
 display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k, runs=runs)))
 display(Markdown(S.movement_markdown(D.movement(runs, deltas))))
