@@ -89,6 +89,7 @@ class WarmStart:
     engine: str = "auto"                             # samples the prior (rollouts.ENGINES): vLLM where installed
 
     recipe_file = "warmstart.json"  # written beside the rung's weights
+    EVAL_FIELDS = ("extraction", "eval_problems", "eval_samples", "max_tokens", "engine")  # measure, not shape
 
     def __post_init__(self):
         # checked where the spec is parsed: a bad field would otherwise fail after the SFT, in every cell on the rung
@@ -109,7 +110,7 @@ class WarmStart:
 
     @property
     def label(self) -> str:
-        return f"n={self.n}"
+        return f"n={self.n}" + _beyond_defaults(self, ("n",))
 
     @property
     def short(self) -> str:
@@ -188,7 +189,7 @@ class FamilyRung:
 
     @property
     def label(self) -> str:
-        return f"{self.size}/{_human(self.tokens)}"
+        return f"{self.size}/{_human(self.tokens)}" + _beyond_defaults(self, ("size", "tokens"))
 
     @property
     def short(self) -> str:
@@ -197,6 +198,15 @@ class FamilyRung:
     def describe(self, saved: dict, prior: dict) -> str:
         return (f"{self.size} ({self.params / 1e6:.2f}M params) × {prior.get('tokens_seen', self.tokens) / 1e6:.2f}M "
                 f"tokens, seed {self.seed}")
+
+
+def _beyond_defaults(recipe: Any, shown: tuple[str, ...]) -> str:
+    """' seed=1 vocab=1024': the weight-shaping fields a recipe sets away from their defaults, beyond those its
+    label shows. The analysis groups runs by label: two rungs of one grid must never share one."""
+    skip = {*shown, *recipe.EVAL_FIELDS}
+    parts = [f"{f.name}={Path(str(v)).name if '/' in str(v) else v}" for f in fields(recipe)
+             if f.name not in skip and (v := getattr(recipe, f.name)) != f.default]
+    return "".join(f" {p}" for p in parts)
 
 
 def _human(n: int) -> str:

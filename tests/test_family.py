@@ -56,7 +56,7 @@ def test_a_spec_is_a_model_name_and_orders_the_ladder():
     spec = "family:size=3m,tokens=2000000,seed=1,corpus=chain:2=100+3=200"
     r = parse_spec(spec)
     assert r == replace(FamilyRung(), size="3m", tokens=2_000_000, seed=1, corpus="chain:2=100+3=200")
-    assert rung_of({"model": spec}) == (r.order, "3m/2M")
+    assert rung_of({"model": spec}) == (r.order, "3m/2M seed=1 corpus=chain:2=100+3=200")  # beyond the dose: named
     small, big = parse_spec("family:size=1m,tokens=500000"), parse_spec("family:size=7m,tokens=2000000")
     assert small.order < r.order < big.order  # pretraining compute: 6 x params x tokens
     assert replace(r, eval_samples=4).key() == r.key() and replace(r, lr=1e-4).key() != r.key()  # eval fields: not weights
