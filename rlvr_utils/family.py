@@ -32,7 +32,7 @@ from .hardware import cpu_cores, cpu_info
 from .models import load_tokenizer
 from .prior import heldout_loss, measure, read_prior
 from .problems import DataError, MathProblem
-from .prompts import PROMPTS, render
+from .prompts import PROMPTS, encode_examples
 from .recipes import FamilyRung, family_shape
 from .tasks import generate, load_task, parse_task_spec
 
@@ -103,9 +103,8 @@ def _prompt_text(p: MathProblem) -> str:
 
 
 def encode(tok, problems: list[MathProblem]) -> tuple[list[list[int]], list[list[int]]]:
-    """(prompt ids, solution ids + EOS) per problem, as the RL runs tokenize them."""
-    return ([render(tok, p.problem, "plain") for p in problems],
-            [tok(p.solution, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for p in problems])
+    """(prompt ids, solution ids + EOS) per problem, in the plain prompt the family is pretrained and RL'd on."""
+    return encode_examples(tok, problems, "plain")
 
 
 def build_rung(r: FamilyRung, log: Callable[[str], None] = print) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,10 @@ def context_length(model_path_or_config) -> int:
 
         cfg = AutoConfig.from_pretrained(cfg)
     return int(getattr(cfg, "max_position_embeddings", 2048))
+
+
+def encode_examples(tokenizer, problems: Sequence, template: str) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, solution ids + EOS) per worked problem, the prompt as the RL runs render it: what a rung is
+    trained and scored on (SFT, pretraining, held-out loss)."""
+    return ([render(tokenizer, p.problem, template) for p in problems],
+            [tokenizer(p.solution, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for p in problems])

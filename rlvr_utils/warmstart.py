@@ -24,7 +24,7 @@ from .hardware import resolve
 from .losses import masked_mean, response_logprobs
 from .models import load_policy, load_tokenizer, resolve_model
 from .prior import heldout_loss, measure
-from .prompts import render
+from .prompts import encode_examples
 from .recipes import WarmStart
 
 
@@ -71,8 +71,7 @@ def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
     random.Random(ws.seed).shuffle(train)
     train = train[: ws.n]
     held = stratified_subset(load_math(ws.data, "test"), ws.eval_problems, EVAL_SUBSET_SEED)  # RL evals' problems
-    encode = lambda ps: ([render(tok, p.problem, ws.prompt) for p in ps],
-                         [tok(p.solution, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for p in ps])
+    encode = lambda ps: encode_examples(tok, ps, ws.prompt)
     hw = resolve("auto", "fp32")  # SFT in fp32: small models, and exact resumable numbers
     torch.manual_seed(ws.seed)
     model = load_policy(path, device=hw.device)
