@@ -42,6 +42,10 @@ def _cmd_grade(a: argparse.Namespace) -> int:
     from .files import atomic_write_text
     from .grading import GradingPool, RewardSpec
 
+    if a.workers is not None and a.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {a.workers}")
+    if not a.timeout > 0:
+        raise ValueError(f"--timeout must be > 0 seconds, got {a.timeout}")
     completions: list[str] = []
     golds: list[str | None] = []
     bad: dict[int, str] = {}
@@ -57,10 +61,6 @@ def _cmd_grade(a: argparse.Namespace) -> int:
                 bad[n] = f"line {n + 1}: {type(e).__name__}: {e}"[:300]
                 completions.append("")
                 golds.append(None)
-    if a.workers is not None and a.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {a.workers}")
-    if not a.timeout > 0:
-        raise ValueError(f"--timeout must be > 0 seconds, got {a.timeout}")
     t0 = time.perf_counter()
     with GradingPool(workers=a.workers, timeout=a.timeout, policy=a.policy,
                      reward=RewardSpec(a.reward_correct, a.reward_wrong)) as pool:
