@@ -27,17 +27,18 @@ window: int = 2                # moving-average window of the training curves
 
 # %% [markdown]
 # ## The answer
-# Does NSR's advantage over PSR grow or shrink with the prior? Each run's change is measured against its own
-# rung's base (its step-0 evaluation), then compared across rungs, with seeds and problems both random.
+# Does NSR − PSR (the difference between the changes each brings to pass@k) rise or fall with the prior? Each
+# run's change is measured against its own rung's base (its step-0 evaluation), then compared across rungs, with
+# seeds and problems both random.
 
 # %%
 from IPython.display import Markdown
 
 from rlvr_utils import analysis as A
-from rlvr_utils import costs as C
 from rlvr_utils import dynamics as D
 from rlvr_utils import effects as E
 from rlvr_utils import plots as P
+from rlvr_utils import secondary as T
 from rlvr_utils import summary as S
 
 runs = A.load_grid(runs_dir)
@@ -48,17 +49,23 @@ k = E.answer_k(deltas, k, runs_dir)
 
 # %%
 effects = E.effect_table(deltas)
-display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k, runs=runs)))
+display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k)))
 display(Markdown(S.movement_markdown(D.movement(runs, deltas))))
-display(Markdown(S.cost_markdown(C.cell_costs(runs, deltas))))
 P.plot_delta_vs_rung(effects, k);
+
+# %% [markdown]
+# What this design detects (the primary outcomes' variance components), what more seeds would detect and cost,
+# and what its cells cost.
+
+# %%
+display(Markdown(S.design_markdown(deltas, k, runs)))
 
 # %% [markdown]
 # The same with a t over seeds (the problems held fixed), the contrasts between objectives, and what a larger
 # design would detect.
 
 # %%
-display(Markdown(S.summary_markdown(deltas, k)))
+display(Markdown(S.skill_markdown(deltas, k) + T.summary_markdown(deltas, k)))
 
 # %% [markdown]
 # Every k: each objective's Δpass@k per rung with its 95% interval (`over`: a t-interval across `seeds`,
@@ -127,9 +134,9 @@ P.plot_pass_at_k(pk);
 # is the rung's own rollouts, the last steps' mean is where training left it.
 
 # %%
-display(Markdown(S.dynamics_markdown(D.training_dynamics(runs, deltas))))
-for metric in ("sampled_nll", "distinct_answers"):  # the paper's mechanism: does NSR keep what PSR narrows?
-    display(Markdown(S.dynamics_contrast_markdown(D.dynamics_contrast(runs, deltas, metric), metric)))
+display(Markdown(T.dynamics_markdown(D.training_dynamics(runs, deltas))))
+for metric in ("sampled_nll", "distinct_answers", "response_len_mean"):  # the paper's mechanism: does NSR keep what PSR narrows?
+    display(Markdown(T.dynamics_contrast_markdown(D.dynamics_contrast(runs, deltas, metric), metric)))
 
 # %% [markdown]
 # ## Entropy and response length, per run

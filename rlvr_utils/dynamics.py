@@ -14,7 +14,7 @@ from .stats import seed_ci, welch
 # it carried them, the distinct answers per prompt from samples/: `analysis.rollout_diversity`). At T=1 the sampled tokens'
 # NLL estimates the policy's entropy (`evaluate.batch_stats`); `entropy_kept` would not compare
 # objectives, since each takes it over the samples it kept.
-DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "sampled NLL (nats/token)",
+DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "entropy estimate: sampled NLL (nats/token)",
             "distinct_answers": "distinct answers per prompt", "response_len_mean": "response tokens",
             "truncation_rate": "truncated"}
 

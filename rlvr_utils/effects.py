@@ -183,7 +183,8 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
     c = {r: _paired(deltas, k, a, b, rung_label(deltas, r))["c"].to_numpy() for r in (lo_r, hi_r)}
     w = welch({hi_r: (1, c[hi_r]), lo_r: (-1, c[lo_r])}, level)
     return {"k": k, "did": w["est"], "lo": w["lo"], "hi": w["hi"], "se": w["se"], "df": w["df"], "mde_80": w["mde_80"],
-            "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "seeds"}
+            "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "seeds",
+            "ends": (float(c[lo_r].mean()), float(c[hi_r].mean()))}
 
 
 def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
@@ -233,7 +234,23 @@ def problem_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
     lo, hi = bootstrap_ci(did, iters=iters, seed=seed)
     se = float(did.std(ddof=1) / np.sqrt(len(did))) if len(did) > 1 else float("nan")
     return {"k": k, "did": float(did.mean()), "lo": lo, "hi": hi, "se": se, "problems": len(did),
-            "mde_80": float((1.96 + 0.84) * se), "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "problems"}
+            "mde_80": float((1.96 + 0.84) * se), "rungs": (lo_r, hi_r), "objectives": (a, b), "over": "problems",
+            "ends": tuple(float((df[(r, a)] - df[(r, b)]).mean()) for r in (lo_r, hi_r))}
+
+
+def change_phrase(a: str, b: str, ends: tuple[float, float], at: str = "",
+                  where: tuple[str, str] = ("the lowest rung", "the highest")) -> str:
+    """How a − b moves from the lowest rung to the highest, with both ends' values and, where one objective
+    leads on both, whether its lead grows: 'advantage shrinks' misreads when the advantage is the other's."""
+    e0, e1 = ends
+    lead = (f"{b}'s lead {'grows' if e1 < e0 else 'shrinks'}" if e0 <= 0 and e1 <= 0
+            else f"{a}'s lead {'grows' if e1 > e0 else 'shrinks'}" if e0 >= 0 and e1 >= 0 else "the sign changes")
+    return (f"{a} − {b}{at} {'rises' if e1 > e0 else 'falls'} with the prior, from {e0:+.3f} on {where[0]} to "
+            f"{e1:+.3f} on {where[1]}: {lead}")
+
+
+def ends_phrase(a: str, b: str, ends: tuple[float, float], where: tuple[str, str] = ("the lowest rung", "the highest")) -> str:
+    return f"{a} − {b} {ends[0]:+.3f} on {where[0]}, {ends[1]:+.3f} on {where[1]}"
 
 
 def contrast(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> dict:

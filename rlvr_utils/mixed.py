@@ -176,7 +176,8 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
         raise ValueError(f"the rungs share {len(seeds)} seed(s) of {a} and {b}: crossed effects need >= 2")
     c = crossed_mean(hi.loc[seeds, probs].to_numpy() - lo.loc[seeds, probs].to_numpy(), level)
     return {"k": k, "c": c, "rungs": (lo_r, hi_r), "labels": (rung_label(deltas, lo_r), rung_label(deltas, hi_r)),
-            "objectives": (a, b), "mde": c.mde(level=level), "mde_interval": c.mde_interval(level=level)}
+            "objectives": (a, b), "mde": c.mde(level=level), "mde_interval": c.mde_interval(level=level),
+            "ends": tuple(float(m.loc[seeds, probs].to_numpy().mean()) for m in (lo, hi))}
 
 
 def effect_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:

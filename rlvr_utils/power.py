@@ -47,7 +47,7 @@ def projected_mde(components: pd.DataFrame, seeds: int, problems: int, level: fl
     return float((stats.t.ppf((1 + level) / 2, df) + stats.t.ppf(power, df)) * np.sqrt(se2))
 
 
-def design_table(deltas: pd.DataFrame, k: int, seeds: tuple[int, ...] = (3, 5, 10),
+def design_table(deltas: pd.DataFrame, k: int, seeds: tuple[int, ...] = (3, 5, 10, 20, 30),
                  problem_factors: tuple[int, ...] = (1, 4)) -> str:
     """Markdown: the MDE this grid's variance components project for more seeds and more problems (— where
     there is no positive variance to project from)."""

@@ -1,6 +1,6 @@
-"""The study's findings as markdown, from the estimands (`effects`, `dynamics`, `power`): the one-sentence
-answer, the per rung x objective table with each rung's base, the contrasts between objectives, what a
-larger design would detect, and what training did to the policy. `rlvr report --summary` prints it."""
+"""The study's report as markdown, from the estimands (`mixed`, `dynamics`, `costs`): the primary answer in a
+sentence per outcome, the per rung x objective table, how far training moved each policy, what the design
+detects and what more would take, then the secondary analyses (`secondary`). `rlvr report --summary` prints it."""
 
 from __future__ import annotations
 
@@ -10,33 +10,39 @@ import pandas as pd
 
 from .analysis import Run, load_grid
 from .costs import cell_costs, cost_markdown, cpus, design_hours, wall_hours
-from .dynamics import DYNAMICS, dynamics_contrast, movement, training_dynamics
-from .effects import (MIXED_NOTE, answer_k, contrast_table, default_k, effect_table, interaction, noise_floor,
-                      objective_label, problem_interaction, rung_label, run_deltas, unfinished)
+from .dynamics import dynamics_contrast, movement, training_dynamics
+from .effects import (answer_k, change_phrase, default_k, effect_table, ends_phrase, objective_label, run_deltas,
+                      unfinished)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
 from .mixed import sizing, skill_bounds
-from .power import design_table
+from .secondary import dynamics_contrast_markdown, dynamics_markdown, summary_markdown
 from .stats import OVER_MARK, fmt_interval
 from .tasks import is_task_spec, test_size
 
 
 def report_summary(runs_dir: str | Path, k: int = 0) -> str:
-    """Everything `rlvr report --summary` prints for a grid's folder, read from its run files: the primary answer
-    (seeds and problems random), the per rung x objective table, how far each policy moved, then the
-    secondary analyses (the same with a t over seeds, contrasts, dynamics, what a larger design detects)."""
+    """Everything `rlvr report --summary` prints for a grid's folder, read from its run files, in the order the
+    pre-registration reads it: the primary answer (seeds and problems random), the per rung x objective table,
+    how far each policy moved, the secondary outcomes (entropy, distinct answers, length), what the design can
+    detect and what it cost, then the secondary analyses (along skill, a t over seeds, contrasts)."""
     runs = load_grid(runs_dir)
     if not_yet := unfinished(runs, deltas := run_deltas(runs)):
         return damage_note(runs) + f"{runs_dir}: {not_yet}\n"  # damage may be why a cell is not finished
     k = answer_k(deltas, k, runs_dir)
+    its, sentences = primary_answers(deltas, k)
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
-        dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m) for m in ("sampled_nll", "distinct_answers")]
+        dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m)
+        for m in ("sampled_nll", "distinct_answers", "response_len_mean")]
     moved = movement_markdown(movement(runs, deltas))
-    cost = cost_markdown(costs := cell_costs(runs, deltas))
-    return (damage_note(runs) + primary_markdown(deltas, k, runs=runs, costs=costs) + (f"\n{moved}" if moved else "")
-            + (f"\n{cost}" if cost else "")
-            + "\n## Secondary: a t over seeds (problems held fixed), contrasts, dynamics\n\n" + summary_markdown(deltas, k)
-            + "".join(f"\n{d}" for d in dyn if d)
+    outcomes = "".join(f"\n{d}" for d in dyn if d)
+    design = design_markdown(deltas, k, runs, cell_costs(runs, deltas), its)
+    skill = skill_markdown(deltas, k, its[0]["rungs"]) if its else ""
+    return (damage_note(runs) + sentences + mixed_table_markdown(deltas, k) + (f"\n{moved}" if moved else "")
+            + (f"\n## Secondary outcomes: entropy, distinct answers, length\n{outcomes}" if outcomes else "")
+            + (f"\n## What this design detects, what more would take, what it cost\n\n{design}" if design else "")
+            + "\n## Secondary analyses: along skill, a t over seeds (problems held fixed), contrasts\n\n"
+            + (f"{skill}\n" if skill else "") + summary_markdown(deltas, k, secondary=True)
             + (f"\n---\nGenerated from the run files by `rlvr report --summary --k {k}`.\n" if k else ""))
 
 
@@ -57,14 +63,11 @@ def _test_split(runs: list[Run] | None) -> int:
     return test_size(spec)
 
 
-def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr",
-                     runs: list[Run] | None = None, costs: pd.DataFrame | None = None) -> str:
-    """The primary answer at pass@1 and at the largest pass@k, one sentence each (yes / no / inconclusive, the
-    estimate, its interval with seeds and problems random, the MDE with its interval), then per rung x
-    objective the change with the same intervals, then what more seeds would detect (and, given the `runs`,
-    cost); '' where the grid cannot give it (one seed, one rung)."""
+def primary_answers(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr") -> tuple[list[dict], str]:
+    """The primary outcomes at pass@1 and at the largest pass@k (`mixed.interaction`, seeds and problems random),
+    and their answers as markdown, one bold sentence each (or why the grid cannot give one)."""
     if deltas.empty:
-        return ""
+        return [], ""
     k = k or default_k(deltas)
     lines, its = [], []
     for kk in sorted({1, k}):
@@ -74,11 +77,48 @@ def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = 
             lines.append(f"No primary answer at pass@{kk} with seeds and problems random: {e.args[0] if e.args else e}.")
             continue
         lines.append(primary_sentence(its[-1], goal_for(kk)))
+    return its, "\n\n".join(f"**{x}**" for x in lines) + "\n\n"
+
+
+def primary_markdown(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr") -> str:
+    """The primary answers (`primary_answers`), then per rung x objective the change with the same intervals."""
+    if deltas.empty:
+        return ""
+    k = k or default_k(deltas)
     table = mixed_table_markdown(deltas, k)
-    costs = costs if costs is not None else cell_costs(runs, deltas) if runs else None  # the runs' costs, once
-    extra = (skill_markdown(deltas, k, its[0]["rungs"], a, b) + sizing_markdown(its, costs, _test_split(runs))
-             if its else "")
-    return "\n\n".join(f"**{x}**" for x in lines) + "\n\n" + (table + "\n" if table else "") + extra
+    return primary_answers(deltas, k, a, b)[1] + (table + "\n" if table else "")
+
+
+def design_markdown(deltas: pd.DataFrame, k: int = 0, runs: list[Run] | None = None, costs: pd.DataFrame | None = None,
+                    its: list[dict] | None = None) -> str:
+    """What the design can detect: the primary outcomes' variance components, what more seeds (and, for a
+    generated task, more problems) would detect and cost, then what the grid's cells cost (given the `runs`)."""
+    if deltas.empty:
+        return ""
+    its = its if its is not None else primary_answers(deltas, k)[0]
+    costs = costs if costs is not None else cell_costs(runs, deltas) if runs else None
+    cost = cost_markdown(costs) if costs is not None else ""
+    return components_markdown(its) + sizing_markdown(its, costs, _test_split(runs)) + (f"\n{cost}" if cost else "")
+
+
+def components_markdown(its: list[dict]) -> str:
+    """The primary outcomes' variance components as estimated (a negative one is shown, never floored), with the
+    standard error, Satterthwaite df and MDE they give (`mixed.crossed_mean`)."""
+    if not its:
+        return ""
+    rows = ["| outcome | seeds × problems | var_seed | var_problem | var_resid | se | Satterthwaite df | MDE (80%) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for it in its:
+        c, (lo, hi) = it["c"], it["mde_interval"]
+        mde_ = "—" if it["mde"] != it["mde"] else f"{it['mde']:.3f} [{lo:.3f}, {hi:.3f}]"
+        f = lambda x, spec: "—" if x != x else f"{x:{spec}}"  # noqa: E731  (no variance estimate: no se, no df)
+        rows.append(f"| pass@{it['k']} | {c.seeds} × {c.problems} | {f(c.var_seed, '.2e')} | {f(c.var_problem, '.2e')} | "
+                    f"{f(c.var_resid, '.2e')} | {f(c.se, '.4f')} | {f(c.df, '.1f')} | {mde_} |")
+    return ("The primary outcomes' variance components (the difference in differences per seed and problem; "
+            "seeds and problems random, every estimate as it came, a negative one included): var_seed is what a "
+            "seed's training runs do to every problem alike, var_problem the problems that move more than others "
+            "whatever the seed, var_resid seed × problem and the evaluation's sampling noise.\n\n"
+            + "\n".join(rows) + "\n")
 
 
 SIZING_SEEDS = (5, 10, 20, 30, 50, 100)
@@ -122,43 +162,49 @@ def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_pro
             + "\n".join(lines) + "\n")
 
 
-def skill_markdown(deltas: pd.DataFrame, k: int, compute_ends: tuple[float, float], a: str = "nsr",
+def skill_markdown(deltas: pd.DataFrame, k: int, compute_ends: tuple[float, float] | None = None, a: str = "nsr",
                    b: str = "psr") -> str:
     """Secondary (docs/prereg-family.md): the same difference in differences between the rungs whose bases are
-    the least and the most skilled, where those are not the compute axis's ends; '' otherwise."""
+    the least and the most skilled, where those are not the compute axis's ends (the primary's; found when not
+    given); '' otherwise."""
     try:
         ends = skill_bounds(deltas)
-        if ends == tuple(compute_ends):
+        if ends == tuple(compute_ends or mixed_interaction(deltas, 1, a, b)["rungs"]):
             return ""
         its = [mixed_interaction(deltas, kk, a, b, rungs=ends) for kk in sorted({1, k})]
     except (KeyError, ValueError):
         return ""
     lines = [primary_sentence(it, goal_for(it["k"])) for it in its]
-    return ("Secondary, along skill (the rungs whose bases sample the lowest and highest pass@1, not the compute "
+    return ("Along skill (the rungs whose bases sample the lowest and highest pass@1, not the compute "
             "axis's ends):\n\n" + "\n\n".join(f"- {x}" for x in lines) + "\n")
 
 
 def primary_sentence(it: dict, goal: float) -> str:
-    """'yes' if the interval excludes 0, 'no' if it lies within +-goal, else 'inconclusive'; with what it is over."""
+    """'yes' if the interval excludes 0, 'no' if it lies within +-goal, else 'inconclusive' (docs/prereg-family.md);
+    which objective leads on each end rung, what the estimate is over, its MDE and whether that meets the goal."""
     c, (lo_r, hi_r), (a, b) = it["c"], it["labels"], it["objectives"]
     a, b = objective_label(a), objective_label(b)
+    where = (f"rung {lo_r}", hi_r)
+    ends = ends_phrase(a, b, it["ends"], where)
     if c.se != c.se:  # no positive variance estimate: no interval
-        verdict = "inconclusive (the variance of the estimate is not estimable)"
+        verdict = f"inconclusive (the variance of the estimate is not estimable; {ends})"
     elif c.lo > 0 or c.hi < 0:
-        verdict = f"yes: {a}'s advantage over {b} {'grows' if c.est > 0 else 'shrinks'} with the prior"
+        verdict = f"yes: {change_phrase(a, b, it['ends'], where=where)}"
     elif -goal <= c.lo and c.hi <= goal:
-        verdict = f"no: any change in {a}'s advantage over {b} with the prior is within ±{goal:g}"
+        verdict = f"no: any change in {a} − {b} with the prior is within ±{goal:g} ({ends})"
     else:
-        verdict = f"inconclusive: the interval neither excludes 0 nor lies within ±{goal:g}"
+        verdict = f"inconclusive: the interval neither excludes 0 nor lies within ±{goal:g} ({ends})"
     m_lo, m_hi = it["mde_interval"]
-    design = f"rung {lo_r} vs {hi_r}; {c.seeds} seeds x {c.problems} problems"
+    design = f"rung {lo_r} vs {hi_r}; {c.seeds} seeds run on both x {c.problems} problems"
     if c.se != c.se:
         return (f"Pass@{it['k']}: {verdict}. Difference in differences {c.est:+.3f} ({design}): no interval and no "
                 "minimum detectable effect, since the variance estimate (MS_seed + MS_problem − MS_resid) is not "
                 "positive.")
+    met = ("reached" if m_hi <= goal else "reached by the estimate, not across its interval" if it["mde"] <= goal
+           else "not reached")
     return (f"Pass@{it['k']}: {verdict}. Difference in differences {fmt_interval(c.est, c.lo, c.hi)} ({design}; "
             f"95% interval with seeds and problems both random, {c.df:.1f} degrees of freedom); the smallest effect "
-            f"this design detects with 80% power is {it['mde']:.3f} [{m_lo:.3f}, {m_hi:.3f}].")
+            f"this design detects with 80% power is {it['mde']:.3f} [{m_lo:.3f}, {m_hi:.3f}] (goal ≤ {goal:g}: {met}).")
 
 
 def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
@@ -204,102 +250,6 @@ def damage_note(runs: list[Run]) -> str:
             "<run> --resume` repairs a torn line and redoes its step.\n\n") if bad else ""
 
 
-def answer(deltas: pd.DataFrame, k: int) -> str:
-    """The study's answer in one sentence, with the interaction's CI and the minimum detectable effect.
-    Over seeds (t) when every cell has >= 2 seeds; otherwise over problems (bootstrap), and it says so."""
-    try:
-        it = interaction(deltas, k)
-        over = "95% t-interval over seeds, the objectives paired by seed"
-    except ValueError:
-        it = problem_interaction(deltas, k)
-        seeds = deltas.groupby(["rung_order", "objective"])["seed"].nunique()
-        cells = ("every cell's seeds moved by the same amount, so they are averaged per problem" if seeds.min() > 1
-                 else "some cells with one seed, others' seeds averaged per problem" if seeds.max() > 1
-                 else "one seed per cell")
-        over = f"95% bootstrap interval over {it['problems']} problems, {cells}: seed variation not included"
-    a, b = (objective_label(o) for o in it["objectives"])
-    if it["lo"] > 0 or it["hi"] < 0:
-        verdict = f"{a}'s advantage over {b} at pass@{k} {'grows' if it['did'] > 0 else 'shrinks'} with the prior"
-    else:
-        verdict = f"no detectable change in {a}'s advantage over {b} at pass@{k} with the prior"
-    return (f"{verdict}: difference in differences {fmt_interval(it['did'], it['lo'], it['hi'])} ({over}, "
-            f"rung {rung_label(deltas, it['rungs'][0])} vs {rung_label(deltas, it['rungs'][1])}); the smallest effect "
-            f"this design detects with 80% power is {it['mde_80']:.3f}.")
-
-
-def headline(deltas: pd.DataFrame, k: int = 0) -> str:
-    """The report's first line: `answer` at pass@k (k=0: `effects.default_k`), or why this grid
-    cannot give one (it needs >= 2 rungs, each with a PSR and an NSR run)."""
-    if deltas.empty:
-        return "No run has both a step-0 and a later evaluation yet: nothing to compare."
-    k = k or default_k(deltas)
-    rungs = deltas["rung_order"].dropna().unique()
-    if len(rungs) < 2:
-        return (f"This grid has {len(rungs)} prior rung(s) ({', '.join(sorted(deltas['rung'].unique()))}): "
-                "the prior axis needs two or more (`rlvr grid --profile smoke` or `prior`). Per-objective changes below.")
-    try:
-        return answer(deltas, k)
-    except (KeyError, ValueError) as e:
-        return f"No interaction estimate at pass@{k}: {e}."
-
-
-def summary_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
-    """The study's headline as markdown: the answer, then per rung x objective the change in pass@1 and
-    pass@k with 95% CIs (t over seeds where a cell has >= 2, else bootstrap over problems within its
-    one run), and each rung's base with its noise floor."""
-    if deltas.empty:
-        return headline(deltas, k)
-    k = k or default_k(deltas)
-    eff = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung_order", "rung", "objective", "k"])
-    floor = noise_floor(deltas)
-    rows = [f"| rung | objective | seeds | Δpass@1 | Δpass@{k} |", "|---|---|---|---|---|"]
-    for order, rung in deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order").itertuples(index=False):
-        rows += _base_rows(floor, rung, k)
-        for obj in sorted(deltas[deltas["rung"] == rung]["objective"].unique()):
-            cells = [_delta_cell(eff, order, rung, obj, kk) for kk in (1, k)]
-            seeds = int(eff["seeds"].get((order, rung, obj, 1), 0))
-            rows.append(f"| {rung} | {obj} | {seeds} | {cells[0]} | {cells[1]} |")
-    note = ("95% CIs: t over seeds; * marks a cell with one seed, its interval a bootstrap over problems "
-            "(seed variation not included); † marks seeds that all changed by exactly the same amount (no "
-            "width for a t-interval), its interval a bootstrap over problems with the seeds averaged per "
-            "problem. Base rows: the rung's pass@k before training, its SD across sampling seeds (the noise "
-            "of one evaluation), and the 95% t half-width of their mean; a rung rebuilt into other weights has a "
-            "row per build, naming the cells that started from it.")
-    out = f"**{headline(deltas, k)}**\n\n" + "\n".join(rows) + f"\n\n{note}\n"
-    contrasts = contrast_markdown(deltas, k)
-    if contrasts:
-        out += ("\nBetween objectives: each pair's difference in Δpass@k on each rung, and how it changes from the "
-                "lowest to the highest rung (95% t-intervals over seeds, the two objectives paired by seed: runs of "
-                "one seed share their base evaluation, prompts and first rollouts; * a bootstrap over problems where "
-                "a cell has one seed or the seeds agree; " + f"{MIXED_NOTE}; " * ("‡" in contrasts)
-                + "secondary comparisons, not adjusted for their number).\n\n"
-                f"{contrasts}\n")
-    try:  # needs >= 2 seeds in each of the interaction's cells and their per-problem records
-        design = design_table(deltas, k)
-    except (KeyError, ValueError):
-        return out
-    return out + (f"\nWhat a larger design would detect at pass@{k} (80% power, 95% level), projected from this "
-                  "grid's variance components: on each rung, the spread of the per-seed contrast split into the "
-                  "training runs' own part and a seed × problem part that more evaluation problems average out "
-                  f"(`effects.variance_components`).\n\n{design}\n")
-
-
-def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
-    """`contrast_table` as markdown: a row per pair and k, a column per rung and the change across them."""
-    k = k or default_k(deltas)
-    t = contrast_table(deltas, tuple(sorted({1, k})))
-    if t.empty:
-        return ""
-    cols = t[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order")["rung"].tolist()
-    lines = ["| contrast | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for (a, b, kk), g in t.groupby(["a", "b", "k"], sort=False):
-        cell = {r["rung"]: fmt_interval(r["est"], r["lo"], r["hi"]) + "*" * (r["over"] == "problems")
-                + "‡" * bool(r["mixed_builds"]) for r in g.to_dict("records")}
-        lines.append(f"| {objective_label(a)} − {objective_label(b)}, Δpass@{kk} | "
-                     + " | ".join(cell.get(c, "—") for c in cols) + " |")
-    return "\n".join(lines)
-
-
 def movement_markdown(mov: pd.DataFrame, last: int = 5) -> str:
     """`dynamics.movement` as markdown: did training change the model, and by how much, per rung x objective."""
     if mov.empty or mov["kl_to_init"].isna().all() and mov["ratio"].isna().all():
@@ -314,78 +264,10 @@ def movement_markdown(mov: pd.DataFrame, last: int = 5) -> str:
         lines.append(f"| {r['rung']} | {r['objective']} | {r['seeds']} | {kl} | {r['samples_trained']:.0f} | "
                      f"{r['tokens_trained']:.0f} | {r['change_rms']:.3f} | {r['noise_rms']:.3f} | {ratio} |")
     return (f"How far training moved each policy (means over seeds; the KL's 95% t-interval over seeds): the KL to the "
-            f"initial policy on the samples of the last {last} steps, what it trained on, and per held-out problem the "
+            f"initial policy on the samples of the last {last} steps (the k3 estimator, per response token), what it "
+            "trained on in all its steps (samples trained: rollouts with a nonzero weight in the loss, so PSR counts "
+            "its correct samples, NSR its incorrect ones, W-REINFORCE and REINFORCE all; tokens: their response "
+            "tokens), and per held-out problem the "
             "RMS change of sampled pass@1 against the RMS difference between two evaluations of the base with different "
             "sampling seeds. A run's base and final evaluations share their sampling seeds, so a ratio above 1 is "
             "movement beyond re-sampling noise.\n\n" + "\n".join(lines) + "\n")
-
-
-def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:
-    """`training_dynamics` as markdown: a row per rung x objective, a column per metric (step 1 -> last steps)."""
-    if dyn.empty:
-        return ""
-    cols = [c for c in DYNAMICS if c in set(dyn["metric"])]
-    lines = ["| rung | objective | seeds | " + " | ".join(DYNAMICS[c] for c in cols) + " |", "|---|---|---|" + "---|" * len(cols)]
-    fmt = {"response_len_mean": ".1f"}
-    for (_, rung, obj), g in dyn.groupby(["rung_order", "rung", "objective"], dropna=False):
-        by = g.set_index("metric")
-        cells = []
-        for c in cols:
-            if c not in by.index:  # e.g. runs that predate the metric
-                cells.append("—")
-                continue
-            f, e = fmt.get(c, ".3f"), by.loc[c]
-            change = fmt_interval(e["delta"], e["lo"], e["hi"], f, agree=", seeds agree")
-            cells.append(f"{e['first']:{f}} → {e['last']:{f}} ({change})")
-        lines.append(f"| {rung} | {obj} | {int(g['seeds'].iloc[0])} | " + " | ".join(cells) + " |")
-    return (f"What training did to the policy on its own training prompts: step 1 (the rung's own rollouts) → mean of "
-            f"the last {last} steps after it (change, 95% t-interval over seeds).\n\n" + "\n".join(lines) + "\n")
-
-
-def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", last: int = 5) -> str:
-    """`dynamics_contrast` as markdown: a row per pair, a column per rung and the change across them."""
-    if con.empty:
-        return ""
-    cols = con[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order")["rung"].tolist()
-    lines = ["| contrast | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    for (a, b), g in con.groupby(["a", "b"], sort=False):
-        # per-prompt counts move in steps (1/80 over 5 steps x 16 prompts), so seeds can agree exactly:
-        # a zero-width t-interval would claim a certainty three seeds do not give
-        cell = {r["rung"]: fmt_interval(r["est"], r["lo"], r["hi"], agree=" (seeds agree)") + "‡" * bool(r["mixed_builds"])
-                for r in g.to_dict("records")}
-        lines.append(f"| {objective_label(a)} − {objective_label(b)} | " + " | ".join(cell.get(c, "—") for c in cols) + " |")
-    mixed = f"; {MIXED_NOTE}" if con["mixed_builds"].any() else ""
-    return (f"Between objectives, {DYNAMICS[metric]} over the last {last} steps (difference, 95% t-interval over "
-            f"seeds, the objectives paired by seed{mixed}):\n\n" + "\n".join(lines) + "\n")
-
-
-def _base_rows(floor: pd.DataFrame, rung: str, k: int) -> list[str]:
-    """A rung's base rows (`noise_floor`, one per build) at pass@1 and pass@k."""
-    def cell(f: pd.DataFrame) -> str:
-        if f.empty:
-            return "—"
-        f = f.iloc[0]
-        return (f"{f['base']:.3f} (SD {f['sd']:.3f}, ± {f['half_width']:.3f})" if f["evaluations"] >= 2
-                else f"{f['base']:.3f} (1 evaluation)")
-
-    rows = []
-    for _, f in floor[(floor["rung"] == rung) & (floor["k"] == 1)].iterrows():
-        mine = floor[(floor["rung"] == rung) & (floor["build"] == f["build"])]
-        n, bad = int(f["evaluations"]), int(mine.loc[mine["k"] == k, "disagree"].sum())
-        what = f"base over {n} sampling seed{'s' * (n != 1)}"
-        if f["builds"] > 1:  # same recipe, other bits: each run's Δ is against its own build's base
-            what += f"; build {f['build'][:8]}, cells {f['cells']}"
-        if bad:
-            what += f"; runs of {bad} seed{'s' * (bad != 1)} evaluated it differently (first kept)"
-        rows.append(f"| {rung} | {what} | | {cell(mine[mine['k'] == 1])} | {cell(mine[mine['k'] == k])} |")
-    return rows
-
-
-def _delta_cell(eff: pd.DataFrame, order: float, rung: str, obj: str, k: int) -> str:
-    """'+0.050 [+0.010, +0.090]' with its `OVER_MARK`; '—' where not evaluated."""
-    if (order, rung, obj, k) not in eff.index:
-        return "—"
-    e = eff.loc[(order, rung, obj, k)]
-    if e["over"] == "none":
-        return f"{e['delta']:+.3f} (no samples)"
-    return fmt_interval(e["delta"], e["lo"], e["hi"]) + OVER_MARK[e["over"]]

@@ -10,7 +10,7 @@ from rlvr_utils.dynamics import dynamics_contrast, training_dynamics
 from rlvr_utils.effects import run_deltas
 from rlvr_utils.files import append_jsonl
 from rlvr_utils.runs import RunDir
-from rlvr_utils.summary import dynamics_contrast_markdown, dynamics_markdown
+from rlvr_utils.secondary import dynamics_contrast_markdown, dynamics_markdown
 
 
 def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
@@ -61,7 +61,8 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
     out = capsys.readouterr().out
     # these files hold no per-problem samples: no crossed answer, said so; the t over seeds still answers
     assert out.startswith("**No primary answer at pass@1 with seeds and problems random: ") and "eval_*.jsonl" in out
-    assert "**no detectable change in NSR's advantage over PSR at pass@4" in out
+    assert ("With a t over seeds (problems held fixed; the rungs' seeds as independent, a Welch interval): "
+            "no detectable change in NSR − PSR at pass@4 with the prior") in out
     assert dynamics_markdown(training_dynamics(runs, deltas)) in out
     assert dynamics_contrast_markdown(dynamics_contrast(runs, deltas)) in out
     assert "| NSR − PSR | +3.000" in out  # distinct answers, the CLI's second contrast

@@ -11,7 +11,7 @@ from rlvr_utils.analysis import load_grid
 from rlvr_utils.effects import contrast_table, effect_table, interaction, noise_floor, problem_delta, run_deltas
 from rlvr_utils.files import append_jsonl
 from rlvr_utils.runs import RunDir
-from rlvr_utils.summary import answer, summary_markdown
+from rlvr_utils.secondary import answer, summary_markdown
 
 
 
@@ -26,10 +26,10 @@ def test_planted_interaction_is_recovered(tmp_path):
     assert eff.loc[("n=0", "psr", 4), "lo"] < 0 < eff.loc[("n=0", "psr", 4), "hi"]
     it = interaction(deltas, k=4)
     assert it["lo"] > 0 and abs(it["did"] - 0.2) < 0.03 and it["rungs"] == (0.0, 1000.0)
-    assert answer(deltas, 4).startswith("NSR's advantage over PSR at pass@4 grows with the prior")
+    assert answer(deltas, 4).startswith("NSR − PSR at pass@4 rises with the prior, from ")
     assert "rung n=0 vs n=1000)" in answer(deltas, 4)  # rungs by their labels, not their compute orders
     md = summary_markdown(deltas, 4)
-    assert md.startswith("**NSR's advantage over PSR at pass@4 grows")
+    assert md.startswith("**NSR − PSR at pass@4 rises")
     nsr_row = next(line for line in md.splitlines() if line.startswith("| n=1000 | nsr | 4 |"))
     lo, hi = (float(x) for x in nsr_row.split("|")[5].split("[")[1].rstrip("] ").split(","))
     assert 0.15 < lo < 0.2 < hi < 0.25  # Δpass@4's t-interval over the 4 seeds holds the planted 0.2
@@ -136,7 +136,7 @@ def test_problem_bootstrap_within_one_run(tmp_path):
 
 def test_one_seed_interaction_is_over_problems(tmp_path):
     """With one seed per cell the answer's interval is a paired bootstrap over problems, and says so."""
-    for lift, expect in ((12, "grows"), (0, "no detectable change")):
+    for lift, expect in ((12, "rises"), (0, "no detectable change")):
         root = tmp_path / f"lift{lift}"
         for n in (0, 1000):
             rung = root / "rungs" / f"n{n}"

@@ -62,9 +62,10 @@ def test_a_mean_without_a_positive_variance_estimate_says_so_in_words():
     c = crossed_mean(np.array([[1.0, -1.0], [-1.0, 1.0]]))  # only seed x problem variation: MS_s + MS_p - MS_e < 0
     assert c.se != c.se and c.lo != c.lo
     it = {"k": 1, "c": c, "labels": ("1m/1M", "7m/2M"), "objectives": ("nsr", "psr"), "mde": c.mde(),
-          "mde_interval": c.mde_interval()}
+          "mde_interval": c.mde_interval(), "ends": (0.01, 0.01)}
     text = primary_sentence(it, 0.02)
     assert "not estimable" in text and "no interval and no minimum detectable effect" in text
+    assert "NSR − PSR +0.010 on rung 1m/1M, +0.010 on 7m/2M" in text
     assert "nan" not in text
 
 
@@ -143,6 +144,26 @@ def test_a_planted_interaction_is_recovered_from_run_files(tmp_path):
     assert c.seeds == 6 and c.problems == 48 and it["mde_interval"][0] < it["mde"] < it["mde_interval"][1]
 
 
+def test_the_answer_says_which_objective_leads_and_whether_the_goal_is_met(tmp_path):
+    # PSR planted 0.1 above NSR on n=0 and 0.3 above on n=1000: NSR − PSR falls, PSR's lead grows; the sentence
+    # names both ends, and the components table shows each estimate with the se and df it gives
+    from rlvr_utils.summary import components_markdown, primary_sentence
+
+    deltas = crossed_grid(tmp_path, lambda n, o, p: (0.1 if n == 0 else 0.3) if o == "psr" else 0.0)
+    it = interaction(deltas, k=1)
+    lo_end, hi_end = it["ends"]
+    assert it["c"].est == pytest.approx(hi_end - lo_end) and -0.15 < lo_end < -0.05 and -0.35 < hi_end < -0.25
+    text = primary_sentence(it, 0.02)
+    assert text.startswith(f"Pass@1: yes: NSR − PSR falls with the prior, from {lo_end:+.3f} on rung n=0 to "
+                           f"{hi_end:+.3f} on n=1000: PSR's lead grows.")
+    assert text.endswith("(goal ≤ 0.02: not reached).") and it["mde"] > 0.02
+    m_lo, m_hi = it["mde_interval"]
+    assert primary_sentence(it, (it["mde"] + m_hi) / 2).endswith(": reached by the estimate, not across its interval).")
+    assert primary_sentence(it, 2 * m_hi).endswith(": reached).")
+    row = components_markdown([it]).splitlines()[-1]
+    assert row.startswith("| pass@1 | 6 × 48 | ") and f"| {it['c'].se:.4f} | {it['c'].df:.1f} |" in row
+
+
 def test_a_planted_objective_by_problem_effect_is_recovered(tmp_path):
     """NSR helps half the problems by 0.25 and hurts the other half as much: no mean effect, but a problem
     component of 0.25^2 that a t over seeds (problems fixed) leaves out of its interval."""
@@ -159,7 +180,7 @@ def test_the_skill_axis_secondary_uses_the_least_and_most_skilled_rungs(tmp_path
     # compute order n0 < n200 < n1000, skill order n0 < n1000 < n200: the secondary contrast along skill takes
     # n0 and n200, where the interaction was planted; the primary (compute ends n0, n1000) sees none
     from rlvr_utils.mixed import skill_bounds
-    from rlvr_utils.summary import primary_markdown
+    from rlvr_utils.summary import skill_markdown
 
     deltas = crossed_grid(tmp_path, lambda n, o, p: 0.15 if (n, o) == (200, "nsr") else 0.0,
                           rungs={0: -0.15, 200: 0.3, 1000: 0.0})
@@ -168,8 +189,9 @@ def test_the_skill_axis_secondary_uses_the_least_and_most_skilled_rungs(tmp_path
     primary = interaction(deltas, k=1)["c"]
     skill = interaction(deltas, k=1, rungs=skill_bounds(deltas))["c"]
     assert primary.lo < 0 < primary.hi and skill.lo < 0.15 < skill.hi and skill.lo > 0
-    text = primary_markdown(deltas, 1)
-    assert "Secondary, along skill" in text and "rung n=0 vs n=200" in text
+    text = skill_markdown(deltas, 1, interaction(deltas, k=1)["rungs"])
+    assert text.startswith("Along skill") and "rung n=0 vs n=200" in text
+    assert skill_markdown(deltas, 1, skill_bounds(deltas)) == ""  # the primary's own ends: nothing to add
 
 
 def test_a_table_cell_without_a_useful_interval_says_why():

@@ -6,7 +6,8 @@ from synthetic import _seeded_grid
 
 from rlvr_utils.effects import interaction
 from rlvr_utils.power import projected_mde, variance_components
-from rlvr_utils.summary import report_summary, summary_markdown
+from rlvr_utils.secondary import summary_markdown
+from rlvr_utils.summary import report_summary
 
 
 def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
