@@ -116,14 +116,15 @@ def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFra
     noise = {k: _resampling_rms(list(v.values())) for k, v in bases.items()}
     df = pd.DataFrame(rows)
     df["noise_rms"] = [noise.get((o, r, w), np.nan) for o, r, w in zip(df["rung_order"], df["rung"], df["weights"])]
+    df["ratio"] = (df["change_rms"] / df["noise_rms"]).where(df["noise_rms"] > 0)  # each seed against its own build
     out = []
     for (order, rung, obj), g in df.groupby(["rung_order", "rung", "objective"], dropna=False):
         kl, lo, hi = seed_ci(g["kl_to_init"].dropna()) if g["kl_to_init"].notna().any() else (np.nan,) * 3
-        change, noise_rms = float(g["change_rms"].mean()), float(g["noise_rms"].mean())
+        ratio, r_lo, r_hi = seed_ci(g["ratio"].dropna()) if g["ratio"].notna().any() else (np.nan,) * 3
         out.append({"rung_order": order, "rung": rung, "objective": obj, "seeds": len(g), "kl_to_init": kl,
                     "kl_lo": lo, "kl_hi": hi, "samples_trained": float(g["samples_trained"].mean()),
-                    "tokens_trained": float(g["tokens_trained"].mean()), "change_rms": change, "noise_rms": noise_rms,
-                    "ratio": change / noise_rms if noise_rms > 0 else np.nan})
+                    "tokens_trained": float(g["tokens_trained"].mean()), "change_rms": float(g["change_rms"].mean()),
+                    "noise_rms": float(g["noise_rms"].mean()), "ratio": ratio, "ratio_lo": r_lo, "ratio_hi": r_hi})
     return pd.DataFrame(out)
 
 

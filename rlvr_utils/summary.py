@@ -260,7 +260,8 @@ def movement_markdown(mov: pd.DataFrame, last: int = 5) -> str:
     for r in mov.sort_values(["rung_order", "objective"]).to_dict("records"):
         kl = "—" if pd.isna(r["kl_to_init"]) else (f"{r['kl_to_init']:.4f}" + (
             "" if pd.isna(r["kl_hi"]) else f" [{r['kl_lo']:.4f}, {r['kl_hi']:.4f}]"))
-        ratio = "—" if pd.isna(r["ratio"]) else f"{r['ratio']:.2f}"
+        ratio = "—" if pd.isna(r["ratio"]) else f"{r['ratio']:.2f}" + (
+            "" if pd.isna(r["ratio_hi"]) else f" [{r['ratio_lo']:.2f}, {r['ratio_hi']:.2f}]")
         lines.append(f"| {r['rung']} | {r['objective']} | {r['seeds']} | {kl} | {r['samples_trained']:.0f} | "
                      f"{r['tokens_trained']:.0f} | {r['change_rms']:.3f} | {r['noise_rms']:.3f} | {ratio} |")
     return (f"How far training moved each policy (means over seeds; the KL's 95% t-interval over seeds): the KL to the "
@@ -269,5 +270,6 @@ def movement_markdown(mov: pd.DataFrame, last: int = 5) -> str:
             "its correct samples, NSR its incorrect ones, W-REINFORCE and REINFORCE all; tokens: their response "
             "tokens), and per held-out problem the "
             "RMS change of sampled pass@1 against the RMS difference between two evaluations of the base with different "
-            "sampling seeds. A run's base and final evaluations share their sampling seeds, so a ratio above 1 is "
-            "movement beyond re-sampling noise.\n\n" + "\n".join(lines) + "\n")
+            "sampling seeds (the ratio per seed, its mean with a 95% t-interval over seeds). A run's base and final "
+            "evaluations share their sampling seeds, so a ratio above 1 is movement beyond re-sampling noise.\n\n"
+            + "\n".join(lines) + "\n")

@@ -244,3 +244,23 @@ def test_a_cell_of_one_seed_keeps_its_row_with_no_interval(tmp_path):
     row = [x for x in text.splitlines() if x.startswith("| n=1000 | nsr | 1 × 48 |")]
     assert len(row) == 1 and f"| {only:+.3f} (one seed) |" in row[0]
     assert "*" in row[0] and "* a cell of one seed" in text  # the t column's bootstrap says what it is
+
+
+def test_movement_counts_what_each_objective_trained_on_and_how_far_it_moved(tmp_path):
+    # NSR's policy planted to move every problem by 0.25 on n=1000, PSR's not at all; the trainer's rows say what
+    # each kept: PSR 3 samples a step, NSR 13, over 6 steps
+    from rlvr_utils.dynamics import movement
+
+    deltas = crossed_grid(tmp_path, lambda n, o, p: (0.25 if p % 2 else -0.25) if (n, o) == (1000, "nsr") else 0.0)
+    for run in (tmp_path / "grid").iterdir():
+        kept = 13 if "__nsr__" in run.name else 3
+        append_jsonl(run / "metrics.jsonl", [{"step": st, "kept": kept, "tokens_trained": 20 * kept,
+                                              "kl_to_init": 0.01 * st} for st in range(1, 7)])
+    mov = movement(load_grid(tmp_path / "grid"), deltas, last=2).set_index(["rung", "objective"])
+    nsr, psr = mov.loc[("n=1000", "nsr")], mov.loc[("n=1000", "psr")]
+    assert (nsr["samples_trained"], psr["samples_trained"], nsr["tokens_trained"]) == (78, 18, 1560)
+    assert nsr["kl_to_init"] == pytest.approx(0.055) and nsr["seeds"] == 6
+    # here a run's base and final are independent draws, so the unmoved PSR's ratio is about 1; the ratio's
+    # t-interval over seeds separates the moved policy from it on the same rung
+    assert nsr["ratio_lo"] <= nsr["ratio"] <= nsr["ratio_hi"] and psr["ratio_hi"] < nsr["ratio_lo"]
+    assert nsr["noise_rms"] == psr["noise_rms"] > 0  # one rung, one re-sampling noise
