@@ -60,7 +60,7 @@ study: setup ## the family's prior axis at smoke scale (3 doses x PSR/NSR/W-REIN
 FAMILY_ARGS ?= --jobs 2
 family-study: setup ## the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (hours; resumable)
 	RLVR_FAMILY_CACHE=$(CURDIR)/runs/family-rungs $(VENV)/bin/rlvr grid --profile family --runs runs/family $(FAMILY_ARGS)
-	$(VENV)/bin/rlvr report runs/family --summary --out runs/family/REPORT.md
+	$(VENV)/bin/rlvr report runs/family --summary --out runs/family/REPORT.md --figure runs/family/REPORT.png
 
 wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package index (bench/gpu_check.sh)
 	$(PY) -m pip download -q --no-deps -d .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"

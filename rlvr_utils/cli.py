@@ -231,6 +231,10 @@ def _cmd_grid(a: argparse.Namespace) -> int:
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
+    if a.figure and not (a.summary and a.figure.endswith(".png")):
+        raise ValueError(f"--figure {a.figure}: a .png path, with --summary")
+    if a.figure and not Path(a.figure).resolve().parent.is_dir():
+        raise ValueError(f"--figure {a.figure}: no folder {Path(a.figure).parent}")
     if a.summary:
         from .files import atomic_write_text
         from .summary import report_summary
@@ -240,6 +244,10 @@ def _cmd_report(a: argparse.Namespace) -> int:
             print(atomic_write_text(a.out, text))
         else:
             print(text, end="")
+        if a.figure:
+            from .summary import study_figure
+
+            print(study_figure(a.runs_dir, a.figure, a.k))
         return 0
     from .report import render_report
 
@@ -342,6 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--summary", action="store_true",
                     help="print the answer and the per rung x objective table as markdown (from the run files, fast)")
     rp.add_argument("--k", type=int, default=0, help="with --summary: pass@k of the answer (0: the largest k with 2k <= samples)")
+    rp.add_argument("--figure", default=None, metavar="PNG",
+                    help="with --summary: also draw the study in one figure (Δpass@k per objective and NSR − PSR against "
+                         "each rung's base pass@1) to this PNG")
     rp.set_defaults(fn=_cmd_report)
 
     m = sub.add_parser("model", help="named models")

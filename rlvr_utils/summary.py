@@ -11,8 +11,8 @@ import pandas as pd
 from .analysis import Run, load_grid
 from .costs import cell_costs, cost_markdown, cpus, design_hours, wall_hours
 from .dynamics import dynamics_contrast, movement, training_dynamics
-from .effects import (answer_k, change_phrase, default_k, effect_table, ends_phrase, objective_label, run_deltas,
-                      unfinished)
+from .effects import (answer_k, change_phrase, contrast_table, default_k, effect_table, ends_phrase, objective_label,
+                      run_deltas, unfinished)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
 from .mixed import sizing, skill_bounds
@@ -241,6 +241,22 @@ def _crossed_cell(e) -> str:
     if e["hi"] - e["lo"] > 2:
         return f"{e['est']:+.3f} (interval wider than [-1, 1]: df {e['df']:.2f})"
     return fmt_interval(e["est"], e["lo"], e["hi"])
+
+
+def study_figure(runs_dir: str | Path, out: str | Path, k: int = 0) -> Path:
+    """The study in one figure (`plots.plot_prior`) from its run files, written atomically to the PNG `out`."""
+    from .plots import plot_prior  # matplotlib only when a figure is asked for
+
+    runs = load_grid(runs_dir)
+    if not_yet := unfinished(runs, deltas := run_deltas(runs)):
+        raise ValueError(f"{runs_dir}: {not_yet}")
+    ks = tuple(sorted({1, answer_k(deltas, k, runs_dir)}))
+    base = deltas[deltas["k"] == 1].groupby("rung")["base"].mean()
+    fig = plot_prior(mixed_effect_table(deltas, ks), contrast_table(deltas, ks), base, ks)
+    out = Path(out)
+    part = out.with_name(out.name + ".partial.png")
+    fig.savefig(part, dpi=120)
+    return part.replace(out)
 
 
 def damage_note(runs: list[Run]) -> str:

@@ -264,3 +264,17 @@ def test_movement_counts_what_each_objective_trained_on_and_how_far_it_moved(tmp
     # t-interval over seeds separates the moved policy from it on the same rung
     assert nsr["ratio_lo"] <= nsr["ratio"] <= nsr["ratio_hi"] and psr["ratio_hi"] < nsr["ratio_lo"]
     assert nsr["noise_rms"] == psr["noise_rms"] > 0  # one rung, one re-sampling noise
+
+
+def test_the_study_figure_is_drawn_from_run_files_and_a_bad_path_is_refused_first(tmp_path, capsys):
+    from rlvr_utils.cli import main
+
+    crossed_grid(tmp_path, lambda n, o, p: 0.1 if (n, o) == (1000, "psr") else 0.0)
+    grid, png = str(tmp_path / "grid"), tmp_path / "study.png"
+    for bad, why in ((["--figure", str(png)], "with --summary"), (["--summary", "--figure", str(tmp_path / "s.svg")], "a .png"),
+                     (["--summary", "--figure", str(tmp_path / "no" / "s.png")], "no folder")):
+        assert main(["report", grid, *bad]) != 0 and why in capsys.readouterr().err
+    assert not png.exists()
+    assert main(["report", grid, "--summary", "--figure", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.partial*"))
+    assert capsys.readouterr().out.rstrip().endswith(str(png))
