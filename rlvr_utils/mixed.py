@@ -182,15 +182,19 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
 
 def effect_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:
     """Per rung x objective x k: the mean change in pass@k with seeds and problems random (a cell of one seed:
-    that seed's mean, with NaN se and interval; `crossed_mean`)."""
+    that seed's mean, with NaN se and interval; `crossed_mean`). A cell with no estimate keeps its row, NaN, with
+    `why` (e.g. runs without per-problem counts, or seeds that share fewer than 2 evaluated problems)."""
     ks = ks or tuple(sorted({1, int(deltas["k"].max())}))
     rows = []
-    for (order, rung, obj), _ in deltas.groupby(["rung_order", "rung", "objective"], dropna=False):
+    for (order, rung, obj), g in deltas.groupby(["rung_order", "rung", "objective"], dropna=False):
         for k in ks:
+            row = {"rung_order": order, "rung": rung, "objective": obj, "k": k, "why": ""}
             try:
                 c = crossed_mean(cell_matrix(deltas, k, rung, obj).to_numpy())
-            except (KeyError, ValueError):
+            except (KeyError, ValueError) as e:
+                rows.append(row | {"est": np.nan, "lo": np.nan, "hi": np.nan, "se": np.nan, "df": np.nan,
+                                   "seeds": g["seed"].nunique(), "problems": 0, "why": str(e.args[0] if e.args else e)})
                 continue
-            rows.append({"rung_order": order, "rung": rung, "objective": obj, "k": k, "est": c.est, "lo": c.lo,
-                         "hi": c.hi, "se": c.se, "df": c.df, "seeds": c.seeds, "problems": c.problems})
+            rows.append(row | {"est": c.est, "lo": c.lo, "hi": c.hi, "se": c.se, "df": c.df, "seeds": c.seeds,
+                               "problems": c.problems})
     return pd.DataFrame(rows)

@@ -210,7 +210,7 @@ def primary_sentence(it: dict, goal: float) -> str:
 def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
     """Per rung x objective: Δpass@1 and Δpass@k with seeds and problems random, the t over seeds beside it."""
     mixed = mixed_effect_table(deltas, tuple(sorted({1, k})))
-    if mixed.empty:
+    if mixed.empty or mixed["why"].all():  # no cell has an estimate: the primary answer already says why
         return ""
     per_seed = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung", "objective", "k"])
     rows = [f"| rung | objective | seeds × problems | Δpass@1 | Δpass@1, t over seeds | Δpass@{k} | Δpass@{k}, t over seeds |",
@@ -234,6 +234,8 @@ def _crossed_cell(e) -> str:
     """A crossed mean with its interval, or why it has none: one seed, no positive variance estimate (nothing is
     floored), or an interval wider than Δpass@k's whole range [-1, 1] (two seeds can give Satterthwaite df ~0.01,
     and a t quantile beyond any bound), which says nothing."""
+    if e.get("why"):
+        return f"— ({e['why']})"
     if e["seeds"] == 1:
         return f"{e['est']:+.3f} (one seed)"
     if e["se"] != e["se"]:

@@ -278,3 +278,22 @@ def test_the_study_figure_is_drawn_from_run_files_and_a_bad_path_is_refused_firs
     assert main(["report", grid, "--summary", "--figure", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.partial*"))
     assert capsys.readouterr().out.rstrip().endswith(str(png))
+
+
+def test_a_cell_without_an_estimate_keeps_its_row_and_says_why(tmp_path):
+    # NSR's runs on n=1000 lost their per-problem samples: its row stays in the table, saying so, beside the others
+    import shutil
+
+    from rlvr_utils.mixed import effect_table
+    from rlvr_utils.summary import report_summary
+
+    crossed_grid(tmp_path, lambda n, o, p: 0.0)
+    for s in range(6):
+        shutil.rmtree(tmp_path / "grid" / f"n1000__nsr__s{s}" / "samples")
+    t = effect_table(run_deltas(load_grid(tmp_path / "grid")), (1,)).set_index(["rung", "objective"])
+    assert len(t) == 4 and "no per-problem evaluation samples" in t.loc[("n=1000", "nsr"), "why"]
+    assert t.loc[("n=1000", "psr"), "why"] == "" and t.loc[("n=1000", "psr"), "lo"] < t.loc[("n=1000", "psr"), "hi"]
+    text = report_summary(tmp_path / "grid", 1)
+    row = next(x for x in text.splitlines() if x.startswith("| n=1000 | nsr | 6 × 0 |"))
+    assert "| — (" in row and "no per-problem evaluation samples" in row
+    assert text.startswith("**No primary answer at pass@1")
