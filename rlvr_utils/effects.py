@@ -17,7 +17,7 @@ import pandas as pd
 from .analysis import Run, eval_counts
 from .objectives import OBJECTIVES
 from .recipes import rung_of as recipe_rung
-from .stats import NO_WIDTH, bootstrap_ci, pass_at_k, seed_ci, seeds_else_problems, welch
+from .stats import NO_WIDTH, bootstrap_ci, pass_at_k, reported_k, seed_ci, seeds_else_problems, welch
 
 
 def objective_label(objective: str) -> str:
@@ -62,15 +62,12 @@ def unfinished(runs: list[Run], deltas: pd.DataFrame) -> str:
 
 
 def default_k(deltas: pd.DataFrame) -> int:
-    """The largest k a report answers at by default: the largest evaluated k with 2k <= n samples (pass@k from
-    exactly k samples is "any of k correct", the noisiest form of the estimator), else the largest evaluated;
-    0 before any run has finished."""
+    """The largest k a report answers at by default (`stats.reported_k` of the evaluated ks and samples); 0 before
+    any run has finished."""
     if deltas.empty:
         return 0
-    ks = sorted(int(k) for k in deltas["k"].unique())
     n = pd.to_numeric(deltas.get("n"), errors="coerce").min() if "n" in deltas else float("nan")
-    fit = [k for k in ks if 2 * k <= n]
-    return fit[-1] if fit else ks[-1]
+    return reported_k(deltas["k"].unique(), n)
 
 
 def answer_k(deltas: pd.DataFrame, k: int, where: object = "the grid") -> int:

@@ -20,6 +20,7 @@ from .grading import GradingPool
 from .losses import masked_sum, response_logprobs
 from .recipes import RUNG_KINDS
 from .rollouts import SamplingConfig, make_engine
+from .stats import reported_k
 
 
 def heldout_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_size: int = 8) -> float:
@@ -75,11 +76,11 @@ def ladder_table(rungs: list[str | Path]) -> str:
         recipe = read_json(Path(d) / kind.recipe_file)
         r = kind(**{k: v for k, v in recipe.items() if k in kind.__dataclass_fields__})
         ks = sorted(prior["pass_at_k"], key=int)
-        half = [k for k in ks if 2 * int(k) <= int(ks[-1])] or ks  # the largest k a study reports: 2k <= n samples
+        half = str(reported_k(ks, int(ks[-1])))  # pass@n is the largest k: n samples
         nll = f"{prior['sampled_nll_t1']:.3f}" if "sampled_nll_t1" in prior else "—"
         loss = prior.get("heldout_loss", prior.get("held_out_sft_loss"))  # the key's name before the family
         rows.append((r.order, f"| {r.describe(recipe, prior)} | {_ci(prior['greedy'])} | {_ci(prior['pass_at_k']['1'])} | "
-                     f"{_ci(prior['pass_at_k'][half[-1]])} (k={half[-1]}) | {_ci(prior['pass_at_k'][ks[-1]])} (k={ks[-1]}) | "
+                     f"{_ci(prior['pass_at_k'][half])} (k={half}) | {_ci(prior['pass_at_k'][ks[-1]])} (k={ks[-1]}) | "
                      f"{loss:.3f} | {nll} | {prior['build_seconds'] / 60:.1f} min | {prior.get('cpu', '—')} |"))
     head = ("| rung | greedy pass@1 | sampled pass@1 | pass@k, 2k ≤ n | pass@n | held-out loss | sampled NLL at T=1 | "
             "build time | CPU |\n|---|---|---|---|---|---|---|---|---|\n")

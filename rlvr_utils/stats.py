@@ -16,6 +16,14 @@ import numpy as np
 NO_WIDTH = 1e-12  # an interval narrower than this is seeds that agree exactly (float noise aside)
 
 
+def reported_k(ks: Sequence[int], n: float) -> int:
+    """The largest k a study reports: the largest of `ks` with 2k <= n samples (pass@k from exactly k samples is
+    "any of k correct", the noisiest form of the estimator), else the largest of `ks`."""
+    ks = sorted(int(k) for k in ks)
+    fit = [k for k in ks if 2 * k <= n]
+    return fit[-1] if fit else ks[-1]
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased estimator 1 - C(n-c, k) / C(n, k) of P(any of k samples is correct) (Chen et al. 2021)."""
     if k > n:
