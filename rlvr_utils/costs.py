@@ -24,6 +24,8 @@ def cell_costs(runs: list[Run], deltas: pd.DataFrame) -> pd.DataFrame:
             continue
         hw = r.config.get("_meta", {}).get("hardware", {})
         cpu = hw.get("name", "?") + (" (bf16 native)" if hw.get("bf16_native") else "")
+        if (threads := hw.get("threads")) and hw.get("precision"):  # recorded by runs since the family study
+            cpu += f", a cell in {hw['precision']} on {threads} thread{'s' * (threads != 1)}"
         d = rungs.loc[str(r.path)]
         # status.json's seconds are the last session's only (train.py times each process): a resumed cell's cost
         # comes from its rows, which hold every session's steps and evaluations once
@@ -60,7 +62,7 @@ def design_hours(costs: pd.DataFrame, seeds: int, problems: int) -> float:
 def cpus(costs: pd.DataFrame) -> str:
     """The CPUs the cells ran on, with how many cells each where there are several."""
     n = costs["cpu"].value_counts()
-    return n.index[0] if len(n) == 1 else ", ".join(f"{cpu} ({c} cells)" for cpu, c in n.items())
+    return n.index[0] if len(n) == 1 else "; ".join(f"{cpu} ({c} cell{'s' * (c != 1)})" for cpu, c in n.items())
 
 
 def cost_markdown(costs: pd.DataFrame) -> str:
