@@ -132,6 +132,20 @@ def sizing(c: CrossedMean, seeds: tuple[int, ...], problems: int, power_: float 
     return pd.DataFrame(rows)
 
 
+def seeds_for(c: CrossedMean, goal: float, problems: int, max_seeds: int = 10_000, power_: float = 0.8,
+              level: float = 0.95) -> int | None:
+    """The fewest seeds whose projected MDE on `problems` (`projected`) is <= `goal`; None where no number up to
+    `max_seeds` reaches it (the problems' own component alone can keep the MDE above the goal)."""
+    meets = lambda S: mde(*projected(c, S, problems, power_, level), power_, level) <= goal  # noqa: E731  (NaN: no)
+    if not meets(max_seeds):
+        return None
+    lo, hi = 1, max_seeds  # the MDE falls as seeds are added: bisect for the first that meets the goal
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if meets(mid) else (mid, hi)
+    return hi
+
+
 # ------------------------------------------------------------------------------ from a grid's run files
 
 def cell_matrix(deltas: pd.DataFrame, k: int, rung: str, objective: str) -> pd.DataFrame:

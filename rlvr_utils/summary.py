@@ -15,7 +15,7 @@ from .effects import (answer_k, change_phrase, contrast_table, default_k, effect
                       run_deltas, unfinished)
 from .mixed import effect_table as mixed_effect_table
 from .mixed import interaction as mixed_interaction
-from .mixed import sizing, skill_bounds
+from .mixed import seeds_for, sizing, skill_bounds
 from .secondary import dynamics_contrast_markdown, dynamics_markdown, summary_markdown
 from .stats import OVER_MARK, fmt_interval
 from .tasks import is_task_spec, test_size
@@ -155,11 +155,26 @@ def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_pro
     cost = (f" Hours: wall clock of the whole design on {cpus(costs)}, from this grid's "
             f"median cell per rung and seed (evaluation scaled by the problems) at its measured pace of "
             f"{1 / pace:.2f} cells side by side (`costs.design_hours`)." if timed else "")
+    needs = []
+    per_seed = costs[["rung", "objective"]].drop_duplicates().shape[0] if timed else 0  # cells a seed adds
+    for it in ok:
+        goal, reach, miss = goal_for(it["k"]), [], []
+        for p in sizes:
+            if not (S := seeds_for(it["c"], goal, p)):
+                miss.append(str(p))
+                continue
+            reach.append(f"{S} seeds on {p} problems" + (f" ({S * per_seed} cells, {design_hours(costs, S, p) * pace:.0f} h)"
+                                                          if timed else ""))
+        needs.append(f"pass@{it['k']} ≤ {goal:g} " + (f"needs {' or '.join(reach)}" if reach else "")
+                     + ("; " if reach and miss else "")
+                     + (f"is out of reach on {' or '.join(miss)} problems at any number of seeds up to 10,000 (or "
+                        "there is no positive variance to project)" if miss else ""))
+    need = "The goals, projected from the same components: " + "; ".join(needs) + ".\n"
     return ("\nWhat the primary outcomes would detect (80% power, 95% level) with more seeds, projected from this "
             "grid's variance components with seeds and problems random (`mixed.sizing`; the interval is the "
             "components' own uncertainty; — where a negative component estimate, used as it is, leaves no positive "
             f"variance, or a negative expected mean square, at that size): on the same {P} problems{more}.{cost}\n\n"
-            + "\n".join(lines) + "\n")
+            + "\n".join(lines) + "\n\n" + need)
 
 
 def skill_markdown(deltas: pd.DataFrame, k: int, compute_ends: tuple[float, float] | None = None, a: str = "nsr",

@@ -297,3 +297,14 @@ def test_a_cell_without_an_estimate_keeps_its_row_and_says_why(tmp_path):
     row = next(x for x in text.splitlines() if x.startswith("| n=1000 | nsr | 6 × 0 |"))
     assert "| — (" in row and "no per-problem evaluation samples" in row
     assert text.startswith("**No primary answer at pass@1")
+
+
+def test_the_seeds_a_goal_needs_are_the_fewest_that_meet_it_and_none_below_the_problems_floor():
+    from rlvr_utils.mixed import seeds_for
+
+    c = crossed_mean(simulate(np.random.default_rng(5), 6, 64, 0.05, 0.1, 0.2))
+    at = lambda S, P: mde(*projected(c, S, P))  # noqa: E731
+    S = seeds_for(c, 0.1, 64)
+    assert S and at(S, 64) <= 0.1 < at(S - 1, 64)
+    floor = at(10_000, 64)  # what the problems' own component leaves at any number of seeds
+    assert seeds_for(c, floor * 0.9, 64) is None and seeds_for(c, floor * 0.9, 64 * 100) is not None
