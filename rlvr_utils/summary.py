@@ -156,7 +156,7 @@ def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_pro
             f"median cell per rung and seed (evaluation scaled by the problems) at its measured pace of "
             f"{1 / pace:.2f} cells side by side (`costs.design_hours`)." if timed else "")
     needs = []
-    per_seed = costs[["rung", "objective"]].drop_duplicates().shape[0] if timed else 0  # cells a seed adds
+    per_seed = int(costs.groupby("seed").size().max()) if timed else 0  # cells a seed adds: its fullest seed's
     for it in ok:
         goal, reach, miss = goal_for(it["k"]), [], []
         for p in sizes:

@@ -13,7 +13,7 @@ from conftest import REPO, TINY_RUN, merge
 from rlvr_utils.analysis import load_grid
 from rlvr_utils.costs import cell_costs, cost_markdown, design_hours, wall_hours
 from rlvr_utils.effects import run_deltas
-from rlvr_utils.mixed import crossed_mean, sizing
+from rlvr_utils.mixed import seeds_for, crossed_mean, sizing
 from rlvr_utils.runs import RunDir
 from rlvr_utils.summary import sizing_markdown
 
@@ -111,4 +111,11 @@ def test_the_sizing_table_names_each_designs_hours_and_a_larger_problem_set():
     assert float(rows[0][-1].rstrip(" |")) == pytest.approx(round(design_hours(costs, 10, 256), 1))
     assert float(rows[0][2]) == pytest.approx(round(design_hours(costs, 10, 64), 1))
     assert "cpu-x" in text and "256 (every problem of the task's test split" in text
+    # the problems' own component keeps pass@1's MDE above 0.02 at any number of seeds on either size; at the
+    # larger k's goal (0.05) 256 problems reach it, 64 do not
+    assert "pass@1 ≤ 0.02 is out of reach on 64 or 256 problems at any number of seeds" in text
+    S = seeds_for(c, 0.05, 256)
+    assert S and seeds_for(c, 0.05, 64) is None
+    assert (f"pass@16 ≤ 0.05 needs {S} seeds on 256 problems ({S} cells, {design_hours(costs, S, 256):.0f} h); "
+            "is out of reach on 64 problems") in sizing_markdown([{"k": 16, "c": c}], costs, more_problems=256)
     assert "hours" not in sizing_markdown([it]).split("\n\n")[1]  # no costs: no hours column
