@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .cell import KERNEL_QUIET
 from .files import atomic_write_text
 
 ANALYZE = Path(__file__).resolve().parents[1] / "notebooks" / "04_analyze.ipynb"
@@ -38,7 +39,8 @@ def render_report(runs_dir: str | Path, out: str | Path | None = None, **params)
     partial = nb_out.with_name(f".{nb_out.stem}.partial.ipynb")  # kept where a cell fails: what ran, and the traceback
     try:
         papermill.execute_notebook(str(ANALYZE), str(partial), parameters={"runs_dir": str(runs_dir), **params},
-                                   cwd=str(ANALYZE.parent.parent), progress_bar=False, kernel_name="python3")
+                                   cwd=str(ANALYZE.parent.parent), progress_bar=False, kernel_name="python3",
+                                   extra_arguments=KERNEL_QUIET)
     except papermill.PapermillExecutionError as e:  # one line, not the kernel's multi-screen traceback
         cell = next((ln.strip() for ln in e.source.splitlines() if ln.strip()), "")
         why = next(iter((e.evalue or "").strip().splitlines()), "")

@@ -41,11 +41,12 @@ def test_committed_notebooks_match_sources_and_have_no_outputs():
 
 
 
-def test_report_renders_every_section(tiny_grid):
+def test_report_renders_every_section(tiny_grid, capfd):
     from rlvr_utils.report import render_report
 
     runs, _, _ = tiny_grid
     html_path = render_report(runs)
+    assert "[IPKernelApp]" not in capfd.readouterr().err  # the kernel's own log is noise on the terminal
     html = html_path.read_text()
     assert html_path.name == "report.html" and (runs / "report.ipynb").exists()
     for needle in ("Grading policy", "greedy accuracy", "T=1.0", "Training curves", "Final accuracy", "pass@k", "Entropy",
