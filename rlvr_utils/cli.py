@@ -239,15 +239,13 @@ def _cmd_report(a: argparse.Namespace) -> int:
         from .files import atomic_write_text
         from .summary import report_summary
 
-        text = report_summary(a.runs_dir, a.k)
+        text = report_summary(a.runs_dir, a.k, a.figure)
         if a.out:  # a study's REPORT.md, beside its runs
             print(atomic_write_text(a.out, text))
         else:
             print(text, end="")
         if a.figure:
-            from .summary import study_figure
-
-            print(study_figure(a.runs_dir, a.figure, a.k))
+            print(a.figure)
         return 0
     from .report import render_report
 

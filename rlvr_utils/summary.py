@@ -21,15 +21,19 @@ from .stats import OVER_MARK, fmt_interval
 from .tasks import is_task_spec, test_size
 
 
-def report_summary(runs_dir: str | Path, k: int = 0) -> str:
+def report_summary(runs_dir: str | Path, k: int = 0, figure: str | Path | None = None) -> str:
     """Everything `rlvr report --summary` prints for a grid's folder, read from its run files, in the order the
     pre-registration reads it: the primary answer (seeds and problems random), the per rung x objective table,
     how far each policy moved, the secondary outcomes (entropy, distinct answers, length), what the design can
     detect and what it cost, then the secondary analyses (along skill, a t over seeds, contrasts)."""
     runs = load_grid(runs_dir)
     if not_yet := unfinished(runs, deltas := run_deltas(runs)):
+        if figure:
+            raise ValueError(f"{runs_dir}: {not_yet}: no figure to draw")
         return damage_note(runs) + f"{runs_dir}: {not_yet}\n"  # damage may be why a cell is not finished
     k = answer_k(deltas, k, runs_dir)
+    if figure:  # from the same run files, read once
+        study_figure(deltas, figure, k)
     its, sentences = primary_answers(deltas, k)
     dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
         dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m)
@@ -260,19 +264,19 @@ def _crossed_cell(e) -> str:
     return fmt_interval(e["est"], e["lo"], e["hi"])
 
 
-def study_figure(runs_dir: str | Path, out: str | Path, k: int = 0) -> Path:
-    """The study in one figure (`plots.plot_prior`) from its run files, written atomically to the PNG `out`."""
-    from .plots import plot_prior  # matplotlib only when a figure is asked for
+def study_figure(deltas: pd.DataFrame, out: str | Path, k: int) -> Path:
+    """The study in one figure (`plots.plot_prior`) from a grid's `run_deltas`, written atomically to the PNG `out`."""
+    import matplotlib.pyplot as plt  # matplotlib only when a figure is asked for
 
-    runs = load_grid(runs_dir)
-    if not_yet := unfinished(runs, deltas := run_deltas(runs)):
-        raise ValueError(f"{runs_dir}: {not_yet}")
-    ks = tuple(sorted({1, answer_k(deltas, k, runs_dir)}))
+    from .plots import plot_prior
+
+    ks = tuple(sorted({1, k}))
     base = deltas[deltas["k"] == 1].groupby("rung")["base"].mean()
     fig = plot_prior(mixed_effect_table(deltas, ks), contrast_table(deltas, ks), base, ks)
     out = Path(out)
     part = out.with_name(out.name + ".partial.png")
     fig.savefig(part, dpi=120)
+    plt.close(fig)
     return part.replace(out)
 
 

@@ -275,6 +275,10 @@ def test_the_study_figure_is_drawn_from_run_files_and_a_bad_path_is_refused_firs
                      (["--summary", "--figure", str(tmp_path / "no" / "s.png")], "no folder")):
         assert main(["report", grid, *bad]) != 0 and why in capsys.readouterr().err
     assert not png.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty), "--summary", "--figure", str(png)]) != 0 and not png.exists()
+    assert "no figure to draw" in capsys.readouterr().err
     assert main(["report", grid, "--summary", "--figure", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.partial*"))
     assert capsys.readouterr().out.rstrip().endswith(str(png))
