@@ -141,25 +141,25 @@ def plot_prior(effects: pd.DataFrame, contrasts: pd.DataFrame, base: pd.Series, 
         return _empty("no effects yet")
     fig, axes = plt.subplots(1, len(ks) + 1, figsize=(5.4 * (len(ks) + 1), 3.8))
     x = lambda rungs: [base[r] for r in rungs]  # noqa: E731
+    err = lambda g: [(g["est"] - g["lo"]).clip(lower=0), (g["hi"] - g["est"]).clip(lower=0)]  # noqa: E731
     for ax, k in zip(axes, ks):
         for i, (obj, g) in enumerate(effects[effects["k"] == k].groupby("objective")):
             g = g.assign(x=[v * 1.025 ** (i - 1) for v in x(g["rung"])]).sort_values("x")  # apart, to read each bar
-            ax.errorbar(g["x"], g["est"], yerr=[(g["est"] - g["lo"]).clip(lower=0), (g["hi"] - g["est"]).clip(lower=0)],
-                        fmt="o-", capsize=3, label=obj)
+            ax.errorbar(g["x"], g["est"], yerr=err(g), fmt="o-", capsize=3, label=obj)
         ax.set(title=f"Δpass@{k} (seeds and problems random)", ylabel=f"Δpass@{k}")
     ax = axes[-1]
     for i, k in enumerate(ks):
         g = contrasts[(contrasts["a"] == a) & (contrasts["b"] == b) & (contrasts["k"] == k) & contrasts["rung"].isin(base.index)]
         g = g.assign(x=[v * 1.025 ** i for v in x(g["rung"])]).sort_values("x")
-        ax.errorbar(g["x"], g["est"], yerr=[(g["est"] - g["lo"]).clip(lower=0), (g["hi"] - g["est"]).clip(lower=0)],
-                    fmt="o-", capsize=3, label=f"pass@{k}")
+        ax.errorbar(g["x"], g["est"], yerr=err(g), fmt="o-", capsize=3, label=f"pass@{k}")
     ax.set(title=f"{a.upper()} − {b.upper()} (paired by seed, t over seeds)", ylabel="difference in Δpass@k")
+    log = bool((base > 0).all())  # a base that never solves a problem has no place on a log axis
     for ax in axes:  # skill spans a decade: a log axis spaces the rungs evenly enough to name each
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xscale("log")
+        ax.set_xscale("log" if log else "linear")
         ax.set_xticks(list(base.values), [f"{r}\n{v:.2f}" for r, v in base.items()], fontsize="x-small")
         ax.minorticks_off()
-        ax.set_xlabel("rung (base pass@1, log scale)")
+        ax.set_xlabel("rung (base pass@1" + (", log scale)" if log else ")"))
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

@@ -312,3 +312,16 @@ def test_the_seeds_a_goal_needs_are_the_fewest_that_meet_it_and_none_below_the_p
     assert S and at(S, 64) <= 0.1 < at(S - 1, 64)
     floor = at(10_000, 64)  # what the problems' own component leaves at any number of seeds
     assert seeds_for(c, floor * 0.9, 64) is None and seeds_for(c, floor * 0.9, 64 * 100) is not None
+
+
+def test_the_study_figure_keeps_a_base_that_solves_nothing_on_a_linear_axis():
+    import pandas as pd
+
+    from rlvr_utils.plots import plot_prior
+
+    eff = pd.DataFrame({"k": [1, 1], "objective": ["nsr", "nsr"], "rung": ["a", "b"], "est": [0.1, 0.2], "lo": [0.0, 0.1],
+                        "hi": [0.2, 0.3]})
+    con = pd.DataFrame({"a": ["nsr"], "b": ["psr"], "k": [1], "rung": ["a"], "est": [0.0], "lo": [-0.1], "hi": [0.1]})
+    fig = plot_prior(eff, con, pd.Series({"a": 0.0, "b": 0.3}), (1,))
+    assert [ax.get_xscale() for ax in fig.axes] == ["linear", "linear"]
+    assert plot_prior(eff, con, pd.Series({"a": 0.05, "b": 0.3}), (1,)).axes[0].get_xscale() == "log"
