@@ -9,12 +9,12 @@ import argparse
 import json
 from pathlib import Path
 
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.data import stratified_subset
-from rlvr_utils.grading import GradingPool
-from rlvr_utils.models import load_tokenizer, resolve_model
-from rlvr_utils.rollouts import SamplingConfig, make_engine
-from rlvr_utils.data import prepare_data
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.data.sources import stratified_subset
+from rlvr_utils.core.grading import GradingPool
+from rlvr_utils.core.models import load_tokenizer, resolve_model
+from rlvr_utils.core.rollouts import SamplingConfig, make_engine
+from rlvr_utils.data.sources import prepare_data
 
 COMBOS = [("paper", "boxed"), ("paper", "boxed_or_answer_is"), ("answer_is", "boxed_or_answer_is")]
 

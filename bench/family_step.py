@@ -17,13 +17,13 @@ from pathlib import Path
 
 import torch
 
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.family import corpus, model_config, tokenizer
-from rlvr_utils.hardware import cpu_info
-from rlvr_utils.recipes import FamilyRung
-from rlvr_utils.runs import RunDir
-from rlvr_utils.rungs import resolve_model
-from rlvr_utils.train import train
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.priors.family import corpus, model_config, tokenizer
+from rlvr_utils.core.hardware import cpu_info
+from rlvr_utils.priors.recipes import FamilyRung
+from rlvr_utils.core.runs import RunDir
+from rlvr_utils.priors.resolve import resolve_model
+from rlvr_utils.train.loop import train
 
 BATCH = dict(steps=2, prompts_per_step=8, rollouts_per_prompt=4, max_tokens=32, min_tokens=32, engine="hf",
              precision="fp32", eval_problems=0, checkpoint_every=0, data="gen:chain?difficulty=2&n=400", lr=1e-5,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from rlvr_utils.losses import token_logprobs
+from rlvr_utils.core.losses import token_logprobs
 
 
 def head_peak(device: str, batch: int, tokens: int, vocab: int, hidden: int, entropy_grad: bool) -> float:

@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from rlvr_utils.rollouts import HFEngine, SamplingConfig
+from rlvr_utils.core.rollouts import HFEngine, SamplingConfig
 
 # Published Qwen2.5-*-Instruct shapes (config.json on the hub)
 SHAPES = {

@@ -25,18 +25,18 @@ from pathlib import Path
 import torch
 from gpu_step import build_model  # random-weight Qwen2.5 shapes and a byte-level tokenizer
 
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.evaluate import EvalSettings, evaluate
-from rlvr_utils.grading import GradingPool
-from rlvr_utils.hardware import memory_plan
-from rlvr_utils.hardware import resolve as resolve_hardware
-from rlvr_utils.models import load_policy, load_tokenizer
-from rlvr_utils.profiles import PROFILES
-from rlvr_utils.prompts import render
-from rlvr_utils.rollouts import SamplingConfig, make_engine, resolve_engine
-from rlvr_utils.runs import RunDir
-from rlvr_utils.tasks import load_task
-from rlvr_utils.train import train
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.core.evaluate import EvalSettings, evaluate
+from rlvr_utils.core.grading import GradingPool
+from rlvr_utils.core.hardware import memory_plan
+from rlvr_utils.core.hardware import resolve as resolve_hardware
+from rlvr_utils.core.models import load_policy, load_tokenizer
+from rlvr_utils.grid.profiles import PROFILES
+from rlvr_utils.core.prompts import render
+from rlvr_utils.core.rollouts import SamplingConfig, make_engine, resolve_engine
+from rlvr_utils.core.runs import RunDir
+from rlvr_utils.data.tasks import load_task
+from rlvr_utils.train.loop import train
 
 ROWS: list[dict] = []
 

@@ -25,14 +25,14 @@ from pathlib import Path
 import torch
 from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
 
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.profiles import PROFILES
-from rlvr_utils.hardware import memory_plan
-from rlvr_utils.hardware import resolve as resolve_hardware
-from rlvr_utils.models import load_tokenizer
-from rlvr_utils.prompts import render
-from rlvr_utils.runs import RunDir
-from rlvr_utils.train import train
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.grid.profiles import PROFILES
+from rlvr_utils.core.hardware import memory_plan
+from rlvr_utils.core.hardware import resolve as resolve_hardware
+from rlvr_utils.core.models import load_tokenizer
+from rlvr_utils.core.prompts import render
+from rlvr_utils.core.runs import RunDir
+from rlvr_utils.train.loop import train
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16 tensor-core peaks
 

@@ -28,13 +28,13 @@ import torch
 from gpu_rollouts import SHAPES  # published Qwen2.5-*-Instruct shapes (bench/ is on the path of a bench script)
 from gpu_step import build_model, mfu, print_table, update_flops
 
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.profiles import PROFILES
-from rlvr_utils.hardware import memory_plan
-from rlvr_utils.hardware import resolve as resolve_hardware
-from rlvr_utils.rollouts import Rollout
-from rlvr_utils.train import build_learner
-from rlvr_utils.update import update_policy
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.grid.profiles import PROFILES
+from rlvr_utils.core.hardware import memory_plan
+from rlvr_utils.core.hardware import resolve as resolve_hardware
+from rlvr_utils.core.rollouts import Rollout
+from rlvr_utils.train.loop import build_learner
+from rlvr_utils.core.update import update_policy
 
 
 def full_batch(cfg: TrainConfig, vocab: int, prompt_tokens: int, seed: int = 0) -> list[Rollout]:

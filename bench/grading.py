@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from rlvr_utils.config import default_data
-from rlvr_utils.data import load_math
-from rlvr_utils.grading import GradingPool, extract_answer, verify_pair
+from rlvr_utils.core.config import default_data
+from rlvr_utils.data.sources import load_math
+from rlvr_utils.core.grading import GradingPool, extract_answer, verify_pair
 
 
 def pairs(n: int, seed: int = 0):

@@ -14,19 +14,19 @@ import time
 from pathlib import Path
 
 
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.data import prepare_data
-from rlvr_utils.hardware import bf16_native, cpu_info, dtype_name, resolve
-from rlvr_utils.losses import response_logprobs
-from rlvr_utils.models import load_policy, load_tokenizer, resolve_model
-from rlvr_utils.rollouts import HFEngine, SamplingConfig
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.data.sources import prepare_data
+from rlvr_utils.core.hardware import bf16_native, cpu_info, dtype_name, resolve
+from rlvr_utils.core.losses import response_logprobs
+from rlvr_utils.core.models import load_policy, load_tokenizer, resolve_model
+from rlvr_utils.core.rollouts import HFEngine, SamplingConfig
 
 PROMPTS, N, TOKENS, REPEATS = 8, 2, 64, 2
 SP = SamplingConfig(1.0, 1.0, TOKENS, TOKENS, 0)
 
 
 def vllm_rate(path: str, prompts: list, precision: str, q) -> None:
-    from rlvr_utils.rollouts import VLLMEngine
+    from rlvr_utils.core.rollouts import VLLMEngine
 
     eng = VLLMEngine(path, max_model_len=1024, seed=0, dtype=dtype_name(precision))
     eng.generate(prompts[:1], 1, SamplingConfig(1.0, 1.0, 4, 4, 0))  # warm-up

@@ -17,10 +17,10 @@ from pathlib import Path
 
 
 def child(engine: str, prompts: int, n: int, max_tokens: int) -> None:
-    from rlvr_utils.config import TrainConfig
-    from rlvr_utils.models import load_policy, load_tokenizer, resolve_model
-    from rlvr_utils.rollouts import SamplingConfig, make_engine
-    from rlvr_utils.data import prepare_data
+    from rlvr_utils.core.config import TrainConfig
+    from rlvr_utils.core.models import load_policy, load_tokenizer, resolve_model
+    from rlvr_utils.core.rollouts import SamplingConfig, make_engine
+    from rlvr_utils.data.sources import prepare_data
 
     path = resolve_model("smollm2-135m")
     tok = load_tokenizer(path)

@@ -20,8 +20,8 @@ PROMPTS, N, TOKENS = 16, 2, 256
 
 
 def ours(steps: int, engine: str, objective: str = "grpo") -> dict:
-    from rlvr_utils.config import TrainConfig
-    from rlvr_utils.train import train
+    from rlvr_utils.core.config import TrainConfig
+    from rlvr_utils.train.loop import train
 
     cfg = TrainConfig(objective=objective, steps=steps, prompts_per_step=PROMPTS, rollouts_per_prompt=N, max_tokens=TOKENS,
                       lr=1e-6, eval_problems=0, checkpoint_every=0, engine=engine, seed=0)
@@ -38,11 +38,11 @@ def trl_side(steps: int) -> dict:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from rlvr_utils.config import TrainConfig
-    from rlvr_utils.grading import GradingPool
-    from rlvr_utils.models import load_tokenizer, resolve_model
-    from rlvr_utils.prompts import PROMPTS as TEMPLATES
-    from rlvr_utils.data import Cursor, prepare_data
+    from rlvr_utils.core.config import TrainConfig
+    from rlvr_utils.core.grading import GradingPool
+    from rlvr_utils.core.models import load_tokenizer, resolve_model
+    from rlvr_utils.core.prompts import PROMPTS as TEMPLATES
+    from rlvr_utils.data.sources import Cursor, prepare_data
 
     path = resolve_model("smollm2-135m")
     tok = load_tokenizer(path)

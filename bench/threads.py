@@ -36,11 +36,11 @@ def _busy() -> None:
 def rollout_rates(threads: int, pin: bool, q) -> None:
     """In a fresh process: tokens/s of the batch alone, beside a busy process, alone, beside it."""
     os.environ["RLVR_THREADS"] = str(threads)
-    from rlvr_utils.config import TrainConfig
-    from rlvr_utils.data import prepare_data
-    from rlvr_utils.hardware import use_threads
-    from rlvr_utils.models import load_tokenizer, resolve_model
-    from rlvr_utils.rollouts import SamplingConfig, VLLMEngine
+    from rlvr_utils.core.config import TrainConfig
+    from rlvr_utils.data.sources import prepare_data
+    from rlvr_utils.core.hardware import use_threads
+    from rlvr_utils.core.models import load_tokenizer, resolve_model
+    from rlvr_utils.core.rollouts import SamplingConfig, VLLMEngine
 
     use_threads()
     if not pin:
@@ -84,8 +84,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "threads.json"))
     a = ap.parse_args()
-    from rlvr_utils.hardware import bf16_native, cell_threads, cpu_info
-    from rlvr_utils.models import make_tiny_model, resolve_model
+    from rlvr_utils.core.hardware import bf16_native, cell_threads, cpu_info
+    from rlvr_utils.core.models import make_tiny_model, resolve_model
 
     name, flags = cpu_info()
     cores = cell_threads()

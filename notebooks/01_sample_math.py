@@ -25,8 +25,8 @@ seed: int = 42            # sampling seed (the original study: 42)
 out: str = ""             # write the subset here as JSONL (empty: do not write)
 
 # %%
-from rlvr_utils.config import default_data
-from rlvr_utils.data import check_gold, count_table, load_math, stratified_sample, write_jsonl
+from rlvr_utils.core.config import default_data
+from rlvr_utils.data.sources import check_gold, count_table, load_math, stratified_sample, write_jsonl
 
 problems = load_math(source or default_data(), split)
 len(problems)
@@ -39,7 +39,7 @@ table = count_table(problems)
 table
 
 # %%
-from rlvr_utils.plots import plot_counts
+from rlvr_utils.study.figures import plot_counts
 
 plot_counts(table);
 

@@ -28,8 +28,8 @@ prompt: str = "answer_is"
 extraction: str = "boxed_or_answer_is"
 
 # %%
-from rlvr_utils.browser import SampleBrowser
-from rlvr_utils.preview import preview_rollouts
+from rlvr_utils.study.browser import SampleBrowser
+from rlvr_utils.study.preview import preview_rollouts
 
 if not run_dir:
     run_dir = preview_rollouts(model, problems, samples, max_tokens, prompt, extraction)
@@ -40,7 +40,7 @@ browser.widget
 # ## Counts for the current filter
 
 # %%
-from rlvr_utils.analysis import base_success
+from rlvr_utils.study.frames import base_success
 
 base_success(browser.current, by="level")
 

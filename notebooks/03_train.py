@@ -27,9 +27,9 @@ run_dir: str = "runs/scratch/cell"
 resume: bool = True                # continue from the run's checkpoint if it has one
 
 # %%
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.profiles import resolve_config, settings_diff
-from rlvr_utils.train import train
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.grid.profiles import resolve_config, settings_diff
+from rlvr_utils.train.loop import train
 
 cfg: TrainConfig = TrainConfig.from_dict(config) if config else resolve_config(profile, overrides)
 settings_diff(cfg)  # what differs from TrainConfig's defaults
@@ -48,8 +48,8 @@ run.status()
 # Read back from the run's files, as the analysis notebook does.
 
 # %%
-from rlvr_utils.analysis import load_run
-from rlvr_utils.plots import plot_run
+from rlvr_utils.study.frames import load_run
+from rlvr_utils.study.figures import plot_run
 
 r = load_run(run_dir)
 plot_run(r);

@@ -34,13 +34,12 @@ window: int = 2                # moving-average window of the training curves
 # %%
 from IPython.display import Markdown
 
-from rlvr_utils import analysis as A
-from rlvr_utils import dynamics as D
-from rlvr_utils import effects as E
-from rlvr_utils import plots as P
-from rlvr_utils import secondary as T
-from rlvr_utils import summary as S
-
+from rlvr_utils.study import frames as A
+from rlvr_utils.study import dynamics as D
+from rlvr_utils.study import perseed as E
+from rlvr_utils.study import figures as P
+from rlvr_utils.study import secondary as T
+from rlvr_utils.study import report as S
 runs = A.load_grid(runs_dir)
 deltas = E.run_deltas(runs)
 if not_yet := E.unfinished(runs, deltas):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _cmd_data_check(a: argparse.Namespace) -> int:
-    from .data import check_gold, count_table, load_math
+    from .data.sources import check_gold, count_table, load_math
 
     probs = load_math(a.source, a.split)
     rep = check_gold(probs)
@@ -26,7 +26,7 @@ def _cmd_data_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_data_write(a: argparse.Namespace) -> int:
-    from .data import count_table, load_math, stratified_sample, write_jsonl
+    from .data.sources import count_table, load_math, stratified_sample, write_jsonl
 
     probs = load_math(a.source, a.split)
     if a.cmd == "sample":
@@ -39,8 +39,8 @@ def _cmd_data_write(a: argparse.Namespace) -> int:
 
 
 def _cmd_grade(a: argparse.Namespace) -> int:
-    from .files import atomic_write_text
-    from .grading import GradingPool, RewardSpec
+    from .core.files import atomic_write_text
+    from .core.grading import GradingPool, RewardSpec
 
     if a.workers is not None and a.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {a.workers}")
@@ -139,7 +139,7 @@ def _cuda_check() -> bool:
 
 
 def _cmd_model_fetch(a: argparse.Namespace) -> int:
-    from .models import MODELS, fetch_embedded
+    from .core.models import MODELS, fetch_embedded
 
     if a.name not in MODELS:
         raise ValueError(f"unknown model {a.name!r}; known: {', '.join(MODELS)}")
@@ -148,7 +148,7 @@ def _cmd_model_fetch(a: argparse.Namespace) -> int:
 
 
 def _cmd_model_list(a: argparse.Namespace) -> int:
-    from .models import MODELS, embedded_path
+    from .core.models import MODELS, embedded_path
 
     for s in MODELS.values():
         where = f"embedded ({s.wheel}) -> {embedded_path(s.name)}" if s.wheel else "hub"
@@ -157,8 +157,8 @@ def _cmd_model_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from .config import TrainConfig, parse_sets
-    from .train import train
+    from .core.config import TrainConfig, parse_sets
+    from .train.loop import train
 
     run_dir = Path(a.run_dir)
     if a.resume and (run_dir / "config.json").exists():
@@ -175,11 +175,11 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_warmstart(a: argparse.Namespace) -> int:
-    from .config import parse_sets
-    from .files import cache_dir
-    from .recipes import WarmStart
-    from .prior import ladder_table
-    from .warmstart import warmstart
+    from .core.config import parse_sets
+    from .core.files import cache_dir
+    from .priors.recipes import WarmStart
+    from .priors.measure import ladder_table
+    from .priors.warmstart import warmstart
 
     if a.table:
         print(ladder_table(sorted(p.parent for p in (cache_dir() / "warmstarts").glob("*/prior.json"))), end="")
@@ -191,10 +191,10 @@ def _cmd_warmstart(a: argparse.Namespace) -> int:
 
 
 def _cmd_family(a: argparse.Namespace) -> int:
-    from .config import parse_sets
-    from .family import build_rung, root
-    from .prior import ladder_table, read_prior
-    from .recipes import FamilyRung
+    from .core.config import parse_sets
+    from .priors.family import build_rung, root
+    from .priors.measure import ladder_table, read_prior
+    from .priors.recipes import FamilyRung
 
     if a.table:
         print(ladder_table(sorted(p.parent for p in root().glob("*/t*/prior.json"))), end="")
@@ -206,10 +206,10 @@ def _cmd_family(a: argparse.Namespace) -> int:
 
 
 def _cmd_grid(a: argparse.Namespace) -> int:
-    from .config import split_sets
-    from .executors import Resources
-    from .grid import run_grid
-    from .profiles import settings_table
+    from .core.config import split_sets
+    from .grid.executors import Resources
+    from .grid.sweep import run_grid
+    from .grid.profiles import settings_table
 
     if a.table:
         print(settings_table(), end="")
@@ -236,8 +236,8 @@ def _cmd_report(a: argparse.Namespace) -> int:
     if a.figure and not Path(a.figure).resolve().parent.is_dir():
         raise ValueError(f"--figure {a.figure}: no folder {Path(a.figure).parent}")
     if a.summary:
-        from .files import atomic_write_text
-        from .summary import report_summary
+        from .core.files import atomic_write_text
+        from .study.report import report_summary
 
         text = report_summary(a.runs_dir, a.k, a.figure)
         if a.out:  # a study's REPORT.md, beside its runs
@@ -247,7 +247,7 @@ def _cmd_report(a: argparse.Namespace) -> int:
         if a.figure:
             print(a.figure)
         return 0
-    from .report import render_report
+    from .study.html import render_report
 
     print(render_report(a.runs_dir, a.out))
     return 0
@@ -283,9 +283,9 @@ def _add_data_and_grade(sub, policies) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .executors import EXECUTORS
-    from .grading import EXTRACTION_POLICIES
-    from .profiles import PROFILES
+    from .grid.executors import EXECUTORS
+    from .core.grading import EXTRACTION_POLICIES
+    from .grid.profiles import PROFILES
 
     p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
     sub = p.add_subparsers(dest="group", required=True)
@@ -364,8 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .files import DamagedFile, FolderBusy
-    from .report import ReportFailed
+    from .core.files import DamagedFile, FolderBusy
+    from .study.html import ReportFailed
 
     args = build_parser().parse_args(argv)
     try:

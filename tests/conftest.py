@@ -19,7 +19,7 @@ def math_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def pool():
-    from rlvr_utils.grading import GradingPool
+    from rlvr_utils.core.grading import GradingPool
 
     with GradingPool(workers=2, timeout=5.0) as p:
         yield p
@@ -27,7 +27,7 @@ def pool():
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
-    from rlvr_utils.models import resolve_model
+    from rlvr_utils.core.models import resolve_model
 
     return resolve_model("smollm2-135m")  # provisioned by `make setup`; fetched here if missing
 
@@ -35,7 +35,7 @@ def smollm2_path() -> str:
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory, smollm2_path) -> str:
     """SmolLM2's architecture and tokenizer with 2 small random layers: seconds, not minutes."""
-    from rlvr_utils.models import make_tiny_model
+    from rlvr_utils.core.models import make_tiny_model
 
     return str(make_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-smollm2", layers=2, hidden=128))
 
@@ -76,8 +76,8 @@ FAMILY_TINY = dict(size="1m", tokens=12_000, corpus="chain:1=200+2=400+3=400", t
 @pytest.fixture(scope="session")
 def fam_tiny_path(tmp_path_factory) -> str:
     """A rung of the model family, pretrained here (a few seconds): the suite's fast real model."""
-    from rlvr_utils.family import FAMILY_ENV, build_rung
-    from rlvr_utils.recipes import FamilyRung
+    from rlvr_utils.priors.family import FAMILY_ENV, build_rung
+    from rlvr_utils.priors.recipes import FamilyRung
 
     old = os.environ.get(FAMILY_ENV)
     os.environ[FAMILY_ENV] = str(tmp_path_factory.mktemp("family"))
@@ -130,8 +130,8 @@ def sets(*pairs):
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, fam_tiny_path) -> Path:
     """A finished 2-step run of the family's tiny rung, for tests that damage or resume a copy of it."""
-    from rlvr_utils.config import TrainConfig, parse_sets
-    from rlvr_utils.train import train
+    from rlvr_utils.core.config import TrainConfig, parse_sets
+    from rlvr_utils.train.loop import train
 
     cfg = TrainConfig.from_dict(parse_sets(merge(*TINY_RUN, "keep_checkpoint=true", "checkpoint_every=1",
                                                  f"model={fam_tiny_path}")))

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 
-from rlvr_utils.analysis import load_grid
-from rlvr_utils.effects import run_deltas
-from rlvr_utils.files import append_jsonl
-from rlvr_utils.runs import RunDir
+from rlvr_utils.study.frames import load_grid
+from rlvr_utils.study.perseed import run_deltas
+from rlvr_utils.core.files import append_jsonl
+from rlvr_utils.core.runs import RunDir
 
 
 def _ev(step: int, p4: float) -> dict:

@@ -16,8 +16,8 @@ import pytest
 from conftest import default_sigint, rlvr, sets
 
 from rlvr_utils import cli
-from rlvr_utils.config import TrainConfig
-from rlvr_utils.files import CRASH_ENV
+from rlvr_utils.core.config import TrainConfig
+from rlvr_utils.core.files import CRASH_ENV
 
 HINTS = typing.get_type_hints(TrainConfig)
 WRONG_TYPE = {int: ("abc", "is not a valid int"), float: ("abc", "is not a valid float"),
@@ -129,8 +129,8 @@ def test_a_report_of_a_grid_with_no_finished_cell_is_one_line(tmp_path, capsys):
 
     from synthetic import _ev
 
-    from rlvr_utils.files import append_jsonl
-    from rlvr_utils.runs import RunDir
+    from rlvr_utils.core.files import append_jsonl
+    from rlvr_utils.core.runs import RunDir
 
     grid = tmp_path / "grid"
     grid.mkdir()
@@ -174,7 +174,7 @@ def test_resume_rows_on_a_finished_run(tiny_run, tmp_path, capsys):
 
 def _hold(folder: Path) -> subprocess.Popen:
     """Another live process holding a run folder's lock, as a running trainer does."""
-    code = ("import sys, time; from pathlib import Path; from rlvr_utils.files import try_lock; "
+    code = ("import sys, time; from pathlib import Path; from rlvr_utils.core.files import try_lock; "
             f"try_lock(Path({str(folder)!r})); print('held', flush=True); time.sleep(120)")
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
@@ -184,7 +184,7 @@ def _hold(folder: Path) -> subprocess.Popen:
 def test_a_folder_held_by_a_live_process_is_refused_naming_its_pid(tiny_run, tmp_path):
     import shutil
 
-    from rlvr_utils.runs import RunDir
+    from rlvr_utils.core.runs import RunDir
 
     run = shutil.copytree(tiny_run, tmp_path / "grid" / "cell")
     RunDir(run).set_status("running")  # in flight: its trainer is the live process below
@@ -228,7 +228,7 @@ def test_ctrl_c_is_one_line_and_the_run_resumes(tmp_path, fam_tiny_path):
     """SIGINT (what Ctrl-C sends) during a step: exit 130 with one line, no traceback; --resume finishes it."""
 
     from conftest import TINY_RUN
-    from rlvr_utils.runs import RunDir
+    from rlvr_utils.core.runs import RunDir
 
     # the signal is sent by the run itself in the middle of step 3 (after its sampling): a real SIGINT at a known
     # moment, where a timed kill from outside could land after a tiny run had already finished

@@ -22,10 +22,11 @@ def test_imports_follow_the_layers():
 
 def test_a_planted_upward_import_breaks_the_contract(tmp_path):
     pkg = shutil.copytree(REPO / "rlvr_utils", tmp_path / "rlvr_utils", ignore=shutil.ignore_patterns("__pycache__"))
-    with open(pkg / "stats.py", "a") as f:  # the bottom layer reaching up to the trainer
-        f.write("\nfrom . import train  # noqa: E402,F401\n")
+    with open(pkg / "core" / "stats.py", "a") as f:  # the bottom layer reaching up to the trainer
+        f.write("\nfrom ..train import loop  # noqa: E402,F401\n")
     p = lint_imports(tmp_path)
-    assert p.returncode != 0 and "BROKEN" in p.stdout and "rlvr_utils.stats -> rlvr_utils.train" in p.stdout, p.stdout[-3000:]
+    planted = "rlvr_utils.core.stats -> rlvr_utils.train.loop"
+    assert p.returncode != 0 and "BROKEN" in p.stdout and planted in p.stdout, p.stdout[-3000:]
 
 
 def test_every_module_has_a_layer(tmp_path):

@@ -4,8 +4,8 @@ import pytest
 import json
 from pathlib import Path
 
-from rlvr_utils.analysis import load_samples
-from rlvr_utils.browser import SampleBrowser, filter_records, render_record
+from rlvr_utils.study.frames import load_samples
+from rlvr_utils.study.browser import SampleBrowser, filter_records, render_record
 
 pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
 
@@ -42,7 +42,7 @@ def test_committed_notebooks_match_sources_and_have_no_outputs():
 
 
 def test_report_renders_every_section(tiny_grid, capfd):
-    from rlvr_utils.report import render_report
+    from rlvr_utils.study.html import render_report
 
     runs, _, _ = tiny_grid
     html_path = render_report(runs)
@@ -104,8 +104,7 @@ def test_a_failing_report_cell_is_one_line_and_the_previous_report_stays(tmp_pat
     executed part is kept for inspection and the previous report.html/.ipynb are left as they were."""
     from synthetic import _grid
 
-    from rlvr_utils import report
-
+    from rlvr_utils.study import html as report
     _grid(tmp_path, {}, 0.02)
     runs = tmp_path / "grid"
     for name in ("report.html", "report.ipynb"):

@@ -1,0 +1,12 @@
+"""The RL core: what one training step needs, and nothing from the layers above.
+config (the validated TrainConfig), losses (the maths, tensors in and out), objectives (who is kept, with what
+advantage), update (the micro-batched steps), rollouts (sampling engines), grading (untrusted text -> reward),
+prompts, evaluate (pass@k), stats (intervals), runs (a run's folder), files (atomic writes, journals), hardware
+(device, precision, memory plan), models (named models and loading)."""
+from .. import lazy_exports
+
+_PUBLIC = {"TrainConfig": "config", "parse_sets": "config", "OBJECTIVES": "objectives", "ENGINES": "rollouts",
+           "make_engine": "rollouts", "GradingPool": "grading", "extract_answer": "grading", "RunDir": "runs",
+           "pass_at_k": "stats", "evaluate": "evaluate", "load_policy": "models"}
+__all__ = list(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

@@ -1,0 +1,249 @@
+"""The grid's profiles: named designs (models x objectives x seeds x settings), each resolved to complete,
+validated cell configs: TrainConfig's defaults <- the profile's settings <- `--set`. The registry of
+profiles is `PROFILES`; `settings_table` prints them beside the recipes they follow (README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.config import TrainConfig
+from ..core.objectives import knobs
+from ..priors.recipes import short_name, split_models
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    models: tuple[str, ...]
+    objectives: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    lams: tuple[float, ...] = (0.1,)
+    params: dict[str, Any] = field(default_factory=dict)
+    per_objective: dict[str, dict[str, Any]] = field(default_factory=dict)  # e.g. GRPO's KL loss
+    about: str = ""
+    # run every cell of a seed before the next seed's: a study stopped part-way (it spans sessions) is then a
+    # balanced design of fewer seeds, not some rungs with every seed and others with none
+    seed_major: bool = False
+
+
+# What every profile on the model family shares (docs/priors.md): the RL task its corpus holds the test split
+# of, the plain prompt it was pretrained on, integer answers, sampling and evaluating at T=1, fp32 (comparable
+# across CPU kinds, which a study spanning sessions meets), the HF engine in batches of 256 (tiny models sample
+# fastest so), no periodic evaluation (only the base's at step 0 and the end).
+FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extraction="boxed", max_prompt_tokens=64,
+                 max_tokens=64, max_model_len=512, temperature=1.0, engine="hf", hf_batch_size=256, precision="fp32",
+                 micro_batch_size=32, eval_every=0, eval_temperature=1.0, eval_top_p=1.0, eval_t1=False, grade_workers=2)
+
+PROFILES: dict[str, GridSpec] = {
+    # Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
+    # MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
+    # samples when prompted for, and graded on, "The answer is: N" (T=0.6). So the cpu profile trains and
+    # evaluates on Level 1 with that prompt and the boxed_or_answer_is policy, at T=0.6 and lr 1e-5 (135M
+    # moves little at 1e-6 in 6 steps).
+    "cpu": GridSpec(
+        models=("smollm2-135m",), objectives=("psr", "nsr", "w_reinforce"),
+        params=dict(steps=6, prompts_per_step=12, rollouts_per_prompt=4, max_tokens=160, temperature=0.6, lr=1e-5,
+                    levels="Level 1", prompt="answer_is", extraction="boxed_or_answer_is",
+                    eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
+        about="SmolLM2-135M x PSR/NSR/W-REINFORCE on MATH Level 1, fast CPU settings",
+    ),
+    # `make study`: the family's prior axis at smoke scale, the study's dose axis of its smallest model (one
+    # pretraining run: 1M, 2M and 3M tokens; eval_samples=0: each cell measures its base at step 0) x
+    # PSR/NSR/W-REINFORCE x 2 seeds, 20 steps of 8 prompts x 8, evaluated on 64 problems x 32 samples. Its lr,
+    # 1e-4, is larger than the study's on purpose: in 20 small steps every cell must move beyond re-sampling
+    # noise (the report's movement table shows it); at this rate NSR collapses the weakest rung (a smoke
+    # exercises the pipeline and the analysis, not the study's question).
+    "smoke": GridSpec(
+        models=tuple(f"family:size=1m,tokens={t},eval_samples=0" for t in (1_000_000, 2_000_000, 3_000_000)),
+        objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1),
+        params=dict(FAMILY_RL, steps=20, prompts_per_step=8, rollouts_per_prompt=8, lr=1e-4, eval_problems=64,
+                    eval_samples=32, checkpoint_every=10),
+        about="the family's prior axis at smoke scale: 3 doses of the 1m model x PSR/NSR/W-REINFORCE x 2 seeds (make study)",
+    ),
+    # The pre-registered study (docs/prereg-family.md): five rungs of the family (sizes 1m, 3m, 7m at 2M
+    # pretraining tokens; the 1m model's dose, 1M, 2M and 4M tokens) x PSR/NSR/W-REINFORCE, seeds as the
+    # pilot sized them (22: the most whose whole design fits ~8 hours of a 2-core CPU); 20 steps of 16 prompts
+    # x 8 at lr 4e-5 (calibrated before the first cell, outside the study: runs/family-calibration); 256 held-out
+    # problems x 32 samples.
+    "family": GridSpec(
+        models=("family:size=1m,tokens=1000000", "family:size=1m,tokens=2000000", "family:size=1m,tokens=4000000",
+                "family:size=3m,tokens=2000000", "family:size=7m,tokens=2000000"),
+        objectives=("psr", "nsr", "w_reinforce"), seeds=tuple(range(22)),  # the pilot's 0-4, then Stage 2's
+        params=dict(FAMILY_RL, steps=20, prompts_per_step=16, rollouts_per_prompt=8, lr=4e-5, eval_problems=256,
+                    eval_samples=32, checkpoint_every=5),
+        about="the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (make family-study)",
+        seed_major=True,
+    ),
+    # The warm-start prior study's design at smoke scale (~40 min from a clean clone on a 2-core CPU). Two
+    # warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked solutions of 3-term integer chains;
+    # eval_samples=0: the rung's own prior is not sampled, each RL cell measures its base at step 0) x
+    # PSR/NSR/W-REINFORCE, one seed: its answer is over problems only.
+    "warm-smoke": GridSpec(
+        models=("warm:n=0,eval_samples=0", "warm:n=200,eval_samples=0"), objectives=("psr", "nsr", "w_reinforce"),
+        params=dict(data="gen:chain?difficulty=2&n=5000", steps=4, prompts_per_step=8, rollouts_per_prompt=4,
+                    max_tokens=64, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
+                    eval_every=0, eval_problems=32, eval_samples=4, eval_temperature=0.6, checkpoint_every=2),
+        about="the warm-start prior axis at smoke scale: 2 SmolLM2 rungs x PSR/NSR/W-REINFORCE, 1 seed",
+    ),
+    # The original small study (shared/reference/paper_recipe.md): one optimizer step per rollout batch of
+    # 32 prompts x 2, AdamW (0.9, 0.95) with weight decay 0.01, per-sequence token mean, min 128 tokens,
+    # vLLM at 0.3 of the card; its evaluation was 1 sample at T=1 (eval_t1), ours adds greedy and pass@k.
+    # Memory (hardware.memory_plan, 3B on an 80 GB card): micro-batches of 8 with activation checkpointing
+    # and vLLM asleep while the policy trains; the micro-batch size changes memory, not the maths. No KL to the
+    # initial policy (track_kl): its frozen copy of 3B is 12 GB the plan has no room for (`--set track_kl=true` on
+    # a card with it).
+    "seed": GridSpec(
+        models=("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce"),
+        params=dict(steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, min_tokens=128, lr=1e-6,
+                    temperature=1.0, adam_beta2=0.95, weight_decay=0.01, loss_agg="seq_mean", micro_batch_size=8,
+                    gradient_checkpointing=True, vllm_sleep=True, track_kl=False, device="cuda",
+                    prompt="paper", extraction="boxed", levels="", vllm_gpu_memory=0.3, eval_t1=True,
+                    eval_every=10, eval_problems=500, eval_samples=8, checkpoint_every=10),
+        about="the original small study's grid and hyperparameters (GPU)",
+    ),
+    # RLVR-Decomposed (Zhu et al. 2025) at a scale one GPU can run: its prompt, loss (PPO clip 0.2, token
+    # mean over the kept samples of each mini-batch, a partial last one weighted by its size, logits / T),
+    # regularisers (entropy 0.001, weight decay 0.01, grad clip 1, GRPO's k3 KL loss 0.001) and PSR/NSR
+    # schedule (filter, then mini-batches of a fixed size), with 64 prompts x 8 per step instead of 1024 x 8
+    # and a 128-sample mini-batch (4 updates when all are kept, as the paper's 256 prompts of 1024).
+    # Micro-batches of 1: at 3072 tokens the fp32 logits over a 152k vocabulary dominate memory; measured on an
+    # H200, the 3B update peaks at 74.1 GB with 1 (on an 80 GB card), 80.0 GB with 2 (+14% speed: H200 only).
+    "paper": GridSpec(
+        models=("qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce", "reinforce", "grpo"),
+        seeds=(0, 1, 2),
+        params=dict(steps=140, prompts_per_step=64, rollouts_per_prompt=8, max_tokens=3072, max_prompt_tokens=1024,
+                    max_model_len=4096, lr=1e-6, temperature=1.0, top_p=1.0, mini_batch_size=128, micro_batch_size=1,
+                    gradient_checkpointing=True, vllm_sleep=True, track_kl=False, device="cuda",
+                    clip_eps=0.2, loss_agg="token_mean", loss_norm="kept", scale_logits=True, entropy_coef=0.001,
+                    weight_decay=0.01, max_grad_norm=1.0, prompt="paper", extraction="boxed_or_last_number", levels="",
+                    eval_every=7, eval_problems=500, eval_samples=16, eval_temperature=0.6, eval_top_p=0.95,
+                    eval_max_tokens=3072, checkpoint_every=7),
+        per_objective={"grpo": dict(kl_coef=0.001)},
+        about="Zhu et al. 2025's recipe at one-GPU scale (64 prompts x 8, mini-batches of 128; GPU)",
+    ),
+    # The prior axis on a CPU: warm starts of SmolLM2-135M (`rlvr warmstart`; 0, 200 and 1,000 worked
+    # solutions of 3-term integer chains) x PSR/NSR/W-REINFORCE x 3 seeds, on the same generated task.
+    # Each rung is built on first use and cached. Measured (README, `rlvr warmstart --table`): the base
+    # solves 16% greedy and has pass@16 0.34 at difficulty 2 (PSR has correct samples to learn from),
+    # 200 solutions lift greedy to 53%. Evaluation only at step 0 and the end: sampling 64 x 17 answers
+    # of the base (up to 160 tokens) took ~13 min here. Precision is pinned, not `auto`: the study spans
+    # sessions on different CPU kinds (auto is bf16 on a Zen 5), and its rungs were built in fp32.
+    "prior": GridSpec(
+        models=("warm:n=0", "warm:n=200", "warm:n=1000"), objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2),
+        params=dict(data="gen:chain?difficulty=2&n=5000", steps=20, prompts_per_step=16, rollouts_per_prompt=4,
+                    max_tokens=96, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
+                    eval_every=0, eval_problems=64, eval_samples=16, eval_temperature=0.6, checkpoint_every=5,
+                    precision="fp32"),
+        about="the prior axis on a CPU: SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (make prior-study)",
+    ),
+}
+
+# The two recipes the profiles follow, as facts (shared/reference/paper_recipe.md), for the README table.
+RECIPES: dict[str, dict[str, Any]] = {
+    "original small study": dict(
+        model="Qwen2.5-0.5B/1.5B/3B-Instruct", steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512,
+        min_tokens=128, temperature=1.0, lr=1e-6, adam_beta2=0.95, weight_decay=0.01, mini_batches=1,
+        loss_agg="seq_mean", clip_eps="0.2 (inactive)", entropy_coef=0, kl_coef=0, eval_samples="1 at T=1.0"),
+    "paper": dict(
+        model="Qwen2.5-Math-7B", steps=140, prompts_per_step=1024, rollouts_per_prompt=8, max_tokens=3072,
+        max_prompt_tokens=1024, temperature=1.0, lr=1e-6, adam_beta2=0.999, weight_decay=0.01,
+        mini_batch_size="2048 (256 prompts)", loss_agg="token_mean", loss_norm="kept", scale_logits=True, clip_eps=0.2,
+        entropy_coef=0.001, kl_coef="0 (grpo: 0.001)", extraction="box, else 'answer is', else the last number",
+        eval_samples="256 at T=0.6, top-p 0.95"),
+}
+TABLE_KEYS = ("model", "objective", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "min_tokens",
+              "max_prompt_tokens", "temperature", "lr", "adam_beta2", "weight_decay", "mini_batches", "mini_batch_size",
+              "loss_agg", "loss_norm", "scale_logits", "clip_eps", "entropy_coef", "kl_coef", "prompt", "extraction",
+              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1", "precision")
+
+
+def settings_table() -> str:
+    """Markdown: setting x {the two recipes, each profile's resolved cells}. The README carries it verbatim."""
+    cols = list(RECIPES) + [f"`{p}`" for p in PROFILES]
+    rows = ["| setting | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    resolved = {p: cells(p) for p in PROFILES}
+    for k in TABLE_KEYS:
+        vals = [str(RECIPES[r].get(k, "")) for r in RECIPES]
+        for p in PROFILES:
+            cs = resolved[p]
+            by_obj = {c.config.objective: getattr(c.config, k) for c in cs}
+            if k in ("model", "objective"):
+                vals.append(", ".join(dict.fromkeys(str(getattr(c.config, k)) for c in cs)))
+                continue
+            first = getattr(cs[0].config, k)
+            other = {o: v for o, v in by_obj.items() if v != first}
+            vals.append(f"{first!r}" + "".join(f" ({o}: {v!r})" for o, v in other.items()))
+        rows.append(f"| `{k}` | " + " | ".join(vals) + " |")
+    return "\n".join(rows) + "\n"
+
+
+AXES = {"models": str, "objectives": str, "seeds": int, "lams": float}  # --set models=a,b narrows an axis
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    config: TrainConfig  # complete: nothing is left for the notebook to fill in
+
+
+def resolve_config(profile: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """One config from a profile: TrainConfig's defaults <- the profile's settings <- `overrides`
+    (the profile's first model and objective unless overridden). The notebook's interactive path."""
+    spec = _profile(profile)
+    d = {"model": spec.models[0], "objective": spec.objectives[0], **(overrides or {})}
+    return TrainConfig.from_dict({**spec.params, **spec.per_objective.get(d["objective"], {}), **d})
+
+
+def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
+    """The grid's cells, each a complete validated config; `sets` override profile values and may
+    narrow an axis (models=a,b). Every cell is validated before the first one runs."""
+    spec = _profile(profile)
+    sets = dict(sets or {})
+    axes = {"models": spec.models, "objectives": spec.objectives, "seeds": spec.seeds, "lams": spec.lams}
+    for ax, conv in AXES.items():
+        if ax in sets:
+            v = str(sets.pop(ax))
+            axes[ax] = tuple(conv(x) for x in (split_models(v) if ax == "models" else v.split(",")))
+    unknown = sorted(set(sets) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}: not a TrainConfig field nor an axis "
+                         f"({', '.join(AXES)}); the notebook's parameters cell takes a whole config")
+    for key, ax in (("model", "models"), ("objective", "objectives"), ("seed", "seeds"), ("lam", "lams")):
+        if key in sets:  # each cell's own value would silently replace it
+            raise ValueError(f"{key}={sets[key]}: the grid sets {key} per cell from its {ax} axis; say {ax}={sets[key]}")
+    short = _model_names(axes["models"])
+    out = []
+    order = ((m, o, s) for s, m, o in itertools.product(axes["seeds"], axes["models"], axes["objectives"])) \
+        if spec.seed_major else itertools.product(axes["models"], axes["objectives"], axes["seeds"])
+    for model, obj, seed in order:
+        # lam is W-REINFORCE's knob: a lams axis multiplies only the objectives that read it; psr x lam=0.5
+        # would be a second identical run (and one seed twice in one arm of the analysis)
+        sweep = "lam" in knobs(obj) and len(axes["lams"]) > 1
+        for lam in axes["lams"] if sweep else axes["lams"][:1]:
+            cfg = TrainConfig.from_dict({**spec.params, **spec.per_objective.get(obj, {}), **sets, "model": model,
+                                         "objective": obj, "seed": seed, "lam": lam})
+            out.append(Cell(f"{short[model]}__{obj}__s{seed}" + (f"__lam{lam:g}" if sweep else ""), cfg))
+    return out
+
+
+def settings_diff(cfg: TrainConfig) -> dict[str, Any]:
+    """The settings of `cfg` that differ from TrainConfig's defaults (what a profile decided)."""
+    base = TrainConfig().to_dict()
+    return {k: v for k, v in cfg.to_dict().items() if v != base[k]}
+
+
+def _profile(name: str) -> GridSpec:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def _model_names(models: tuple[str, ...]) -> dict[str, str]:
+    """Folder-safe short names (`recipes.short_name`: a rung's dose, a path's last part); a hash where two
+    collide (the full recipe is in the cell's config)."""
+    base = {m: short_name(m) for m in models}
+    clash = {b for b in base.values() if list(base.values()).count(b) > 1}
+    return {m: (f"{b}-{hashlib.sha1(m.encode()).hexdigest()[:6]}" if b in clash else b) for m, b in base.items()}

@@ -1,0 +1,87 @@
+"""A rung's measured prior: what a model knows of the RL task before RL, measured the way RL evaluations are.
+
+The same for every kind of rung (warm starts, the pretrained family): the held-out loss of the worked
+solutions, greedy pass@1 and sampled pass@k with bootstrap CIs over the held-out problems the RL runs
+evaluate on, and the sampled tokens' NLL at T=1 (an estimate of the policy's entropy where RL samples).
+It is saved beside the weights as prior.json; `ladder_table` prints a ladder of them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..core.evaluate import EvalSettings, evaluate
+from ..core.files import read_json
+from ..core.grading import GradingPool
+from ..core.losses import masked_sum, response_logprobs
+from .recipes import RUNG_KINDS
+from ..core.rollouts import SamplingConfig, make_engine
+from ..core.stats import reported_k
+
+
+def heldout_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_size: int = 8) -> float:
+    """Mean negative log-likelihood per target token given its prompt (no gradient)."""
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(prompts), batch_size):
+            lp, mask, _ = response_logprobs(model, prompts[i : i + batch_size], targets[i : i + batch_size])
+            total -= float(masked_sum(lp, mask))
+            count += int(mask.sum())
+    return total / max(count, 1)
+
+
+def measure(model, tok, model_dir: str, problems: Sequence, prompts: list[list[int]], *, extraction: str,
+            samples: int, temperature: float, top_p: float, max_tokens: int, seed: int, engine: str = "auto",
+            nll_samples: int = 0, hf_batch_size: int = 64) -> dict:
+    """Greedy pass@1 and pass@k up to `samples` at `temperature` (bootstrap CIs over `problems`), and, with
+    `nll_samples`, the mean NLL per sampled token of that many samples per problem at T=1."""
+    eng = make_engine(engine, model_dir, policy=model, tokenizer=tok, dtype="float32", seed=seed,  # type: ignore[arg-type]
+                      max_model_len=2048, hf_batch_size=hf_batch_size)
+    try:
+        with GradingPool(workers=2, timeout=5.0, policy=extraction) as pool:  # type: ignore[arg-type]
+            row, _ = evaluate(eng, pool, problems, prompts,
+                              EvalSettings(samples, temperature, top_p, max_tokens, False, seed))
+        out = {"greedy": row["greedy"], "pass_at_k": row["pass_at_k"], "eval_temperature": temperature,
+               "response_len_mean": row["response_len_mean"]}
+        if nll_samples:
+            rolls = eng.generate(prompts, nll_samples, SamplingConfig(1.0, 1.0, max_tokens, 0, seed + 3))
+            out["sampled_nll_t1"] = -float(np.mean([x for r in rolls for x in r.logprobs]))
+    finally:
+        eng.close()
+    return out
+
+
+def read_prior(model_dir: str | Path) -> dict | None:
+    """A rung's measured prior, or None for a model that is not a rung."""
+    f = Path(model_dir) / "prior.json"
+    return read_json(f, fix=f"delete {f.parent} to rebuild the rung") if f.exists() else None
+
+
+def _ci(m: dict) -> str:
+    return f"{m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
+
+
+def ladder_table(rungs: list[str | Path]) -> str:
+    """Markdown: one row per rung (prior-axis order) with its measured prior, 95% bootstrap CIs over problems."""
+    rows = []
+    for d in rungs:
+        kind = next((c for c in RUNG_KINDS.values() if (Path(d) / c.recipe_file).exists()), None)
+        prior = read_prior(d) or {}
+        if kind is None or "greedy" not in prior:
+            continue  # not a rung, or one built without a sampled prior (a smoke rung)
+        recipe = read_json(Path(d) / kind.recipe_file)
+        r = kind(**{k: v for k, v in recipe.items() if k in kind.__dataclass_fields__})
+        ks = sorted(prior["pass_at_k"], key=int)
+        half = str(reported_k(ks, int(ks[-1])))  # pass@n is the largest k: n samples
+        nll = f"{prior['sampled_nll_t1']:.3f}" if "sampled_nll_t1" in prior else "—"
+        loss = prior.get("heldout_loss", prior.get("held_out_sft_loss"))  # the key's name before the family
+        rows.append((r.order, f"| {r.describe(recipe, prior)} | {_ci(prior['greedy'])} | {_ci(prior['pass_at_k']['1'])} | "
+                     f"{_ci(prior['pass_at_k'][half])} (k={half}) | {_ci(prior['pass_at_k'][ks[-1]])} (k={ks[-1]}) | "
+                     f"{loss:.3f} | {nll} | {prior['build_seconds'] / 60:.1f} min | {prior.get('cpu', '—')} |"))
+    head = ("| rung | greedy pass@1 | sampled pass@1 | pass@k, 2k ≤ n | pass@n | held-out loss | sampled NLL at T=1 | "
+            "build time | CPU |\n|---|---|---|---|---|---|---|---|---|\n")
+    return head + "".join(r + "\n" for _, r in sorted(rows, key=lambda x: x[0]))

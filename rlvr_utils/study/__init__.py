@@ -1,0 +1,8 @@
+"""From run files to answers: frames (run files -> tables), perseed (estimands with a t over seeds), crossed
+(seeds and problems random), power (what a design detects), dynamics, costs, report (the markdown report) and
+secondary (its later sections), figures, html (the rendered notebook report), browser and preview (rollouts)."""
+from .. import lazy_exports
+
+_PUBLIC = {"load_grid": "frames", "report_summary": "report", "render_report": "html", "SampleBrowser": "browser"}
+__all__ = list(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)

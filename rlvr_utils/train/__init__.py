@@ -1,0 +1,7 @@
+"""One training run: the RL loop (loop.py, the file to open first), the checks before any weights load
+(preflight), and what a run shares with its siblings in a grid (builds: the base evaluation, the weights)."""
+from .. import lazy_exports
+
+_PUBLIC = {"train": "loop", "preflight": "preflight", "check_inputs": "preflight", "shared_base_eval": "builds"}
+__all__ = list(_PUBLIC)
+__getattr__ = lazy_exports(__name__, _PUBLIC)
