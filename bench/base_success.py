@@ -12,7 +12,7 @@ from pathlib import Path
 from rlvr_utils.core.config import TrainConfig
 from rlvr_utils.data.sources import stratified_subset
 from rlvr_utils.core.grading import GradingPool
-from rlvr_utils.core.models import load_tokenizer, resolve_model
+from rlvr_utils.core.models import load_tokenizer, resolve_named
 from rlvr_utils.core.rollouts import SamplingConfig, make_engine
 from rlvr_utils.data.sources import prepare_data
 
@@ -30,7 +30,7 @@ def main():
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--combos", default=",".join(f"{p}:{e}" for p, e in COMBOS), help="prompt:extraction,...")
     a = ap.parse_args()
-    path = resolve_model(a.model)
+    path = resolve_named(a.model)
     tok = load_tokenizer(path)
     eng = make_engine(a.engine, path, tokenizer=tok, max_model_len=2048, seed=0)
     rows = []

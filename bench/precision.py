@@ -18,7 +18,7 @@ from rlvr_utils.core.config import TrainConfig
 from rlvr_utils.data.sources import prepare_data
 from rlvr_utils.core.hardware import bf16_native, cpu_info, dtype_name, resolve
 from rlvr_utils.core.losses import response_logprobs
-from rlvr_utils.core.models import load_policy, load_tokenizer, resolve_model
+from rlvr_utils.core.models import load_policy, load_tokenizer, resolve_named
 from rlvr_utils.core.rollouts import HFEngine, SamplingConfig
 
 PROMPTS, N, TOKENS, REPEATS = 8, 2, 64, 2
@@ -37,7 +37,7 @@ def vllm_rate(path: str, prompts: list, precision: str, q) -> None:
 
 def main() -> None:
     name, flags = cpu_info()
-    path = resolve_model("smollm2-135m")
+    path = resolve_named("smollm2-135m")
     tok = load_tokenizer(path)
     cfg = TrainConfig(levels="Level 1", prompt="answer_is", eval_problems=0)
     prompts = prepare_data(cfg, tok).train_prompts[:PROMPTS]

@@ -18,11 +18,11 @@ from pathlib import Path
 
 def child(engine: str, prompts: int, n: int, max_tokens: int) -> None:
     from rlvr_utils.core.config import TrainConfig
-    from rlvr_utils.core.models import load_policy, load_tokenizer, resolve_model
+    from rlvr_utils.core.models import load_policy, load_tokenizer, resolve_named
     from rlvr_utils.core.rollouts import SamplingConfig, make_engine
     from rlvr_utils.data.sources import prepare_data
 
-    path = resolve_model("smollm2-135m")
+    path = resolve_named("smollm2-135m")
     tok = load_tokenizer(path)
     data = prepare_data(TrainConfig(eval_problems=0), tok)
     ps = data.train_prompts[:prompts]

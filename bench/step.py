@@ -40,11 +40,11 @@ def trl_side(steps: int) -> dict:
 
     from rlvr_utils.core.config import TrainConfig
     from rlvr_utils.core.grading import GradingPool
-    from rlvr_utils.core.models import load_tokenizer, resolve_model
+    from rlvr_utils.core.models import load_tokenizer, resolve_named
     from rlvr_utils.core.prompts import PROMPTS as TEMPLATES
     from rlvr_utils.data.sources import Cursor, prepare_data
 
-    path = resolve_model("smollm2-135m")
+    path = resolve_named("smollm2-135m")
     tok = load_tokenizer(path)
     data = prepare_data(TrainConfig(eval_problems=0), tok)
     idx = Cursor(len(data.train), 0).take(PROMPTS * steps)  # the same problems, in the same order, as ours

@@ -39,13 +39,13 @@ def rollout_rates(threads: int, pin: bool, q) -> None:
     from rlvr_utils.core.config import TrainConfig
     from rlvr_utils.data.sources import prepare_data
     from rlvr_utils.core.hardware import use_threads
-    from rlvr_utils.core.models import load_tokenizer, resolve_model
+    from rlvr_utils.core.models import load_tokenizer, resolve_named
     from rlvr_utils.core.rollouts import SamplingConfig, VLLMEngine
 
     use_threads()
     if not pin:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
-    path = resolve_model("smollm2-135m")
+    path = resolve_named("smollm2-135m")
     prompts = prepare_data(TrainConfig(levels="Level 1", prompt="answer_is", eval_problems=0),
                            load_tokenizer(path)).train_prompts[:PROMPTS]
     eng = VLLMEngine(path, max_model_len=1024, seed=0, dtype="float32")
@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "threads.json"))
     a = ap.parse_args()
     from rlvr_utils.core.hardware import bf16_native, cell_threads, cpu_info
-    from rlvr_utils.core.models import make_tiny_model, resolve_model
+    from rlvr_utils.core.models import make_tiny_model, resolve_named
 
     name, flags = cpu_info()
     cores = cell_threads()
@@ -95,7 +95,7 @@ def main() -> None:
     rates: dict[str, dict[str, list[float]]] = {s: {"alone": [], "busy": []} for s in settings}
     walls: dict[str, list[float]] = {"local (sequential)": [], "ray (2 workers x 1 core)": []}
     tiny = make_tiny_model(Path(tempfile.mkdtemp()) / "tiny-smollm2", layers=2, hidden=128)
-    resolve_model("smollm2-135m")
+    resolve_named("smollm2-135m")
     for rep in range(a.repeats):
         for s, (threads, pin) in settings.items():
             ctx = mp.get_context("spawn")

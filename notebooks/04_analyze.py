@@ -47,7 +47,7 @@ if not_yet := E.unfinished(runs, deltas):
 k = E.answer_k(deltas, k, runs_dir)
 
 # %%
-effects = E.effect_table(deltas)
+effects = E.perseed_effect_table(deltas)
 display(Markdown(S.damage_note(runs) + S.primary_markdown(deltas, k)))
 display(Markdown(S.movement_markdown(D.movement(runs, deltas))))
 P.plot_delta_vs_rung(effects, k);
@@ -84,7 +84,7 @@ A.status_table(runs)
 # %%
 metrics, evals = A.metrics_frame(runs), A.eval_frame(runs)
 display(Markdown(A.describe_settings(runs)))
-A.settings_table(runs)
+A.run_settings(runs)
 
 # %% [markdown]
 # ## Accuracy per model over training, one table per objective (greedy decoding)

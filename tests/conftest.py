@@ -27,9 +27,9 @@ def pool():
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
-    from rlvr_utils.core.models import resolve_model
+    from rlvr_utils.core.models import resolve_named
 
-    return resolve_model("smollm2-135m")  # provisioned by `make setup`; fetched here if missing
+    return resolve_named("smollm2-135m")  # provisioned by `make setup`; fetched here if missing
 
 
 @pytest.fixture(scope="session")

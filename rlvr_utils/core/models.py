@@ -69,11 +69,11 @@ def check_name(name: str) -> None:
                          "hub id or rung spec)")
 
 
-def resolve_model(name: str, fetch: bool = True) -> str:
+def resolve_named(name: str, fetch: bool = True) -> str:
     """A registry name, local directory, `.gguf` file or hub id -> what `from_pretrained` takes.
 
     The embedded default is provisioned on first use (`fetch=True`). Rungs named by their recipe
-    (`warm:...`) resolve one layer up, in `rungs.resolve_model`.
+    (`warm:...`, `family:...`) resolve one layer up, in `priors.resolve.resolve_model`.
     """
     check_name(name)
     if name in MODELS:
@@ -216,7 +216,7 @@ def load_policy(path: str, dtype: str = "float32", device: str = "cpu"):
 def make_tiny_model(out: str | Path, like: str = "smollm2-135m", layers: int = 2, hidden: int = 64,
                     seed: int = 0) -> Path:
     """A randomly initialised model of the same architecture and tokenizer, for fast tests."""
-    src = resolve_model(like)
+    src = resolve_named(like)
     cfg = AutoConfig.from_pretrained(src)
     heads = max(1, hidden // 32)
     cfg.update(dict(num_hidden_layers=layers, hidden_size=hidden, intermediate_size=hidden * 2,

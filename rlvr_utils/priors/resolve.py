@@ -5,8 +5,7 @@ on first use: `warm:...` (warmstart.py), `family:...` (family.py), else a regist
 from __future__ import annotations
 
 from .family import build_rung
-from ..core.models import check_name
-from ..core.models import resolve_model as resolve_named
+from ..core.models import check_name, resolve_named
 from .recipes import FamilyRung, WarmStart, parse_spec
 from .warmstart import warmstart
 

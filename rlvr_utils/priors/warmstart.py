@@ -22,7 +22,7 @@ from ..data.sources import EVAL_SUBSET_SEED, load_math, stratified_subset
 from ..core.files import atomic_write_json, cache_dir, read_json, wait_lock
 from ..core.hardware import resolve
 from ..core.losses import masked_mean, response_logprobs
-from ..core.models import load_policy, load_tokenizer, resolve_model
+from ..core.models import load_policy, load_tokenizer, resolve_named
 from .measure import heldout_loss, measure
 from ..core.prompts import encode_examples
 from .recipes import WarmStart
@@ -63,7 +63,7 @@ def _check_replaceable(out: Path, ws: WarmStart) -> None:
 
 
 def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
-    path = resolve_model(ws.base)
+    path = resolve_named(ws.base)
     tok = load_tokenizer(path)
     train = load_math(ws.data, "train")
     if ws.n > len(train):

@@ -177,7 +177,7 @@ def skill_bounds(deltas: pd.DataFrame) -> tuple[float, float]:
     return float(base.idxmin()), float(base.idxmax())
 
 
-def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95,
+def crossed_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95,
                 rungs: tuple[float, float] | None = None) -> dict:
     """The primary estimand with seeds and problems random: (Δa − Δb) on the highest rung minus the same on the
     lowest, per seed (paired across rungs: a seed's runs share training prompts and sampling seeds) and problem.
@@ -194,7 +194,7 @@ def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", le
             "ends": tuple(float(m.loc[seeds, probs].to_numpy().mean()) for m in (lo, hi))}
 
 
-def effect_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:
+def crossed_effect_table(deltas: pd.DataFrame, ks: tuple[int, ...] = ()) -> pd.DataFrame:
     """Per rung x objective x k: the mean change in pass@k with seeds and problems random (a cell of one seed:
     that seed's mean, with NaN se and interval; `crossed_mean`). A cell with no estimate keeps its row, NaN, with
     `why` (e.g. runs without per-problem counts, or seeds that share fewer than 2 evaluated problems)."""

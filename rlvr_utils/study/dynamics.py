@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 
 from .frames import Run, eval_counts, rollout_diversity
-from .perseed import _by_seed, _ends_mixed, mixed_builds, objective_pairs, rung_of
+from .perseed import _by_seed, _ends_mixed, mixed_builds, objective_pairs
 from ..core.stats import seed_ci, welch
+from ..priors.recipes import rung_of
 
 # What each objective did to the policy on its training prompts, read from metrics.jsonl (in runs saved before
 # it carried them, the distinct answers per prompt from samples/: `analysis.rollout_diversity`). At T=1 the sampled tokens'
@@ -45,7 +46,7 @@ def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataF
         m = r.metrics if "distinct_answers" in r.metrics else \
             r.metrics.merge(rollout_diversity(r.path), on="step", how="left")  # older runs: from samples/
         m = m.sort_values("step")
-        order, rung = rung_of(r)
+        order, rung = rung_of(r.config)
         for col in (c for c in DYNAMICS if c in m and m[c].notna().any()):
             rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
                          "metric": col, "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean()),
@@ -100,7 +101,7 @@ def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFra
     done = {r.name: r for r in runs if not deltas.empty and r.name in set(deltas["run"])}
     rows, bases = [], {}
     for r in done.values():
-        order, rung = rung_of(r)
+        order, rung = rung_of(r.config)
         m = r.metrics.sort_values("step") if "step" in r.metrics else pd.DataFrame()
         p1 = _per_problem_pass1(r)
         if p1 is not None:

@@ -250,7 +250,7 @@ def base_success(records: pd.DataFrame, by: str = "level") -> pd.DataFrame:
             .groupby(by)["correct"].agg(["mean", "count"]).rename(columns={"mean": "success", "count": "samples"}))
 
 
-def settings_table(runs: list[Run]) -> pd.DataFrame:
+def run_settings(runs: list[Run]) -> pd.DataFrame:
     """The config fields that matter for reading the results, one row per distinct setting."""
     keys = ["model", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "lr", "temperature",
             "levels", "prompt", "extraction", "loss_agg", "loss_norm", "mini_batches", "eval_problems",

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .frames import Run, eval_counts
 from ..core.objectives import OBJECTIVES
-from ..priors.recipes import rung_of as recipe_rung
+from ..priors.recipes import rung_of
 from ..core.stats import NO_WIDTH, bootstrap_ci, pass_at_k, reported_k, seed_ci, seeds_else_problems, welch
 
 
@@ -25,11 +25,6 @@ def objective_label(objective: str) -> str:
     (w_reinforce[lam=0.5] -> W-REINFORCE[lam=0.5])."""
     name, bracket, knobs = objective.partition("[")
     return name.upper().replace("_", "-") + bracket + knobs
-
-
-def rung_of(run: Run) -> tuple[float, str]:
-    """(order, label) of the rung a run started from (`recipes.rung_of` of its config)."""
-    return recipe_rung(run.config)
 
 
 def run_deltas(runs: list[Run]) -> pd.DataFrame:
@@ -41,7 +36,7 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
         ev = r.evals
         if ev.empty or 0 not in set(ev["step"]) or ev["step"].max() == 0 or r.status.get("state") in ("running", "failed"):
             continue
-        order, label = rung_of(r)
+        order, label = rung_of(r.config)
         base, last = ev[ev["step"] == 0].iloc[0], ev.loc[ev["step"].idxmax()]
         for col in (c for c in ev.columns if c.startswith("pass@") and "_" not in c):
             rows.append({"rung": label, "rung_order": order, "objective": r.objective,
@@ -78,7 +73,7 @@ def answer_k(deltas: pd.DataFrame, k: int, where: object = "the grid") -> int:
     return k
 
 
-def effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
+def perseed_effect_table(deltas: pd.DataFrame) -> pd.DataFrame:
     """Per rung x objective x k: mean change with its 95% interval, `over` saying which
     (`stats.seeds_else_problems`: t over seeds, else a bootstrap over problems with the seeds averaged per
     problem, else "none" where the runs kept no per-sample records)."""
@@ -172,7 +167,7 @@ def _ends_mixed(rows: list[dict]) -> bool:
     return any(r["mixed_builds"] for r in rows if r["rung_order"] in ends)
 
 
-def interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
+def perseed_interaction(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "psr", level: float = 0.95) -> dict:
     """Difference in differences at pass@k: (Δa − Δb) at the highest rung minus the same at the lowest.
     Within a rung the objectives are paired by seed (`_paired`); the two rungs' per-seed contrasts are
     independent, and combine in a Welch t-interval (Welch–Satterthwaite degrees of freedom)."""
@@ -281,9 +276,9 @@ def objective_pairs(deltas: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _change_across_rungs(deltas: pd.DataFrame, k: int, a: str, b: str) -> dict | None:
-    """The contrast's change from the lowest to the highest rung (`interaction`, or its bootstrap over
+    """The contrast's change from the lowest to the highest rung (`perseed_interaction`, or its bootstrap over
     problems where a cell has fewer than two seeds); None where the grid can't say yet."""
-    for estimate in (interaction, problem_interaction):
+    for estimate in (perseed_interaction, problem_interaction):
         try:
             it = estimate(deltas, k, a, b)
             return {"est": it["did"], "lo": it["lo"], "hi": it["hi"], "over": it["over"]}

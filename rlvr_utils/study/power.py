@@ -36,7 +36,7 @@ def variance_components(deltas: pd.DataFrame, k: int, a: str = "nsr", b: str = "
 def projected_mde(components: pd.DataFrame, seeds: int, problems: int, level: float = 0.95,
                   power: float = 0.8) -> float:
     """The interaction's minimum detectable effect if both rungs had `seeds` seeds of each objective
-    evaluated on `problems` problems, from `variance_components` (Welch t as in `interaction`)."""
+    evaluated on `problems` problems, from `variance_components` (Welch t as in `perseed_interaction`)."""
     if seeds < 2 or problems < 1:
         raise ValueError(f"a t-interval needs seeds >= 2 and problems >= 1; got seeds={seeds}, problems={problems}")
     var = components["var_seed"] + components["var_sp"] / problems  # one seed's Δ

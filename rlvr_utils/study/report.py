@@ -11,11 +11,9 @@ import pandas as pd
 from .frames import Run, load_grid
 from .costs import cell_costs, cost_markdown, cpus, design_hours, wall_hours
 from .dynamics import dynamics_contrast, movement, training_dynamics
-from .perseed import (answer_k, change_phrase, contrast_table, default_k, effect_table, ends_phrase, objective_label,
-                      run_deltas, unfinished)
-from .crossed import effect_table as mixed_effect_table
-from .crossed import interaction as mixed_interaction
-from .crossed import seeds_for, sizing, skill_bounds
+from .perseed import (answer_k, change_phrase, contrast_table, default_k, ends_phrase, objective_label,
+                      perseed_effect_table, run_deltas, unfinished)
+from .crossed import crossed_effect_table, crossed_interaction, seeds_for, sizing, skill_bounds
 from .secondary import dynamics_contrast_markdown, dynamics_markdown, summary_markdown
 from ..core.stats import OVER_MARK, fmt_interval
 from ..data.tasks import is_task_spec, test_size
@@ -68,7 +66,7 @@ def _test_split(runs: list[Run] | None) -> int:
 
 
 def primary_answers(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "psr") -> tuple[list[dict], str]:
-    """The primary outcomes at pass@1 and at the largest pass@k (`mixed.interaction`, seeds and problems random),
+    """The primary outcomes at pass@1 and at the largest pass@k (`crossed_interaction`, seeds and problems random),
     and their answers as markdown, one bold sentence each (or why the grid cannot give one)."""
     if deltas.empty:
         return [], ""
@@ -76,7 +74,7 @@ def primary_answers(deltas: pd.DataFrame, k: int = 0, a: str = "nsr", b: str = "
     lines, its = [], []
     for kk in sorted({1, k}):
         try:
-            its.append(mixed_interaction(deltas, kk, a, b))
+            its.append(crossed_interaction(deltas, kk, a, b))
         except (KeyError, ValueError) as e:
             lines.append(f"No primary answer at pass@{kk} with seeds and problems random: {e.args[0] if e.args else e}.")
             continue
@@ -129,7 +127,7 @@ SIZING_SEEDS = (5, 10, 20, 30, 50, 100)
 
 
 def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_problems: int = 0) -> str:
-    """What more seeds would detect for the primary outcomes (`mixed.interaction` results; `mixed.sizing`), each
+    """What more seeds would detect for the primary outcomes (`crossed_interaction` results; `mixed.sizing`), each
     design's hours (`costs`), and the same on `more_problems`; '' where no outcome has a positive variance."""
     ok = [it for it in its if it["c"].se == it["c"].se]
     if not ok:
@@ -188,9 +186,9 @@ def skill_markdown(deltas: pd.DataFrame, k: int, compute_ends: tuple[float, floa
     given); '' otherwise."""
     try:
         ends = skill_bounds(deltas)
-        if ends == tuple(compute_ends or mixed_interaction(deltas, 1, a, b)["rungs"]):
+        if ends == tuple(compute_ends or crossed_interaction(deltas, 1, a, b)["rungs"]):
             return ""
-        its = [mixed_interaction(deltas, kk, a, b, rungs=ends) for kk in sorted({1, k})]
+        its = [crossed_interaction(deltas, kk, a, b, rungs=ends) for kk in sorted({1, k})]
     except (KeyError, ValueError):
         return ""
     lines = [primary_sentence(it, goal_for(it["k"])) for it in its]
@@ -228,10 +226,10 @@ def primary_sentence(it: dict, goal: float) -> str:
 
 def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
     """Per rung x objective: Δpass@1 and Δpass@k with seeds and problems random, the t over seeds beside it."""
-    mixed = mixed_effect_table(deltas, tuple(sorted({1, k})))
+    mixed = crossed_effect_table(deltas, tuple(sorted({1, k})))
     if mixed.empty or mixed["why"].all():  # no cell has an estimate: the primary answer already says why
         return ""
-    per_seed = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung", "objective", "k"])
+    per_seed = perseed_effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung", "objective", "k"])
     rows = [f"| rung | objective | seeds × problems | Δpass@1 | Δpass@1, t over seeds | Δpass@{k} | Δpass@{k}, t over seeds |",
             "|---|---|---|---|---|---|---|"]
     m = mixed.set_index(["rung", "objective", "k"])
@@ -272,7 +270,7 @@ def study_figure(deltas: pd.DataFrame, out: str | Path, k: int) -> Path:
 
     ks = tuple(sorted({1, k}))
     base = deltas[deltas["k"] == 1].groupby("rung")["base"].mean()
-    fig = plot_prior(mixed_effect_table(deltas, ks), contrast_table(deltas, ks), base, ks)
+    fig = plot_prior(crossed_effect_table(deltas, ks), contrast_table(deltas, ks), base, ks)
     out = Path(out)
     part = out.with_name(out.name + ".partial.png")
     fig.savefig(part, dpi=120)

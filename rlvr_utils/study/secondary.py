@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .dynamics import DYNAMICS
-from .perseed import (MIXED_NOTE, change_phrase, contrast_table, default_k, effect_table, interaction, noise_floor,
-                      objective_label, problem_interaction, rung_label)
+from .perseed import (MIXED_NOTE, change_phrase, contrast_table, default_k, noise_floor, objective_label,
+                      perseed_effect_table, perseed_interaction, problem_interaction, rung_label)
 from .power import design_table
 from ..core.stats import OVER_MARK, fmt_interval
 
@@ -16,7 +16,7 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
     """The study's answer in one sentence, with the interaction's CI and the minimum detectable effect.
     Over seeds (t) when every cell has >= 2 seeds; otherwise over problems (bootstrap), and it says so."""
     try:
-        it = interaction(deltas, k)
+        it = perseed_interaction(deltas, k)
         over = "95% t-interval over seeds, the objectives paired by seed"
     except ValueError:
         it = problem_interaction(deltas, k)
@@ -58,7 +58,7 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0, secondary: bool = False) 
     if deltas.empty:
         return headline(deltas, k)
     k = k or default_k(deltas)
-    eff = effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung_order", "rung", "objective", "k"])
+    eff = perseed_effect_table(deltas[deltas["k"].isin([1, k])]).set_index(["rung_order", "rung", "objective", "k"])
     floor = noise_floor(deltas)
     rows = [f"| rung | objective | seeds | Δpass@1 | Δpass@{k} |", "|---|---|---|---|---|"]
     for order, rung in deltas[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order").itertuples(index=False):

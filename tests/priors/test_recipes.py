@@ -13,7 +13,7 @@ from rlvr_utils.core.runs import RunDir
 
 
 def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
-    from rlvr_utils.study.perseed import rung_of
+    from rlvr_utils.priors.recipes import rung_of
 
     for name, model in (("a", "warm:n=200,seed=1"), ("b", "/somewhere/qwen2.5-0.5b")):
         run = RunDir(tmp_path / name)
@@ -21,8 +21,8 @@ def test_rung_of_a_committed_run_without_its_rung_on_this_machine(tmp_path):
         run.config.write_text(json.dumps({"model": model, "_meta": {"model_path": "/gone/rung"}}))
         append_jsonl(run.evals, [_ev(0, 0.3)])
     a, b = load_grid(tmp_path)
-    assert rung_of(a) == (200.0, "n=200 seed=1")  # from the recipe in the run's config: no weights needed
-    assert rung_of(b)[1] == "rung" and np.isnan(rung_of(b)[0])
+    assert rung_of(a.config) == (200.0, "n=200 seed=1")  # from the recipe in the run's config: no weights needed
+    assert rung_of(b.config)[1] == "rung" and np.isnan(rung_of(b.config)[0])
 
 
 def test_rungs_that_differ_beyond_their_dose_never_share_a_label(tmp_path):

@@ -47,19 +47,19 @@ def test_a_gguf_file_is_a_model_name(tmp_path, monkeypatch, smollm2_path):
     import torch
     from safetensors.torch import load_file
 
-    from rlvr_utils.core.models import embedded_gguf, resolve_model
+    from rlvr_utils.core.models import embedded_gguf, resolve_named
 
     gguf = embedded_gguf("smollm2-135m")  # kept in the real cache by `make setup`'s fetch
     monkeypatch.setenv("RLVR_CACHE", str(tmp_path))
-    path = Path(resolve_model(str(gguf)))
+    path = Path(resolve_named(str(gguf)))
     assert path.parent == tmp_path / "models" and path.name.startswith("gguf-SmolLM2-135M-Instruct.Q4_1-")
     stamp = (path / "model.safetensors").stat().st_mtime_ns
-    assert resolve_model(str(gguf)) == str(path) and (path / "model.safetensors").stat().st_mtime_ns == stamp  # once
+    assert resolve_named(str(gguf)) == str(path) and (path / "model.safetensors").stat().st_mtime_ns == stamp  # once
     assert not list(path.parent.glob("*.partial"))
     ours, embedded = (load_file(Path(p) / "model.safetensors") for p in (path, smollm2_path))
     assert ours.keys() == embedded.keys() and all(torch.equal(ours[k], embedded[k]) for k in ours)
     with pytest.raises(FileNotFoundError, match="nothing.gguf"):
-        resolve_model(str(tmp_path / "nothing.gguf"))
+        resolve_named(str(tmp_path / "nothing.gguf"))
 
 
 def test_a_warm_start_never_replaces_a_folder_it_did_not_build(tmp_path, tiny_model_path, capsys):

@@ -9,7 +9,7 @@ import pytest
 from rlvr_utils.study.frames import load_grid
 from rlvr_utils.study.perseed import run_deltas
 from rlvr_utils.core.files import append_jsonl
-from rlvr_utils.study.crossed import contrast_matrix, crossed_mean, interaction, mde, power, projected
+from rlvr_utils.study.crossed import contrast_matrix, crossed_interaction, crossed_mean, mde, power, projected
 from rlvr_utils.core.runs import RunDir
 
 
@@ -138,7 +138,7 @@ def crossed_grid(root, planted, seeds: int = 6, problems: int = 48, samples: int
 
 def test_a_planted_interaction_is_recovered_from_run_files(tmp_path):
     deltas = crossed_grid(tmp_path, lambda n, o, p: 0.15 if (n, o) == (1000, "nsr") else 0.0)
-    it = interaction(deltas, k=1)
+    it = crossed_interaction(deltas, k=1)
     c = it["c"]
     assert c.lo < 0.15 < c.hi and c.lo > 0, c
     assert c.seeds == 6 and c.problems == 48 and it["mde_interval"][0] < it["mde"] < it["mde_interval"][1]
@@ -150,7 +150,7 @@ def test_the_answer_says_which_objective_leads_and_whether_the_goal_is_met(tmp_p
     from rlvr_utils.study.report import components_markdown, primary_sentence
 
     deltas = crossed_grid(tmp_path, lambda n, o, p: (0.1 if n == 0 else 0.3) if o == "psr" else 0.0)
-    it = interaction(deltas, k=1)
+    it = crossed_interaction(deltas, k=1)
     lo_end, hi_end = it["ends"]
     assert it["c"].est == pytest.approx(hi_end - lo_end) and -0.15 < lo_end < -0.05 and -0.35 < hi_end < -0.25
     text = primary_sentence(it, 0.02)
@@ -186,10 +186,10 @@ def test_the_skill_axis_secondary_uses_the_least_and_most_skilled_rungs(tmp_path
                           rungs={0: -0.15, 200: 0.3, 1000: 0.0})
     orders = deltas.groupby("rung")["rung_order"].first()
     assert skill_bounds(deltas) == (orders["n=0"], orders["n=200"])
-    primary = interaction(deltas, k=1)["c"]
-    skill = interaction(deltas, k=1, rungs=skill_bounds(deltas))["c"]
+    primary = crossed_interaction(deltas, k=1)["c"]
+    skill = crossed_interaction(deltas, k=1, rungs=skill_bounds(deltas))["c"]
     assert primary.lo < 0 < primary.hi and skill.lo < 0.15 < skill.hi and skill.lo > 0
-    text = skill_markdown(deltas, 1, interaction(deltas, k=1)["rungs"])
+    text = skill_markdown(deltas, 1, crossed_interaction(deltas, k=1)["rungs"])
     assert text.startswith("Along skill") and "rung n=0 vs n=200" in text
     assert skill_markdown(deltas, 1, skill_bounds(deltas)) == ""  # the primary's own ends: nothing to add
 
@@ -226,14 +226,14 @@ def test_a_cell_of_one_seed_keeps_its_row_with_no_interval(tmp_path):
     # NSR on n=1000 finished one seed of six: its row reads that seed's change, not as a cell never run
     import shutil
 
-    from rlvr_utils.study.crossed import effect_table
+    from rlvr_utils.study.crossed import crossed_effect_table
     from rlvr_utils.study.report import report_summary
 
     crossed_grid(tmp_path, lambda n, o, p: 0.1 if o == "nsr" else 0.0)
     for s in range(1, 6):
         shutil.rmtree(tmp_path / "grid" / f"n1000__nsr__s{s}")
     deltas = run_deltas(load_grid(tmp_path / "grid"))
-    t = effect_table(deltas, (1,)).set_index(["rung", "objective"])
+    t = crossed_effect_table(deltas, (1,)).set_index(["rung", "objective"])
     assert len(t) == 4
     one = t.loc[("n=1000", "nsr")]
     only = deltas[(deltas["run"] == "n1000__nsr__s0") & (deltas["k"] == 1)]["delta"].item()  # its eval rows' Δpass@1
@@ -288,13 +288,13 @@ def test_a_cell_without_an_estimate_keeps_its_row_and_says_why(tmp_path):
     # NSR's runs on n=1000 lost their per-problem samples: its row stays in the table, saying so, beside the others
     import shutil
 
-    from rlvr_utils.study.crossed import effect_table
+    from rlvr_utils.study.crossed import crossed_effect_table
     from rlvr_utils.study.report import report_summary
 
     crossed_grid(tmp_path, lambda n, o, p: 0.0)
     for s in range(6):
         shutil.rmtree(tmp_path / "grid" / f"n1000__nsr__s{s}" / "samples")
-    t = effect_table(run_deltas(load_grid(tmp_path / "grid")), (1,)).set_index(["rung", "objective"])
+    t = crossed_effect_table(run_deltas(load_grid(tmp_path / "grid")), (1,)).set_index(["rung", "objective"])
     assert len(t) == 4 and "no per-problem evaluation samples" in t.loc[("n=1000", "nsr"), "why"]
     assert t.loc[("n=1000", "psr"), "why"] == "" and t.loc[("n=1000", "psr"), "lo"] < t.loc[("n=1000", "psr"), "hi"]
     text = report_summary(tmp_path / "grid", 1)

@@ -8,7 +8,8 @@ import pytest
 from synthetic import _ev, _grid, _recs
 
 from rlvr_utils.study.frames import load_grid
-from rlvr_utils.study.perseed import contrast_table, effect_table, interaction, noise_floor, problem_delta, run_deltas
+from rlvr_utils.study.perseed import (contrast_table, noise_floor, perseed_effect_table, perseed_interaction, problem_delta,
+                                      run_deltas)
 from rlvr_utils.core.files import append_jsonl
 from rlvr_utils.core.runs import RunDir
 from rlvr_utils.study.secondary import answer, summary_markdown
@@ -20,11 +21,11 @@ from rlvr_utils.study.secondary import answer, summary_markdown
 
 def test_planted_interaction_is_recovered(tmp_path):
     deltas = run_deltas(_grid(tmp_path, {(1000, "nsr"): 0.2}, noise=0.01))
-    eff = effect_table(deltas).set_index(["rung", "objective", "k"])
+    eff = perseed_effect_table(deltas).set_index(["rung", "objective", "k"])
     nsr_hi = eff.loc[("n=1000", "nsr", 4)]
     assert nsr_hi["seeds"] == 4 and nsr_hi["lo"] > 0.15 and nsr_hi["hi"] < 0.25
     assert eff.loc[("n=0", "psr", 4), "lo"] < 0 < eff.loc[("n=0", "psr", 4), "hi"]
-    it = interaction(deltas, k=4)
+    it = perseed_interaction(deltas, k=4)
     assert it["lo"] > 0 and abs(it["did"] - 0.2) < 0.03 and it["rungs"] == (0.0, 1000.0)
     assert answer(deltas, 4).startswith("NSR − PSR at pass@4 rises with the prior, from ")
     assert "rung n=0 vs n=1000)" in answer(deltas, 4)  # rungs by their labels, not their compute orders
@@ -71,9 +72,9 @@ def test_objectives_are_paired_by_seed(tmp_path):
     objectives (SD 0.1) cancels in their contrast, so the planted 0.1 is found with the runs' own noise
     (0.01); treated as independent cells, the shift's variance would swamp it."""
     deltas = run_deltas(_grid(tmp_path, {(1000, "nsr"): 0.1}, noise=0.01, shared=0.1))
-    it = interaction(deltas, k=4)
+    it = perseed_interaction(deltas, k=4)
     assert it["lo"] > 0.05 and it["hi"] < 0.15 and it["df"] < 7, it  # 2 rungs x (4 seeds - 1)
-    eff = effect_table(deltas).set_index(["rung", "objective", "k"])
+    eff = perseed_effect_table(deltas).set_index(["rung", "objective", "k"])
     assert eff.loc[("n=1000", "nsr", 4), "hi"] - eff.loc[("n=1000", "nsr", 4), "lo"] > 0.2  # each cell alone: wide
     c = contrast_table(deltas, ks=(4,)).set_index("rung")
     assert c.loc["n=1000", "lo"] > 0.05 and c.loc["n=0", "lo"] < 0 < c.loc["n=0", "hi"]
@@ -81,7 +82,7 @@ def test_objectives_are_paired_by_seed(tmp_path):
 
 def test_planted_noise_is_not_an_effect(tmp_path):
     deltas = run_deltas(_grid(tmp_path, {}, noise=0.05, seed=1))
-    it = interaction(deltas, k=4)
+    it = perseed_interaction(deltas, k=4)
     assert it["lo"] < 0 < it["hi"] and it["mde_80"] > 0.05
     assert answer(deltas, 4).startswith("no detectable change")
 
@@ -108,7 +109,7 @@ def test_a_lam_sweep_is_two_arms_not_one_pooled_cell(tmp_path):
     arms = ("psr", ("w_reinforce", {"lam": 0.1}), ("w_reinforce", {"lam": 0.5}))
     deltas = run_deltas(_grid(tmp_path, {(1000, "w_reinforce__lam0.5"): 0.15}, noise=0.01, objectives=arms))
     assert set(deltas["objective"]) == {"psr", "w_reinforce[lam=0.1]", "w_reinforce[lam=0.5]"}  # psr's lam is unread
-    eff = effect_table(deltas).set_index(["rung", "objective", "k"])
+    eff = perseed_effect_table(deltas).set_index(["rung", "objective", "k"])
     assert eff.loc[("n=1000", "w_reinforce[lam=0.5]", 4), "lo"] > 0.1
     assert eff.loc[("n=1000", "w_reinforce[lam=0.1]", 4), "hi"] < 0.05 and eff["seeds"].eq(4).all()
     t = contrast_table(deltas, ks=(4,)).set_index(["a", "b", "rung"])
@@ -189,7 +190,7 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
 
     from rlvr_utils.study.figures import plot_delta_vs_rung
 
-    eff = effect_table(run_deltas(load_grid(root / "grid")))
+    eff = perseed_effect_table(run_deltas(load_grid(root / "grid")))
     cell = eff[(eff["rung"] == "n=0") & (eff["objective"] == "psr") & (eff["k"] == 1)].iloc[0]
     assert cell["over"] == "problems, seeds agree" and cell["lo"] < 0 < cell["hi"]
     assert set(eff["over"]) == {"problems, one seed", "problems, seeds agree"}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from synthetic import _seeded_grid
 
-from rlvr_utils.study.perseed import interaction
+from rlvr_utils.study.perseed import perseed_interaction
 from rlvr_utils.study.power import projected_mde, variance_components
 from rlvr_utils.study.secondary import summary_markdown
 from rlvr_utils.study.report import report_summary
@@ -19,7 +19,7 @@ def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
     assert (c["var_sp"] < 1e-12).all() and np.allclose(c["var_seed"], 1 / 12), c
     assert projected_mde(c, 3, 64) == pytest.approx(projected_mde(c, 3, 256))
     # at the grid's own design the projection is the interaction's own MDE
-    assert projected_mde(c, 4, 64) == pytest.approx(interaction(shift, k=1)["mde_80"])
+    assert projected_mde(c, 4, 64) == pytest.approx(perseed_interaction(shift, k=1)["mde_80"])
     # runs that move each problem up or down at random: all seed x problem, 4x problems halves the SE
     flips = _seeded_grid(tmp_path / "flips", lambda rng, s, o: list(rng.choice([1, 3], size=64)))
     c = variance_components(flips, k=1)
@@ -28,7 +28,7 @@ def test_variance_components_recover_planted_seed_and_problem_noise(tmp_path):
     assert projected_mde(c, 3, 256) < 0.6 * projected_mde(c, 3, 64)
     # here seed means that spread less than their problems imply (chance, with 3 df a cell) are not
     # trusted: the projection keeps the problems' share, so it is never below the interaction's own MDE
-    assert interaction(flips, k=1)["mde_80"] <= projected_mde(c, 4, 64) < 1.5 * interaction(flips, k=1)["mde_80"]
+    assert perseed_interaction(flips, k=1)["mde_80"] <= projected_mde(c, 4, 64) < 1.5 * perseed_interaction(flips, k=1)["mde_80"]
     assert "| 10 |" in summary_markdown(flips, 1) and "MDE, 256 problems" in summary_markdown(flips, 1)
 
 
