@@ -97,7 +97,7 @@ def evaluate(engine: Engine, pool: GradingPool, problems: Sequence, prompt_ids: 
         per = [pass_at_k(len(o), sum(o), k) for o in ok["sampled"]]
         row["pass_at_k"][str(k)] = summarize(per, s.seed)
     per1 = [pass_at_k(len(o), sum(o), 1) for o in ok["sampled"]]
-    # what the study's analysis reads per problem (`analysis.eval_counts`), compact enough to commit with a
+    # what the study's analysis reads per problem (`study.frames.eval_counts`), compact enough to commit with a
     # study whose sample files stay local: the sampled protocol's correct count of each problem, out of n
     row["per_problem"] = {"n": s.samples, "correct": {p.id: int(sum(o)) for p, o in zip(problems, ok["sampled"])}}
     row["pass1_by_level"] = breakdown(per1, problems, "level")

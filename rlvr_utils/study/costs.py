@@ -13,7 +13,7 @@ from ..core.runs import RunDir
 
 
 def cell_costs(runs: list[Run], deltas: pd.DataFrame) -> pd.DataFrame:
-    """One row per finished cell of `deltas` (`effects.run_deltas`): its rung, objective, seed, seconds of work
+    """One row per finished cell of `deltas` (`perseed.run_deltas`): its rung, objective, seed, seconds of work
     over all its sessions (`RunDir.work_seconds`), of which its evaluations (a step-0 evaluation copied from a
     sibling costs ~0), the number of problems evaluated, its CPU, and its last session's span from start-up to
     done (status.json: where it sat on the wall clock)."""

@@ -6,7 +6,7 @@ and problems both drawn at random, Y[s, p] = mu + u_s + v_p + w_sp, and the gran
 var_seed / S + var_problem / P + var_resid / (S P). The two-way ANOVA of a balanced matrix estimates it
 without bias as (MS_seed + MS_problem - MS_resid) / (S P) (REML's answer for a balanced design whenever its
 components are positive), with Satterthwaite's degrees of freedom. A t over seeds alone (the per-seed
-interval in `effects`) treats the problems as fixed: it misses var_problem / P.
+interval in `perseed`) treats the problems as fixed: it misses var_problem / P.
 
 Nothing is floored: a component whose estimate is negative is reported so, and a mean whose variance
 estimate is not positive has no interval. The minimum detectable effect is the noncentral t's, with an
@@ -170,7 +170,7 @@ def contrast_matrix(deltas: pd.DataFrame, k: int, a: str, b: str, rung: str) -> 
 
 def skill_bounds(deltas: pd.DataFrame) -> tuple[float, float]:
     """The ordered rungs whose bases sample the lowest and the highest pass@1 (mean over their runs' step-0
-    evaluations): the skill axis's ends, which need not be the compute axis's (`effects._rung_bounds`)."""
+    evaluations): the skill axis's ends, which need not be the compute axis's (`perseed._rung_bounds`)."""
     base = deltas[(deltas["k"] == 1) & deltas["rung_order"].notna()].groupby("rung_order")["base"].mean()
     if len(base) < 2:
         raise ValueError(f"the prior axis needs >= 2 ordered rungs; this grid has {len(base)}")

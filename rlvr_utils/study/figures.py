@@ -104,7 +104,7 @@ def plot_counts(table: pd.DataFrame):
 
 def plot_delta_vs_rung(effects: pd.DataFrame, k: int = 0):
     """Δpass@k (last evaluation minus the rung's own base) against the prior rung, a line per objective,
-    with each cell's 95% interval as `effects.effect_table` formed it: filled markers over seeds, hollow
+    with each cell's 95% interval as `perseed.perseed_effect_table` formed it: filled markers over seeds, hollow
     over problems (one seed, or seeds that moved by exactly the same amount)."""
     if effects.empty:
         return _empty("no effects yet")
@@ -125,7 +125,7 @@ def plot_delta_vs_rung(effects: pd.DataFrame, k: int = 0):
         ax.plot([], [], "o", color="grey", mfc="white", label="hollow: CI over problems")
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xticks(range(len(rungs)), rungs)
-    ax.set_xlabel("prior rung (warm-start dose)")
+    ax.set_xlabel("prior rung")
     ax.set_ylabel(f"Δ pass@{k} vs the rung's base")
     ax.legend(fontsize="small")
     fig.tight_layout()
@@ -134,8 +134,8 @@ def plot_delta_vs_rung(effects: pd.DataFrame, k: int = 0):
 
 def plot_prior(effects: pd.DataFrame, contrasts: pd.DataFrame, base: pd.Series, ks: tuple[int, ...],
                a: str = "nsr", b: str = "psr"):
-    """The study in one figure: per k, each objective's Δpass@k against its rung's base pass@1 (`mixed.effect_table`:
-    seeds and problems random), then a − b per rung at each k (`effects.contrast_table`: paired by seed, t over
+    """The study in one figure: per k, each objective's Δpass@k against its rung's base pass@1 (`crossed.crossed_effect_table`:
+    seeds and problems random), then a − b per rung at each k (`perseed.contrast_table`: paired by seed, t over
     seeds). The x axis is skill, the base's sampled pass@1, so rungs of different size and dose line up by it."""
     if effects.empty:
         return _empty("no effects yet")

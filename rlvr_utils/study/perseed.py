@@ -1,7 +1,7 @@
 """The prior study's estimands: each objective's change against its rung's own base, the noise floor, the
 contrasts between objectives, and the interaction (does NSR's edge over PSR grow or shrink with the prior?).
 
-Pure functions from run files (`analysis.load_grid`). Every interval says over what it was formed
+Pure functions from run files (`frames.load_grid`). Every interval says over what it was formed
 (`stats.seeds_else_problems`): across seeds (t-based, the primary one) or over problems (a paired
 bootstrap within runs). A rung is the model a run started from (`recipes.rung_of`).
 """

@@ -1,4 +1,4 @@
-"""The study's report as markdown, from the estimands (`mixed`, `dynamics`, `costs`): the primary answer in a
+"""The study's report as markdown, from the estimands (`crossed`, `dynamics`, `costs`): the primary answer in a
 sentence per outcome, the per rung x objective table, how far training moved each policy, what the design
 detects and what more would take, then the secondary analyses (`secondary`). `rlvr report --summary` prints it."""
 
@@ -105,7 +105,7 @@ def design_markdown(deltas: pd.DataFrame, k: int = 0, runs: list[Run] | None = N
 
 def components_markdown(its: list[dict]) -> str:
     """The primary outcomes' variance components as estimated (a negative one is shown, never floored), with the
-    standard error, Satterthwaite df and MDE they give (`mixed.crossed_mean`)."""
+    standard error, Satterthwaite df and MDE they give (`crossed.crossed_mean`)."""
     if not its:
         return ""
     rows = ["| outcome | seeds × problems | var_seed | var_problem | var_resid | se | Satterthwaite df | MDE (80%) |",
@@ -127,7 +127,7 @@ SIZING_SEEDS = (5, 10, 20, 30, 50, 100)
 
 
 def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_problems: int = 0) -> str:
-    """What more seeds would detect for the primary outcomes (`crossed_interaction` results; `mixed.sizing`), each
+    """What more seeds would detect for the primary outcomes (`crossed_interaction` results; `crossed.sizing`), each
     design's hours (`costs`), and the same on `more_problems`; '' where no outcome has a positive variance."""
     ok = [it for it in its if it["c"].se == it["c"].se]
     if not ok:
@@ -173,7 +173,7 @@ def sizing_markdown(its: list[dict], costs: pd.DataFrame | None = None, more_pro
                         "there is no positive variance to project)" if miss else ""))
     need = "The goals, projected from the same components: " + "; ".join(needs) + ".\n"
     return ("\nWhat the primary outcomes would detect (80% power, 95% level) with more seeds, projected from this "
-            "grid's variance components with seeds and problems random (`mixed.sizing`; the interval is the "
+            "grid's variance components with seeds and problems random (`crossed.sizing`; the interval is the "
             "components' own uncertainty; — where a negative component estimate, used as it is, leaves no positive "
             f"variance, or a negative expected mean square, at that size): on the same {P} problems{more}.{cost}\n\n"
             + "\n".join(lines) + "\n\n" + need)
@@ -263,7 +263,7 @@ def _crossed_cell(e) -> str:
 
 
 def study_figure(deltas: pd.DataFrame, out: str | Path, k: int) -> Path:
-    """The study in one figure (`plots.plot_prior`) from a grid's `run_deltas`, written atomically to the PNG `out`."""
+    """The study in one figure (`figures.plot_prior`) from a grid's `run_deltas`, written atomically to the PNG `out`."""
     import matplotlib.pyplot as plt  # matplotlib only when a figure is asked for
 
     from .figures import plot_prior

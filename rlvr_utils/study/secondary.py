@@ -1,6 +1,6 @@
 """The secondary analyses as markdown: each rung x objective's change with a t over seeds (the problems held
 fixed), the contrasts between objectives, and what training did to the policy on its own prompts (entropy,
-distinct answers, length). `summary.report_summary` places them after the primary answer."""
+distinct answers, length). `report.report_summary` places them after the primary answer."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def answer(deltas: pd.DataFrame, k: int) -> str:
 
 
 def headline(deltas: pd.DataFrame, k: int = 0) -> str:
-    """The report's first line: `answer` at pass@k (k=0: `effects.default_k`), or why this grid
+    """The report's first line: `answer` at pass@k (k=0: `perseed.default_k`), or why this grid
     cannot give one (it needs >= 2 rungs, each with a PSR and an NSR run)."""
     if deltas.empty:
         return "No run has both a step-0 and a later evaluation yet: nothing to compare."
@@ -89,10 +89,10 @@ def summary_markdown(deltas: pd.DataFrame, k: int = 0, secondary: bool = False) 
     except (KeyError, ValueError):
         return out
     return out + (f"\nWhat a larger design would detect at pass@{k} (80% power, 95% level) by this per-seed analysis "
-                  "(the primary's projection, seeds and problems random, is `mixed.sizing`'s), projected from this "
+                  "(the primary's projection, seeds and problems random, is `crossed.sizing`'s), projected from this "
                   "grid's variance components: on each rung, the spread of the per-seed contrast split into the "
                   "training runs' own part and a seed × problem part that more evaluation problems average out "
-                  f"(`effects.variance_components`).\n\n{design}\n")
+                  f"(`power.variance_components`).\n\n{design}\n")
 
 
 def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
