@@ -6,8 +6,20 @@ import numpy as np
 
 from rlvr_utils.study.frames import load_grid
 from rlvr_utils.study.perseed import run_deltas
-from rlvr_utils.core.files import append_jsonl
+from rlvr_utils.core.files import append_jsonl, atomic_write_text, jsonl_text
 from rlvr_utils.core.runs import RunDir
+from rlvr_utils.study.migrate import per_problem_counts
+
+
+def write_eval(run: RunDir, step: int, recs: list[dict]) -> None:
+    """An evaluation's sample records, and its eval.jsonl row's per-problem counts of them, as the trainer writes
+    both (the row at `step` keeps its other fields; a bare one is added where there is none)."""
+    run.write_samples(f"eval_{step:05d}", recs)
+    rows = run.read_evals()
+    row = next((r for r in rows if r["step"] == step), {"step": step})
+    rows = sorted([r for r in rows if r["step"] != step] + [{**row, "per_problem": per_problem_counts(recs)}],
+                  key=lambda r: r["step"])
+    atomic_write_text(run.evals, jsonl_text(rows))
 
 
 def _ev(step: int, p4: float) -> dict:
@@ -68,7 +80,7 @@ def _seeded_grid(root, solved_after) -> list:
                 run.path.mkdir(parents=True)
                 run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
                 after = solved_after(rng, s, obj)
-                run.write_samples("eval_00000", _counts_recs([2] * 64))
-                run.write_samples("eval_00006", _counts_recs(after))
                 append_jsonl(run.evals, [_p1_row(0, 0.5), _p1_row(6, float(np.mean(after)) / 4)])  # as the samples say
+                write_eval(run, 0, _counts_recs([2] * 64))
+                write_eval(run, 6, _counts_recs(after))
     return run_deltas(load_grid(root / "grid"))

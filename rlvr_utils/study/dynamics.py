@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .frames import Run, eval_counts, rollout_diversity
+from .frames import Run, eval_counts
 from .perseed import _by_seed, _ends_mixed, mixed_builds, objective_pairs
 from ..core.stats import seed_ci, welch
 from ..priors.recipes import rung_of
 
-# What each objective did to the policy on its training prompts, read from metrics.jsonl (in runs saved before
-# it carried them, the distinct answers per prompt from samples/: `analysis.rollout_diversity`). At T=1 the sampled tokens'
+# What each objective did to the policy on its training prompts, read from metrics.jsonl. At T=1 the sampled tokens'
 # NLL estimates the policy's entropy (`evaluate.batch_stats`); `entropy_kept` would not compare
 # objectives, since each takes it over the samples it kept.
 DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "entropy estimate: sampled NLL (nats/token)",
@@ -43,9 +42,7 @@ def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataF
     for r in runs:
         if r.name not in done or "step" not in r.metrics:
             continue
-        m = r.metrics if "distinct_answers" in r.metrics else \
-            r.metrics.merge(rollout_diversity(r.path), on="step", how="left")  # older runs: from samples/
-        m = m.sort_values("step")
+        m = r.metrics.sort_values("step")
         order, rung = rung_of(r.config)
         for col in (c for c in DYNAMICS if c in m and m[c].notna().any()):
             rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),

@@ -189,57 +189,24 @@ def load_samples(run_dir: str | Path, source: str = "*") -> pd.DataFrame:
 
 
 def eval_counts(run_dir: str | Path) -> pd.DataFrame:
-    """(step, problem_id) -> sampled answers n and correct c at step 0 and at the last evaluation: from the
-    eval rows' `per_problem` counts, or, in runs saved before them, from the evaluation sample files."""
-    rd = RunDir(run_dir)
-    files = [f for f in [rd.evals, *sorted(rd.samples.glob("eval_*.jsonl"))] if f.exists()]
+    """(step, problem_id) -> sampled answers n and correct c at step 0 and at the last evaluation, from the eval
+    rows' `per_problem` counts; empty where those rows lack them (runs saved before them:
+    `python -m rlvr_utils.study.migrate`)."""
+    f = RunDir(run_dir).evals
     # an atomic rewrite is a new inode: the cache sees it; every k and contrast reads a run's files once
-    return _eval_counts(str(run_dir), tuple((f.name, st.st_size, st.st_ino, st.st_mtime_ns) for f in files
-                                            for st in [f.stat()]))
+    st = f.stat() if f.exists() else None
+    return _eval_counts(str(run_dir), (st.st_size, st.st_ino, st.st_mtime_ns) if st else ())
 
 
 @functools.lru_cache(maxsize=1024)
 def _eval_counts(run_dir: str, stamp: tuple) -> pd.DataFrame:
     rows = RunDir(run_dir).read_evals(torn="skip")
     ends = [r for r in rows if r["step"] in (0, max(x["step"] for x in rows))] if rows else []
-    if ends and all("per_problem" in r for r in ends):
-        return pd.DataFrame([(r["step"], pid, r["per_problem"]["n"], c) for r in ends
-                             for pid, c in r["per_problem"]["correct"].items()],
-                            columns=["step", "problem_id", "n", "c"]).set_index(["step", "problem_id"])
-    s = load_samples(run_dir, "eval")
-    if s.empty or "protocol" not in s:  # a run without per-problem evaluation samples
+    if not ends or not all("per_problem" in r for r in ends):
         return pd.DataFrame(columns=["n", "c"], index=pd.MultiIndex.from_tuples([], names=["step", "problem_id"]))
-    s = s[s["protocol"] == "sampled"]
-    s = s[s["step"].isin([0, s["step"].max()])]
-    return (s.assign(c=s["status"] == "correct").groupby(["step", "problem_id"])["c"].agg(n="size", c="sum"))
-
-
-def rollout_diversity(run_dir: str | Path) -> pd.DataFrame:
-    """For runs saved before metrics.jsonl carried it (`evaluate.batch_stats`): per training step, the mean
-    number of distinct final answers among a prompt's rollouts (as extracted strings: `1/2` and `0.5` are two;
-    no answer counts as one more), and of distinct responses. Unlike a per-token NLL, which a fixed solution
-    template dominates, this is the spread in outcomes that PSR may narrow and NSR keep. Cached per run on its
-    step files' names, sizes and mtimes: reports ask thrice."""
-    files = sorted(RunDir(run_dir).samples.glob("step_*.jsonl"))
-    return _diversity(str(run_dir), tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()]))
-
-
-@functools.lru_cache(maxsize=256)
-def _diversity(run_dir: str, stamp: tuple) -> pd.DataFrame:
-    rows = []
-    for name, *_ in stamp:
-        step = int(name.split("_", 1)[1].split(".")[0])
-        group = -1
-        for r in RunDir(run_dir).read_samples(name.removesuffix(".jsonl")):
-            # a step's rollouts are written prompt by prompt, sample 0 first: a prompt drawn twice in one step
-            # (at an epoch's end) is two groups, which its problem_id alone would merge
-            group += 1 if r.get("sample", 0) == 0 else 0
-            rows.append((step, group, r.get("extracted") or "", r.get("completion", "")))
-    if not rows:
-        return pd.DataFrame(columns=["step", "distinct_answers", "distinct_responses"])
-    g = pd.DataFrame(rows, columns=["step", "group", "extracted", "completion"]).groupby(["step", "group"])
-    per = pd.DataFrame({"distinct_answers": g["extracted"].nunique(), "distinct_responses": g["completion"].nunique()})
-    return per.groupby("step").mean().reset_index()
+    return pd.DataFrame([(r["step"], pid, r["per_problem"]["n"], c) for r in ends
+                         for pid, c in r["per_problem"]["correct"].items()],
+                        columns=["step", "problem_id", "n", "c"]).set_index(["step", "problem_id"])
 
 
 def base_success(records: pd.DataFrame, by: str = "level") -> pd.DataFrame:

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 done = migrate_run(run, write=not args.check)
                 print(f"{run}: " + ("; ".join(done) if done else "nothing to add"))
     except (ValueError, OSError, DamagedFile, FolderBusy) as e:
-        print(f"migrate: error: {e}", file=sys.stderr)
+        print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
     return 0
 

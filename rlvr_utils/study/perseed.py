@@ -183,7 +183,8 @@ def _problem_deltas(run_dir: str | Path, k: int) -> pd.Series:
     """Per problem: pass@k at the last evaluation minus at step 0 (from the run's eval samples)."""
     counts = eval_counts(run_dir)
     if counts.empty:
-        raise KeyError(f"{run_dir} has no per-problem evaluation samples (samples/eval_*.jsonl)")
+        raise KeyError(f"{run_dir} has no per-problem evaluation samples (eval.jsonl's per_problem counts; a run saved "
+                       "before them: `python -m rlvr_utils.study.migrate`, from its samples/eval_*.jsonl)")
     per = counts.apply(lambda r: pass_at_k(int(r["n"]), int(r["c"]), k), axis=1)
     steps = per.index.get_level_values("step")
     return (per[steps == steps.max()].droplevel("step") - per[steps == 0].droplevel("step")).dropna()

@@ -122,7 +122,7 @@ def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:
         by = g.set_index("metric")
         cells = []
         for c in cols:
-            if c not in by.index:  # e.g. runs that predate the metric
+            if c not in by.index:  # a metric no run of this cell logged
                 cells.append("—")
                 continue
             f, e = fmt.get(c, ".3f"), by.loc[c]

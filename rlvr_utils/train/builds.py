@@ -44,9 +44,9 @@ def base_eval_key(saved: dict) -> dict:
 
 def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict] | None, str] | None:
     """A sibling run whose step-0 evaluation this run would repeat: (its eval row, its sample records, its
-    folder name), or None. `key`: the run's `base_eval_key`. Call under `base_eval_lock`. A sibling whose
-    sample files stayed on another machine (a study commits its rows, not its samples) still serves when its
-    row carries the per-problem counts the analysis reads; its samples are then None."""
+    folder name), or None. `key`: the run's `base_eval_key`. Call under `base_eval_lock`. Its row must carry the
+    per-problem counts the analysis reads; a sibling whose sample files stayed on another machine (a study
+    commits its rows, not its samples) still serves, its samples then None."""
     for other in sorted(run.path.parent.iterdir()):
         o = RunDir(other)
         if other == run.path or not o.config.exists():
@@ -56,7 +56,7 @@ def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict] | None, str
                 continue
             row = next((r for r in o.read_evals() if r["step"] == 0), None)
             has_samples = (o.samples / "eval_00000.jsonl").exists()
-            if row is not None and (has_samples or "per_problem" in row):
+            if row is not None and "per_problem" in row:
                 return row, o.read_samples("eval_00000") if has_samples else None, other.name
         except (OSError, ValueError, KeyError, TypeError, DamagedFile):
             continue  # a folder mid-write, damaged, or not a run: evaluate instead

@@ -5,10 +5,11 @@ import json
 
 import numpy as np
 import pytest
+from synthetic import write_eval
 
 from rlvr_utils.study.frames import load_grid
 from rlvr_utils.study.perseed import run_deltas
-from rlvr_utils.core.files import append_jsonl
+from rlvr_utils.core.files import append_jsonl, jsonl_text
 from rlvr_utils.study.crossed import contrast_matrix, crossed_interaction, crossed_mean, mde, power, projected
 from rlvr_utils.core.runs import RunDir
 
@@ -126,13 +127,13 @@ def crossed_grid(root, planted, seeds: int = 6, problems: int = 48, samples: int
                 run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": s}))
                 final = np.clip(base + shift + np.array([planted(n, obj, p) for p in range(problems)]), 0, 1)
                 final_c = rng.binomial(samples, final)
-                for step, counts in ((0, base_c), (6, final_c)):
-                    run.write_samples(f"eval_{step:05d}", [
-                        {"protocol": "sampled", "problem_id": f"p{i}", "sample": j,
-                         "status": "correct" if j < c else "incorrect"} for i, c in enumerate(counts) for j in range(samples)])
                 ev = lambda v: {"mean": v, "lo": v, "hi": v, "n": problems}  # noqa: E731
                 append_jsonl(run.evals, [{"step": st, "greedy": ev(0.5), "pass_at_k": {"1": ev(float(np.mean(c)) / samples)}}
                                          for st, c in ((0, base_c), (6, final_c))])
+                for step, counts in ((0, base_c), (6, final_c)):
+                    write_eval(run, step, [
+                        {"protocol": "sampled", "problem_id": f"p{i}", "sample": j,
+                         "status": "correct" if j < c else "incorrect"} for i, c in enumerate(counts) for j in range(samples)])
     return run_deltas(load_grid(root / "grid"))
 
 
@@ -285,7 +286,8 @@ def test_the_study_figure_is_drawn_from_run_files_and_a_bad_path_is_refused_firs
 
 
 def test_a_cell_without_an_estimate_keeps_its_row_and_says_why(tmp_path):
-    # NSR's runs on n=1000 lost their per-problem samples: its row stays in the table, saying so, beside the others
+    # NSR's runs on n=1000 lost their per-problem records (the samples and their counts in eval.jsonl): its row stays
+    # in the table, saying so, beside the others
     import shutil
 
     from rlvr_utils.study.crossed import crossed_effect_table
@@ -293,7 +295,9 @@ def test_a_cell_without_an_estimate_keeps_its_row_and_says_why(tmp_path):
 
     crossed_grid(tmp_path, lambda n, o, p: 0.0)
     for s in range(6):
-        shutil.rmtree(tmp_path / "grid" / f"n1000__nsr__s{s}" / "samples")
+        run = RunDir(tmp_path / "grid" / f"n1000__nsr__s{s}")
+        shutil.rmtree(run.samples)
+        run.evals.write_text(jsonl_text({k: v for k, v in r.items() if k != "per_problem"} for r in run.read_evals()))
     t = crossed_effect_table(run_deltas(load_grid(tmp_path / "grid")), (1,)).set_index(["rung", "objective"])
     assert len(t) == 4 and "no per-problem evaluation samples" in t.loc[("n=1000", "nsr"), "why"]
     assert t.loc[("n=1000", "psr"), "why"] == "" and t.loc[("n=1000", "psr"), "lo"] < t.loc[("n=1000", "psr"), "hi"]

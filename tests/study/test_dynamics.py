@@ -10,6 +10,7 @@ from rlvr_utils.study.dynamics import dynamics_contrast, training_dynamics
 from rlvr_utils.study.perseed import run_deltas
 from rlvr_utils.core.files import append_jsonl
 from rlvr_utils.core.runs import RunDir
+from rlvr_utils.study.migrate import migrate_run
 from rlvr_utils.study.secondary import dynamics_contrast_markdown, dynamics_markdown
 
 
@@ -27,6 +28,7 @@ def test_training_dynamics_recover_a_planted_drift(tmp_path, capsys):
             RunDir(r.path).write_samples(f"step_{t:05d}", [
                 {"problem_id": "p0", "sample": i, "extracted": None if i % k == 3 else str(i % k + 10 * q),
                  "completion": f"... {i % k}"} for q in range(2) for i in range(4)])  # p0 drawn twice: two groups
+        migrate_run(r.path)  # each metrics row's distinct answers, from these samples
     unfinished = RunDir(tmp_path / "grid" / "n0__psr__s9")
     unfinished.path.mkdir()
     unfinished.config.write_text(json.dumps({"model": str(tmp_path / "rungs" / "n0"), "objective": "psr", "seed": 9}))

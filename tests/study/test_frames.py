@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from rlvr_utils.study.frames import accuracy_tables, eval_counts, load_run, pass_at_k_frame, rollout_diversity
+from rlvr_utils.study.frames import accuracy_tables, eval_counts, load_run, pass_at_k_frame
 from rlvr_utils.core.stats import seed_ci
 
 def test_pass_at_k_frame_uses_seeds_or_one_runs_bootstrap():
@@ -32,19 +32,23 @@ def test_accuracy_tables_of_a_protocol_no_run_evaluated_are_empty():
 
 
 @pytest.mark.slow
-def test_compact_records_agree_with_the_sample_files(tiny_run, tmp_path):
-    # a study commits eval rows and metrics, not sample files: what the analysis reads from the rows must be
-    # what it would read from the samples of the same real run
+def test_a_run_saved_before_its_compact_records_is_migrated_to_what_the_trainer_writes(tiny_run, tmp_path):
+    # a study commits eval rows and metrics, not sample files: the migration of a run saved before the rows carried
+    # per-problem counts and distinct answers must give, from its samples, what the trainer writes into them
+    from rlvr_utils.study.migrate import main as migrate
+
     from_rows = eval_counts(tiny_run)
-    old = tmp_path / "as-saved-before-per-problem"  # the same run, its eval rows without the counts
+    old = tmp_path / "as-saved-before-per-problem"  # the same run, its rows without the counts and the diversity
     shutil.copytree(tiny_run, old)
-    rows = [json.loads(x) for x in (old / "eval.jsonl").read_text().splitlines()]
-    (old / "eval.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "per_problem"}) + "\n"
-                                            for r in rows))
+    for name, drop in (("eval.jsonl", {"per_problem"}), ("metrics.jsonl", {"distinct_answers", "distinct_responses"})):
+        rows = [json.loads(x) for x in (old / name).read_text().splitlines()]
+        (old / name).write_text("".join(json.dumps({k: v for k, v in r.items() if k not in drop}) + "\n" for r in rows))
+    assert eval_counts(old).empty and "distinct_answers" not in load_run(old).metrics  # nothing read from samples
+    assert migrate([str(tmp_path)]) == 0
     from_samples = eval_counts(old)
     assert len(from_rows) == len(from_samples) > 0
     assert from_rows.sort_index().astype(int).equals(from_samples.sort_index().astype(int))
     metrics = load_run(tiny_run).metrics.set_index("step")
-    div = rollout_diversity(tiny_run).set_index("step")
+    div = load_run(old).metrics.set_index("step")
     assert metrics["distinct_answers"].to_dict() == pytest.approx(div["distinct_answers"].to_dict())
     assert metrics["distinct_responses"].to_dict() == pytest.approx(div["distinct_responses"].to_dict())

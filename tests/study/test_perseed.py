@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from synthetic import _ev, _grid, _recs
+from synthetic import _ev, _grid, _recs, write_eval
 
 from rlvr_utils.study.frames import load_grid
 from rlvr_utils.study.perseed import (contrast_table, noise_floor, perseed_effect_table, perseed_interaction, problem_delta,
@@ -124,11 +124,11 @@ def test_problem_bootstrap_within_one_run(tmp_path):
     def recs(solved: int):
         return [{"protocol": "sampled", "problem_id": f"p{i}", "sample": j, "status": "correct" if i < solved else "incorrect"}
                 for i in range(40) for j in range(4)]
-    run.write_samples("eval_00000", recs(10))
-    run.write_samples("eval_00006", recs(20))
+    write_eval(run, 0, recs(10))
+    write_eval(run, 6, recs(20))
     m, lo, hi = problem_delta(run.path, k=1)
     assert m == pytest.approx(0.25) and lo > 0.1
-    run.write_samples("eval_00006", recs(10))
+    write_eval(run, 6, recs(10))
     m, lo, hi = problem_delta(run.path, k=1)
     assert m == 0 and lo <= 0 <= hi
 
@@ -149,8 +149,8 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
                 run.config.write_text(json.dumps({"model": str(rung), "objective": obj, "seed": 0}))
                 after = 10 + (lift if (n, obj) == (1000, "nsr") else 0)
                 append_jsonl(run.evals, [_ev(0, 0.25), _ev(6, after / 40)])
-                run.write_samples("eval_00000", _recs(10))
-                run.write_samples("eval_00006", _recs(after))
+                write_eval(run, 0, _recs(10))
+                write_eval(run, 6, _recs(after))
         text = answer(run_deltas(load_grid(root / "grid")), 1)
         assert expect in text and "over 40 problems, one seed per cell" in text, text
     lift = run_deltas(load_grid(tmp_path / "lift12" / "grid"))
@@ -173,14 +173,14 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
     run.path.mkdir(parents=True)
     run.config.write_text(json.dumps({"model": str(root / "rungs" / "n0"), "objective": "psr", "seed": 1}))
     append_jsonl(run.evals, [_ev(0, 0.25), _ev(6, 0.25)])
-    run.write_samples("eval_00000", _recs(10))
-    run.write_samples("eval_00006", _recs(10))
+    write_eval(run, 0, _recs(10))
+    write_eval(run, 6, _recs(10))
     text = answer(run_deltas(load_grid(root / "grid")), 1)
     assert "some cells with one seed, others' seeds averaged per problem" in text, text
     # both seeds' pass@1 is unchanged overall, but seed 1 lost five problems and gained five others:
     # the seeds agree exactly, so the cell's interval comes from the problems, not a zero-width t
-    run.write_samples("eval_00006", [r | {"status": "correct" if 5 <= int(r["problem_id"][1:]) < 15 else "incorrect"}
-                                     for r in _recs(0)])
+    write_eval(run, 6, [r | {"status": "correct" if 5 <= int(r["problem_id"][1:]) < 15 else "incorrect"}
+                        for r in _recs(0)])
     row = next(line for line in summary_markdown(run_deltas(load_grid(root / "grid")), 1).splitlines()
                if line.startswith("| n=0 | psr | 2 |"))
     lo, hi = (float(x) for x in row.split("|")[4].split("[")[1].split("]")[0].split(","))
@@ -206,8 +206,8 @@ def test_one_seed_interaction_is_over_problems(tmp_path):
             run.path.mkdir(parents=True)
             run.config.write_text(src.config.read_text().replace('"seed": 0', '"seed": 1'))
             run.evals.write_text(src.evals.read_text())
-            for name in ("eval_00000", "eval_00006"):
-                run.write_samples(name, _recs(10))
+            for step in (0, 6):
+                write_eval(run, step, _recs(10))
     text = answer(run_deltas(load_grid(root / "grid")), 1)
     assert "every cell's seeds moved by the same amount" in text and "0.000" in text, text
 

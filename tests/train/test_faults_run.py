@@ -107,9 +107,11 @@ def test_a_finished_run_damaged_later_is_not_called_done(tiny_run, tmp_path, cap
     assert tree_hashes(run) == before
 
 
-def test_a_damaged_sample_file_is_named_by_the_report(tiny_run, tmp_path, capsys):
-    # a finished run saved before eval rows carried per-problem counts (runs/prior) is read from its sample
-    # files (a run still under way is left out of the estimands, so it must be finished)
+def test_a_damaged_sample_file_is_named_by_the_migration(tiny_run, tmp_path, capsys):
+    # a run saved before eval rows carried per-problem counts (runs/prior) is migrated from its sample files once
+    # (`python -m rlvr_utils.study.migrate`): a damaged one is named, and nothing is written
+    from rlvr_utils.study.migrate import main as migrate
+
     grid = tmp_path / "grid"
     run = shutil.copytree(tiny_run, grid / "run")
     rows = [json.loads(x) for x in (run / "eval.jsonl").read_text().splitlines()]
@@ -117,7 +119,8 @@ def test_a_damaged_sample_file_is_named_by_the_report(tiny_run, tmp_path, capsys
                                             for r in rows))
     _bad_line(2)(run / "samples" / "eval_00000.jsonl")
     before = tree_hashes(run)
-    code, err = main(["report", str(grid), "--summary"], capsys)
+    code = migrate([str(grid)])
+    err = capsys.readouterr().err
     assert code == 2
     one_error_line(err, "eval_00000.jsonl:2", "delete")
     assert tree_hashes(run) == before
