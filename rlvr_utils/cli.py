@@ -282,14 +282,8 @@ def _add_data_and_grade(sub, policies) -> None:
     g.set_defaults(fn=_cmd_grade)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .grid.executors import EXECUTORS
-    from .core.grading import EXTRACTION_POLICIES
-    from .grid.profiles import PROFILES
-
-    p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
-    sub = p.add_subparsers(dest="group", required=True)
-    _add_data_and_grade(sub, EXTRACTION_POLICIES)
+def _add_env_train_and_priors(sub) -> None:
+    from .core.config import config_help
 
     e = sub.add_parser("env", help="environment checks")
     esub = e.add_subparsers(dest="cmd", required=True)
@@ -297,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     ec.add_argument("--cuda", action="store_true", help="also check CUDA: torch's build, the driver, the GPU, pip check")
     ec.set_defaults(fn=_cmd_env_check)
 
-    t = sub.add_parser("train", help="one RL run into a run directory")
+    t = sub.add_parser("train", help="one RL run into a run directory", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="config fields (--set KEY=VALUE), each with its default, rule and meaning:\n" + config_help())
     t.add_argument("--run-dir", required=True)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
@@ -318,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a FamilyRung field: size (1m, 3m, 7m), tokens, seed, corpus, task, vocab, lr, batch, eval_* ...")
     fa.add_argument("--table", action="store_true", help="print the cached rungs' measured priors and exit")
     fa.set_defaults(fn=_cmd_family)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .grid.executors import EXECUTORS
+    from .core.grading import EXTRACTION_POLICIES
+    from .grid.profiles import PROFILES
+
+    p = argparse.ArgumentParser(prog="rlvr", description=__doc__)
+    sub = p.add_subparsers(dest="group", required=True)
+    _add_data_and_grade(sub, EXTRACTION_POLICIES)
+
+    _add_env_train_and_priors(sub)
 
     gr = sub.add_parser("grid", help="run notebooks/03_train over a model x objective x seed grid")
     gr.add_argument("--profile", default="cpu", help=" | ".join(PROFILES))

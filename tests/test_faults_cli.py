@@ -22,21 +22,14 @@ from rlvr_utils.core.files import CRASH_ENV
 HINTS = typing.get_type_hints(TrainConfig)
 WRONG_TYPE = {int: ("abc", "is not a valid int"), float: ("abc", "is not a valid float"),
               bool: ("maybe", "is not a valid bool"), dict: ("[1]", "expects a JSON object")}
+# a value just outside each bound a field declares (its `setting`), and the phrase its error line carries
+OUTSIDE = {">= 1": "0", ">= 0": "-1", "> 0": "0", "in [0, 1)": "1", "in (0, 1)": "1.5", "in (0, 1]": "0"}
 # one value out of range (or not among its registry's choices) per field that has a range: (value, phrase)
 OUT_OF_RANGE = {
-    **{k: ("0", "must be >= 1") for k in ("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
-                                          "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens",
-                                          "eval_samples", "hf_batch_size")},
-    **{k: ("-1", "must be >= 0") for k in ("warmup_steps", "eval_every", "eval_problems", "checkpoint_every", "min_tokens",
-                                           "eval_max_tokens", "mini_batch_size", "seed", "lam", "weight_decay",
-                                           "entropy_coef", "kl_coef", "temperature", "eval_temperature", "tis_cap")},
-    **{k: ("0", "must be > 0") for k in ("lr", "clip_eps", "grade_timeout", "max_grad_norm")},
-    **{k: ("1", "must be in [0, 1)") for k in ("adam_beta1", "adam_beta2")},
-    "vllm_gpu_memory": ("1.5", "must be in (0, 1)"),
-    "top_p": ("0", "must be in (0, 1]"), "eval_top_p": ("0", "must be in (0, 1]"),
-    **{k: ("nope", "not in") for k in ("objective", "loss_agg", "loss_norm", "engine", "precision", "prompt", "extraction",
-                                       "device")},
-    "train_split": ("dev", "not in train, test"), "eval_split": ("dev", "not in train, test"),
+    **{f.name: (OUTSIDE[f.metadata["bound"]], "must be " + f.metadata["bound"]) for f in fields(TrainConfig)
+       if f.metadata["bound"]},
+    **{f.name: ("nope", "not in " + ", ".join(f.metadata["choices"])) for f in fields(TrainConfig)
+       if f.metadata["choices"] is not None},
     "model": ("/no/such/dir", "no such file or directory"), "data": ("/no/such/data", "no such file or directory"),
     "objective_args": ('{"nope": 1}', "not a knob"),
 }

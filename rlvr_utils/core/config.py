@@ -1,8 +1,12 @@
 """The frozen, validated training config and `key=value` override parsing.
 
 Defaults are the original small study's hyperparameters (Qwen2.5 runs: 80 steps, 32 prompts x 2
-rollouts, 512 tokens, lr 1e-6, T=1.0). Other settings live in the grid's profiles (grid.PROFILES),
-which resolve to complete configs; these defaults are the only other source.
+rollouts, 512 tokens, lr 1e-6, T=1.0). Other settings live in the grid's profiles (grid/profiles.py,
+`PROFILES`), which resolve to complete configs; these defaults are the only other source.
+
+Each field documents itself, as TRL's dataclass configs do (`setting`): its help, its bound or choices, and
+whether only training reads it. `validate`, the training-only list, `rlvr train --help` and the CLI's fault
+matrix are generated from that metadata.
 """
 
 from __future__ import annotations
@@ -10,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import textwrap
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .files import atomic_write_json, read_json
 from .grading import EXTRACTION_POLICIES
@@ -33,72 +38,109 @@ def default_data() -> str:
     return str(shared) if shared.is_dir() else "hub"
 
 
+# The bounds a field may declare, each the phrase its error and its help print.
+BOUNDS: dict[str, Callable[[Any], bool]] = {
+    ">= 1": lambda v: v >= 1, ">= 0": lambda v: v >= 0, "> 0": lambda v: v > 0,
+    "in [0, 1)": lambda v: 0 <= v < 1, "in (0, 1)": lambda v: 0 < v < 1, "in (0, 1]": lambda v: 0 < v <= 1}
+
+
+def setting(default: Any = MISSING, help: str = "", *, bound: str | None = None, choices: Any = None,
+            training_only: bool = False, default_factory: Any = MISSING, shown: str | None = None) -> Any:
+    """A config field that documents itself: `help`; a `bound` (a key of BOUNDS) or `choices` (the registry of
+    names it may take, the one place that lists them; a `prefix:N` entry admits `prefix:` and any suffix);
+    `training_only`: the step-0 evaluation does not read it, so runs that differ only in such settings share
+    it (`train/builds.py`); `shown`: how tables print a default computed at run time."""
+    if bound is not None and bound not in BOUNDS:
+        raise ValueError(f"bound {bound!r} not in {', '.join(BOUNDS)}")
+    meta = {"help": help, "bound": bound, "choices": choices, "training_only": training_only, "shown": shown}
+    return field(default=default, default_factory=default_factory, metadata=meta)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # --- what is trained
-    model: str = "smollm2-135m"        # registry name, local dir or hub id
-    objective: str = "w_reinforce"      # rlvr_utils.core.objectives.OBJECTIVES
-    lam: float = 0.1                    # W-REINFORCE weight of correct samples
-    grpo_scale_std: bool = True         # GRPO: divide by the group's reward std
-    objective_args: dict = field(default_factory=dict)  # other knobs of the objective, e.g. {"eps": 1e-4}
-    seed: int = 0
+    model: str = setting("smollm2-135m", "registry name (`rlvr model list`), local model directory, hub id or rung spec")
+    objective: str = setting("w_reinforce", "the advantage rule (core/objectives.py)", choices=OBJECTIVES,
+                             training_only=True)
+    lam: float = setting(0.1, "W-REINFORCE: the weight of correct samples", bound=">= 0", training_only=True)
+    grpo_scale_std: bool = setting(True, "GRPO: divide by the group's reward std", training_only=True)
+    objective_args: dict = setting(help='other knobs of the objective, as JSON, e.g. {"eps": 1e-4}',
+                                   default_factory=dict, training_only=True)
+    seed: int = setting(0, "seeds sampling, the training problems' order and the evaluation subset", bound=">= 0")
     # --- data
-    data: str = field(default_factory=default_data)  # jsonl file/dir, official MATH dir/tar, or "hub"
-    train_split: str = "train"
-    eval_split: str = "test"
-    levels: str = ""                    # e.g. "Level 1,Level 2": restrict training problems ("" = all)
-    max_prompt_tokens: int = 512        # longer prompts are dropped (counted in the run log), not truncated
-    prompt: str = "paper"               # rlvr_utils.core.prompts.PROMPTS
-    extraction: str = "boxed"           # grading policy: boxed | boxed_or_answer_is | boxed_or_last_number
+    data: str = setting(help='jsonl file or folder, official MATH folder or tar, a generated task (gen:...), or "hub"',
+                        default_factory=default_data, shown="$RLVR_DATA, else the MATH subset, else hub")
+    train_split: str = setting("train", "the split trained on", choices=("train", "test"))
+    eval_split: str = setting("test", "the split evaluated on", choices=("train", "test"))
+    levels: str = setting("", 'restrict training problems, e.g. "Level 1,Level 2" ("" = all)')
+    max_prompt_tokens: int = setting(512, "longer prompts are dropped (counted in the run log), not truncated",
+                                     bound=">= 1")
+    prompt: str = setting("paper", "the prompt template (core/prompts.py)", choices=PROMPTS)
+    extraction: str = setting("boxed", "the grading policy: where the answer is read", choices=EXTRACTION_POLICIES)
     # --- rollouts
-    steps: int = 80
-    prompts_per_step: int = 32
-    rollouts_per_prompt: int = 2
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 512
-    min_tokens: int = 0
-    engine: str = "auto"                # auto | vllm | hf
-    hf_batch_size: int = 64             # sequences per HF-engine batch (tiny models sample faster in big ones)
-    vllm_gpu_memory: float = 0.35       # CUDA: the engine's share of the card (the policy trains beside it)
-    vllm_sleep: bool = False            # CUDA: offload the engine's weights/KV between rollouts
+    steps: int = setting(80, "RL steps (rollout batches)", bound=">= 1", training_only=True)
+    prompts_per_step: int = setting(32, "prompts per rollout batch", bound=">= 1", training_only=True)
+    rollouts_per_prompt: int = setting(2, "samples per prompt (the group)", bound=">= 1", training_only=True)
+    temperature: float = setting(1.0, "rollout sampling temperature", bound=">= 0", training_only=True)
+    top_p: float = setting(1.0, "rollout nucleus sampling", bound="in (0, 1]", training_only=True)
+    max_tokens: int = setting(512, "tokens per rollout answer", bound=">= 1", training_only=True)
+    min_tokens: int = setting(0, "no end of answer before this many tokens", bound=">= 0", training_only=True)
+    engine: str = setting("auto", "the sampler: auto = vLLM where installed, else hf", choices=ENGINES)
+    hf_batch_size: int = setting(64, "sequences per HF-engine batch (tiny models sample faster in big ones)",
+                                 bound=">= 1")
+    vllm_gpu_memory: float = setting(0.35, "CUDA: the engine's share of the card (the policy trains beside it)",
+                                     bound="in (0, 1)")
+    vllm_sleep: bool = setting(False, "CUDA: offload the engine's weights/KV between rollouts")
     # --- update
-    lr: float = 1e-6
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.999           # the original small study: 0.95
-    max_grad_norm: float = 1.0
-    mini_batches: int = 1               # optimizer steps per rollout batch (>1 makes the clip active)
-    mini_batch_size: int = 0            # >0: the paper's schedule: keep first, then cut the kept samples into
-                                        # mini-batches of this many (ceil(kept/size) steps); 0: `mini_batches`
-    scale_logits: bool = True           # divide logits by the sampling temperature in the loss (the paper's code)
-    micro_batch_size: int = 4           # samples per forward/backward (gradient accumulation)
-    clip_eps: float = 0.2
-    loss_agg: str = "token_mean"        # token_mean (paper) | seq_mean (original small study)
-    loss_norm: str = "all"              # divide by all samples' tokens/seqs, or by the kept ones only
-    entropy_coef: float = 0.0
-    gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~30% more compute
-    kl_coef: float = 0.0                # k3 KL to the initial policy (keeps a frozen copy when > 0)
-    track_kl: bool = True               # log KL(pi_t || pi_0) on each step's samples (keeps a frozen copy)
-    tis_cap: float = 0.0                # > 0: truncated importance sampling of engine vs policy, weights capped here
+    lr: float = setting(1e-6, "AdamW's learning rate", bound="> 0", training_only=True)
+    warmup_steps: int = setting(0, "optimizer steps of linear learning-rate warm-up", bound=">= 0", training_only=True)
+    weight_decay: float = setting(0.0, "AdamW's decoupled weight decay", bound=">= 0", training_only=True)
+    adam_beta1: float = setting(0.9, "AdamW's beta1", bound="in [0, 1)", training_only=True)
+    adam_beta2: float = setting(0.999, "AdamW's beta2 (the original small study: 0.95)", bound="in [0, 1)",
+                                training_only=True)
+    max_grad_norm: float = setting(1.0, "gradient clipping norm", bound="> 0", training_only=True)
+    mini_batches: int = setting(1, "optimizer steps per rollout batch (>1 makes the clip active)", bound=">= 1",
+                                training_only=True)
+    mini_batch_size: int = setting(0, ">0: the paper's schedule: keep first, then cut the kept samples into mini-batches "
+                                      "of this many (ceil(kept/size) steps); 0: `mini_batches`", bound=">= 0",
+                                   training_only=True)
+    scale_logits: bool = setting(True, "divide logits by the sampling temperature in the loss (the paper's code)",
+                                 training_only=True)
+    micro_batch_size: int = setting(4, "samples per forward/backward (gradient accumulation)", bound=">= 1",
+                                    training_only=True)
+    clip_eps: float = setting(0.2, "PPO clip range of the importance ratio", bound="> 0", training_only=True)
+    loss_agg: str = setting("token_mean", "token_mean (paper) | seq_mean (original small study)", choices=AGGREGATIONS,
+                            training_only=True)
+    loss_norm: str = setting("all", "divide by all samples' tokens/seqs, or by the kept ones only",
+                             choices=NORMALISATIONS, training_only=True)
+    entropy_coef: float = setting(0.0, "weight of the entropy bonus", bound=">= 0", training_only=True)
+    gradient_checkpointing: bool = setting(False, "recompute activations in the backward: less memory, ~30% more "
+                                                  "compute", training_only=True)
+    kl_coef: float = setting(0.0, "k3 KL to the initial policy (keeps a frozen copy when > 0)", bound=">= 0",
+                             training_only=True)
+    track_kl: bool = setting(True, "log KL(pi_t || pi_0) on each step's samples (keeps a frozen copy)",
+                             training_only=True)
+    tis_cap: float = setting(0.0, "> 0: truncated importance sampling of engine vs policy, weights capped here",
+                             bound=">= 0", training_only=True)
     # --- evaluation
-    eval_every: int = 10                # 0 = only at step 0 and at the end
-    eval_problems: int = 100            # fixed, seeded subset of the eval split
-    eval_samples: int = 4               # n for pass@k (k = 1, 2, 4, ... <= n)
-    eval_temperature: float = 0.6
-    eval_top_p: float = 0.95
-    eval_max_tokens: int = 0            # 0 = max_tokens
-    eval_t1: bool = True                # also the original study's protocol: 1 sample at T=1.0
+    eval_every: int = setting(10, "steps between evaluations (0 = only at step 0 and at the end)", bound=">= 0",
+                              training_only=True)
+    eval_problems: int = setting(100, "a fixed, seeded subset of the eval split", bound=">= 0")
+    eval_samples: int = setting(4, "n for pass@k (k = 1, 2, 4, ... <= n)", bound=">= 1")
+    eval_temperature: float = setting(0.6, "evaluation sampling temperature", bound=">= 0")
+    eval_top_p: float = setting(0.95, "evaluation nucleus sampling", bound="in (0, 1]")
+    eval_max_tokens: int = setting(0, "tokens per evaluation answer (0 = max_tokens)", bound=">= 0")
+    eval_t1: bool = setting(True, "also the original study's protocol: 1 sample at T=1.0")
     # --- plumbing
-    checkpoint_every: int = 10
-    keep_checkpoint: bool = False       # keep checkpoints/ after a run is done (1.6 GB for 135M + AdamW)
-    grade_timeout: float = 5.0
-    grade_workers: int = 2
-    max_model_len: int = 2048
-    device: str = "auto"                # auto (CUDA when available) | cpu | cuda | cuda:N
-    precision: str = "auto"             # auto | fp32 | bf16 for the policy's matmuls and both engines;
-                                        # auto = bf16 on CUDA, on a CPU the faster one (hardware.py)
+    checkpoint_every: int = setting(10, "steps between checkpoints", bound=">= 0", training_only=True)
+    keep_checkpoint: bool = setting(False, "keep checkpoints/ after a run is done (1.6 GB for 135M + AdamW)",
+                                    training_only=True)
+    grade_timeout: float = setting(5.0, "seconds per graded answer (hard)", bound="> 0")
+    grade_workers: int = setting(2, "grading processes", bound=">= 1")
+    max_model_len: int = setting(2048, "prompt + answer tokens the engine holds", bound=">= 1")
+    device: str = setting("auto", "auto = CUDA when available", choices=("auto", "cpu", "cuda", "cuda:N"))
+    precision: str = setting("auto", "the policy's matmuls and both engines; auto = bf16 on CUDA, on a CPU the faster "
+                                     "one (core/hardware.py)", choices=PRECISIONS)
 
     def __post_init__(self):
         errors = validate(self)
@@ -148,32 +190,34 @@ def field_errors(obj: Any, choices: dict[str, Any] | None = None, at_least_1: tu
     return e + [f"{k} must be >= 0, got {getattr(obj, k)}" for k in at_least_0 if getattr(obj, k) < 0]
 
 
+def among(value: Any, known: Any) -> bool:
+    """`value` is one of `known` (a registry or a tuple); a `prefix:N` entry admits `prefix:` and any suffix."""
+    return value in known or any(k.endswith(":N") and str(value).startswith(k[:-1]) for k in known)
+
+
+def metadata_errors(obj: Any) -> list[str]:
+    """One message per field outside the choices or bound its `setting` declares."""
+    e = []
+    for f in fields(obj):
+        v, known, bound = getattr(obj, f.name), f.metadata.get("choices"), f.metadata.get("bound")
+        if known is not None and not among(v, known):
+            e.append(f"{f.name}={v!r} not in {', '.join(known)}")
+        if bound is not None and not BOUNDS[bound](v):
+            e.append(f"{f.name} must be {bound}, got {v}")
+    return e
+
+
 def validate(c: TrainConfig) -> list[str]:
-    e = field_errors(c, {"objective": OBJECTIVES, "loss_agg": AGGREGATIONS, "loss_norm": NORMALISATIONS, "engine": ENGINES,
-                         "precision": PRECISIONS, "prompt": PROMPTS, "extraction": EXTRACTION_POLICIES})
+    """Every message a config earns: its fields' own rules (`setting`), then those that tie fields together."""
+    e = metadata_errors(c)
     if c.objective in OBJECTIVES:
         try:
             objective_kwargs(c)
         except ValueError as err:
             e.append(str(err))
-    e += field_errors(c, at_least_1=("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
-                                     "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens",
-                                     "eval_samples", "hf_batch_size"))
-    if not (0 <= c.adam_beta1 < 1 and 0 <= c.adam_beta2 < 1):
-        e.append(f"adam_beta1, adam_beta2 must be in [0, 1), got {c.adam_beta1}, {c.adam_beta2}")
-    e += field_errors(c, above_0=("lr", "clip_eps", "grade_timeout", "max_grad_norm"),
-                      at_least_0=("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "tis_cap", "warmup_steps",
-                                  "eval_every", "eval_problems", "checkpoint_every", "min_tokens", "eval_max_tokens",
-                                  "temperature", "eval_temperature"))
-    if not 0 < c.vllm_gpu_memory < 1:
-        e.append(f"vllm_gpu_memory must be in (0, 1), got {c.vllm_gpu_memory}")
-    if not 0 < c.top_p <= 1 or not 0 < c.eval_top_p <= 1:
-        e.append("top_p and eval_top_p must be in (0, 1]")
     if c.min_tokens > c.max_tokens:
         e.append(f"min_tokens={c.min_tokens} > max_tokens={c.max_tokens}")
     batch = c.prompts_per_step * c.rollouts_per_prompt
-    if c.mini_batch_size < 0:
-        e.append(f"mini_batch_size must be >= 0, got {c.mini_batch_size}")
     if c.mini_batch_size and c.mini_batches != 1:
         e.append("set one of mini_batch_size (the paper's schedule) and mini_batches (fixed count), not both")
     if c.mini_batches >= 1 and batch % c.mini_batches:
@@ -181,15 +225,37 @@ def validate(c: TrainConfig) -> list[str]:
                  f"mini_batches={c.mini_batches}")
     if c.objective == "grpo" and c.rollouts_per_prompt < 2:
         e.append("grpo needs rollouts_per_prompt >= 2 (group baseline)")
-    for k in ("train_split", "eval_split"):
-        if getattr(c, k) not in ("train", "test"):
-            e.append(f"{k}={getattr(c, k)!r} not in train, test")
-    if c.device not in ("auto", "cpu", "cuda") and not c.device.startswith("cuda:"):
-        e.append(f"device={c.device!r} not in auto, cpu, cuda (or cuda:N)")
     if c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens) > c.max_model_len:
         e.append(f"max_prompt_tokens + max(max_tokens, eval_max_tokens) = "
                  f"{c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens)} > max_model_len={c.max_model_len}")
     return e
+
+
+# Settings that shape training only: two runs that agree on everything else evaluate the same model with the
+# same seeds at step 0, so one can reuse the other's step-0 evaluation (train/builds.py).
+TRAINING_ONLY = frozenset(f.name for f in fields(TrainConfig) if f.metadata["training_only"])
+
+
+def shown_default(f: dataclasses.Field) -> Any:
+    """A field's default as help and tables print it: a default computed at run time by its `shown` text."""
+    if f.default_factory is MISSING:
+        return f.default
+    return f.metadata.get("shown") or f.default_factory()
+
+
+def config_help(cls: type = TrainConfig, width: int = 100) -> str:
+    """Every field of `cls`: its name, default and rule, then its help (`rlvr train --help`)."""
+    out = []
+    for f in fields(cls):
+        m = f.metadata
+        rule = [m["bound"]] if m.get("bound") else []
+        rule += ["one of " + ", ".join(m["choices"])] if m.get("choices") is not None else []
+        rule += ["training only"] if m.get("training_only") else []
+        default = shown_default(f)
+        out.append(f"  {f.name} = {default if isinstance(default, str) and f.default is MISSING else repr(default)}"
+                   + (f"  ({'; '.join(rule)})" if rule else ""))
+        out += textwrap.wrap(m.get("help", ""), width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(out) + "\n"
 
 
 def coerce(name: str, value: Any, cls: type | None = None) -> Any:

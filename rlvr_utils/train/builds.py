@@ -13,25 +13,16 @@ import json
 import time
 from typing import Callable
 
-from ..core.config import TrainConfig
+from ..core.config import TRAINING_ONLY, TrainConfig
 from ..core.files import DamagedFile, wait_lock
 from ..priors.recipes import same_model
 from ..core.runs import RunDir
 
-# Settings that shape training only. Two runs that agree on everything else evaluate the same model
-# with the same seeds at step 0, so one can reuse the other's step-0 evaluation (`find_base_eval`).
-TRAINING_ONLY = frozenset({
-    "objective", "lam", "grpo_scale_std", "objective_args", "steps", "prompts_per_step", "rollouts_per_prompt",
-    "temperature", "top_p", "max_tokens", "min_tokens", "lr", "warmup_steps", "weight_decay", "adam_beta1",
-    "adam_beta2", "max_grad_norm", "mini_batches", "mini_batch_size", "scale_logits", "micro_batch_size", "clip_eps",
-    "loss_agg", "loss_norm", "entropy_coef", "gradient_checkpointing", "kl_coef", "eval_every", "checkpoint_every",
-    "keep_checkpoint", "track_kl", "tis_cap"})
-
 
 def base_eval_key(saved: dict) -> dict:
     """What a run's step-0 evaluation depends on, from its saved config.json: every setting but the
-    training-only ones, the evaluation's length, and what actually ran (`_meta`): the weights'
-    fingerprint (a rung rebuilt elsewhere keeps its path), the resolved engine, package versions (the
+    training-only ones (`config.TRAINING_ONLY`), the evaluation's length, and what actually ran (`_meta`): the
+    weights' fingerprint (a rung rebuilt elsewhere keeps its path), the resolved engine, package versions (the
     grader's among them), device, precision and CPU kind. Threads are left out: they change rounding
     order, not what is sampled from."""
     meta, hw = saved.get("_meta", {}), saved.get("_meta", {}).get("hardware", {})
