@@ -1,6 +1,6 @@
 """The grid's profiles: named designs (models x objectives x seeds x settings), each resolved to complete,
 validated cell configs: TrainConfig's defaults <- the profile's settings <- `--set`. The registry of
-profiles is `PROFILES`; `settings_table` prints them beside the recipes they follow (README).
+profiles is `PROFILES`; `settings_table` prints them beside the recipes they follow (docs/profiles.md).
 """
 
 from __future__ import annotations
@@ -154,32 +154,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         entropy_coef=0.001, kl_coef="0 (grpo: 0.001)", extraction="box, else 'answer is', else the last number",
         eval_samples="256 at T=0.6, top-p 0.95"),
 }
-TABLE_KEYS = ("model", "objective", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "min_tokens",
-              "max_prompt_tokens", "temperature", "lr", "adam_beta2", "weight_decay", "mini_batches", "mini_batch_size",
-              "loss_agg", "loss_norm", "scale_logits", "clip_eps", "entropy_coef", "kl_coef", "prompt", "extraction",
-              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1", "precision")
-
-
-def settings_table() -> str:
-    """Markdown: setting x {the two recipes, each profile's resolved cells}. The README carries it verbatim."""
-    cols = list(RECIPES) + [f"`{p}`" for p in PROFILES]
-    rows = ["| setting | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    resolved = {p: cells(p) for p in PROFILES}
-    for k in TABLE_KEYS:
-        vals = [str(RECIPES[r].get(k, "")) for r in RECIPES]
-        for p in PROFILES:
-            cs = resolved[p]
-            by_obj = {c.config.objective: getattr(c.config, k) for c in cs}
-            if k in ("model", "objective"):
-                vals.append(", ".join(dict.fromkeys(str(getattr(c.config, k)) for c in cs)))
-                continue
-            first = getattr(cs[0].config, k)
-            other = {o: v for o, v in by_obj.items() if v != first}
-            vals.append(f"{first!r}" + "".join(f" ({o}: {v!r})" for o, v in other.items()))
-        rows.append(f"| `{k}` | " + " | ".join(vals) + " |")
-    return "\n".join(rows) + "\n"
-
-
 AXES = {"models": str, "objectives": str, "seeds": int, "lams": float}  # --set models=a,b narrows an axis
 
 
@@ -187,6 +161,38 @@ AXES = {"models": str, "objectives": str, "seeds": int, "lams": float}  # --set 
 class Cell:
     name: str
     config: TrainConfig  # complete: nothing is left for the notebook to fill in
+
+
+AXIS_KEYS = ("model", "objective", "seed")  # a cell's own values: the table lists each profile's
+
+
+def _column(cs: list[Cell], k: str) -> str:
+    """One profile's value of setting `k` across its cells: the axes' values listed, any other setting as the first
+    cell's value with the objectives that differ from it (GRPO's KL)."""
+    f = TrainConfig.__dataclass_fields__[k]
+    if k in AXIS_KEYS:
+        vals = list(dict.fromkeys(getattr(c.config, k) for c in cs))
+        contiguous = k == "seed" and len(vals) > 2 and vals == list(range(vals[0], vals[0] + len(vals)))
+        return f"{vals[0]}-{vals[-1]}" if contiguous else ", ".join(map(str, vals))
+
+    def show(v: Any) -> str:
+        return f.metadata["shown"] if f.metadata["shown"] and v == f.default_factory() else repr(v)
+    first = getattr(cs[0].config, k)
+    other = {c.config.objective: getattr(c.config, k) for c in cs if getattr(c.config, k) != first}
+    return show(first) + "".join(f" ({o}: {show(v)})" for o, v in other.items())
+
+
+def settings_table() -> str:
+    """Markdown: each setting in which the profiles differ or that a recipe states x {the two recipes, each
+    profile's resolved cells}. The docs carry it verbatim (docs/profiles.md)."""
+    cols = list(RECIPES) + [f"`{p}`" for p in PROFILES]
+    rows = ["| setting | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 1)]
+    resolved = {p: cells(p) for p in PROFILES}
+    for k in TrainConfig.__dataclass_fields__:
+        vals = [_column(resolved[p], k) for p in PROFILES]
+        if len(set(vals)) > 1 or any(k in r for r in RECIPES.values()):
+            rows.append(f"| `{k}` | " + " | ".join([str(RECIPES[r].get(k, "")) for r in RECIPES] + vals) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def resolve_config(profile: str, overrides: dict[str, Any] | None = None) -> TrainConfig:

@@ -13,6 +13,14 @@ def test_docs_table_is_the_profiles_resolved_cells():
     assert settings_table() in page, "docs/profiles.md's settings table is stale: paste `rlvr grid --table`"
 
 
+def test_the_table_has_a_row_for_every_setting_in_which_the_profiles_differ():
+    table, first = settings_table(), {p: cells(p)[0].config for p in PROFILES}
+    differ = [k for k in TrainConfig.__dataclass_fields__ if len({repr(getattr(c, k)) for c in first.values()}) > 1]
+    assert {"device", "engine", "precision", "data"} <= set(differ)
+    for k in differ:
+        assert f"| `{k}` |" in table, k
+
+
 def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
     for profile, extraction in (("seed", "boxed"), ("paper", "boxed_or_last_number")):  # paper: its reward's fallback
         for c in cells(profile):
