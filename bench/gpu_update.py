@@ -3,7 +3,7 @@
 `bench/gpu_step.py` goes through the whole trainer, so the `paper` profile's 3072-token responses cost
 minutes of HF-engine sampling a step (the device has no vLLM) before the update the memory plan is
 about. This script skips sampling: it builds the policy and optimizer as the trainer does
-(`train.build_learner`) and runs the real `update.update_policy` twice on a full-length batch of random
+(`update.build_learner`) and runs the real `update.update_policy` twice on a full-length batch of random
 token ids (the worst case for memory: every sample as long as the profile allows, every one trained).
 Qwen2.5-shaped random weights, as in gpu_step.py. The objective defaults to the profile's heaviest:
 GRPO where its cells add a KL loss (a frozen fp32 reference and its forward). The plan is taken as the

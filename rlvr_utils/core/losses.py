@@ -1,7 +1,7 @@
 """The loss maths, as small functions with their shapes: what the trainer computes, and nothing else.
 
 Shapes: B samples, T response positions (padded), V vocabulary. `mask` [B, T] is True at real
-response tokens. Every function here is used by `train.update_policy`; none has a second copy.
+response tokens. Every function here is used by `update.update_policy`; none has a second copy.
 
 Normalisation (`loss_norm`): the loss is a sum over kept samples' tokens divided by a denominator
 computed over the whole mini-batch, so gradient accumulation over micro-batches is exact.

@@ -36,7 +36,7 @@ PROMPTS: dict[str, PromptTemplate] = {
             "{problem}\nSolve the problem step by step. End with the line 'The answer is: <answer>'.",
         ),
         # For models without a chat template: the plain text the model family was pretrained on
-        # (family.py: prompt + worked solution + EOS), so the answer starts where pretraining's did.
+        # (priors/family.py: prompt + worked solution + EOS), so the answer starts where pretraining's did.
         PromptTemplate("plain", "", "Q: {problem}\nA:\n", chat=False),
     )
 }

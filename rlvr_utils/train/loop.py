@@ -1,9 +1,9 @@
 """The RL loop: sample prompts -> rollouts -> grade -> objective -> micro-batched update -> sync.
 
 The only orchestrator, meant to be read top to bottom: `train` -> `_step` -> `_evaluate` -> `_setup`.
-What it calls lives elsewhere: data in `data.py`, who is kept with what advantage in `objectives.py`,
-the update in `update.py` (its maths in `losses.py`), what a run shares with its siblings in
-`builds.py`, and every file it writes goes through `runs.RunDir`.
+What it calls lives elsewhere: data in `data/`, who is kept with what advantage in `core/objectives.py`,
+the update in `core/update.py` (its maths in `core/losses.py`), what a run shares with its siblings in
+`train/builds.py`, and every file it writes goes through `core/runs.RunDir`.
 """
 
 from __future__ import annotations
