@@ -15,9 +15,10 @@ from typing import Any, Callable
 import torch
 
 from .losses import group_advantages
+from .registry import Registry
 
 AdvFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-OBJECTIVES: dict[str, AdvFn] = {}
+OBJECTIVES = Registry("objective")
 
 
 def register(name: str) -> Callable[[AdvFn], AdvFn]:
@@ -25,8 +26,7 @@ def register(name: str) -> Callable[[AdvFn], AdvFn]:
         params = list(inspect.signature(fn).parameters.values())[2:]
         if any(p.default is p.empty for p in params):
             raise TypeError(f"objective {name!r}: every knob after (correct, groups) needs a default")
-        OBJECTIVES[name] = fn
-        return fn
+        return OBJECTIVES.register(name)(fn)
 
     return deco
 
@@ -37,9 +37,7 @@ def knobs(name: str) -> dict[str, Any]:
 
 
 def get(name: str) -> AdvFn:
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; known: {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name]
+    return OBJECTIVES.pick(name)
 
 
 @register("psr")

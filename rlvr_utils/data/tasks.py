@@ -34,21 +34,19 @@ import hashlib
 import random
 from typing import Callable
 
+from ..core.registry import Registry
 from .problems import DataError, MathProblem, problem_id
 
 # A generator draws one problem: (question text, worked-solution lines, integer answer).
 Generator = Callable[[random.Random, int], tuple[str, list[str], int]]
-FAMILIES: dict[str, Generator] = {}
+FAMILIES = Registry("task family", error=DataError, sort=True)
 SPEC_PREFIX = "gen:"
 SPEC_KEYS = {"difficulty": 1, "n": 1000, "seed": 0}
 
 
 def family(name: str) -> Callable[[Generator], Generator]:
     """Register a generator `(rng, difficulty) -> (problem, solution_lines, answer)` under `name`."""
-    def register(fn: Generator) -> Generator:
-        FAMILIES[name] = fn
-        return fn
-    return register
+    return FAMILIES.register(name)
 
 
 def _minus(p: int, q: int) -> str:
@@ -162,8 +160,7 @@ def _gsm(rng: random.Random, d: int) -> tuple[str, list[str], int]:
 
 
 def _draw(name: str, n: int, difficulty: int, seed: int, exclude: frozenset[str] = frozenset()) -> list[MathProblem]:
-    if name not in FAMILIES:
-        raise DataError(f"unknown task family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    draw = FAMILIES.pick(name)
     if difficulty < 1 or n < 0:
         raise DataError(f"need difficulty >= 1 and n >= 0, got difficulty={difficulty}, n={n}")
     rng = random.Random(f"{name}:{difficulty}:{seed}")  # str seeds hash with sha512: stable across runs
@@ -173,7 +170,7 @@ def _draw(name: str, n: int, difficulty: int, seed: int, exclude: frozenset[str]
         if tries > 100 * n + 10_000:  # small low-difficulty spaces run out (chain at 1 has 200 problems)
             raise DataError(f"{name} at difficulty {difficulty}: only {len(out)} new distinct problems in "
                             f"{tries - 1} draws, {n} asked for; lower n or raise the difficulty")
-        question, lines, answer = FAMILIES[name](rng, difficulty)
+        question, lines, answer = draw(rng, difficulty)
         if question in seen:
             continue
         seen.add(question)
@@ -198,8 +195,7 @@ def parse_task_spec(spec: str) -> tuple[str, dict[str, int]]:
     if not is_task_spec(spec):
         raise DataError(f"{spec!r}: a task spec starts with {SPEC_PREFIX!r}, e.g. gen:chain?difficulty=2&n=500")
     name, _, query = spec[len(SPEC_PREFIX):].partition("?")
-    if name not in FAMILIES:
-        raise DataError(f"{spec!r}: unknown task family {name!r}; known: {', '.join(sorted(FAMILIES))}")
+    FAMILIES.pick(name, where=f"{spec!r}: ")
     params = dict(SPEC_KEYS)
     for part in filter(None, query.split("&")):
         key, eq, value = part.partition("=")

@@ -25,6 +25,7 @@ from .cell import CellResult, fmt_seconds, run_cell
 from ..core.files import DamagedFile
 from ..core.hardware import cell_threads
 from ..priors.recipes import FamilyRung, parse_spec
+from ..core.registry import Registry
 from ..core.runs import PARENT_ENV, RunDir, exit_with_parent
 
 
@@ -40,14 +41,8 @@ class Resources:
 
 
 Executor = Callable[[list, Path, Resources, Callable[[str], None]], list[CellResult]]
-EXECUTORS: dict[str, Executor] = {}
-
-
-def executor(name: str) -> Callable[[Executor], Executor]:
-    def register(fn: Executor) -> Executor:
-        EXECUTORS[name] = fn
-        return fn
-    return register
+EXECUTORS = Registry("executor")
+executor = EXECUTORS.register
 
 
 @executor("local")

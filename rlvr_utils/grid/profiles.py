@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.config import TrainConfig
 from ..core.objectives import knobs
+from ..core.registry import Registry
 from ..priors.recipes import short_name, split_models
 
 
@@ -37,7 +38,7 @@ FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extractio
                  max_tokens=64, max_model_len=512, temperature=1.0, engine="hf", hf_batch_size=256, precision="fp32",
                  micro_batch_size=32, eval_every=0, eval_temperature=1.0, eval_top_p=1.0, eval_t1=False, grade_workers=2)
 
-PROFILES: dict[str, GridSpec] = {
+PROFILES = Registry("profile", {
     # Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
     # MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
     # samples when prompted for, and graded on, "The answer is: N" (T=0.6). So the cpu profile trains and
@@ -139,7 +140,7 @@ PROFILES: dict[str, GridSpec] = {
                     precision="fp32"),
         about="the prior axis on a CPU: SmolLM2 warm-start rungs x PSR/NSR/W-REINFORCE x 3 seeds (make prior-study)",
     ),
-}
+})
 
 # The two recipes the profiles follow, as facts (shared/reference/paper_recipe.md), for the README table.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -242,9 +243,7 @@ def settings_diff(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def _profile(name: str) -> GridSpec:
-    if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r}; known: {', '.join(PROFILES)}")
-    return PROFILES[name]
+    return PROFILES.pick(name)
 
 
 def _model_names(models: tuple[str, ...]) -> dict[str, str]:

@@ -22,8 +22,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
              log=print, executor: str = "local", resources: Resources | None = None,
              progress_every: float = 30.0) -> int:
     """Execute every cell not yet done with `executor` (executors.EXECUTORS). Returns the number of failed cells."""
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
+    run = EXECUTORS.pick(executor)
     todo = cells(profile, sets)
     runs = Path(runs)
     if dry_run:
@@ -51,7 +50,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
     progress = Progress(runs, pending, log, progress_every)
     progress.start()
     try:
-        results = EXECUTORS[executor](pending, runs, resources or Resources(), log)
+        results = run(pending, runs, resources or Resources(), log)
     finally:
         progress.stop.set()
     failed = [r.name for r in results if not r.ok]
