@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import signal
 import tempfile
 from contextlib import contextmanager
@@ -56,6 +57,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def atomic_dir(path: str | Path, partial: str | Path | None = None) -> Iterator[Path]:
+    """A folder built whole or not at all: yields an empty folder (`partial`, default `<path>.partial`) to build in,
+    and on a clean exit puts it at `path` by one rename, replacing what was there. A killed build leaves `path` as
+    it was; its partial folder is cleared by the next build."""
+    path = Path(path)
+    tmp = Path(partial) if partial else path.with_name(path.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    yield tmp
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from .files import cache_dir, wait_lock
+from .files import atomic_dir, cache_dir, wait_lock
 
 
 @dataclass(frozen=True)
@@ -172,12 +171,9 @@ def _convert_gguf(gguf: Path, out: Path, name_or_path: str) -> None:
         del model.config.quantization_config
     model.config.architectures = [type(model).__name__]  # vLLM picks its implementation from this
     model.config._name_or_path = name_or_path
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # a killed conversion never leaves a half model at the final path
+    with atomic_dir(out) as tmp:  # a killed conversion never leaves a half model at the final path
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
 
 
 def fingerprint(path: str, chunk: int = 1 << 20) -> str | None:

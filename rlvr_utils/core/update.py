@@ -21,6 +21,7 @@ import torch
 from .losses import (aggregate, kl_k3, loss_denominator, masked_sum, pg_loss, policy_loss, response_logprobs,
                      tis_weights)
 from .models import load_policy
+from .optim import adamw_with_warmup
 from .rollouts import mix_seed
 
 STATS = ("loss", "grad_norm", "clip_frac", "ratio_mean", "approx_kl", "entropy_kept", "kl_ref", "logprob_mismatch_mean",
@@ -158,10 +159,8 @@ def build_learner(cfg, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer
     policy.train()
     policy.config.use_cache = False
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 or cfg.track_kl else None
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
+    opt, sched = adamw_with_warmup(policy.parameters(), cfg.lr, (cfg.adam_beta1, cfg.adam_beta2), cfg.weight_decay,
+                                   cfg.warmup_steps)
     return policy, ref, opt, sched
 
 

@@ -55,10 +55,18 @@ def _env(**values: str) -> Iterator[None]:
 KERNEL_QUIET = ["--IPKernelApp.log_level=CRITICAL"]
 
 
-def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
-    """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
+def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], log_output: bool = False) -> None:
+    """papermill as the kit runs a notebook: from the checkout's root, a python3 kernel whose own log is quiet,
+    no progress bar. Raises papermill's exception where a cell raises."""
     import papermill  # on first use: 2 s of imports (nbformat's validators) a grid that refuses its input never needs
 
+    papermill.execute_notebook(str(notebook), str(out), parameters=parameters, cwd=str(notebook.parent.parent),
+                               progress_bar=False, log_output=log_output, kernel_name="python3",
+                               extra_arguments=KERNEL_QUIET)
+
+
+def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
+    """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
     run = RunDir(Path(runs) / cell.name)
     busy = run.busy()
     if busy:  # another live process writes it (the same grid run twice): its status is not ours to touch
@@ -69,9 +77,7 @@ def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, all
     try:
         # the kernel inherits these: its core budget, and who it must not outlive
         with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid()), NEW_BUILD_ENV: str(int(allow_new_build))}):
-            papermill.execute_notebook(str(NOTEBOOK), str(partial), parameters=notebook_args(cell, run.path),
-                                       cwd=str(NOTEBOOK.parent.parent), progress_bar=False, log_output=log_output,
-                                       kernel_name="python3", extra_arguments=KERNEL_QUIET)
+            execute_notebook(NOTEBOOK, partial, notebook_args(cell, run.path), log_output)
         partial.rename(run.notebook)
     except Exception as e:  # noqa: BLE001 - a failed cell must not stop the grid
         if partial.exists():

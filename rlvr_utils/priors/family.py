@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -27,9 +26,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ..data.sources import EVAL_SUBSET_SEED, Cursor, stratified_subset
-from ..core.files import atomic_write_json, cache_dir, read_json, wait_lock
+from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json, wait_lock
 from ..core.hardware import cpu_cores, cpu_info
 from ..core.models import load_tokenizer
+from ..core.optim import adamw_with_warmup, lm_step
 from .measure import heldout_loss, measure, read_prior
 from ..data.problems import DataError, MathProblem
 from ..core.prompts import PROMPTS, encode_examples
@@ -89,11 +89,8 @@ def tokenizer(r: FamilyRung, examples: list[MathProblem], log: Callable[[str], N
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tk.train_from_iterator((text for p in examples for text in (_prompt_text(p), p.solution)), trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, pad_token=PAD, eos_token=EOS, clean_up_tokenization_spaces=False)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        tok.save_pretrained(tmp)
     log(f"tokenizer: {len(tok)} tokens trained on {len(examples)} examples")
     return load_tokenizer(str(out))
 
@@ -143,8 +140,7 @@ def _train_to_budget(r: FamilyRung, run: Path, out: Path, tok, seqs: list[list[i
     states = sorted((int(f.stem[1:]), f) for f in run.glob("t*.pt") if int(f.stem[1:]) <= r.tokens)
     torch.manual_seed(r.seed)
     model = LlamaForCausalLM(model_config(r.size, len(tok), tok.pad_token_id, tok.eos_token_id))
-    opt = torch.optim.AdamW(model.parameters(), lr=r.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: min(1.0, (k + 1) / r.warmup) if r.warmup else 1.0)
+    opt, sched = adamw_with_warmup(model.parameters(), r.lr, (0.9, 0.95), 0.1, r.warmup)
     cursor, step, seen = Cursor(len(seqs), r.seed), 0, 0
     if states:  # a smaller budget of the same run: continue from it
         budget, f = states[-1]
@@ -159,28 +155,21 @@ def _train_to_budget(r: FamilyRung, run: Path, out: Path, tok, seqs: list[list[i
     while seen < r.tokens:
         batch = [seqs[i] for i in cursor.take(r.batch)]
         ids, mask = _pad(batch, tok.pad_token_id)
-        loss = model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss = lm_step(model, opt, model(input_ids=ids, attention_mask=mask,
+                                         labels=ids.masked_fill(mask == 0, -100)).loss, sched)
         step, seen = step + 1, seen + int(mask.sum())
         if step % 200 == 0:
-            log(f"{run.name}: step {step}, {seen / 1e6:.2f}M tokens, loss {float(loss.detach()):.3f}")
+            log(f"{run.name}: step {step}, {seen / 1e6:.2f}M tokens, loss {loss:.3f}")
     state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
              "cursor": cursor.consumed, "step": step, "tokens_seen": seen, "rng": torch.get_rng_state()}
     torch.save(state, run / f".t{r.tokens}.pt.partial")
     (run / f".t{r.tokens}.pt.partial").rename(run / f"t{r.tokens}.pt")
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=True).save_pretrained(tmp)
-    atomic_write_json(tmp / r.recipe_file, {**asdict(r), "tokens_seen": seen, "steps": step, "examples": len(seqs),
-                                             "threads": threads, "pretrain_seconds": round(time.perf_counter() - t0, 1)})
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # a killed build never leaves a half rung at the final path
+    with atomic_dir(out) as tmp:  # a killed build never leaves a half rung at the final path
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, do_sample=True).save_pretrained(tmp)
+        atomic_write_json(tmp / r.recipe_file, {**asdict(r), "tokens_seen": seen, "steps": step, "examples": len(seqs),
+                                                 "threads": threads, "pretrain_seconds": round(time.perf_counter() - t0, 1)})
     log(f"{out}: pretrained {seen / 1e6:.2f}M tokens in {step} steps ({time.perf_counter() - t0:.0f} s)")
 
 

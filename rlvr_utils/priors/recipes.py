@@ -1,9 +1,10 @@
-"""Rungs of a prior ladder named by their recipe: `warm:n=200,seed=0` (an SFT warm start of a base model).
+"""Rungs of a prior ladder named by their recipe: `warm:n=200,seed=0` (an SFT warm start of a base model) or
+`family:size=1m,tokens=2000000` (a model of the family pretrained from scratch).
 
 A spec works wherever a model name does; this module only parses specs and says what they are (their
 cache key, their place on the prior axis, a folder-safe name): light enough for the analysis side.
-Building a rung is `warmstart.py`'s job, and resolving any model name to a folder is `rungs.py`'s.
-Adding a kind of rung is one decorated recipe class.
+Building a rung is `warmstart.py`'s or `family.py`'s job, and resolving any model name to a folder is
+`resolve.py`'s. Adding a kind of rung is one decorated recipe class.
 """
 
 from __future__ import annotations
@@ -13,23 +14,25 @@ import json
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..core.config import coerce, field_errors
 from ..core.files import read_json
 from ..core.grading import EXTRACTION_POLICIES
+from ..core.hardware import param_count
 from ..core.prompts import PROMPTS
+from ..core.registry import Registry
 from ..core.rollouts import ENGINES
 
-RUNG_KINDS: dict[str, type] = {}  # spec prefix -> recipe class
+RUNG_KINDS = Registry("rung kind")  # spec prefix -> recipe class
 
 
 def rung_kind(prefix: str):
     """Register a recipe class under its spec prefix (`warm:`)."""
     def register(cls: type) -> type:
         cls.prefix = prefix
-        RUNG_KINDS[prefix] = cls
-        return cls
+        return RUNG_KINDS.register(prefix)(cls)
     return register
 
 
@@ -133,10 +136,10 @@ def family_shape(size: str) -> dict[str, int]:
 
 
 def family_params(size: str, vocab: int) -> int:
-    """Parameters of a family model (tied embeddings, no biases): embeddings, per layer attention, MLP and norms."""
+    """Parameters of a family model (a Llama with tied embeddings and no biases, `family.model_config`)."""
     s = family_shape(size)
-    h, f = s["hidden_size"], s["intermediate_size"]
-    return vocab * h + s["num_hidden_layers"] * (4 * h * h + 3 * h * f + 2 * h) + h
+    return param_count(SimpleNamespace(**s, vocab_size=vocab, num_key_value_heads=s["num_attention_heads"], head_dim=64,
+                                       tie_word_embeddings=True, model_type="llama"))
 
 
 @rung_kind("family:")

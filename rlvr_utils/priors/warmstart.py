@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -19,10 +18,11 @@ from typing import Callable
 import torch
 
 from ..data.sources import EVAL_SUBSET_SEED, load_math, stratified_subset
-from ..core.files import atomic_write_json, cache_dir, read_json, wait_lock
+from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json, wait_lock
 from ..core.hardware import resolve
 from ..core.losses import masked_mean, response_logprobs
 from ..core.models import load_policy, load_tokenizer, resolve_named
+from ..core.optim import adamw_with_warmup, lm_step
 from .measure import heldout_loss, measure
 from ..core.prompts import encode_examples
 from .recipes import WarmStart
@@ -80,20 +80,18 @@ def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
         _sft(model, *encode(train), ws, log)
     model.eval()
     held_loss = heldout_loss(model, *encode(held), ws.batch_size)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    prior = {"heldout_loss": held_loss, "n_eval": len(held), "cpu": hw.name}
-    if ws.eval_samples:  # 0: a rung for a smoke run, whose RL cells measure their own base at step 0
-        prior |= measure(model, tok, str(tmp), held, encode(held)[0], extraction=ws.extraction, samples=ws.eval_samples,
-                         temperature=0.6, top_p=0.95, max_tokens=ws.max_tokens, seed=ws.seed, engine=ws.engine)
-    prior["build_seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(tmp / "warmstart.json", {**asdict(ws), "base_path": path})
-    atomic_write_json(tmp / "prior.json", prior)
-    _check_replaceable(out, ws)  # again: something may have been put there during the build
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)  # a killed build never leaves a half rung at the final path
+    with atomic_dir(out) as tmp:  # a killed build never leaves a half rung at the final path
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        prior = {"heldout_loss": held_loss, "n_eval": len(held), "cpu": hw.name}
+        if ws.eval_samples:  # 0: a rung for a smoke run, whose RL cells measure their own base at step 0
+            prior |= measure(model, tok, str(tmp), held, encode(held)[0], extraction=ws.extraction,
+                             samples=ws.eval_samples, temperature=0.6, top_p=0.95, max_tokens=ws.max_tokens,
+                             seed=ws.seed, engine=ws.engine)
+        prior["build_seconds"] = round(time.perf_counter() - t0, 1)
+        atomic_write_json(tmp / "warmstart.json", {**asdict(ws), "base_path": path})
+        atomic_write_json(tmp / "prior.json", prior)
+        _check_replaceable(out, ws)  # again: something may have been put there during the build
     g = prior.get("greedy")
     log(f"{out}: held-out loss {held_loss:.3f}" + (f", greedy {g['mean']:.3f} [{g['lo']:.3f}, {g['hi']:.3f}]" if g else ""))
     return out
@@ -102,7 +100,7 @@ def _build(ws: WarmStart, out: Path, log: Callable[[str], None]) -> Path:
 def _sft(model, prompts: list[list[int]], targets: list[list[int]], ws: WarmStart, log) -> None:
     """Plain SFT: the mean token NLL of the worked solution given the prompt, AdamW, shuffled batches."""
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=ws.lr, weight_decay=0.0)
+    opt, _ = adamw_with_warmup(model.parameters(), ws.lr)
     order = list(range(len(prompts)))
     rng = random.Random(ws.seed)
     for epoch in range(ws.epochs):
@@ -111,10 +109,5 @@ def _sft(model, prompts: list[list[int]], targets: list[list[int]], ws: WarmStar
         for i in range(0, len(order), ws.batch_size):
             b = order[i : i + ws.batch_size]
             lp, mask, _ = response_logprobs(model, [prompts[j] for j in b], [targets[j] for j in b])
-            loss = -masked_mean(lp, mask)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            total += float(loss.detach()) * len(b)
+            total += lm_step(model, opt, -masked_mean(lp, mask)) * len(b)
         log(f"sft epoch {epoch + 1}/{ws.epochs}: train loss {total / len(order):.3f}")

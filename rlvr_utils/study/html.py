@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..grid.cell import KERNEL_QUIET
-from ..core.files import atomic_write_text
+from ..grid.cell import execute_notebook
+from ..core.files import atomic_dir, atomic_write_text
 
 ANALYZE = Path(__file__).resolve().parents[2] / "notebooks" / "04_analyze.ipynb"
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # rlvr_report: JupyterLab's, with nothing from a CDN
@@ -38,9 +38,7 @@ def render_report(runs_dir: str | Path, out: str | Path | None = None, **params)
     nb_out = out.with_suffix(".ipynb")
     partial = nb_out.with_name(f".{nb_out.stem}.partial.ipynb")  # kept where a cell fails: what ran, and the traceback
     try:
-        papermill.execute_notebook(str(ANALYZE), str(partial), parameters={"runs_dir": str(runs_dir), **params},
-                                   cwd=str(ANALYZE.parent.parent), progress_bar=False, kernel_name="python3",
-                                   extra_arguments=KERNEL_QUIET)
+        execute_notebook(ANALYZE, partial, {"runs_dir": str(runs_dir), **params})
     except papermill.PapermillExecutionError as e:  # one line, not the kernel's multi-screen traceback
         cell = next((ln.strip() for ln in e.source.splitlines() if ln.strip()), "")
         why = next(iter((e.evalue or "").strip().splitlines()), "")
@@ -64,10 +62,7 @@ def _local_mathjax(folder: Path) -> str:
     dest = folder / "mathjax"
     if not (dest / "MathJax.js").exists():
         src = Path(jupyter_server_mathjax.__file__).parent / "static"
-        tmp = folder / ".mathjax.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(src, tmp)
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
+        with atomic_dir(dest, folder / ".mathjax.partial") as tmp:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
     return "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
 
