@@ -141,8 +141,7 @@ def _cuda_check() -> bool:
 def _cmd_model_fetch(a: argparse.Namespace) -> int:
     from .core.models import MODELS, fetch_embedded
 
-    if a.name not in MODELS:
-        raise ValueError(f"unknown model {a.name!r}; known: {', '.join(MODELS)}")
+    MODELS.pick(a.name)
     print(fetch_embedded(a.name, force=a.force))
     return 0
 

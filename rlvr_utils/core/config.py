@@ -66,7 +66,7 @@ class TrainConfig:
     grpo_scale_std: bool = setting(True, "GRPO: divide by the group's reward std", training_only=True)
     objective_args: dict = setting(help='other knobs of the objective, as JSON, e.g. {"eps": 1e-4}',
                                    default_factory=dict, training_only=True)
-    seed: int = setting(0, "seeds sampling, the training problems' order and the evaluation subset", bound=">= 0")
+    seed: int = setting(0, "seeds torch, rollout and evaluation sampling, and the training problems' order", bound=">= 0")
     # --- data
     data: str = setting(help='jsonl file or folder, official MATH folder or tar, a generated task (gen:...), or "hub"',
                         default_factory=default_data, shown="$RLVR_DATA, else the MATH subset, else hub")

