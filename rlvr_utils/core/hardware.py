@@ -200,12 +200,16 @@ def resolve(device: str = "auto", precision: str = "auto") -> Hardware:
 GB = 1e9
 
 
+def _shape(mc) -> tuple[int, int, int, int, int, int, int]:
+    """(hidden, layers, MLP width, vocabulary, heads, KV heads, head dim) of a decoder's HF config."""
+    heads = mc.num_attention_heads
+    return (mc.hidden_size, mc.num_hidden_layers, mc.intermediate_size, mc.vocab_size, heads,
+            getattr(mc, "num_key_value_heads", None) or heads, getattr(mc, "head_dim", None) or mc.hidden_size // heads)
+
+
 def param_count(mc) -> int:
     """Parameters of a decoder-only transformer from its HF config (Llama/Qwen2 shapes: GQA, SwiGLU)."""
-    H, L, F, V = mc.hidden_size, mc.num_hidden_layers, mc.intermediate_size, mc.vocab_size
-    heads = mc.num_attention_heads
-    kv = getattr(mc, "num_key_value_heads", None) or heads
-    hd = getattr(mc, "head_dim", None) or H // heads
+    H, L, F, V, heads, kv, hd = _shape(mc)
     bias = (heads + 2 * kv) * hd if getattr(mc, "attention_bias", mc.model_type == "qwen2") else 0
     per_layer = H * heads * hd + 2 * H * kv * hd + heads * hd * H + bias + 3 * H * F + 2 * H
     head = 0 if getattr(mc, "tie_word_embeddings", False) else V * H
@@ -252,10 +256,7 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     Measured on an H200 against Qwen2.5-3B at the `paper` profile's full length (bench/measured/): within 2%.
     """
     P = param_count(mc)
-    H, L, F, V = mc.hidden_size, mc.num_hidden_layers, mc.intermediate_size, mc.vocab_size
-    heads = mc.num_attention_heads
-    kv = getattr(mc, "num_key_value_heads", None) or heads
-    hd = getattr(mc, "head_dim", None) or H // heads
+    H, L, F, V, heads, kv, hd = _shape(mc)
     act_bytes = 2 if hw.precision == "bf16" else 4
     seq = cfg.max_prompt_tokens + max(cfg.max_tokens, cfg.eval_max_tokens)
     tokens = cfg.micro_batch_size * seq

@@ -143,13 +143,18 @@ def check_source(source: str) -> None:
         raise DataError(f"data={source!r}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
 
 
+def _by_subject(problems: list[MathProblem]) -> dict[str, list[MathProblem]]:
+    by_type: dict[str, list[MathProblem]] = {}
+    for p in problems:
+        by_type.setdefault(p.type, []).append(p)
+    return by_type
+
+
 def stratified_sample(problems: list[MathProblem], ratio: float, seed: int = 42) -> list[MathProblem]:
     """Keep round(ratio * n_subject) problems of each subject, chosen with a seeded shuffle."""
     if not 0 < ratio <= 1:
         raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    by_type: dict[str, list[MathProblem]] = {}
-    for p in problems:
-        by_type.setdefault(p.type, []).append(p)
+    by_type = _by_subject(problems)
     rng = random.Random(seed)
     out: list[MathProblem] = []
     for subject in sorted(by_type):
@@ -163,9 +168,7 @@ def stratified_subset(problems: list[MathProblem], n: int, seed: int = 0) -> lis
     """Exactly min(n, len) problems, subjects in proportion to their share (largest remainder)."""
     if n >= len(problems):
         return list(problems)
-    by_type: dict[str, list[MathProblem]] = {}
-    for p in problems:
-        by_type.setdefault(p.type, []).append(p)
+    by_type = _by_subject(problems)
     rng = random.Random(seed)
     quota = {t: n * len(g) / len(problems) for t, g in by_type.items()}
     take = {t: int(q) for t, q in quota.items()}
