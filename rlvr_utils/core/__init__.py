@@ -1,8 +1,9 @@
 """The RL core: what one training step needs, and nothing from the layers above.
 config (the validated TrainConfig), losses (the maths, tensors in and out), objectives (who is kept, with what
 advantage), update (the micro-batched steps), rollouts (sampling engines), grading (untrusted text -> reward),
-prompts, evaluate (pass@k), stats (intervals), runs (a run's folder), files (atomic writes, journals), hardware
-(device, precision, memory plan), models (named models and loading)."""
+prompts, evaluate (pass@k), stats (intervals), runs (a run's folder), files (atomic writes and folders, journals),
+hardware (device, precision, memory plan), models (named models and loading), optim (AdamW with warm-up, one LM
+step), registry (the choices of an axis, filled by a decorator)."""
 from .. import lazy_exports
 
 _PUBLIC = {"TrainConfig": "config", "parse_sets": "config", "OBJECTIVES": "objectives", "ENGINES": "rollouts",
