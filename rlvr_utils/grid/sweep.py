@@ -22,7 +22,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
              log=print, executor: str = "local", resources: Resources | None = None,
              progress_every: float = 30.0) -> int:
     """Execute every cell not yet done with `executor` (executors.EXECUTORS). Returns the number of failed cells."""
-    run = EXECUTORS.pick(executor)
+    dispatch = EXECUTORS.pick(executor)
     todo = cells(profile, sets)
     runs = Path(runs)
     if dry_run:
@@ -50,7 +50,7 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
     progress = Progress(runs, pending, log, progress_every)
     progress.start()
     try:
-        results = run(pending, runs, resources or Resources(), log)
+        results = dispatch(pending, runs, resources or Resources(), log)
     finally:
         progress.stop.set()
     failed = [r.name for r in results if not r.ok]
