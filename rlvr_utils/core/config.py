@@ -251,9 +251,7 @@ def config_help(cls: type = TrainConfig, width: int = 100) -> str:
         rule = [m["bound"]] if m.get("bound") else []
         rule += ["one of " + ", ".join(m["choices"])] if m.get("choices") is not None else []
         rule += ["training only"] if m.get("training_only") else []
-        default = shown_default(f)
-        out.append(f"  {f.name} = {default if isinstance(default, str) and f.default is MISSING else repr(default)}"
-                   + (f"  ({'; '.join(rule)})" if rule else ""))
+        out.append(f"  {f.name} = {m.get('shown') or repr(shown_default(f))}" + (f"  ({'; '.join(rule)})" if rule else ""))
         out += textwrap.wrap(m.get("help", ""), width, initial_indent=" " * 6, subsequent_indent=" " * 6)
     return "\n".join(out) + "\n"
 
