@@ -21,6 +21,7 @@ from .grading import EXTRACTION_POLICIES
 from .hardware import PRECISIONS
 from .losses import AGGREGATIONS, NORMALISATIONS
 from .objectives import OBJECTIVES, objective_kwargs
+from .optim import OPTIMIZERS
 from .prompts import PROMPTS
 from .rollouts import ENGINES
 
@@ -82,6 +83,11 @@ class TrainConfig:
     kl_coef: float = 0.0                # k3 KL to the initial policy (keeps a frozen copy when > 0)
     track_kl: bool = True               # log KL(pi_t || pi_0) on each step's samples (keeps a frozen copy)
     tis_cap: float = 0.0                # > 0: truncated importance sampling of engine vs policy, weights capped here
+    optimizer: str = "adamw"            # adamw | sgd (with `momentum`: a step that scales with the gradient; optim.py)
+    momentum: float = 0.9               # SGD's momentum (adamw ignores it)
+    dynamic_kept: int = 0               # > 0: draw rollout batches until the objective keeps this many samples (then
+                                        # keep exactly this many), at most `dynamic_max_batches` batches a step
+    dynamic_max_batches: int = 4        # the cap on rollout batches drawn per step (the first one included)
     # --- evaluation
     eval_every: int = 10                # 0 = only at step 0 and at the end
     eval_problems: int = 100            # fixed, seeded subset of the eval split
@@ -149,7 +155,8 @@ def field_errors(obj: Any, choices: dict[str, Any] | None = None, at_least_1: tu
 
 
 def validate(c: TrainConfig) -> list[str]:
-    e = field_errors(c, {"objective": OBJECTIVES, "loss_agg": AGGREGATIONS, "loss_norm": NORMALISATIONS, "engine": ENGINES,
+    e = field_errors(c, {"optimizer": OPTIMIZERS})
+    e += field_errors(c, {"objective": OBJECTIVES, "loss_agg": AGGREGATIONS, "loss_norm": NORMALISATIONS, "engine": ENGINES,
                          "precision": PRECISIONS, "prompt": PROMPTS, "extraction": EXTRACTION_POLICIES})
     if c.objective in OBJECTIVES:
         try:
@@ -158,13 +165,17 @@ def validate(c: TrainConfig) -> list[str]:
             e.append(str(err))
     e += field_errors(c, at_least_1=("steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "mini_batches",
                                      "micro_batch_size", "grade_workers", "max_model_len", "max_prompt_tokens",
-                                     "eval_samples", "hf_batch_size"))
+                                     "eval_samples", "hf_batch_size", "dynamic_max_batches"))
     if not (0 <= c.adam_beta1 < 1 and 0 <= c.adam_beta2 < 1):
         e.append(f"adam_beta1, adam_beta2 must be in [0, 1), got {c.adam_beta1}, {c.adam_beta2}")
     e += field_errors(c, above_0=("lr", "clip_eps", "grade_timeout", "max_grad_norm"),
                       at_least_0=("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "tis_cap", "warmup_steps",
                                   "eval_every", "eval_problems", "checkpoint_every", "min_tokens", "eval_max_tokens",
-                                  "temperature", "eval_temperature"))
+                                  "temperature", "eval_temperature", "dynamic_kept"))
+    if not 0 <= c.momentum < 1:
+        e.append(f"momentum must be in [0, 1), got {c.momentum}")
+    if c.dynamic_kept and c.mini_batches != 1:
+        e.append("dynamic_kept draws a varying number of samples: split its update with mini_batch_size, not mini_batches")
     if not 0 < c.vllm_gpu_memory < 1:
         e.append(f"vllm_gpu_memory must be in (0, 1), got {c.vllm_gpu_memory}")
     if not 0 < c.top_p <= 1 or not 0 < c.eval_top_p <= 1:

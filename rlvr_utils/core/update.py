@@ -21,6 +21,7 @@ import torch
 from .losses import (aggregate, kl_k3, loss_denominator, masked_sum, pg_loss, policy_loss, response_logprobs,
                      tis_weights)
 from .models import load_policy
+from .optim import make_optimizer
 from .rollouts import mix_seed
 
 STATS = ("loss", "grad_norm", "clip_frac", "ratio_mean", "approx_kl", "entropy_kept", "kl_ref", "logprob_mismatch_mean",
@@ -150,7 +151,8 @@ def _micro_batch(cfg, forward, policy, ref, ch: list[int], adv, keep, old, pre, 
 
 def build_learner(cfg, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer, Any]:
     """The policy (fp32 master weights on `cfg.device`), a frozen copy of it (for the KL loss, kl_coef > 0, and
-    for the KL to the initial policy a run logs, track_kl; else None), AdamW and the warm-up schedule.
+    for the KL to the initial policy a run logs, track_kl; else None), the optimizer (`optim`) and the warm-up
+    schedule.
     `cfg.device` must be resolved."""
     policy = load_policy(model_path, device=cfg.device)
     if cfg.gradient_checkpointing:
@@ -158,8 +160,7 @@ def build_learner(cfg, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer
     policy.train()
     policy.config.use_cache = False
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 or cfg.track_kl else None
-    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                            weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg, policy.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda k: min(1.0, (k + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0)
     return policy, ref, opt, sched

@@ -25,7 +25,7 @@ TRAINING_ONLY = frozenset({
     "temperature", "top_p", "max_tokens", "min_tokens", "lr", "warmup_steps", "weight_decay", "adam_beta1",
     "adam_beta2", "max_grad_norm", "mini_batches", "mini_batch_size", "scale_logits", "micro_batch_size", "clip_eps",
     "loss_agg", "loss_norm", "entropy_coef", "gradient_checkpointing", "kl_coef", "eval_every", "checkpoint_every",
-    "keep_checkpoint", "track_kl", "tis_cap"})
+    "keep_checkpoint", "track_kl", "tis_cap", "optimizer", "momentum", "dynamic_kept", "dynamic_max_batches"})
 
 
 def base_eval_key(saved: dict) -> dict:
