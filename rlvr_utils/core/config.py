@@ -23,6 +23,7 @@ from .losses import AGGREGATIONS, NORMALISATIONS
 from .objectives import OBJECTIVES, objective_kwargs
 from .optim import OPTIMIZERS
 from .prompts import PROMPTS
+from .protocols import protocol_errors
 from .rollouts import ENGINES
 
 
@@ -96,6 +97,8 @@ class TrainConfig:
     eval_top_p: float = 0.95
     eval_max_tokens: int = 0            # 0 = max_tokens
     eval_t1: bool = True                # also the original study's protocol: 1 sample at T=1.0
+    eval_protocols: dict = field(default_factory=dict)  # more settings, e.g. {"paper": {"samples": 512,
+                                        # "temperature": 0.6, "top_p": 0.95}}: pass@k to k = n/2 (core/protocols.py)
     # --- plumbing
     checkpoint_every: int = 10
     keep_checkpoint: bool = False       # keep checkpoints/ after a run is done (1.6 GB for 135M + AdamW)
@@ -172,6 +175,7 @@ def validate(c: TrainConfig) -> list[str]:
                       at_least_0=("seed", "lam", "weight_decay", "entropy_coef", "kl_coef", "tis_cap", "warmup_steps",
                                   "eval_every", "eval_problems", "checkpoint_every", "min_tokens", "eval_max_tokens",
                                   "temperature", "eval_temperature", "dynamic_kept"))
+    e += protocol_errors(c.eval_protocols)
     if not 0 <= c.momentum < 1:
         e.append(f"momentum must be in [0, 1), got {c.momentum}")
     if c.dynamic_kept and c.mini_batches != 1:

@@ -21,7 +21,8 @@ import torch
 from .builds import shared_base_eval
 from ..core.config import TrainConfig
 from ..data.sources import Cursor, Prepared
-from ..core.evaluate import EvalSettings, batch_stats, evaluate
+from ..core.evaluate import EvalSettings, batch_stats
+from .evaluation import evaluation
 from ..core.files import crash_point
 from ..core.grading import GradingPool
 from ..core.hardware import cuda_memory, dtype_name
@@ -109,7 +110,7 @@ def _step(s: Loop, step: int) -> dict:
 def _evaluate(s: Loop, step: int) -> None:
     if not s.data.eval:
         return
-    fresh = lambda: evaluate(s.engine, s.pool, s.data.eval, s.data.eval_prompts, s.eval_settings)  # noqa: E731
+    fresh = lambda: evaluation(s)  # noqa: E731  (greedy, pass@k, the extra protocols, the guessing floor)
     if step == 0:  # the base: a sibling cell may already have sampled it with this seed and these settings
         row = shared_base_eval(s.run, fresh, s.log)
     else:

@@ -67,3 +67,11 @@ def test_the_column_task_cannot_be_guessed_where_the_chain_task_can():
     assert col["floor"][256] <= 0.05 and col["problems"] == 1000
     assert chain["floor"][256] > 0.8  # the family study's task: most of its pass@256 is a guesser's
     assert task_floor("gen:column?difficulty=2&n=4000", ks=(256,), reference="train")["floor"][256] <= 0.05
+
+
+def test_the_ladder_table_has_the_floor_of_a_rung_s_task():
+    from rlvr_utils.priors.measure import floor_cell
+    from rlvr_utils.priors.recipes import FamilyRung, WarmStart
+
+    assert float(floor_cell(FamilyRung(task="gen:column?difficulty=2&n=4000"), 256)) <= 0.05
+    assert floor_cell(WarmStart(data="/some/math/dir"), 16) == "—"
