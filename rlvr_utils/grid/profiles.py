@@ -206,7 +206,8 @@ RECIPES: dict[str, dict[str, Any]] = {
 TABLE_KEYS = ("model", "objective", "steps", "prompts_per_step", "rollouts_per_prompt", "max_tokens", "min_tokens",
               "max_prompt_tokens", "temperature", "lr", "adam_beta2", "weight_decay", "mini_batches", "mini_batch_size",
               "loss_agg", "loss_norm", "scale_logits", "clip_eps", "entropy_coef", "kl_coef", "prompt", "extraction",
-              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1", "precision")
+              "levels", "eval_problems", "eval_samples", "eval_temperature", "eval_t1", "eval_protocols", "optimizer",
+              "dynamic_kept", "precision")
 
 
 def settings_table() -> str:
