@@ -47,9 +47,11 @@ FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extractio
 # the first 64 problems at T = 1 and at the paper's T = 0.6, top-p 0.95 (`core.protocols`).
 CONTROLS_CORPUS = "column:1=5000+2=40000"
 CONTROLS_TASK = "gen:column?difficulty=2&n=4000"
-CONTROLS_RUNGS = tuple(f"family:size={s},tokens={t},corpus={CONTROLS_CORPUS},task={CONTROLS_TASK}"
+# each rung's prior is measured as the study evaluates (160 tokens: a worked column sum is ~120), with n = 512 for
+# its base pass@256 (eval fields: they do not change the weights or the rung's name)
+CONTROLS_RUNGS = tuple(f"family:size={s},tokens={t},corpus={CONTROLS_CORPUS},task={CONTROLS_TASK},max_tokens=160"
                        for s, t in (("1m", 2_000_000), ("1m", 4_000_000), ("1m", 8_000_000), ("3m", 4_000_000)))
-CONTROLS_BUILDS = tuple(f"{r},seed={b}" for r in CONTROLS_RUNGS for b in (0, 1, 2))
+CONTROLS_BUILDS = tuple(f"{r},eval_samples=512,seed={b}" for r in CONTROLS_RUNGS for b in (0, 1, 2))
 CONTROLS_RL = dict(FAMILY_RL, data=CONTROLS_TASK, max_tokens=160, steps=20, prompts_per_step=16, rollouts_per_prompt=8,
                    lr=4e-5, eval_problems=256, eval_samples=32, checkpoint_every=5,
                    eval_protocols={"t1": {"samples": 512, "problems": 64},
@@ -119,7 +121,7 @@ PROFILES: dict[str, GridSpec] = {
     # The controls design end to end at smoke scale (`make controls-smoke`, each arm into its own folder): 2 rungs x
     # 2 builds x PSR/NSR x 2 seeds, 5 steps of 8 x 8, pass@k to 256 on 8 problems.
     "controls-smoke": GridSpec(
-        models=tuple(f"{r},seed={b}" for r in CONTROLS_RUNGS[:2] for b in (0, 1)), objectives=("psr", "nsr"),
+        models=tuple(f"{r},eval_samples=0,seed={b}" for r in CONTROLS_RUNGS[:2] for b in (0, 1)), objectives=("psr", "nsr"),
         seeds=(0, 1), params=dict(CONTROLS_RL, steps=5, prompts_per_step=8, lr=1e-4, eval_problems=32, checkpoint_every=5,
                                   eval_protocols={"t1": {"samples": 512, "problems": 8},
                                                   "paper": {"samples": 512, "temperature": 0.6, "top_p": 0.95,

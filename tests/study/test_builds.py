@@ -26,7 +26,8 @@ def write_grid(root, slope_true=-0.1, builds=3, seeds=3, problems=40, n=64, seed
                     run = RunDir(root / f"r{tokens}-b{b}-{obj}-s{s}")
                     run.path.mkdir(parents=True)
                     run.config.write_text(json.dumps({"model": f"family:size=1m,tokens={tokens},seed={b}",
-                                                      "objective": obj, "seed": s}))
+                                                      "objective": obj, "seed": s,
+                                                      "data": "gen:column?difficulty=2&n=4000"}))
                     run.set_status("done")
                     rows = [{"step": step, "per_problem": {"n": n, "correct": {f"p{i}": int(c[i]) for i in range(problems)}},
                              "protocols": {"paper": {"per_problem": {"n": n, "correct": {"p0": 1, "p1": 2}}}}}
@@ -55,3 +56,13 @@ def test_counts_and_the_planted_slope_with_builds_random(tmp_path):
         problem_counts(tmp_path, protocol="other")
     with pytest.raises(ValueError, match="logit"):
         contrast_long(counts, 4, scale="logit")
+
+
+def test_the_controls_summary_and_its_figure(tmp_path):
+    from rlvr_utils.study.controls import summary
+
+    write_grid(tmp_path / "g", builds=2, seeds=2, problems=12, n=16)
+    text = summary(tmp_path / "g", fig=tmp_path / "passk.png")
+    assert "| 1m/1M | nsr | 8 |" in text and "guessing floor" in text and "var_build" in text
+    assert "Slope over the rungs' base pass@1" in text and "On the logit scale" in text and "3 rung pairs" in text
+    assert (tmp_path / "passk.png").stat().st_size > 10_000
