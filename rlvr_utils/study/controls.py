@@ -108,6 +108,13 @@ def summary(runs_dir: str | Path, protocol: str | None = None, goals: tuple[floa
         for p in res["pairs"].itertuples():
             out.append(f"| {p.low.split(' ')[0]} | {p.high.split(' ')[0]} | {fmt_interval(p.est, p.lo, p.hi)} | {p.answer} | "
                        f"[{p.lo_bonf:+.3f}, {p.hi_bonf:+.3f}] | {p.answer_bonf} |")
+    out += ["", "## NSR − PSR at every k (builds, seeds, problems random)", "",
+            "| k | " + " | ".join(r.split(' ')[0] for r in res["rungs"]) + " | slope over base pass@1 |",
+            "|---|" + "---|" * (len(res["rungs"]) + 1)]
+    for k in ks:
+        r = build_analyses(counts, k, goals[1])
+        cells = [fmt_interval(c.est, c.lo, c.hi) for c in r["per_rung"].values()]
+        out.append(f"| {k} | " + " | ".join(cells) + f" | {fmt_interval(r['slope'].est, r['slope'].lo, r['slope'].hi)} |")
     return "\n".join(out) + "\n"
 
 

@@ -66,3 +66,4 @@ def test_the_controls_summary_and_its_figure(tmp_path):
     assert "| 1m/1M | nsr | 8 |" in text and "guessing floor" in text and "var_build" in text
     assert "Slope over the rungs' base pass@1" in text and "On the logit scale" in text and "3 rung pairs" in text
     assert (tmp_path / "passk.png").stat().st_size > 10_000
+    assert "## NSR − PSR at every k" in text and "| 8 | " in text.split("at every k")[1]
