@@ -43,3 +43,10 @@ def test_source_state_says_whether_the_tree_was_dirty(tmp_path):
     (tmp_path / "outside.txt").write_text("runs and notes outside the package do not count")
     st = source_state(pkg)
     assert st["git_dirty"] is True and st["git_dirty_files"] == ["pkg/m.py"]
+
+
+def test_a_run_s_provenance_carries_the_source_state():
+    from rlvr_utils.core.runs import provenance
+
+    p = provenance()
+    assert "git_dirty" in p and p["git_dirty"] in (True, False, None)  # config.json's _meta is this dict
