@@ -11,7 +11,7 @@ MODEL_STAMP := $(VENV)/.model-smollm2-135m
 GRID ?= smoke
 RUNS ?= runs/$(GRID)
 
-.PHONY: help setup model browser test test-fast study prior-study family-study lint bench wheels notebooks lab clean-venv
+.PHONY: help setup model browser test test-fast study prior-study family-study controls-ladder controls-smoke controls-study lint bench wheels notebooks lab clean-venv
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,35 @@ FAMILY_ARGS ?= --jobs 2
 family-study: setup ## the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (hours; resumable)
 	RLVR_FAMILY_CACHE=$(CURDIR)/runs/family-rungs $(VENV)/bin/rlvr grid --profile family --runs runs/family $(FAMILY_ARGS)
 	$(VENV)/bin/rlvr report runs/family --summary --out runs/family/REPORT.md --figure runs/family/REPORT.png
+
+# The controls study (docs/prereg-controls.md): the column task, 4 rungs x 3 builds, three arms (on-policy, matched
+# training signal, the paper's off-policy regime). The ladder is built and measured first (n = 512: base pass@256
+# beside the guessing floor) and fixed before any cell; then the smoke; then the study, resumable seed by seed.
+CONTROLS_RUNGS_DIR = $(CURDIR)/runs/controls-rungs
+CONTROLS_ARGS ?= --jobs 2
+controls-ladder: setup ## build and measure the controls ladder: 4 rungs x 3 builds (hours), then its table
+	$(PY) -c "from rlvr_utils.grid.profiles import CONTROLS_BUILDS; print('\n'.join(CONTROLS_BUILDS))" | \
+	while read spec; do RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family \
+		$$(echo "$${spec#family:}" | tr ',' '\n' | sed 's/^/--set /') || exit 1; done
+	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --table
+
+controls-smoke: setup ## the controls design end to end at smoke scale: three arms, then each arm's summary and figure
+	for arm in onpolicy matched offpolicy; do \
+		case $$arm in matched) x="--set dynamic_kept=64 --set dynamic_max_batches=4 --set loss_norm=kept";; \
+		offpolicy) x="--set mini_batches=4";; *) x="";; esac; \
+		RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr grid --profile controls-smoke \
+			--runs runs/controls-smoke/$$arm $(CONTROLS_ARGS) $$x || exit 1; \
+		$(PY) -m rlvr_utils.study.controls runs/controls-smoke/$$arm --protocol paper \
+			--out runs/controls-smoke/$$arm/SUMMARY.md --figure runs/controls-smoke/$$arm/PASSK.png || exit 1; \
+	done
+
+controls-study: setup ## the controls study: 3 arms x 4 rungs x 3 builds x PSR/NSR/W-REINFORCE x seeds (long; resumable)
+	for arm in controls controls-matched controls-offpolicy; do \
+		RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr grid --profile $$arm --runs runs/$$arm $(CONTROLS_ARGS) || exit 1; \
+		$(PY) -m rlvr_utils.study.controls runs/$$arm --out runs/$$arm/SUMMARY.md --figure runs/$$arm/PASSK.png; \
+		$(PY) -m rlvr_utils.study.controls runs/$$arm --protocol paper --out runs/$$arm/SUMMARY-paper.md \
+			--figure runs/$$arm/PASSK-paper.png; \
+	done
 
 wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package index (bench/gpu_check.sh)
 	$(PY) -m pip download -q --no-deps -d .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"

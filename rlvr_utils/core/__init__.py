@@ -2,8 +2,9 @@
 config (the validated TrainConfig), losses (the maths, tensors in and out), objectives (who is kept, with what
 advantage), update (the micro-batched steps), rollouts (sampling engines), grading (untrusted text -> reward),
 prompts, evaluate (pass@k), stats (intervals), runs (a run's folder), files (atomic writes and folders, journals),
-hardware (device, precision, memory plan), models (named models and loading), optim (AdamW with warm-up, one LM
-step), registry (the choices of an axis, filled by a decorator)."""
+hardware (device, precision, memory plan), models (named models and loading), optim (AdamW or SGD with warm-up,
+one LM step), registry (the choices of an axis, filled by a decorator), protocols (more evaluation settings, large
+n), floor (a blind guesser's pass@k)."""
 from .. import lazy_exports
 
 _PUBLIC = {"TrainConfig": "config", "parse_sets": "config", "OBJECTIVES": "objectives", "ENGINES": "rollouts",

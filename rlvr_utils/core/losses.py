@@ -7,8 +7,10 @@ Normalisation (`loss_norm`): the loss is a sum over kept samples' tokens divided
 computed over the whole mini-batch, so gradient accumulation over micro-batches is exact.
 - `all` (default): the denominator counts every sample (tokens for token_mean, sequences for
   seq_mean), kept or not. A kept sample's gradient weight is then the same under PSR, NSR and
-  REINFORCE, and PSR + NSR = REINFORCE exactly; the update shrinks when few samples are kept.
-- `kept`: only kept samples count, so the update has the same size whatever the filter kept.
+  REINFORCE, and PSR + NSR = REINFORCE exactly; the gradient shrinks when few samples are kept. The step
+  shrinks with it only under an optimizer whose step scales with the gradient (`optimizer=sgd`): AdamW divides
+  the gradient's scale out, so its steps stay about lr per coordinate however few samples are kept.
+- `kept`: only kept samples count, so the gradient has the same scale whatever the filter kept.
 """
 
 from __future__ import annotations

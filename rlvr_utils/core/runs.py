@@ -154,8 +154,9 @@ class RunDir:
             raise PermissionError(e.errno, f"{self.path}: cannot write to the run folder ({e.strerror})") from None
 
     def start(self) -> None:
-        """The run is under way (after its checks and set-up): its status says so, with its pid and command."""
-        self.set_status("running", pid=os.getpid(), command=" ".join(sys.argv))
+        """The run is under way (after its checks and set-up): its status says so, with its pid, its command and
+        whether the source it runs differs from its commit (a resume may run from another tree than the start)."""
+        self.set_status("running", pid=os.getpid(), command=" ".join(sys.argv), git_dirty=source_state()["git_dirty"])
 
     def fail(self, e: BaseException) -> None:
         """Record why the run stopped (a full disk may refuse even that: the error itself is raised)."""
@@ -207,7 +208,10 @@ class RunDir:
 
     # -- writing
     def set_status(self, state: str, **extra) -> None:
-        atomic_write_json(self.status_file, {"state": state, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra})
+        """The run's state now, with every attempt so far (`attempts`): a re-run after a failure stays on record."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%S")
+        attempts = _attempts(self.status_file, state, now, extra)
+        atomic_write_json(self.status_file, {"state": state, "time": now, **extra, "attempts": attempts})
 
     def write_samples(self, name: str, rows: list[dict]) -> None:
         atomic_write_text(self.samples / f"{name}.jsonl", jsonl_text(rows))
@@ -292,6 +296,23 @@ def sample_record(problem, rollout, grade, **extra) -> dict:
             "finish_reason": rollout.finish_reason, "response_tokens": len(rollout.response_ids)}
 
 
+def _attempts(status_file: Path, state: str, now: str, extra: dict) -> list[dict]:
+    """status.json's attempts with this state change applied: "running" opens an attempt (start, pid, command);
+    "done" or "failed" closes the open one (end, state, error), or records one whose start was never marked (a
+    run that failed during its set-up). A status.json that cannot be read keeps no history (it is rewritten)."""
+    try:
+        old = read_json(status_file) if status_file.exists() else {}
+        attempts = [a for a in old.get("attempts", []) if isinstance(a, dict)] if isinstance(old, dict) else []
+    except Exception:  # noqa: BLE001 - a damaged status is replaced: it records state, not results
+        attempts = []
+    if state == "running":
+        return attempts + [{"start": now, **{k: extra[k] for k in ("pid", "command", "git_dirty") if k in extra}}]
+    close = {"end": now, "state": state, **{k: extra[k] for k in ("error", "seconds") if k in extra}}
+    if attempts and "end" not in attempts[-1]:
+        return attempts[:-1] + [attempts[-1] | close]
+    return attempts + [{"start": None, **close}]
+
+
 def provenance() -> dict:
     """What produced a run: package versions, the git revision of this checkout, Python, host."""
     vers = {}
@@ -305,7 +326,22 @@ def provenance() -> dict:
                              cwd=Path(__file__).parent).stdout.strip()
     except Exception:  # noqa: BLE001 - not a checkout, or no git: provenance without a revision
         rev = ""
-    return {"versions": vers, "git": rev, "python": platform.python_version(), "host": platform.node()}
+    return {"versions": vers, "git": rev, **source_state(), "python": platform.python_version(), "host": platform.node()}
+
+
+def source_state(package: Path | None = None) -> dict:
+    """Whether the package's source differs from the commit `git` names (modified or untracked files under it):
+    {"git_dirty": bool, "git_dirty_files": up to 20 of them}; None where there is no git checkout to ask."""
+    package = package or Path(__file__).resolve().parents[1]
+    try:
+        p = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10,
+                           cwd=package)
+    except Exception:  # noqa: BLE001 - no git: unknown, not clean
+        return {"git_dirty": None}
+    if p.returncode:
+        return {"git_dirty": None}
+    files = [line[3:] for line in p.stdout.splitlines() if line.strip()]
+    return {"git_dirty": bool(files), "git_dirty_files": files[:20]}
 
 
 def capture_rng() -> dict:

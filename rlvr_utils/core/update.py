@@ -21,7 +21,7 @@ import torch
 from .losses import (aggregate, kl_k3, loss_denominator, masked_sum, pg_loss, policy_loss, response_logprobs,
                      tis_weights)
 from .models import load_policy
-from .optim import adamw_with_warmup
+from .optim import make_optimizer
 from .rollouts import mix_seed
 
 STATS = ("loss", "grad_norm", "clip_frac", "ratio_mean", "approx_kl", "entropy_kept", "kl_ref", "logprob_mismatch_mean",
@@ -151,7 +151,8 @@ def _micro_batch(cfg, forward, policy, ref, ch: list[int], adv, keep, old, pre, 
 
 def build_learner(cfg, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer, Any]:
     """The policy (fp32 master weights on `cfg.device`), a frozen copy of it (for the KL loss, kl_coef > 0, and
-    for the KL to the initial policy a run logs, track_kl; else None), AdamW and the warm-up schedule.
+    for the KL to the initial policy a run logs, track_kl; else None), the optimizer (`optim`) and the warm-up
+    schedule.
     `cfg.device` must be resolved."""
     policy = load_policy(model_path, device=cfg.device)
     if cfg.gradient_checkpointing:
@@ -159,8 +160,7 @@ def build_learner(cfg, model_path: str) -> tuple[Any, Any, torch.optim.Optimizer
     policy.train()
     policy.config.use_cache = False
     ref = copy.deepcopy(policy).eval().requires_grad_(False) if cfg.kl_coef > 0 or cfg.track_kl else None
-    opt, sched = adamw_with_warmup(policy.parameters(), cfg.lr, (cfg.adam_beta1, cfg.adam_beta2), cfg.weight_decay,
-                                   cfg.warmup_steps)
+    opt, sched = make_optimizer(cfg, policy.parameters())
     return policy, ref, opt, sched
 
 

@@ -1,5 +1,5 @@
 """Problems: the one record every source becomes (problems), MATH loaders and stratified sampling (sources),
-procedurally generated task families with a difficulty knob (tasks)."""
+procedurally generated task families with a difficulty knob (tasks), and a task's guessing floor (guessing)."""
 from .. import lazy_exports
 
 _PUBLIC = {"MathProblem": "problems", "DataError": "problems", "load_math": "sources", "prepare_data": "sources",

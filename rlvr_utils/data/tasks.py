@@ -9,6 +9,8 @@ something to reinforce and SFT can raise the prior) and grow harder one knob at 
   on `×` joins (usual precedence: products first).
 - `linear`: solve for an integer x; one solution step per difficulty level: `x + b = c` (1),
   `a·x + b = c` (2), `a·x + b = e·x + f` (3), `a(x + p) + b = e·x + f` (4+, numbers grow with it).
+- `column`: `a + b` or `a - b` of two (difficulty + 2)-digit numbers, worked column by column; its answers
+  spread over tens of thousands of values, so a blind guesser's pass@256 is small (`core.floor`).
 - `gsm`: GSM-style word problems about one person's stock of items, min(difficulty + 1, 4) arithmetic
   steps (+, -, ×, exact ÷); past 3 only the numbers grow.
 
@@ -157,6 +159,43 @@ def _gsm(rng: random.Random, d: int) -> tuple[str, list[str], int]:
         v = new
     text.append(f"How many {items} does {name} have now?")
     return " ".join(text), lines, v
+
+
+_PLACES = ("ones", "tens", "hundreds", "thousands", "ten-thousands", "hundred-thousands")
+
+
+@family("column")
+def _column(rng: random.Random, d: int) -> tuple[str, list[str], int]:
+    """a + b or a - b of two (d + 2)-digit numbers, worked column by column (carries, borrows): short reasoning a
+    tiny model can learn, over an answer space wide enough that a blind guesser's pass@256 stays small."""
+    width = d + 2
+    a, b = (rng.randint(10 ** (width - 1), 10**width - 1) for _ in range(2))
+    op = rng.choice("+-")
+    lines: list[str] = []
+    if op == "+":
+        carry, digits = 0, []
+        for i in range(width):
+            x, y = a // 10**i % 10, b // 10**i % 10
+            s = x + y + carry
+            lines.append(f"{_PLACES[min(i, 5)]}: {x} + {y} + {carry} = {s}, write {s % 10}, carry {s // 10}")
+            digits.append(s % 10)
+            carry = s // 10
+        answer = a + b
+        lines.append(f"So {a} + {b} = {answer}")
+        return f"Compute {a} + {b}.", lines, answer
+    big, small = (a, b) if a >= b else (b, a)
+    if a < b:
+        lines.append(f"{a} < {b}, so compute {b} - {a} and negate it")
+    borrow = 0
+    for i in range(width):
+        x, y = big // 10**i % 10, small // 10**i % 10
+        s = x - y - borrow
+        lines.append(f"{_PLACES[min(i, 5)]}: {x} - {y} - {borrow} = {s}" + (f", add 10: {s + 10}, borrow 1" if s < 0
+                                                                           else ", borrow 0"))
+        borrow = int(s < 0)
+    answer = a - b
+    lines.append(f"So {a} - {b} = {answer}")
+    return f"Compute {a} - {b}.", lines, answer
 
 
 def _draw(name: str, n: int, difficulty: int, seed: int, exclude: frozenset[str] = frozenset()) -> list[MathProblem]:

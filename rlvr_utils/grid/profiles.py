@@ -28,6 +28,9 @@ class GridSpec:
     # run every cell of a seed before the next seed's: a study stopped part-way (it spans sessions) is then a
     # balanced design of fewer seeds, not some rungs with every seed and others with none
     seed_major: bool = False
+    # a calibration grid (e.g. of the step size) names the study it calibrates: its seeds must not be the study's,
+    # or study outcomes are tabulated before the setting they depend on is fixed (`cells` refuses the overlap)
+    calibrates: str = ""
 
 
 # What every profile on the model family shares (docs/priors.md): the RL task its corpus holds the test split
@@ -37,6 +40,27 @@ class GridSpec:
 FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extraction="boxed", max_prompt_tokens=64,
                  max_tokens=64, max_model_len=512, temperature=1.0, engine="hf", hf_batch_size=256, precision="fp32",
                  micro_batch_size=32, eval_every=0, eval_temperature=1.0, eval_top_p=1.0, eval_t1=False, grade_workers=2)
+
+# The controls study (docs/prereg-controls.md): the column task (a blind guesser's pass@256 0.011, `core.floor`), its
+# own corpus, rungs of >= 2 sizes x doses, each built from 3 pretraining seeds (builds: a random effect in the
+# analysis, `study.nested`). The doses are candidates: the ladder is measured (`make controls-ladder`) and fixed
+# before any cell runs. Evaluation: 256 problems x 32 at T = 1 (pass@1..16), and pass@k to k = 256 from n = 512 on
+# the first 64 problems at T = 1 and at the paper's T = 0.6, top-p 0.95 (`core.protocols`).
+CONTROLS_CORPUS = "column:1=5000+2=40000"
+CONTROLS_TASK = "gen:column?difficulty=2&n=4000"
+# each rung's prior is measured as the study evaluates (160 tokens: a worked column sum is ~120), with n = 512 for
+# its base pass@256 (eval fields: they do not change the weights or the rung's name)
+CONTROLS_RUNGS = tuple(f"family:size={s},tokens={t},corpus={CONTROLS_CORPUS},task={CONTROLS_TASK},max_tokens=160"
+                       for s, t in (("1m", 2_000_000), ("1m", 4_000_000), ("1m", 8_000_000), ("3m", 4_000_000)))
+CONTROLS_BUILDS = tuple(f"{r},eval_samples=512,seed={b}" for r in CONTROLS_RUNGS for b in (0, 1, 2))
+CONTROLS_RL = dict(FAMILY_RL, data=CONTROLS_TASK, max_tokens=160, steps=20, prompts_per_step=16, rollouts_per_prompt=8,
+                   lr=4e-5, eval_problems=256, eval_samples=32, checkpoint_every=5,
+                   eval_protocols={"t1": {"samples": 512, "problems": 64},
+                                   "paper": {"samples": 512, "temperature": 0.6, "top_p": 0.95, "problems": 64}})
+# the matched arm: every objective trains on K = 256 kept samples a step (drawn for, up to 8 batches of 16 x 8),
+# the loss divided by the kept samples' tokens; the off-policy arm: the paper's 4 mini-batches with PPO's clip 0.2
+CONTROLS_MATCHED = dict(CONTROLS_RL, dynamic_kept=256, dynamic_max_batches=8, loss_norm="kept")
+CONTROLS_OFFPOLICY = dict(CONTROLS_RL, mini_batches=4, clip_eps=0.2)
 
 PROFILES = Registry("profile", {
     # Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
@@ -78,6 +102,33 @@ PROFILES = Registry("profile", {
         about="the pre-registered study: 5 family rungs x PSR/NSR/W-REINFORCE x seeds (make family-study)",
         seed_major=True,
     ),
+    # The controls study's three arms (docs/prereg-controls.md): 4 rungs x 3 builds x PSR/NSR/W-REINFORCE, the
+    # pilot's seeds 0-4 (Stage 2 sizes the rest from `study.nested`'s components), run seed by seed.
+    "controls": GridSpec(
+        models=CONTROLS_BUILDS, objectives=("psr", "nsr", "w_reinforce"), seeds=tuple(range(5)), params=CONTROLS_RL,
+        about="controls: column task, 4 rungs x 3 builds x PSR/NSR/W-REINFORCE, on-policy (make controls-study)",
+        seed_major=True),
+    "controls-matched": GridSpec(
+        models=CONTROLS_BUILDS, objectives=("psr", "nsr", "w_reinforce"), seeds=tuple(range(5)), params=CONTROLS_MATCHED,
+        about="controls, matched arm: 256 kept samples a step for every objective (dynamic sampling)", seed_major=True),
+    "controls-offpolicy": GridSpec(
+        models=CONTROLS_BUILDS, objectives=("psr", "nsr", "w_reinforce"), seeds=tuple(range(5)), params=CONTROLS_OFFPOLICY,
+        about="controls, the paper's off-policy regime: 4 mini-batches a rollout batch, clip 0.2", seed_major=True),
+    # The step size of the controls study, calibrated outside it: the weakest rung's builds x PSR/NSR, on seeds the
+    # study never uses (the grid refuses its study's seeds); `--set lr=...` per calibration folder.
+    "controls-calibration": GridSpec(
+        models=CONTROLS_BUILDS[:3], objectives=("psr", "nsr"), seeds=(1000, 1001), params=CONTROLS_RL,
+        about="the controls study's step-size calibration, on seeds outside the study's", calibrates="controls"),
+    # The controls design end to end at smoke scale (`make controls-smoke`, each arm into its own folder): 2 rungs x
+    # 2 builds x PSR/NSR x 2 seeds, 5 steps of 8 x 8, pass@k to 256 on 8 problems.
+    "controls-smoke": GridSpec(
+        models=tuple(f"{r},eval_samples=0,seed={b}" for r in CONTROLS_RUNGS[:2] for b in (0, 1)), objectives=("psr", "nsr"),
+        seeds=(0, 1), params=dict(CONTROLS_RL, steps=5, prompts_per_step=8, lr=1e-4, eval_problems=32, checkpoint_every=5,
+                                  eval_protocols={"t1": {"samples": 512, "problems": 8},
+                                                  "paper": {"samples": 512, "temperature": 0.6, "top_p": 0.95,
+                                                            "problems": 8}}),
+        about="the controls design at smoke scale: 2 rungs x 2 builds x PSR/NSR x 2 seeds (make controls-smoke)",
+        seed_major=True),
     # The warm-start prior study's design at smoke scale (~40 min from a clean clone on a 2-core CPU). Two
     # warm-start rungs of SmolLM2-135M (the base, and SFT on 200 worked solutions of 3-term integer chains;
     # eval_samples=0: the rung's own prior is not sampled, each RL cell measures its base at step 0) x
@@ -221,6 +272,8 @@ def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
     for key, ax in (("model", "models"), ("objective", "objectives"), ("seed", "seeds"), ("lam", "lams")):
         if key in sets:  # each cell's own value would silently replace it
             raise ValueError(f"{key}={sets[key]}: the grid sets {key} per cell from its {ax} axis; say {ax}={sets[key]}")
+    if spec.calibrates:
+        check_calibration_seeds(profile, axes["seeds"], PROFILES.pick(spec.calibrates).seeds)
     short = _model_names(axes["models"])
     out = []
     order = ((m, o, s) for s, m, o in itertools.product(axes["seeds"], axes["models"], axes["objectives"])) \
@@ -234,6 +287,16 @@ def cells(profile: str, sets: dict[str, Any] | None = None) -> list[Cell]:
                                          "objective": obj, "seed": seed, "lam": lam})
             out.append(Cell(f"{short[model]}__{obj}__s{seed}" + (f"__lam{lam:g}" if sweep else ""), cfg))
     return out
+
+
+def check_calibration_seeds(profile: str, seeds: tuple[int, ...], study_seeds: tuple[int, ...]) -> None:
+    """A calibration grid's seeds must be none of its study's: its runs would be study cells, run first."""
+    shared = sorted(set(seeds) & set(study_seeds))
+    if shared:
+        raise ValueError(f"profile {profile!r} calibrates a study that uses seed(s) {shared}: a calibration on the study's "
+                         f"own seeds runs study cells before the setting is fixed; use seeds outside "
+                         f"{min(study_seeds)}-{max(study_seeds)} (e.g. seeds={max(study_seeds) + 1000},"
+                         f"{max(study_seeds) + 1001})")
 
 
 def settings_diff(cfg: TrainConfig) -> dict[str, Any]:

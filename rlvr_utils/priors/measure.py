@@ -8,6 +8,7 @@ It is saved beside the weights as prior.json; `ladder_table` prints a ladder of 
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +22,8 @@ from ..core.losses import masked_sum, response_logprobs
 from .recipes import RUNG_KINDS
 from ..core.rollouts import SamplingConfig, make_engine
 from ..core.stats import reported_k
+from ..data.guessing import task_floor
+from ..data.tasks import is_task_spec
 
 
 def heldout_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_size: int = 8) -> float:
@@ -65,8 +68,20 @@ def _ci(m: dict) -> str:
     return f"{m['mean']:.3f} [{m['lo']:.3f}, {m['hi']:.3f}]"
 
 
+@lru_cache(maxsize=64)
+def _floor(spec: str, k: int) -> float:
+    return task_floor(spec, (k,))["floor"][k]
+
+
+def floor_cell(recipe, k: int) -> str:
+    """The blind guesser's pass@k on the rung's RL task (`data.guessing`), where that task is a generated one."""
+    spec = getattr(recipe, "task", None) or getattr(recipe, "data", None)
+    return f"{_floor(spec, k):.3f}" if is_task_spec(spec) else "—"
+
+
 def ladder_table(rungs: list[str | Path]) -> str:
-    """Markdown: one row per rung (prior-axis order) with its measured prior, 95% bootstrap CIs over problems."""
+    """Markdown: one row per rung (prior-axis order) with its measured prior, 95% bootstrap CIs over problems, and
+    the guessing floor beside its pass@k (a measured prior with n >= 512 samples shows pass@256)."""
     rows = []
     for d in rungs:
         kind = next((c for c in RUNG_KINDS.values() if (Path(d) / c.recipe_file).exists()), None)
@@ -80,8 +95,9 @@ def ladder_table(rungs: list[str | Path]) -> str:
         nll = f"{prior['sampled_nll_t1']:.3f}" if "sampled_nll_t1" in prior else "—"
         loss = prior.get("heldout_loss", prior.get("held_out_sft_loss"))  # the key's name before the family
         rows.append((r.order, f"| {r.describe(recipe, prior)} | {_ci(prior['greedy'])} | {_ci(prior['pass_at_k']['1'])} | "
-                     f"{_ci(prior['pass_at_k'][half])} (k={half}) | {_ci(prior['pass_at_k'][ks[-1]])} (k={ks[-1]}) | "
+                     f"{_ci(prior['pass_at_k'][half])} (k={half}) | {floor_cell(r, int(half))} | "
+                     f"{_ci(prior['pass_at_k'][ks[-1]])} (k={ks[-1]}) | "
                      f"{loss:.3f} | {nll} | {prior['build_seconds'] / 60:.1f} min | {prior.get('cpu', '—')} |"))
-    head = ("| rung | greedy pass@1 | sampled pass@1 | pass@k, 2k ≤ n | pass@n | held-out loss | sampled NLL at T=1 | "
-            "build time | CPU |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| rung | greedy pass@1 | sampled pass@1 | pass@k, 2k ≤ n | guessing floor at that k | pass@n | held-out loss | "
+            "sampled NLL at T=1 | build time | CPU |\n|---|---|---|---|---|---|---|---|---|---|\n")
     return head + "".join(r + "\n" for _, r in sorted(rows, key=lambda x: x[0]))

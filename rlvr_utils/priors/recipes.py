@@ -196,7 +196,8 @@ class FamilyRung:
 
     @property
     def short(self) -> str:
-        return f"fam-{self.size}-{_human(self.tokens)}"
+        """fam-1m-2M; a build other than seed 0 adds -b<seed> (builds of one rung side by side in a grid)."""
+        return f"fam-{self.size}-{_human(self.tokens)}" + (f"-b{self.seed}" if self.seed else "")
 
     def describe(self, saved: dict, prior: dict) -> str:
         return (f"{self.size} ({self.params / 1e6:.2f}M params) × {prior.get('tokens_seen', self.tokens) / 1e6:.2f}M "

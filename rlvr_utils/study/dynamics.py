@@ -91,7 +91,8 @@ def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "samp
 
 def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
     """How far each objective moved its rung's policy, per rung x objective over seeds: KL(pi_t || pi_0) per token
-    on the samples of the last `last` steps, the samples and tokens trained on in all, and per problem the RMS
+    on the samples of the last `last` steps, the samples and tokens trained on in all (and drawn), that KL per 1,000
+    samples trained (movement per sample: PSR keeps few), and per problem the RMS
     change of sampled pass@1 (final minus base, which share sampling seeds) against re-sampling noise, the RMS
     difference between two of the rung's base evaluations with different sampling seeds: a ratio above 1 is a
     policy that moved more than sampling it again would show."""
@@ -108,6 +109,9 @@ def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFra
                      "kl_to_init": float(m["kl_to_init"].iloc[-last:].mean()) if "kl_to_init" in m else np.nan,
                      "samples_trained": float(m["kept"].sum()) if "kept" in m else np.nan,
                      "tokens_trained": float(m["tokens_trained"].sum()) if "tokens_trained" in m else np.nan,
+                     # dynamic sampling draws more than it trains on; without it every sample drawn is a candidate
+                     "samples_drawn": float(m["samples_drawn"].sum() if "samples_drawn" in m else m["samples"].sum())
+                     if "samples" in m else np.nan,
                      "change_rms": float(np.sqrt(((p1[1] - p1[0]) ** 2).mean())) if p1 is not None else np.nan})
     if not rows:
         return pd.DataFrame()
@@ -115,14 +119,19 @@ def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFra
     df = pd.DataFrame(rows)
     df["noise_rms"] = [noise.get((o, r, w), np.nan) for o, r, w in zip(df["rung_order"], df["rung"], df["weights"])]
     df["ratio"] = (df["change_rms"] / df["noise_rms"]).where(df["noise_rms"] > 0)  # each seed against its own build
+    # movement per sample trained: a policy's KL to pi_0 per 1,000 samples it trained on (PSR trains on few)
+    df["kl_per_1k"] = (1000 * df["kl_to_init"] / df["samples_trained"]).where(df["samples_trained"] > 0)
     out = []
     for (order, rung, obj), g in df.groupby(["rung_order", "rung", "objective"], dropna=False):
         kl, lo, hi = seed_ci(g["kl_to_init"].dropna()) if g["kl_to_init"].notna().any() else (np.nan,) * 3
         ratio, r_lo, r_hi = seed_ci(g["ratio"].dropna()) if g["ratio"].notna().any() else (np.nan,) * 3
+        per, p_lo, p_hi = seed_ci(g["kl_per_1k"].dropna()) if g["kl_per_1k"].notna().any() else (np.nan,) * 3
         out.append({"rung_order": order, "rung": rung, "objective": obj, "seeds": len(g), "kl_to_init": kl,
                     "kl_lo": lo, "kl_hi": hi, "samples_trained": float(g["samples_trained"].mean()),
                     "tokens_trained": float(g["tokens_trained"].mean()), "change_rms": float(g["change_rms"].mean()),
-                    "noise_rms": float(g["noise_rms"].mean()), "ratio": ratio, "ratio_lo": r_lo, "ratio_hi": r_hi})
+                    "noise_rms": float(g["noise_rms"].mean()), "ratio": ratio, "ratio_lo": r_lo, "ratio_hi": r_hi,
+                    "samples_drawn": float(g["samples_drawn"].mean()), "kl_per_1k": per, "kl_per_1k_lo": p_lo,
+                    "kl_per_1k_hi": p_hi})
     return pd.DataFrame(out)
 
 

@@ -21,13 +21,14 @@ import torch
 from .builds import shared_base_eval
 from ..core.config import TrainConfig
 from ..data.sources import Cursor, Prepared
-from ..core.evaluate import EvalSettings, batch_stats, evaluate
+from ..core.evaluate import EvalSettings, batch_stats
+from .evaluation import evaluation
 from ..core.files import crash_point
 from ..core.grading import GradingPool
 from ..core.hardware import cuda_memory, dtype_name
-from ..core.objectives import advantages, objective_kwargs
 from .preflight import check_inputs, preflight
-from ..core.rollouts import Engine, SamplingConfig, make_engine, mix_seed
+from ..core.rollouts import Engine, make_engine
+from .dynamic import draw
 from ..core.runs import RunDir, capture_rng, exit_with_parent, restore_rng, sample_record
 from ..core.update import build_learner, kl_to_init, update_policy
 
@@ -76,19 +77,13 @@ def _step(s: Loop, step: int) -> dict:
     """One RL step: rollouts of the next prompts, grades, advantages, the update, the weight sync."""
     cfg = s.cfg
     t0 = time.perf_counter()
-    idx = s.cursor.take(cfg.prompts_per_step)
-    sp = SamplingConfig(cfg.temperature, cfg.top_p, cfg.max_tokens, cfg.min_tokens, mix_seed(cfg.seed, step))
-    rolls = s.engine.generate([s.data.train_prompts[i] for i in idx], cfg.rollouts_per_prompt, sp)
+    d = draw(cfg, s.engine, s.pool, s.data, s.cursor, step)  # one batch, or until `dynamic_kept` are kept
+    rolls, grades, adv, keep = d.rolls, d.grades, d.adv, d.keep
     crash_point("sampling", step)
     mem = s.memory | cuda_memory(cfg.device, "after_sampling")  # on CUDA: where the memory plan is tested
     s.memory = {}
-    t1 = time.perf_counter()
-    probs = [s.data.train[idx[r.prompt_index]] for r in rolls]
-    grades = s.pool.grade([r.text for r in rolls], [p.gold for p in probs])
+    probs = [s.data.train[d.idx[r.prompt_index]] for r in rolls]
     t2 = time.perf_counter()
-    correct = torch.tensor([g.status == "correct" for g in grades])
-    groups = torch.tensor([r.prompt_index for r in rolls])
-    adv, keep = advantages(cfg.objective, correct, groups, **objective_kwargs(cfg))
     moved = kl_to_init(cfg, s.ref, rolls) if cfg.track_kl else {}  # before the update: rolls are pi_t's samples
     upd = update_policy(cfg, s.policy, s.ref, s.opt, s.sched, rolls, adv, keep, step)
     crash_point("update", step)
@@ -102,7 +97,7 @@ def _step(s: Loop, step: int) -> dict:
     s.totals["samples_trained_total"] += int(keep.sum())
     s.totals["tokens_trained_total"] += upd["tokens_trained"]
     m = {"step": step, **batch_stats(rolls, grades, keep, cfg.rollouts_per_prompt), **upd, **moved, **s.totals, **mem,
-         "lr": s.sched.get_last_lr()[0], "time_generate": t1 - t0, "time_grade": t2 - t1, "time_train": t3 - t2,
+         **d.info, "lr": s.sched.get_last_lr()[0], "time_train": t3 - t2,
          "time_sync": t4 - t3, "time_total": t4 - t0}
     s.run.write_step(m, [sample_record(p, r, g, step=step, advantage=float(a), kept=bool(k))
                          for r, p, g, a, k in zip(rolls, probs, grades, adv, keep)])
@@ -115,7 +110,7 @@ def _step(s: Loop, step: int) -> dict:
 def _evaluate(s: Loop, step: int) -> None:
     if not s.data.eval:
         return
-    fresh = lambda: evaluate(s.engine, s.pool, s.data.eval, s.data.eval_prompts, s.eval_settings)  # noqa: E731
+    fresh = lambda: evaluation(s)  # noqa: E731  (greedy, pass@k, the extra protocols, the guessing floor)
     if step == 0:  # the base: a sibling cell may already have sampled it with this seed and these settings
         row = shared_base_eval(s.run, fresh, s.log)
     else:

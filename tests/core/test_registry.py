@@ -39,7 +39,7 @@ def test_atomic_dir_replaces_the_folder_only_when_the_build_finishes(tmp_path):
 
 def test_adamw_warms_up_linearly_then_stays_constant():
     w = torch.nn.Linear(2, 1)
-    opt, sched = adamw_with_warmup(w.parameters(), 1e-2, (0.9, 0.95), 0.1, warmup=4)
+    opt, sched = adamw_with_warmup(w.parameters(), 1e-2, (0.9, 0.95), 0.1, warmup_steps=4)
     lrs = []
     for _ in range(6):
         lrs.append(opt.param_groups[0]["lr"])

@@ -15,7 +15,28 @@ _APPLY = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "×": lambda a, b: a
 
 
 def test_families_registered():
-    assert set(FAMILIES) == {"chain", "linear", "gsm"}
+    assert set(FAMILIES) == {"chain", "linear", "gsm", "column"}
+
+
+def test_adding_a_family_leaves_the_others_outputs_as_they_were():
+    import hashlib
+
+    pinned = {"chain": "b2b997e9be5d3ffa287cef52370a9ac345f50f89", "linear": "9a95e62a67d70595b7cac14729af5ca4e1b175c8",
+              "gsm": "014c7f53047128cbe19944c9e5c2db7d5ec6fab6"}  # before `column` joined
+    for f, h in pinned.items():
+        text = "".join(p.problem + p.solution for d in DIFFICULTIES for p in generate(f, 50, d, seed=0))
+        assert hashlib.sha1(text.encode()).hexdigest() == h, f
+
+
+@pytest.mark.parametrize("d", (1, 2, 3))
+def test_column_gold_is_the_sum_or_difference_and_each_column_adds_up(d):
+    for p in generate("column", 200, d, seed=2):
+        a, op, b = re.fullmatch(r"Compute (\d+) ([-+]) (\d+)\.", p.problem).groups()
+        assert len(a) == len(b) == d + 2 and int(p.gold) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+        for line in p.solution.splitlines():
+            if m := re.match(r"\w[\w-]*: (\d) ([-+]) (\d) [-+] (\d) = (-?\d+)", line):
+                x, o, y, c, s = m.groups()
+                assert int(s) == (int(x) + int(y) + int(c) if o == "+" else int(x) - int(y) - int(c)), line
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -150,7 +171,7 @@ def test_spec_parsing():
         assert all(w in str(e.value) for w in words), (spec, str(e.value))
     with pytest.raises(DataError, match="split"):
         load_task("gen:chain?n=10", "validation")
-    with pytest.raises(DataError, match="known: chain, gsm, linear"):
+    with pytest.raises(DataError, match="known: chain, column, gsm, linear"):
         generate("countdown", 10, 1, 0)
 
 

@@ -34,7 +34,8 @@ def test_gpu_profiles_inherit_nothing_from_the_cpu_profile():
         assert all(c.config.device == "cuda" and not c.config.track_kl for c in cells(profile))
     # the notebook's interactive path resolves the same way
     assert resolve_config("seed", {"objective": "nsr"}) == [c.config for c in cells("seed") if c.name.endswith("nsr__s0")][0]
-    assert set(PROFILES) == {"cpu", "smoke", "family", "warm-smoke", "seed", "paper", "prior"}
+    assert set(PROFILES) == {"cpu", "smoke", "family", "warm-smoke", "seed", "paper", "prior", "controls",
+                             "controls-matched", "controls-offpolicy", "controls-calibration", "controls-smoke"}
     assert [c.name for c in cells("prior")][:2] == ["warm-n0__psr__s0", "warm-n0__psr__s1"]
 
 
@@ -76,3 +77,24 @@ def test_a_study_that_spans_sessions_runs_seed_by_seed():
     per_seed = len(PROFILES["family"].models) * len(PROFILES["family"].objectives)
     assert all(n.endswith("__s0") for n in names[:per_seed]) and names[per_seed].endswith("__s1")
     assert len(set(names)) == len(names) == per_seed * len(PROFILES["family"].seeds)
+
+
+def test_a_calibration_grid_refuses_the_seeds_of_the_study_it_calibrates():
+    import pytest
+
+    assert {c.config.seed for c in cells("controls-calibration")} == {1000, 1001}
+    with pytest.raises(ValueError, match=r"calibrates a study that uses seed\(s\) \[3\]"):
+        cells("controls-calibration", {"seeds": "3,1002"})
+
+
+def test_the_controls_arms_differ_only_where_their_design_says():
+    arms = {p: {c.name: c.config for c in cells(p)} for p in ("controls", "controls-matched", "controls-offpolicy")}
+    assert arms["controls"].keys() == arms["controls-matched"].keys() == arms["controls-offpolicy"].keys()
+    name = "fam-1m-2M-b2__nsr__s4"
+    base = arms["controls"][name]
+    diff = lambda c: {k for k, v in c.to_dict().items() if v != base.to_dict()[k]}  # noqa: E731
+    assert diff(arms["controls-matched"][name]) == {"dynamic_kept", "dynamic_max_batches", "loss_norm"}
+    assert diff(arms["controls-offpolicy"][name]) == {"mini_batches"}  # clip 0.2 is the default; only now it acts
+    assert base.data == "gen:column?difficulty=2&n=4000" and base.eval_protocols["paper"]["samples"] == 512
+    builds = {c.model for c in arms["controls"].values()}
+    assert len(builds) == 12 and sum("seed=2" in m for m in builds) == 4  # 4 rungs x 3 builds

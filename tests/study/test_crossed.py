@@ -261,6 +261,8 @@ def test_movement_counts_what_each_objective_trained_on_and_how_far_it_moved(tmp
     nsr, psr = mov.loc[("n=1000", "nsr")], mov.loc[("n=1000", "psr")]
     assert (nsr["samples_trained"], psr["samples_trained"], nsr["tokens_trained"]) == (78, 18, 1560)
     assert nsr["kl_to_init"] == pytest.approx(0.055) and nsr["seeds"] == 6
+    # movement per sample trained: the same KL over 18 samples is 78/18 times NSR's per sample
+    assert psr["kl_per_1k"] == pytest.approx(1000 * 0.055 / 18) and nsr["kl_per_1k"] == pytest.approx(1000 * 0.055 / 78)
     # here a run's base and final are independent draws, so the unmoved PSR's ratio is about 1; the ratio's
     # t-interval over seeds separates the moved policy from it on the same rung
     assert nsr["ratio_lo"] <= nsr["ratio"] <= nsr["ratio_hi"] and psr["ratio_hi"] < nsr["ratio_lo"]
