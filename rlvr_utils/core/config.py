@@ -124,8 +124,9 @@ class TrainConfig:
                                                   "compute", training_only=True)
     kl_coef: float = setting(0.0, "k3 KL to the initial policy (keeps a frozen copy when > 0)", bound=">= 0",
                              training_only=True)
-    ref_precision: str = setting("fp32", "the frozen reference copy's weights (kl_coef, track_kl): bf16 halves its memory (matmuls under bf16 "
-                                         "autocast round the weights to bf16 anyway)", choices=REF_PRECISIONS,
+    ref_precision: str = setting("fp32", "the frozen reference copy's weights (kl_coef, track_kl): bf16 halves its "
+                                         "memory (matmuls under bf16 autocast round the weights to bf16 anyway)",
+                                 choices=REF_PRECISIONS,
                                  training_only=True)
     track_kl: bool = setting(True, "log KL(pi_t || pi_0) on each step's samples (keeps a frozen copy)",
                              training_only=True)
