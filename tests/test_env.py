@@ -54,3 +54,29 @@ def test_env_check_cuda_fails_clearly_without_a_usable_gpu():
                        timeout=300)
     assert p.returncode == 1 and "torch build" in p.stdout and "pip check" in p.stdout
     assert "rlvr: error: CUDA is not usable here" in p.stderr and "Traceback" not in p.stderr
+    # what the first engine start compiles with, checked on every machine
+    assert "C compiler" in p.stdout and "Python headers" in p.stdout and "driver" in p.stdout
+    if torch.version.cuda is None:  # a CPU build: the remedy replaces it (the same `pip install torch==2.13.0` keeps it)
+        assert "is a CPU-only build" in p.stderr and "--force-reinstall --no-deps torch==2.13.0" in p.stderr
+        assert "make setup TORCH=torch==2.13.0 VLLM_EXTRA=vllm-gpu" in p.stderr
+
+
+def test_the_drivers_cuda_is_read_and_held_to_torchs_build():
+    from rlvr_utils.core.envcheck import build_tools, driver_cuda, driver_too_old
+
+    banner = "| NVIDIA-SMI 575.57.08    Driver Version: 575.57.08    CUDA Version: 12.9     |"
+    assert driver_cuda(banner) == "12.9" and driver_cuda("no banner") is None
+    assert driver_too_old("13.0", "12.9") and not driver_too_old("13.0", "13.0") and not driver_too_old("12.8", "13.1")
+    assert not driver_too_old("13.2", "13.0")  # minor-version compatibility within CUDA 13
+    assert {w for w, _, _ in build_tools()} == {"C compiler", "Python headers"}
+
+
+def test_gpu_installs_pin_torch():
+    """`TORCH=torch` would first install the newest torch, which vllm-gpu then downgrades: a second multi-GB download."""
+    for f in ("README.md", "Makefile", "docs/gpu.md"):
+        text = (REPO / f).read_text()
+        assert not re.search(r"TORCH=torch(?!==)", text), f
+    readme = (REPO / "README.md").read_text()
+    assert "make setup TORCH=torch==2.13.0 VLLM_EXTRA=vllm-gpu" in readme
+    make = (REPO / "Makefile").read_text()
+    assert "--force-reinstall --no-deps" in make  # a CPU venv's torch 2.13.0+cpu is replaced in the CUDA setup

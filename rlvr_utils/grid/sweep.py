@@ -14,8 +14,12 @@ from ..core.config import TrainConfig
 from .executors import EXECUTORS, Progress, Resources
 from .profiles import cells, settings_diff
 from ..core.files import FolderBusy
-from ..train.preflight import check_inputs
+from ..core.hardware import Hardware, memory_plan, micro_words
+from ..core.hardware import resolve as resolve_hardware
+from ..core.models import known_config
+from ..core.rollouts import resolve_engine
 from ..core.runs import RunDir
+from ..train.preflight import check_inputs, expected_duration
 
 
 def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None, dry_run: bool = False,
@@ -33,6 +37,8 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
             diff = ", ".join(f"{k}={v!r} (default {base[k]!r})" for k, v in settings_diff(c.config).items())
             why = f"  [{st['error'][:200]}]" if st.get("state") == "failed" and st.get("error") else ""
             log(f"{st.get('state', 'pending'):8s} {c.name}  {diff}{why}")
+            for line in cell_plan(c.config):
+                log(f"         {line}")
         return 0
     for c in {(c.config.model, c.config.data, c.config.device): c for c in todo}.values():
         check_inputs(c.config)  # a bad model path or an unusable device fails the grid, not each cell
@@ -57,3 +63,34 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
     log(f"grid {profile}: {len(todo) - len(failed)} done, {len(failed)} failed" +
         (f" ({', '.join(failed)})" if failed else ""))
     return len(failed)
+
+
+CARDS = ("NVIDIA H100 80GB HBM3", "NVIDIA H200")  # the cards with a recorded pace (`preflight.PACES`)
+
+
+def cell_plan(cfg: TrainConfig) -> list[str]:
+    """A cell's memory plan in one line (on its own device; a GPU cell on a machine without one: an 80 GB card,
+    85.0e9 bytes), its micro-batch, and its expected duration where a pace is recorded; [] where the model's
+    config is not known yet (a rung not built)."""
+    import torch
+
+    mc = known_config(cfg.model)
+    if mc is None:
+        return []
+    engine = "vllm" if cfg.engine == "vllm" else resolve_engine(cfg.engine)
+    here = torch.cuda.is_available()
+    if cfg.device.startswith("cuda") and not here:
+        precision = "bf16" if cfg.precision == "auto" else cfg.precision
+        hw, available = Hardware("cuda", precision, "an 80 GB card (assumed)", True, "dry run"), 85.0e9
+    else:
+        hw, available = resolve_hardware(cfg.device, cfg.precision), None
+    plan = memory_plan(mc, cfg, hw, available, engine)
+    asleep = plan.parts.get("vLLM asleep (CUDA graphs, buffers)")
+    out = [f"plan on {hw.name if here or hw.device == 'cpu' else 'an 80 GB card'} ({plan.available / 1e9:.0f} GB): "
+           f"sampling {plan.rollout_peak / 1e9:.1f} GB, updating {plan.update_peak / 1e9:.1f} GB "
+           f"({'fits' if plan.fits else 'DOES NOT FIT'})" + (f", vLLM asleep {asleep / 1e9:.2f} GB" if asleep else "")
+           + f"; micro-batches of {micro_words(cfg)}"]
+    if hw.device.startswith("cuda"):
+        out += [line for card in ((torch.cuda.get_device_name(),) if here else CARDS)
+                if (line := expected_duration(cfg, card))]
+    return out

@@ -30,7 +30,7 @@ from .preflight import check_inputs, preflight
 from ..core.rollouts import Engine, make_engine
 from .dynamic import draw
 from ..core.runs import RunDir, capture_rng, exit_with_parent, restore_rng, sample_record
-from ..core.update import build_learner, kl_to_init, update_policy
+from ..core.update import build_learner, check_sync, kl_to_init, update_policy
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Callable[[str], None] = print,
@@ -86,6 +86,8 @@ def _step(s: Loop, step: int) -> dict:
     t2 = time.perf_counter()
     moved = kl_to_init(cfg, s.ref, rolls) if cfg.track_kl else {}  # before the update: rolls are pi_t's samples
     upd = update_policy(cfg, s.policy, s.ref, s.opt, s.sched, rolls, adv, keep, step)
+    if step - s.start <= cfg.sync_guard_steps:  # the first steps of this process: its engine's load and syncs
+        check_sync(upd, cfg.precision)
     crash_point("update", step)
     mem |= cuda_memory(cfg.device, "after_update")
     t3 = time.perf_counter()

@@ -1,5 +1,6 @@
 """Profiles resolve to complete configs; docs/profiles.md carries their table."""
 
+import re
 from pathlib import Path
 
 from rlvr_utils.core.config import TrainConfig
@@ -98,3 +99,17 @@ def test_the_controls_arms_differ_only_where_their_design_says():
     assert base.data == "gen:column?difficulty=2&n=4000" and base.eval_protocols["paper"]["samples"] == 512
     builds = {c.model for c in arms["controls"].values()}
     assert len(builds) == 12 and sum("seed=2" in m for m in builds) == 4  # 4 rungs x 3 builds
+
+
+def test_paper_dry_run_shows_each_cells_memory_plan_with_vllms_asleep_residue_and_micro_batch(tmp_path, capsys):
+    from rlvr_utils import cli
+
+    assert cli.main(["grid", "--profile", "paper", "--runs", str(tmp_path), "--dry-run"]) == 0  # no GPU, no hub
+    out = capsys.readouterr().out.splitlines()
+    names = [c.name for c in cells("paper")]
+    plans = [out[i + 1] for i, ln in enumerate(out) if ln.startswith("pending")]
+    assert len(plans) == len(names) == 30
+    for ln in plans:
+        assert "plan on an 80 GB card (85 GB): sampling" in ln and "(fits)" in ln, ln
+        assert re.search(r"vLLM asleep 0\.\d\d GB", ln) and "micro-batches of 4 full-length samples (16384 tokens" in ln, ln
+    assert sum("expected duration on NVIDIA H100 80GB HBM3: the update alone" in ln for ln in out) == 30
