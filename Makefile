@@ -113,8 +113,9 @@ prior-study: setup ## the prior axis: warm-start rungs x PSR/NSR/W-REINFORCE x 3
 notebooks: setup ## regenerate notebooks/*.ipynb (no outputs) from the jupytext sources
 	$(VENV)/bin/jupytext --to ipynb notebooks/[0-9]*.py
 
+# as root (a container) Jupyter refuses to start without --allow-root; elsewhere the flag is left out
 lab: setup ## start JupyterLab on the notebooks
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: setup ## run the benchmarks in bench/ (installs the `bench` extra: TRL, the peer of bench/step.py)
 	$(PY) -m pip install -q -e ".[lab,dev,ray,$(VLLM_EXTRA),bench]"

@@ -14,35 +14,31 @@
 # %% [markdown]
 # # 02 · Inspect rollouts
 #
-# Browse any run's per-sample records (training steps and evaluations): choose a step, filter by
-# status, subject and level, and read the problem, the completion, and the extracted answer
-# against the gold, rendered as LaTeX. With `run_dir` empty, fresh rollouts are sampled first.
+# Read what a run's policy wrote: every training step's rollouts and every evaluation, one sample at a time or one
+# problem at a time (all its samples at a step, what the loss did with each, and how many were correct before and
+# after training). By default a cell of `make study`'s grid: NSR on the family's 1m model after 2M pretraining tokens.
+# With `run_dir` empty, a few fresh rollouts are sampled first.
 
 # %% tags=["parameters"]
-run_dir: str = ""               # a run folder, e.g. runs/smoke/warm-n200__nsr__s0 (empty: fresh rollouts)
-model: str = "smollm2-135m"     # for fresh rollouts
-problems: int = 4               # fresh rollouts: number of problems (Level 1, test split)
-samples: int = 2                # fresh rollouts: samples per problem
-max_tokens: int = 96
-prompt: str = "answer_is"
-extraction: str = "boxed_or_answer_is"
+run_dir: str = "runs/smoke/fam-1m-2M__nsr__s0"  # a run folder (this one exists after `make study`); empty: fresh rollouts
+profile: str = "smoke"     # fresh rollouts: the grid profile whose model, task, prompt and grading apply
+model: str = ""            # fresh rollouts: another model than the profile's first (a name, folder or rung spec)
+problems: int = 4          # fresh rollouts: test problems
+samples: int = 4           # fresh rollouts: samples per problem
+max_tokens: int = 64       # fresh rollouts: the longest completion
 
 # %%
-from rlvr_utils.study.browser import SampleBrowser
-from rlvr_utils.study.preview import preview_rollouts
+from IPython.display import HTML
 
-if not run_dir:
-    run_dir = preview_rollouts(model, problems, samples, max_tokens, prompt, extraction)
-browser = SampleBrowser(run_dir)
+from rlvr_utils.study.browser import SampleBrowser, static_html
+from rlvr_utils.study.preview import rollouts_for
+
+browser = SampleBrowser(rollouts_for(run_dir, profile, model, problems, samples, max_tokens))
 browser.widget
 
 # %% [markdown]
-# ## Counts for the current filter
+# ## One problem, before and after training
+# The per-problem view without widgets: an exported copy of this notebook shows it too.
 
 # %%
-from rlvr_utils.study.frames import base_success
-
-base_success(browser.current, by="level")
-
-# %%
-base_success(browser.records, by="subject")
+HTML(static_html(browser.records))

@@ -205,6 +205,16 @@ def _cmd_report(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tb(a: argparse.Namespace) -> int:
+    import subprocess
+
+    from .study.board import tb_command
+
+    cmd = tb_command(a.runs_dir, a.port)
+    print(" ".join(cmd), flush=True)  # runs grouped by objective: psr/<rung>/s<seed>, nsr/..., w_reinforce/...
+    return 0 if a.print else subprocess.call([sys.executable, "-m", "tensorboard.main", *cmd[1:]])
+
+
 def _add_data_and_grade(sub, policies) -> None:
     d = sub.add_parser("data", help="MATH data: check, import, sample")
     dsub = d.add_subparsers(dest="cmd", required=True)
@@ -309,9 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="print the answer and the per rung x objective table as markdown (from the run files, fast)")
     rp.add_argument("--k", type=int, default=0, help="with --summary: pass@k of the answer (0: the largest k with 2k <= samples)")
     rp.add_argument("--figure", default=None, metavar="PNG",
-                    help="with --summary: also draw the study in one figure (Δpass@k per objective and NSR − PSR against "
-                         "each rung's base pass@1) to this PNG")
+                    help="with --summary: also draw the study in one figure (the answer as its title; Δpass@1 and "
+                         "Δpass@k per objective and NSR − PSR per rung; pass@k against k per rung) to this PNG")
     rp.set_defaults(fn=_cmd_report)
+
+    tb = sub.add_parser("tb", help="TensorBoard over a grid's cells, grouped by objective (prints its command)")
+    tb.add_argument("runs_dir")
+    tb.add_argument("--port", type=int, default=6006)
+    tb.add_argument("--print", action="store_true", help="print the command, do not start TensorBoard")
+    tb.set_defaults(fn=_cmd_tb)
 
     m = sub.add_parser("model", help="named models")
     msub = m.add_subparsers(dest="cmd", required=True)

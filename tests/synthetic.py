@@ -84,3 +84,40 @@ def _seeded_grid(root, solved_after) -> list:
                 write_eval(run, 0, _counts_recs([2] * 64))
                 write_eval(run, 6, _counts_recs(after))
     return run_deltas(load_grid(root / "grid"))
+
+
+def _completion(a: int, b: int, answer: int) -> str:
+    return f"{a} + {b} = {answer}\nThe answer is $\\boxed{{{answer}}}$."
+
+
+def finished_cell(root, name: str = "fam-1m-2M__nsr__s0", objective: str = "nsr", hostile: dict | None = None):
+    """A finished cell of a grid, written as the trainer writes it: one training step of 2 prompts x 4 samples and
+    evaluations at steps 0 and 2 of 4 problems x 4 samples (plus the greedy answer), completions ending in
+    `$\\boxed{N}$`. `hostile`: extra config values and sample fields (text a tampered run folder could hold)."""
+    hostile = hostile or {}
+    run = RunDir(root / name)
+    run.path.mkdir(parents=True)
+    run.config.write_text(json.dumps({"model": "family:size=1m,tokens=2000000", "objective": objective, "seed": 0,
+                                      "data": "gen:chain?difficulty=2&n=4000", "prompt": "plain", "extraction": "boxed",
+                                      "levels": "", "steps": 2, "eval_samples": 4, "eval_problems": 4,
+                                      "rollouts_per_prompt": 4, "max_tokens": 64, **hostile.get("config", {})}))
+    extra = hostile.get("sample", {})
+
+    def rec(i: int, j: int, ok: bool, **kw) -> dict:
+        a, b = i + 2, j + 3
+        return {"problem_id": f"p{i}", "sample": j, "level": "Difficulty 2", "subject": "chain",
+                "problem": f"Compute {a} + {b}.", "completion": _completion(a, b, a + b if ok else a + b + 1),
+                "extracted": str(a + b if ok else a + b + 1), "gold": str(a + b), "status": "correct" if ok else "incorrect",
+                "reward": float(ok), "finish_reason": "stop", "response_tokens": 20, **kw, **extra}
+
+    adv = {"nsr": -1.0, "psr": 1.0}[objective]
+    run.write_samples("step_00001", [rec(i, j, j < 2 * i, step=1, advantage=adv, kept=(j < 2 * i) == (objective == "psr"))
+                                     for i in range(2) for j in range(4)])
+    for step, solved in ((0, [0, 1, 2, 1]), (2, [1, 2, 4, 3])):
+        greedy = [rec(i, 0, solved[i] > 0, protocol="greedy") for i in range(4)]
+        append_jsonl(run.evals, [_p1_row(step, sum(solved) / 16)])
+        write_eval(run, step, greedy + [rec(i, j, j < solved[i], protocol="sampled") for i in range(4) for j in range(4)])
+    append_jsonl(run.metrics, [{"step": s, "reward_mean": 0.25 * s, "kept": 4, "samples": 8, "loss": 0.1, "time_total": 1.0}
+                               for s in (1, 2)])
+    run.set_status("done")
+    return run.path

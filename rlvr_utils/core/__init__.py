@@ -4,7 +4,8 @@ advantage), update (the micro-batched steps), rollouts (sampling engines), gradi
 prompts, evaluate (pass@k), stats (intervals), runs (a run's folder), files (atomic writes and folders, journals),
 hardware (device, precision, memory plan), models (named models and loading), optim (AdamW or SGD with warm-up,
 one LM step), registry (the choices of an axis, filled by a decorator), protocols (more evaluation settings, large
-n), floor (a blind guesser's pass@k), envcheck (`rlvr env check`: what a CUDA run needs)."""
+n), floor (a blind guesser's pass@k), envcheck (`rlvr env check`: what a CUDA run needs), quiet (third-party
+log noise to a file)."""
 from .. import lazy_exports
 
 _PUBLIC = {"TrainConfig": "config", "parse_sets": "config", "OBJECTIVES": "objectives", "ENGINES": "rollouts",

@@ -127,11 +127,15 @@ def seeds_else_problems(per_seed: Sequence[float], per_problem: Callable[[], Seq
     return Interval(float(v.mean()), blo, bhi, over)
 
 
-def fmt_interval(est: float, lo: float, hi: float, spec: str = ".3f", agree: str | None = None) -> str:
+def fmt_interval(est: float, lo: float, hi: float, spec: str = ".3f", agree: str | None = None,
+                 span: float | None = None) -> str:
     """'+0.050 [+0.010, +0.090]'; just the estimate where there is no interval; `agree` (when given)
-    in place of a zero-width one: seeds that agree exactly."""
+    in place of a zero-width one: seeds that agree exactly; where the interval is wider than `span` (the width of
+    the quantity's whole range), that, not its ends: at this n it says nothing."""
     if isnan(hi):
         return f"{est:+{spec}}"
+    if span is not None and hi - lo > span:
+        return f"{est:+{spec}} (interval wider than the whole range)"
     if agree is not None and hi - lo <= NO_WIDTH:
         return f"{est:+{spec}}{agree}"
     return f"{est:+{spec}} [{lo:+{spec}}, {hi:+{spec}}]"

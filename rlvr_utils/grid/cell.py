@@ -35,7 +35,7 @@ class CellResult:
 
 def notebook_args(cell, run_dir: Path) -> dict[str, Any]:
     """The notebook's parameters for a cell: its whole resolved config, nothing left to defaults."""
-    return {"config": cell.config.to_dict(), "run_dir": str(run_dir), "resume": True}
+    return {"config": cell.config.to_dict(), "run_dir": str(run_dir), "resume": True, "by_hand": False}
 
 
 @contextmanager

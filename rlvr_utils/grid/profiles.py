@@ -255,9 +255,11 @@ def settings_table() -> str:
 
 def resolve_config(profile: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """One config from a profile: TrainConfig's defaults <- the profile's settings <- `overrides`
-    (the profile's first model and objective unless overridden). The notebook's interactive path."""
+    (the profile's first model and objective unless overridden; a model may be named by its cell name, such as
+    fam-1m-2M). The notebook's interactive path."""
     spec = PROFILES.pick(profile)
     d = {"model": spec.models[0], "objective": spec.objectives[0], **(overrides or {})}
+    d["model"] = {short: m for m, short in _model_names(spec.models).items()}.get(d["model"], d["model"])
     return TrainConfig.from_dict({**spec.params, **spec.per_objective.get(d["objective"], {}), **d})
 
 

@@ -25,6 +25,15 @@ from scipy import optimize, stats
 from .perseed import _by_seed, _rung_bounds, rung_label, problem_delta_matrix
 
 
+# What the pre-registered study calls an answer of "no" (docs/prereg-family.md): an interval inside +- this
+GOAL = {1: 0.02, "largest": 0.05}
+DID_SPAN = 4.0  # the width of a difference in differences' range, [-2, 2]: per seed Δa − Δb = final_a − final_b
+
+
+def goal_for(k: int) -> float:
+    return GOAL[1] if k == 1 else GOAL["largest"]
+
+
 @dataclass(frozen=True)
 class CrossedMean:
     est: float

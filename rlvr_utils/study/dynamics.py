@@ -19,6 +19,15 @@ DYNAMICS = {"correct_ratio": "reward rate", "sampled_nll": "entropy estimate: sa
             "truncation_rate": "truncated"}
 
 
+def spans(runs: list[Run]) -> dict[str, float]:
+    """The width of each metric's possible change (last steps minus step 1, or one objective's minus another's):
+    rates in [0, 1], distinct answers in [1, rollouts], response tokens in [0, max_tokens]. An interval wider than
+    this says nothing (`stats.fmt_interval`'s span)."""
+    most = lambda key: max((r.config.get(key) or 0 for r in runs), default=0)  # noqa: E731
+    return {"correct_ratio": 2.0, "truncation_rate": 2.0, "distinct_answers": 2.0 * max(most("rollouts_per_prompt") - 1, 1),
+            "response_len_mean": 2.0 * most("max_tokens") if most("max_tokens") else float("inf")}
+
+
 def training_dynamics(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
     """Per rung x objective x metric: its value at step 1 (rollouts of the rung itself: same-seed runs
     share them) and its mean over the last `last` steps after step 1, with the change's 95% t-interval

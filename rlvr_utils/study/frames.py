@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..core.objectives import OBJECTIVES, knobs
 from ..core.runs import RunDir
+from .safehtml import NO_MATH, esc
 from ..core.stats import seed_ci
 
 
@@ -124,7 +125,8 @@ def accuracy_tables(evals: pd.DataFrame, metric: str = "greedy", every: int = 10
         def cell(x: pd.DataFrame) -> str:
             if len(x) > 1:
                 m, lo, hi = seed_ci(x[metric])
-                return f"{m:.3f} ± {hi - m:.3f}"
+                # an accuracy lies in [0, 1]: a wider interval says nothing, its half-width would only mislead
+                return f"{m:.3f} ± {hi - m:.3f}" if hi - lo <= 1 else f"{m:.3f} (interval wider than [0, 1])"
             r = x.iloc[0]
             return f"{r[metric]:.3f} [{r[f'{metric}_lo']:.3f}, {r[f'{metric}_hi']:.3f}]"
 
@@ -227,14 +229,16 @@ def run_settings(runs: list[Run]) -> pd.DataFrame:
 
 
 def describe_settings(runs: list[Run]) -> str:
-    """One Markdown paragraph naming what a reader must know to read the numbers (grading policy first)."""
+    """One paragraph (HTML, every value escaped: a config is untrusted text) naming what a reader must know to read
+    the numbers, grading policy first."""
     if not runs:
-        return "No runs found."
+        return "<p>No runs found.</p>"
     c = [r.config for r in runs]
-    val = lambda k: ", ".join(sorted({str(x.get(k)) for x in c}))
-    return (f"**Grading policy: `{val('extraction')}`** (prompt `{val('prompt')}`). Training levels: "
-            f"{val('levels') or 'all'}; {val('steps')} steps of {val('prompts_per_step')} prompts x "
-            f"{val('rollouts_per_prompt')} rollouts, at most {val('max_tokens')} tokens, T={val('temperature')}, "
-            f"lr={val('lr')}; loss `{val('loss_agg')}` normalised over `{val('loss_norm')}` samples. Evaluation: "
-            f"{val('eval_problems')} fixed test problems (same levels), greedy, pass@k from {val('eval_samples')} "
-            f"samples at T={val('eval_temperature')}, and 1 sample at T=1.0.")
+    v = lambda k: f"<code>{esc(', '.join(sorted({str(x.get(k)) or '(all)' for x in c})))}</code>"  # noqa: E731
+    t1 = any(x.get("eval_t1", True) for x in c)
+    return (f'<p class="{NO_MATH}"><b>Grading policy: {v("extraction")}</b> (prompt {v("prompt")}). Data {v("data")}, '
+            f"training levels {v('levels')}; {v('steps')} steps of {v('prompts_per_step')} prompts × "
+            f"{v('rollouts_per_prompt')} rollouts, at most {v('max_tokens')} tokens, T={v('temperature')}, "
+            f"lr={v('lr')}; loss {v('loss_agg')} normalised over {v('loss_norm')} samples. Evaluation: "
+            f"{v('eval_problems')} fixed test problems, greedy, and pass@k from {v('eval_samples')} samples at "
+            f"T={v('eval_temperature')}" + (", and 1 sample at T=1.0" if t1 else "") + ".</p>")

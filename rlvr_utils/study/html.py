@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..grid.cell import execute_notebook
 from ..core.files import atomic_dir, atomic_write_text
+from .reportpage import toc
 
 ANALYZE = Path(__file__).resolve().parents[2] / "notebooks" / "04_analyze.ipynb"
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # rlvr_report: JupyterLab's, with nothing from a CDN
@@ -49,6 +50,7 @@ def render_report(runs_dir: str | Path, out: str | Path | None = None, **params)
                             exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             mathjax_url=_local_mathjax(out.parent))
     body, _ = exporter.from_notebook_node(nbformat.read(nb_out, as_version=4))
+    body = body.replace("<!-- rlvr-toc -->", toc(body), 1)  # the headings exist only once every cell has run
     atomic_write_text(out, body)
     return out
 

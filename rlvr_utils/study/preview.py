@@ -6,26 +6,38 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..core.config import TrainConfig
 from ..data.sources import prepare_data
 from ..core.evaluate import EvalSettings, evaluate
 from ..core.grading import GradingPool
 from ..core.hardware import resolve
 from ..core.models import load_policy, load_tokenizer
+from ..grid.profiles import resolve_config
 from ..core.rollouts import make_engine
 from ..priors.resolve import resolve_model
 from ..core.runs import RunDir
 
 
-def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: int = 2, max_tokens: int = 96,
-                     prompt: str = "answer_is", extraction: str = "boxed_or_answer_is", levels: str = "Level 1",
-                     out: str | Path | None = None, engine: str = "hf", data: str | None = None) -> Path:
-    """Sample and grade `problems` test problems x `samples` with `model` (a name, folder or rung spec);
-    returns the folder the records were written to (`out`, else a temporary one)."""
-    cfg = TrainConfig(model=model, eval_problems=problems, eval_samples=samples, max_tokens=max_tokens,
-                      prompt=prompt, extraction=extraction, levels=levels, engine=engine, eval_t1=False,
-                      **({"data": data} if data else {}))
-    path = resolve_model(model)
+def rollouts_for(run_dir: str, profile: str = "smoke", model: str = "", problems: int = 4, samples: int = 4,
+                 max_tokens: int = 64) -> Path:
+    """The folder notebook 02 browses: `run_dir` where given (one clear error where it does not exist), else fresh
+    rollouts (`preview_rollouts`)."""
+    if run_dir:
+        path = Path(run_dir)
+        if not (path / "samples").is_dir():
+            raise FileNotFoundError(f"run_dir {run_dir}: no run folder with samples/ there; `make study` writes "
+                                    "runs/smoke/<cell>/, or set run_dir='' to sample fresh rollouts")
+        return path
+    return preview_rollouts(model, problems, samples, max_tokens, profile=profile)
+
+
+def preview_rollouts(model: str = "", problems: int = 4, samples: int = 2, max_tokens: int = 64, profile: str = "smoke",
+                     out: str | Path | None = None, engine: str = "hf") -> Path:
+    """Sample and grade `problems` test problems x `samples` with `model` (a name, folder or rung spec; default the
+    profile's first), on the profile's task, prompt and grading; returns the folder the records were written to
+    (`out`, else a temporary one)."""
+    cfg = resolve_config(profile, {"eval_problems": problems, "eval_samples": samples, "max_tokens": max_tokens,
+                                   "engine": engine, "eval_t1": False, **({"model": model} if model else {})})
+    path = resolve_model(cfg.model)
     tok = load_tokenizer(path)
     prepared = prepare_data(cfg, tok)
     hw = resolve(cfg.device, cfg.precision)
@@ -34,7 +46,7 @@ def preview_rollouts(model: str = "smollm2-135m", problems: int = 4, samples: in
                       seed=0)
     run = RunDir(out or tempfile.mkdtemp(prefix="rlvr-preview-"))
     try:
-        with GradingPool(workers=1, timeout=cfg.grade_timeout, policy=extraction) as pool:  # type: ignore[arg-type]
+        with GradingPool(workers=1, timeout=cfg.grade_timeout, policy=cfg.extraction) as pool:  # type: ignore[arg-type]
             _, recs = evaluate(eng, pool, prepared.eval, prepared.eval_prompts,
                                EvalSettings(samples, cfg.eval_temperature, cfg.eval_top_p, max_tokens, False, 0))
     finally:

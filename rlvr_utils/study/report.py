@@ -10,10 +10,10 @@ import pandas as pd
 
 from .frames import Run, load_grid
 from .costs import cell_costs, cost_markdown, cpus, design_hours, wall_hours
-from .dynamics import dynamics_contrast, movement, training_dynamics
-from .perseed import (answer_k, change_phrase, contrast_table, default_k, ends_phrase, objective_label,
+from .dynamics import dynamics_contrast, movement, spans, training_dynamics
+from .perseed import (answer_k, change_phrase, default_k, ends_phrase, objective_label,
                       perseed_effect_table, run_deltas, unfinished)
-from .crossed import crossed_effect_table, crossed_interaction, seeds_for, sizing, skill_bounds
+from .crossed import DID_SPAN, crossed_effect_table, crossed_interaction, goal_for, seeds_for, sizing, skill_bounds
 from .secondary import dynamics_contrast_markdown, dynamics_markdown, summary_markdown
 from ..core.stats import OVER_MARK, fmt_interval
 from ..data.tasks import is_task_spec, test_size
@@ -30,12 +30,12 @@ def report_summary(runs_dir: str | Path, k: int = 0, figure: str | Path | None =
             raise ValueError(f"{runs_dir}: {not_yet}: no figure to draw")
         return damage_note(runs) + f"{runs_dir}: {not_yet}\n"  # damage may be why a cell is not finished
     k = answer_k(deltas, k, runs_dir)
-    if figure:  # from the same run files, read once
-        study_figure(deltas, figure, k)
     its, sentences = primary_answers(deltas, k)
-    dyn = [dynamics_markdown(training_dynamics(runs, deltas))] + [
-        dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m)
-        for m in ("sampled_nll", "distinct_answers", "response_len_mean")]
+    if figure:  # from the same run files, read once
+        from .frontpage import figure_title, identity
+
+        study_figure(deltas, figure, k, its, figure_title(identity(runs, deltas, runs_dir), its))
+    dyn = outcome_markdowns(runs, deltas)
     moved = movement_markdown(movement(runs, deltas))
     outcomes = "".join(f"\n{d}" for d in dyn if d)
     design = design_markdown(deltas, k, runs, cell_costs(runs, deltas), its)
@@ -48,12 +48,12 @@ def report_summary(runs_dir: str | Path, k: int = 0, figure: str | Path | None =
             + (f"\n---\nGenerated from the run files by `rlvr report --summary --k {k}`.\n" if k else ""))
 
 
-# What the pre-registered study calls an answer of "no" (docs/prereg-family.md): an interval inside +- this
-GOAL = {1: 0.02, "largest": 0.05}
-
-
-def goal_for(k: int) -> float:
-    return GOAL[1] if k == 1 else GOAL["largest"]
+def outcome_markdowns(runs: list[Run], deltas: pd.DataFrame) -> list[str]:
+    """The secondary outcomes: what training did on the training prompts, then each metric's contrasts."""
+    span = spans(runs)
+    return [dynamics_markdown(training_dynamics(runs, deltas), spans=span)] + [
+        dynamics_contrast_markdown(dynamics_contrast(runs, deltas, m), m, spans=span)
+        for m in ("sampled_nll", "distinct_answers", "response_len_mean")]
 
 
 def _test_split(runs: list[Run] | None) -> int:
@@ -219,9 +219,13 @@ def primary_sentence(it: dict, goal: float) -> str:
                 "positive.")
     met = ("reached" if m_hi <= goal else "reached by the estimate, not across its interval" if it["mde"] <= goal
            else "not reached")
-    return (f"Pass@{it['k']}: {verdict}. Difference in differences {fmt_interval(c.est, c.lo, c.hi)} ({design}; "
-            f"95% interval with seeds and problems both random, {c.df:.1f} degrees of freedom); the smallest effect "
-            f"this design detects with 80% power is {it['mde']:.3f} [{m_lo:.3f}, {m_hi:.3f}] (goal ≤ {goal:g}: {met}).")
+    # a difference in differences of pass@k lies in [-2, 2] (per seed Δa − Δb = final_a − final_b): an interval or
+    # an MDE past that says nothing at this n, and its numbers would only mislead
+    mde_ = (f"{it['mde']:.3f} [{m_lo:.3f}, {m_hi:.3f}]" if it["mde"] <= DID_SPAN / 2
+            else "larger than any possible change (the difference in differences lies in [-2, 2])")
+    return (f"Pass@{it['k']}: {verdict}. Difference in differences {fmt_interval(c.est, c.lo, c.hi, span=DID_SPAN)} "
+            f"({design}; 95% interval with seeds and problems both random, {c.df:.1f} degrees of freedom); the smallest "
+            f"effect this design detects with 80% power is {mde_} (goal ≤ {goal:g}: {met}).")
 
 
 def mixed_table_markdown(deltas: pd.DataFrame, k: int) -> str:
@@ -262,18 +266,24 @@ def _crossed_cell(e) -> str:
     return fmt_interval(e["est"], e["lo"], e["hi"])
 
 
-def study_figure(deltas: pd.DataFrame, out: str | Path, k: int) -> Path:
-    """The study in one figure (`figures.plot_prior`) from a grid's `run_deltas`, written atomically to the PNG `out`."""
+def study_figure(deltas: pd.DataFrame, out: str | Path, k: int, its: list[dict] | None = None, title: str = "") -> Path:
+    """The study in one figure (`studyfig.plot_study_full`: the answer as its title, Δpass@1 and Δpass@k per rung,
+    NSR − PSR with the pre-registered ends marked, pass@k against k per rung) from a grid's `run_deltas`, written
+    atomically to the PNG `out`."""
     import matplotlib.pyplot as plt  # matplotlib only when a figure is asked for
 
-    from .figures import plot_prior
+    from .passk import contrast_frame, passk_frame
+    from .studyfig import plot_study_full
 
     ks = tuple(sorted({1, k}))
+    its = its if its is not None else primary_answers(deltas, k)[0]
     base = deltas[deltas["k"] == 1].groupby("rung")["base"].mean()
-    fig = plot_prior(crossed_effect_table(deltas, ks), contrast_table(deltas, ks), base, ks)
+    pk = passk_frame(deltas, tuple(kk for kk in sorted(deltas["k"].unique()) if kk <= k))
+    ends = tuple(its[0]["labels"]) if its else None
+    fig = plot_study_full(pk, contrast_frame(deltas, ks), base, ks, ends, title or "the study")
     out = Path(out)
     part = out.with_name(out.name + ".partial.png")
-    fig.savefig(part, dpi=120)
+    fig.savefig(part, dpi=110)
     plt.close(fig)
     return part.replace(out)
 

@@ -111,8 +111,9 @@ def contrast_markdown(deltas: pd.DataFrame, k: int = 0) -> str:
     return "\n".join(lines)
 
 
-def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:
-    """`training_dynamics` as markdown: a row per rung x objective, a column per metric (step 1 -> last steps)."""
+def dynamics_markdown(dyn: pd.DataFrame, last: int = 5, spans: dict[str, float] | None = None) -> str:
+    """`training_dynamics` as markdown: a row per rung x objective, a column per metric (step 1 -> last steps);
+    an interval wider than the metric's possible change (`dynamics.spans`) says so instead of its ends."""
     if dyn.empty:
         return ""
     cols = [c for c in DYNAMICS if c in set(dyn["metric"])]
@@ -126,15 +127,17 @@ def dynamics_markdown(dyn: pd.DataFrame, last: int = 5) -> str:
                 cells.append("—")
                 continue
             f, e = fmt.get(c, ".3f"), by.loc[c]
-            change = fmt_interval(e["delta"], e["lo"], e["hi"], f, agree=", seeds agree")
+            change = fmt_interval(e["delta"], e["lo"], e["hi"], f, agree=", seeds agree", span=(spans or {}).get(c))
             cells.append(f"{e['first']:{f}} → {e['last']:{f}} ({change})")
         lines.append(f"| {rung} | {obj} | {int(g['seeds'].iloc[0])} | " + " | ".join(cells) + " |")
     return (f"What training did to the policy on its own training prompts: step 1 (the rung's own rollouts) → mean of "
             f"the last {last} steps after it (change, 95% t-interval over seeds).\n\n" + "\n".join(lines) + "\n")
 
 
-def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", last: int = 5) -> str:
-    """`dynamics_contrast` as markdown: a row per pair, a column per rung and the change across them."""
+def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", last: int = 5,
+                               spans: dict[str, float] | None = None) -> str:
+    """`dynamics_contrast` as markdown: a row per pair, a column per rung and the change across them (an interval
+    wider than the metric's possible difference, `dynamics.spans`, says so)."""
     if con.empty:
         return ""
     cols = con[["rung_order", "rung"]].drop_duplicates().sort_values("rung_order")["rung"].tolist()
@@ -142,7 +145,8 @@ def dynamics_contrast_markdown(con: pd.DataFrame, metric: str = "sampled_nll", l
     for (a, b), g in con.groupby(["a", "b"], sort=False):
         # per-prompt counts move in steps (1/80 over 5 steps x 16 prompts), so seeds can agree exactly:
         # a zero-width t-interval would claim a certainty three seeds do not give
-        cell = {r["rung"]: fmt_interval(r["est"], r["lo"], r["hi"], agree=" (seeds agree)") + "‡" * bool(r["mixed_builds"])
+        cell = {r["rung"]: fmt_interval(r["est"], r["lo"], r["hi"], agree=" (seeds agree)", span=(spans or {}).get(metric))
+                + "‡" * bool(r["mixed_builds"])
                 for r in g.to_dict("records")}
         lines.append(f"| {objective_label(a)} − {objective_label(b)} | " + " | ".join(cell.get(c, "—") for c in cols) + " |")
     mixed = f"; {MIXED_NOTE}" if con["mixed_builds"].any() else ""

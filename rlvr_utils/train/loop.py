@@ -52,9 +52,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Call
             if s.start == 0:
                 _evaluate(s, 0)
             for step in range(s.start + 1, cfg.steps + 1):
-                m = _step(s, step)
-                log(f"step {step}/{cfg.steps}: reward {m['reward_mean']:.3f} kept {m['kept']}/{m['samples']} "
-                    f"loss {m['loss']:.4f} len {m['response_len_mean']:.0f} ({m['time_total']:.1f}s)")
+                log(step_line(cfg, step, _step(s, step)))
                 if (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps:
                     _evaluate(s, step)
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
@@ -71,6 +69,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Call
     finally:
         run.unlock()
     return run
+
+
+def step_line(cfg: TrainConfig, step: int, m: dict) -> str:
+    """A step's one log line; a step whose objective kept nothing to train on says so (the weights did not move)."""
+    head = f"step {step}/{cfg.steps}: reward {m['reward_mean']:.3f} kept {m['kept']}/{m['samples']}"
+    if not m.get("optimizer_steps"):
+        return (f"{head}: nothing to train on ({cfg.objective} kept no sample that carries a gradient), the weights "
+                f"did not move ({m['time_total']:.1f}s)")
+    return f"{head} loss {m['loss']:.4f} len {m['response_len_mean']:.0f} ({m['time_total']:.1f}s)"
 
 
 def _step(s: Loop, step: int) -> dict:

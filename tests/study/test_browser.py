@@ -94,16 +94,25 @@ def _save_artifacts(page, log: list[str], url: str, root: Path) -> Path:
     return out
 
 
-def test_inspect_rollouts_in_jupyterlab(lab, tiny_grid_run):
+@pytest.fixture
+def finished_grid(tmp_path_factory) -> Path:
+    """A finished grid's NSR cell (samples ending in `$\\boxed{N}$`), written as the trainer writes one."""
+    from synthetic import finished_cell
+
+    return finished_cell(tmp_path_factory.mktemp("grid"))
+
+
+def test_inspect_rollouts_in_jupyterlab(lab, finished_grid):
+    """Notebook 02 in JupyterLab on a finished grid's cell: filtering to correct samples changes the counts, and the
+    completion's `\\boxed{}` is typeset by JupyterLab's MathJax, not shown raw."""
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
     from playwright.sync_api import sync_playwright
 
     url, root = lab
-    recs = load_samples(tiny_grid_run)
-    assert not recs.empty, f"{tiny_grid_run}: the tiny grid left no sample records to browse (see its status.json)"
+    recs = load_samples(finished_grid)
     nb = load_notebook_node(str(REPO / "notebooks" / "02_inspect_rollouts.ipynb"))
-    nb = parameterize_notebook(nb, {"run_dir": str(tiny_grid_run)})
+    nb = parameterize_notebook(nb, {"run_dir": str(finished_grid)})
     nbformat.write(nb, root / "inspect.ipynb")
     ARTIFACTS.mkdir(exist_ok=True)
     t0 = time.monotonic()
@@ -131,8 +140,8 @@ def test_inspect_rollouts_in_jupyterlab(lab, tiny_grid_run):
             page.click(".jp-Notebook")
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
-            # Measured (mostly the first cell's imports: torch, pandas, rlvr_utils.train.loop): 4.5-5 s idle;
-            # 6-11 s with busy processes beside the test or the server; 120 s is >10x that.
+            # Measured (mostly the first cell's imports): 4.5-5 s idle; 6-11 s with busy processes beside the test or
+            # the server; 120 s is >10x that.
             page.wait_for_function(_RUN_ALL_SETTLED, timeout=120_000, polling=250)
             mark("run all settled")
             dialogs = page.locator(".jp-Dialog").all_inner_texts()
@@ -143,21 +152,26 @@ def test_inspect_rollouts_in_jupyterlab(lab, tiny_grid_run):
             # the kernel is done: what is left is rendering the widget views (measured under a second)
             status = page.locator(".widget-dropdown", has_text="status").locator("select")
             status.wait_for(timeout=30_000)
-            view = page.locator(".widget-htmlmath").last
+            view = page.locator(".widget-htmlmath").first
             view.wait_for(timeout=30_000)
-            before = view.inner_text()
-            assert "status:" in before
-            page.locator(".widget-dropdown", has_text="step").locator("select").select_option("eval 0")
-            page.wait_for_function("(b) => document.querySelectorAll('.widget-htmlmath')[document.querySelectorAll("
-                                   "'.widget-htmlmath').length - 1].innerText !== b", arg=before, timeout=30_000)
-            after = view.inner_text()
-            assert after != before and "status:" in after
-            recs = recs.query("source == 'eval' and step == 0")
-            top = recs["status"].mode()[0]  # the tiny random model mostly gives no answer at all
-            status.select_option(top)
-            n = int((recs["status"] == top).sum())
-            page.locator(".widget-html", has_text=f"{n} samples").first.wait_for(timeout=30_000)
-            mark("filters checked")
+            summary = page.locator(".widget-html", has_text="match the filters").first
+            step1 = recs.query("source == 'step' and step == 1")
+            summary.filter(has_text=f"{len(step1)} samples").wait_for(timeout=30_000)
+            before = summary.inner_text()
+            status.select_option("correct")
+            n = int((step1["status"] == "correct").sum())
+            assert 0 < n < len(step1)
+            summary.filter(has_text=f"{n} samples").wait_for(timeout=30_000)
+            assert summary.inner_text() != before and "correct 2" in summary.inner_text()
+            counts = page.locator(".widget-html", has_text="Counts for the current filter").first
+            counts.filter(has_text=f"{n}").wait_for(timeout=30_000)
+            mark("filtered to correct samples: the counts followed")
+            # JupyterLab's MathJax typesets the completion's \boxed{}: a rendered element, and no raw TeX left
+            view.locator("mjx-container, .MathJax").first.wait_for(timeout=60_000)
+            text = view.inner_text()
+            assert "\\boxed" not in text and "status: correct" in text.replace("\n", " "), text
+            assert "not trained on" in text  # a correct sample of an NSR run is left out, not "penalised"
+            mark("boxed typeset")
             page.screenshot(path=str(ARTIFACTS / "02_inspect_rollouts.png"), full_page=True)
         except Exception as e:
             raise AssertionError(f"{type(e).__name__}: {e}\nartifacts: {_save_artifacts(page, log, url, root)}") from e

@@ -320,14 +320,16 @@ def test_the_seeds_a_goal_needs_are_the_fewest_that_meet_it_and_none_below_the_p
     assert seeds_for(c, floor * 0.9, 64) is None and seeds_for(c, floor * 0.9, 64 * 100) is not None
 
 
-def test_the_study_figure_keeps_a_base_that_solves_nothing_on_a_linear_axis():
+def test_the_study_figure_places_a_base_that_solves_nothing_like_any_other_rung():
+    """Rungs are categories ordered by their base's pass@1: one that solves nothing (0, which a log axis had no
+    place for) takes the first place, named with its pass@1."""
     import pandas as pd
 
-    from rlvr_utils.study.figures import plot_prior
+    from rlvr_utils.study.studyfig import plot_study
 
-    eff = pd.DataFrame({"k": [1, 1], "objective": ["nsr", "nsr"], "rung": ["a", "b"], "est": [0.1, 0.2], "lo": [0.0, 0.1],
-                        "hi": [0.2, 0.3]})
-    con = pd.DataFrame({"a": ["nsr"], "b": ["psr"], "k": [1], "rung": ["a"], "est": [0.0], "lo": [-0.1], "hi": [0.1]})
-    fig = plot_prior(eff, con, pd.Series({"a": 0.0, "b": 0.3}), (1,))
-    assert [ax.get_xscale() for ax in fig.axes] == ["linear", "linear"]
-    assert plot_prior(eff, con, pd.Series({"a": 0.05, "b": 0.3}), (1,)).axes[0].get_xscale() == "log"
+    row = dict(which="delta", k=1, est=0.1, lo=0.0, hi=0.2, lo_clip=0.0, hi_clip=0.2, wide=False)
+    pk = pd.DataFrame([row | {"objective": "nsr", "rung": r} for r in ("a", "b")])
+    con = pd.DataFrame([row | {"objective": "nsr-psr", "rung": "a"}])
+    fig = plot_study(pk, con, pd.Series({"a": 0.0, "b": 0.3}), (1,))
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["a\n0.00", "b\n0.30"]
+    assert {ax.get_xscale() for ax in fig.axes} == {"linear"}
