@@ -77,33 +77,36 @@ def gather_weights(policy, dtype: torch.dtype) -> _Weights:
 
 
 def _rms(x: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
-    # as LlamaRMSNorm: the statistics in fp32, the product in the weights' dtype
+    if x.dtype == torch.float32:  # one fused kernel; LlamaRMSNorm's arithmetic in fp32
+        return F.rms_norm(x, w.shape, w, eps)
+    # as LlamaRMSNorm in a lower precision: the statistics in fp32, the product in the weights' dtype
     xf = x.float()
     return w * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
 
 
 def _rope(pos: torch.Tensor, w: _Weights, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE's cos and sin at `pos`, the sin's first half negated (so `_rotate` needs no negation)."""
     f = pos[..., None].float() * w.inv_freq
     emb = torch.cat((f, f), -1)
-    return emb.cos().to(dtype), emb.sin().to(dtype)
+    return emb.cos().to(dtype), (emb.sin() * torch.cat((-torch.ones_like(f), torch.ones_like(f)), -1)).to(dtype)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    h = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., h:], x[..., :h]), -1) * sin
+    # Llama's x * cos + rotate_half(x) * sin, where rotate_half(x) = (-x2, x1) = roll(x) * (-1, 1)
+    return torch.addcmul(x * cos, x.roll(x.shape[-1] // 2, -1), sin)
 
 
 def _layer(w: _Weights, i: int, x: torch.Tensor, cos, sin, attend) -> torch.Tensor:
-    """One decoder layer over S new positions per row, x: (B, S, hidden). `attend(i, q, k, v)` stores the new
-    keys and values (B, heads, S, head_dim), RoPE applied, and returns the attention output, of q's shape."""
+    """One decoder layer over N new positions, x: (N, hidden). `attend(i, q, k, v)` stores the new keys and
+    values, (N, kv_heads, head_dim), RoPE applied, and returns the attention output (N, heads * head_dim).
+    The residual adds ride in the GEMMs (addmm), the SwiGLU product is taken in place: on these small shapes
+    each elementwise pass costs about what a matrix product does."""
     ln1, wqkv, wo, ln2, wgu, wdown = w.layers[i]
-    B, S, _ = x.shape
-    q, k, v = F.linear(_rms(x, ln1, w.eps), wqkv).view(B, S, -1, w.head_dim).transpose(1, 2).split(
-        [w.heads, w.kv_heads, w.kv_heads], 1)
-    a = attend(i, _rotate(q, cos, sin), _rotate(k, cos, sin), v)
-    x = x + F.linear(a.transpose(1, 2).reshape(B, S, -1), wo)
+    qkv = F.linear(_rms(x, ln1, w.eps), wqkv).view(len(x), -1, w.head_dim)
+    q, k = _rotate(qkv[:, : w.heads + w.kv_heads], cos, sin).split([w.heads, w.kv_heads], 1)  # in one pass
+    x = torch.addmm(x, attend(i, q, k, qkv[:, w.heads + w.kv_heads :]), wo.t())
     g, u = F.linear(_rms(x, ln2, w.eps), wgu).chunk(2, -1)
-    return x + F.linear(F.silu(g) * u, wdown)
+    return torch.addmm(x, F.silu(g).mul_(u), wdown.t())
 
 
 def _logits(w: _Weights, x: torch.Tensor) -> torch.Tensor:
@@ -130,16 +133,18 @@ def prefill(w: _Weights, prompts: list[list[int]], pad: int) -> tuple[torch.Tens
     dt = w.embed.dtype
     kv = torch.empty((len(w.layers), 2, U, w.kv_heads, P, w.head_dim), dtype=dt)
 
-    def attend(i, q, k, v):
+    def attend(i, q, k, v):  # (U * P, heads, head_dim) -> (U, heads, P, head_dim) and back
+        q, k, v = (t.view(U, P, -1, w.head_dim).transpose(1, 2) for t in (q, k, v))
         kv[i, 0], kv[i, 1] = k, v
-        return F.scaled_dot_product_attention(q, _heads(k, w.heads), _heads(v, w.heads), attn_mask=mask[:, None])
+        a = F.scaled_dot_product_attention(q, _heads(k, w.heads), _heads(v, w.heads), attn_mask=mask[:, None])
+        return a.transpose(1, 2).reshape(U * P, -1)
 
-    x = w.embed[ids]
-    cos, sin = _rope(pos, w, dt)
+    x = w.embed[ids.view(-1)]
+    cos, sin = _rope(pos.view(-1), w, dt)
     for i in range(len(w.layers)):
         x = _layer(w, i, x, cos[:, None], sin[:, None], attend)
     pads = None if bool(real.all()) else torch.zeros((U, 1, 1, P), dtype=dt).masked_fill(~real[:, None, None], float("-inf"))
-    return kv, _logits(w, x[:, -1]), pads
+    return kv, _logits(w, x.view(U, P, -1)[:, -1]), pads
 
 
 # ------------------------------------------------------------------------------------------- sampling
@@ -157,29 +162,29 @@ def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def uniforms(seeds: torch.Tensor, step: int) -> torch.Tensor:
-    """One uniform in [0, 1) per row from (its seed, step): splitmix64's finalizer over a Weyl sequence, so
-    each sample has its own stream whatever else shares its batch (torch generators are one stream per call)."""
+    """One uniform in [0, 1) per row, a multiple of 2^-24 (exact in fp32), from (its seed, step): splitmix64's
+    finalizer over a Weyl sequence, so each sample has its own stream whatever else shares its batch (a torch
+    generator is one stream for a whole batch)."""
     z = seeds * _s64(0xD1B54A32D192ED03) + _s64((step + 1) * 0x9E3779B97F4A7C15 & _M64)
     z = (z ^ _shr(z, 30)) * _s64(0xBF58476D1CE4E5B9)
     z = (z ^ _shr(z, 27)) * _s64(0x94D049BB133111EB)
     z = z ^ _shr(z, 31)
-    return _shr(z, 11).double() * 2.0**-53
+    return _shr(z, 40).float() * 2.0**-24
 
 
 @dataclass
 class Rows:
     """Per-row sampling settings as tensors (one row per sequence being decoded)."""
 
-    temperature: torch.Tensor  # float64; 0 = greedy
-    top_p: torch.Tensor  # float64
+    temperature: torch.Tensor  # 0 = greedy
+    top_p: torch.Tensor
     min_tokens: torch.Tensor  # int64
     max_tokens: torch.Tensor  # int64
     seed: torch.Tensor  # int64
 
     @classmethod
     def of(cls, sps: Sequence[SamplingConfig], seeds: Sequence[int]) -> "Rows":
-        return cls(torch.tensor([s.temperature for s in sps], dtype=torch.float64),
-                   torch.tensor([s.top_p for s in sps], dtype=torch.float64),
+        return cls(torch.tensor([s.temperature for s in sps]), torch.tensor([s.top_p for s in sps]),
                    torch.tensor([s.min_tokens for s in sps]), torch.tensor([s.max_tokens for s in sps]),
                    torch.tensor(list(seeds), dtype=torch.long))
 
@@ -192,31 +197,39 @@ def pick(logits: torch.Tensor, rows: Rows, step: int, eos: torch.Tensor) -> tupl
     inverse-CDF sampling of softmax(logits / T), restricted to the top-p nucleus where top_p < 1 (the HF
     engine's rule: the smallest prefix of the sorted probabilities reaching top_p). The log-prob is the raw
     model's, log_softmax(logits) at T = 1, as every engine reports it."""
-    raw = logits
+    raw = torch.log_softmax(logits, -1)
     blocked = rows.min_tokens > step
     if bool(blocked.any()):
         logits = logits.clone()
         logits[blocked.nonzero()[:, :1], eos[None]] = float("-inf")
     greedy = rows.temperature == 0
-    t = torch.where(greedy, 1.0, rows.temperature)[:, None]
-    probs = torch.softmax(logits.double() / t, -1)
+    if bool((rows.temperature == 1).all()) and not bool(blocked.any()):
+        probs = raw.exp()  # T = 1 everywhere (the study's sampling): the raw distribution itself
+    else:
+        probs = torch.softmax(logits / torch.where(greedy, 1.0, rows.temperature).float()[:, None], -1)
     u = uniforms(rows.seed, step)[:, None]
-    tok = torch.searchsorted(probs.cumsum(-1), u * probs.sum(-1, keepdim=True), right=True).squeeze(-1)
+    tok = _inverse_cdf(probs, u)
     nucleus = (rows.top_p < 1) & ~greedy
     if bool(nucleus.any()):
         r = nucleus.nonzero().squeeze(-1)
         sp, si = probs[r].sort(-1, descending=True)
         sp = sp * (sp.cumsum(-1) - sp < rows.top_p[r, None])
-        j = torch.searchsorted(sp.cumsum(-1), u[r] * sp.sum(-1, keepdim=True), right=True)
-        tok[r] = si.gather(-1, j.clamp(max=sp.shape[-1] - 1)).squeeze(-1)
-    tok = torch.where(greedy, logits.argmax(-1), tok.clamp(max=logits.shape[-1] - 1))
-    lp = raw.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(raw, -1)
-    return tok, lp
+        tok[r] = si.gather(-1, _inverse_cdf(sp, u[r])[:, None]).squeeze(-1)
+    if bool(greedy.any()):
+        tok = torch.where(greedy, logits.argmax(-1), tok)
+    return tok, raw.gather(-1, tok[:, None]).squeeze(-1)
+
+
+def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The first index whose cumulative probability exceeds u times the total: never a zero-probability one
+    (u < 1, and the CDF is flat over those)."""
+    cdf = probs.cumsum(-1)
+    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
 # ---------------------------------------------------------------------------------------------- decoding
 
-COMPACT = 0.75  # copy the live rows into a smaller cache once fewer than this share of its rows are live
+COMPACT = 0.9  # copy the live rows into a smaller cache once fewer than this share of its rows are live
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu  # SDPA's CPU kernel, with its log-sum-exp
 
 
@@ -237,47 +250,67 @@ class _Batch:
     tokens separately, merged by their log-sum-exps: the prompt part is one small matrix product per prompt for
     all its rows (a grid of prompts x their rows), instead of one per row over a copy of the prompt."""
 
-    def __init__(self, kp, pads, group: torch.Tensor, plen: torch.Tensor, rows: Rows, idx: torch.Tensor, new: int):
+    def __init__(self, kp, pads, group: torch.Tensor, plen: torch.Tensor, rows: Rows, idx: torch.Tensor, new: int,
+                 heads: int):
         self.kp, self.pads, self.group, self.plen, self.rows, self.idx = kp, pads, group, plen, rows, idx
+        self.heads = heads
         self.kr = torch.empty(kp.shape[:2] + (len(group), kp.shape[3], new, kp.shape[5]), dtype=kp.dtype)
         self._grid()
 
     def _grid(self) -> None:
+        """Each row's slot among its prompt's rows, and the (prompts, most rows of one prompt) grid of rows."""
+        B, order = len(self.group), torch.sort(self.group, stable=True).indices
         counts = torch.bincount(self.group, minlength=self.kp.shape[2])
-        self.slot = torch.arange(len(self.group)) - (counts.cumsum(0) - counts)[self.group]
-        self.grid = torch.zeros((len(counts), int(counts.max())), dtype=torch.long)
-        self.grid[self.group, self.slot] = torch.arange(len(self.group))
+        self.slot = torch.empty(B, dtype=torch.long)
+        self.slot[order] = torch.arange(B) - (counts.cumsum(0) - counts)[self.group[order]]
+        grid = torch.zeros((len(counts), int(counts.max())), dtype=torch.long)
+        grid[self.group, self.slot] = torch.arange(B)
+        # flat indices: the queries' (head, row) into the (prompts, heads, rows of the prompt) grid, and back
+        H, m = self.heads, grid.shape[1]
+        self.to_grid = (grid[:, None, :] * H + torch.arange(H)[None, :, None]).view(-1)
+        self.from_grid = ((self.group * H * m + self.slot)[:, None] + torch.arange(H) * m).view(-1)
 
-    def compact(self, keep: torch.Tensor, cols: int) -> None:
-        """Keep rows `keep` (in order) and the prompts they use; copy the cache's first `cols` columns."""
-        present, group = torch.unique(self.group[keep], return_inverse=True)
-        kr = torch.empty(self.kr.shape[:2] + (len(keep),) + self.kr.shape[3:], dtype=self.kr.dtype)
-        kr[:, :, :, :, :cols] = self.kr[:, :, keep, :, :cols]
-        self.kr, self.kp, self.group = kr, self.kp[:, :, present], group
+    def compact(self, live: torch.Tensor, cols: int) -> torch.Tensor:
+        """Keep the live rows and the prompts they use: live rows past the first n (n live in all) move into
+        the dead rows among the first n (copying the cache's `cols` columns written so far), so a compaction
+        copies the rows it moves, not all it keeps. Returns the old row of each new row."""
+        n = int(live.sum())
+        holes, movers = (~live[:n]).nonzero().squeeze(-1), live[n:].nonzero().squeeze(-1) + n
+        src = torch.arange(len(live))
+        src[holes] = movers
+        src = src[:n]
+        if len(holes):
+            self.kr[:, :, holes, :, :cols] = self.kr[:, :, movers, :, :cols]
+        self.kr = self.kr[:, :, :n]
+        present, self.group = torch.unique(self.group[src], return_inverse=True)
+        self.kp = self.kp[:, :, present]
         self.pads = None if self.pads is None else self.pads[present]
-        self.plen, self.rows, self.idx = self.plen[keep], self.rows.take(keep), self.idx[keep]
+        self.plen, self.rows, self.idx = self.plen[src], self.rows.take(src), self.idx[src]
         self._grid()
+        return src
 
     def step(self, w: _Weights, tok: torch.Tensor, t: int) -> torch.Tensor:
         """Forward each row's token t (its column t of `kr`); the next logits."""
         H = w.heads
 
-        def attend(i, q, k, v):
+        def attend(i, q, k, v):  # (B, heads, head_dim) -> (B, heads * head_dim)
             kr, kp = self.kr[i], self.kp[i]
-            kr[0, :, :, t], kr[1, :, :, t] = k[:, :, 0], v[:, :, 0]
-            qg = q[:, :, 0][self.grid].transpose(1, 2)  # (prompts, heads, rows of the prompt, head_dim)
+            kr[0, :, :, t], kr[1, :, :, t] = k, v
+            U, D = kp.shape[1], q.shape[-1]
+            qg = q.reshape(-1, D).index_select(0, self.to_grid).view(U, H, -1, D)  # (prompts, heads, rows, head_dim)
             op, lp = _flash(qg, _heads(kp[0], H), _heads(kp[1], H), attn_mask=self.pads)
-            op, lp = op[self.group, :, self.slot], lp[self.group, :, self.slot]  # back to rows: (B, heads, ...)
-            orr, lr = _flash(q, _heads(kr[0, :, :, : t + 1], H), _heads(kr[1, :, :, : t + 1], H))
-            lse = torch.logaddexp(lp, lr[..., 0])
-            a = op * (lp - lse).exp()[..., None] + orr[:, :, 0] * (lr[..., 0] - lse).exp()[..., None]
-            return a.to(q.dtype)[:, :, None]
+            op = op.view(-1, D).index_select(0, self.from_grid).view(len(q), H, D)  # back to rows
+            lp = lp.reshape(-1).index_select(0, self.from_grid).view(len(q), H)
+            orr, lr = _flash(q[:, :, None], _heads(kr[0, :, :, : t + 1], H), _heads(kr[1, :, :, : t + 1], H))
+            # the two parts' softmaxes merged: the prompt's share of the total mass is sigmoid(lp - lr)
+            share = torch.sigmoid(lp - lr[..., 0]).to(q.dtype)[..., None]
+            return torch.lerp(orr[:, :, 0], op, share).view(len(q), -1)
 
-        x = w.embed[tok][:, None]
+        x = w.embed[tok]
         cos, sin = _rope(self.plen + t, w, x.dtype)
         for i in range(len(w.layers)):
-            x = _layer(w, i, x, cos[:, None, None], sin[:, None, None], attend)
-        return _logits(w, x[:, 0])
+            x = _layer(w, i, x, cos[:, None], sin[:, None], attend)
+        return _logits(w, x)
 
 
 def decode(w: _Weights, prompts: list[list[int]], rows: Rows, eos: torch.Tensor, pad: int) -> Samples:
@@ -288,7 +321,7 @@ def decode(w: _Weights, prompts: list[list[int]], rows: Rows, eos: torch.Tensor,
     kp, first, pads = prefill(w, [list(p) for p in uniq], pad)
     N, new = len(prompts), int(rows.max_tokens.max())
     plen = torch.tensor([len(p) for p in uniq])
-    b = _Batch(kp, pads, group[order], plen[group[order]], rows.take(order), order, new)
+    b = _Batch(kp, pads, group[order], plen[group[order]], rows.take(order), order, new, w.heads)
     out = Samples(torch.full((N, new), pad), torch.zeros(N, new), torch.zeros(N, dtype=torch.long),
                   torch.zeros(N, dtype=torch.bool))
     live, logits = torch.ones(N, dtype=torch.bool), first[b.group]
@@ -303,9 +336,8 @@ def decode(w: _Weights, prompts: list[list[int]], rows: Rows, eos: torch.Tensor,
         if n_live == 0:
             break
         if n_live < COMPACT * len(live):
-            keep = live.nonzero().squeeze(-1)
-            b.compact(keep, t)
-            tok, live = tok[keep], live[keep]
+            src = b.compact(live, t)
+            tok, live = tok[src], live[src]
         logits = b.step(w, tok, t)
     return out
 
@@ -346,8 +378,7 @@ class StaticEngine(Engine):
         w = gather_weights(self.policy, self.dtype)
         seeds = [s & ((1 << 63) - 1) for row in sample_seeds(sps, n) for s in row]
         flat = [(i, sp) for i, sp in enumerate(sps) for _ in range(n)]
-        width = max(len(p) for p in prompts) + max(sp.max_tokens for sp in sps)
-        per_row = len(w.layers) * 2 * w.kv_heads * width * w.head_dim * w.embed.element_size()
+        per_row = len(w.layers) * 2 * w.kv_heads * max(sp.max_tokens for sp in sps) * w.head_dim * w.embed.element_size()
         chunk = max(1, min(self.batch_size, CACHE_BYTES // per_row))
         eos = torch.tensor(self.eos)
         parts = []

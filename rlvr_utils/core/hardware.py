@@ -276,17 +276,21 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     if available is None:
         available = _device_bytes(hw.device)
     engine = engine or cfg.engine  # the engine as resolved on this machine (rollouts.resolve_engine)
-    if engine not in ("vllm", "hf"):
-        raise ValueError(f"memory_plan needs the resolved engine (vllm | hf), got {engine!r}")
+    if engine not in ("vllm", "hf", "static"):
+        raise ValueError(f"memory_plan needs the resolved engine (vllm | hf | static), got {engine!r}")
     engine_vllm = engine == "vllm"
     if engine_vllm and cuda:
         parts[f"vLLM share ({cfg.vllm_gpu_memory:.2f} of the card)"] = cfg.vllm_gpu_memory * available
+    elif engine == "static":  # its fused weight copy and one chunk's KV cache (bounded: sampler.CACHE_BYTES)
+        from .sampler import CACHE_BYTES
+
+        parts["static engine weights and KV cache"] = act_bytes * P + CACHE_BYTES
     elif not engine_vllm:
         batch = min(cfg.hf_batch_size, cfg.prompts_per_step * cfg.rollouts_per_prompt)  # HFEngine's batch size
         if hw.precision == "bf16":
             parts["HF engine bf16 copy"] = 2 * P
         parts[f"HF engine KV cache ({batch} x {seq})"] = batch * seq * L * 2 * kv * hd * act_bytes
-    engine_bytes = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine")))
+    engine_bytes = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine", "static engine")))
     resident = parts["weights (fp32 master)"] + parts["AdamW moments (fp32)"] + parts.get("reference policy (fp32)", 0)
     sleeping = engine_vllm and cuda and cfg.vllm_sleep
     micro = parts[f"activations, micro-batch {cfg.micro_batch_size} x {seq}"] + parts["logits at response positions"]
