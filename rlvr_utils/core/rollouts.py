@@ -1,5 +1,5 @@
 """Rollout engines: one interface, three implementations (vLLM in-process, the HF model's own KV-cached loop,
-and `static`, a sampler for small Llama policies on a CPU: sampler.py).
+and `static`, a sampler for small Llama policies on a CPU: core/sampler.py).
 
 Every engine returns, per sample, the exact token ids it sampled (EOS included when generation
 stopped on it), so the trainer never re-tokenizes decoded text, and the model's log-probability of
