@@ -19,7 +19,8 @@ from typing import Literal, Sequence
 from .hardware import cpu_cores, vllm_bind
 
 EngineKind = Literal["auto", "vllm", "hf", "static"]
-ENGINES: tuple[str, ...] = typing.get_args(EngineKind)  # auto: static for small Llamas on a CPU, else vLLM where installed, else hf
+# auto: static for small Llamas on a CPU, else vLLM where installed, else hf (resolve_engine)
+ENGINES: tuple[str, ...] = typing.get_args(EngineKind)
 STATIC_MAX_PARAMS = 20_000_000  # auto picks the static engine up to this size (measured on the family: 0.8M-6.5M)
 
 
