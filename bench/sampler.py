@@ -11,6 +11,7 @@ products would reach at that token rate (2 x their parameters FLOPs per token).
 python bench/sampler.py [--rungs 1m-s0-09cd6630/t1000000,7m-s0-80643cc7/t2000000] [--repeats 2] [--threads N]
        [--problems 256] [--samples 32] [--engines static,hf,vllm] [--precision fp32]
 -> a table, and bench/results/sampler.json
+python bench/sampler.py --evaluate 512 [--problems 256]: one whole evaluation (sampling, grading, pass@k) instead
 """
 
 import argparse
@@ -87,6 +88,30 @@ def timed(eng, prompts, sps) -> dict:
             "tokens_cpu_s": toks / cpu}
 
 
+def evaluation(path: str, problems: int, samples: int, dtype: str) -> dict:
+    """One whole evaluation as a cell runs it (`evaluate`: sampling, grading, pass@k to k = samples) with the
+    static engine, only per-problem counts kept (no sample records)."""
+    from rlvr_utils.core.config import TrainConfig
+    from rlvr_utils.core.evaluate import EvalSettings, evaluate
+    from rlvr_utils.core.grading import GradingPool
+    from rlvr_utils.core.models import load_policy, load_tokenizer
+    from rlvr_utils.core.sampler import StaticEngine
+    from rlvr_utils.data.sources import prepare_data
+
+    tok = load_tokenizer(path)
+    data = prepare_data(TrainConfig(data="gen:chain?difficulty=2&n=4000", prompt="plain", max_prompt_tokens=64,
+                                    eval_problems=problems), tok)
+    eng = StaticEngine(load_policy(path).eval(), tok, dtype=dtype)
+    with GradingPool(workers=1, timeout=5.0) as pool:
+        t0, c0 = time.perf_counter(), time.process_time()
+        row, recs = evaluate(eng, pool, data.eval, data.eval_prompts, EvalSettings(samples, 1.0, 1.0, 64, False, 0, keep=0))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    ks = sorted(row["pass_at_k"], key=int)
+    return {"evaluation": f"{problems} problems x {samples} samples (+ greedy)", "seconds": wall, "cpu_seconds": cpu,
+            "tokens": round(row["response_len_mean"] * problems * (samples + 1)), "records": len(recs),
+            "pass_at_1": row["pass_at_k"]["1"]["mean"], f"pass_at_{ks[-1]}": row["pass_at_k"][ks[-1]]["mean"]}
+
+
 def vllm_child(path: str, problems: int, samples: int, dtype: str, threads: int) -> dict:
     """One vLLM measurement in a fresh process (its start-up timed apart); None-like dict when it fails."""
     code = ("import json, sys, time; sys.path.insert(0, %r); import sampler as b; t0 = time.perf_counter(); "
@@ -115,10 +140,19 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=32)
     ap.add_argument("--engines", default="static,hf,vllm")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    ap.add_argument("--evaluate", type=int, default=0, help="instead: one whole evaluation with this many samples per "
+                    "problem (static engine, first rung), e.g. 512")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "sampler.json"))
     a = ap.parse_args()
     threads = use_threads(a.threads)
     dtype = {"fp32": "float32", "bf16": "bfloat16"}[a.precision]
+    if a.evaluate:
+        r = {"cpu": cpu_info()[0], "threads": threads, "precision": a.precision, "rung": a.rungs.split(",")[0],
+             **evaluation(str(RUNGS / a.rungs.split(",")[0]), a.problems, a.evaluate, dtype)}
+        print(json.dumps(r, indent=1))
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(r, indent=2))
+        return
     name, flags = cpu_info()
     rows: list[dict] = []
     for rep in range(a.repeats):

