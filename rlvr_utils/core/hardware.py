@@ -281,10 +281,11 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     engine_vllm = engine == "vllm"
     if engine_vllm and cuda:
         parts[f"vLLM share ({cfg.vllm_gpu_memory:.2f} of the card)"] = cfg.vllm_gpu_memory * available
-    elif engine == "static":  # its fused weight copy and one chunk's KV cache (bounded: sampler.CACHE_BYTES)
-        from .sampler import CACHE_BYTES
+    elif engine == "static":  # its fused weight copy and one chunk's KV cache (sampler.StaticEngine.sample)
+        from .sampler import CACHE_BYTES, ROWS
 
-        parts["static engine weights and KV cache"] = act_bytes * P + CACHE_BYTES
+        per_row = L * 2 * kv * hd * max(cfg.max_tokens, cfg.eval_max_tokens) * act_bytes
+        parts["static engine weights and KV cache"] = act_bytes * P + per_row * max(1, min(ROWS, CACHE_BYTES // per_row))
     elif not engine_vllm:
         batch = min(cfg.hf_batch_size, cfg.prompts_per_step * cfg.rollouts_per_prompt)  # HFEngine's batch size
         if hw.precision == "bf16":
