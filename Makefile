@@ -126,6 +126,7 @@ bench: setup ## run the benchmarks in bench/ (installs the `bench` extra: TRL, t
 	$(PY) bench/base_success.py
 	$(PY) bench/precision.py
 	$(PY) bench/family_step.py
+	$(PY) bench/sampler.py --threads 1
 
 clean-venv: ## remove .venv
 	rm -rf $(VENV)

@@ -29,7 +29,7 @@ from rlvr_utils.study import report as S
 
 st = R.load_study(runs_dir, k)
 R.show(R.first_screen(st, S.damage_note(st.runs)))
-R.show_figure(R.study_figure(st), R.STUDY_CAPTION.format(k=st.k))
+R.show_figure(R.page_figure(st), R.STUDY_CAPTION.format(k=st.k))
 
 # %%
 R.show(R.section("pass@k against k", "<p>The paper's view: does training raise pass@k at every k, or trade the "

@@ -20,6 +20,10 @@ import torch
 
 from .files import atomic_write_json, cache_dir
 
+# The static engine's chunks (sampler.StaticEngine), here because the memory plan sizes them too:
+ROWS = 1024  # sequences per chunk at most; fewer where their KV cache would pass CACHE_BYTES
+CACHE_BYTES = 2**30  # (1024 rows of the 7m rung at 64 new tokens in fp32: 256 rows sampled 12% slower)
+
 PRECISIONS = ("auto", "fp32", "bf16")
 REF_PRECISIONS = ("fp32", "bf16")  # a frozen reference copy's weights
 _DTYPE = {"fp32": "float32", "bf16": "bfloat16"}
@@ -309,18 +313,21 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     if available is None:
         available = _device_bytes(hw.device)
     engine = engine or cfg.engine  # the engine as resolved on this machine (rollouts.resolve_engine)
-    if engine not in ("vllm", "hf"):
-        raise ValueError(f"memory_plan needs the resolved engine (vllm | hf), got {engine!r}")
+    if engine not in ("vllm", "hf", "static"):
+        raise ValueError(f"memory_plan needs the resolved engine (vllm | hf | static), got {engine!r}")
     engine_vllm = engine == "vllm"
     sleeping = engine_vllm and cuda and cfg.vllm_sleep
     if engine_vllm and cuda:
         parts[f"vLLM share ({cfg.vllm_gpu_memory:.2f} of the card)"] = cfg.vllm_gpu_memory * available
+    elif engine == "static":  # its fused weight copy and one chunk's KV cache (sampler.StaticEngine.sample)
+        per_row = L * 2 * kv * hd * max(cfg.max_tokens, cfg.eval_max_tokens) * act_bytes
+        parts["static engine weights and KV cache"] = act_bytes * P + per_row * max(1, min(ROWS, CACHE_BYTES // per_row))
     elif not engine_vllm:
         batch = min(cfg.hf_batch_size, cfg.prompts_per_step * cfg.rollouts_per_prompt)  # HFEngine's batch size
         if hw.precision == "bf16":
             parts["HF engine bf16 copy"] = 2 * P
         parts[f"HF engine KV cache ({batch} x {seq})"] = batch * seq * L * 2 * kv * hd * act_bytes
-    engine_bytes = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine")))
+    engine_bytes = sum(v for k, v in parts.items() if k.startswith(("vLLM", "HF engine", "static engine")))
     if sleeping:
         parts["vLLM asleep (CUDA graphs, buffers)"] = vllm_asleep_bytes(mc)
     resident = parts["weights (fp32 master)"] + parts["AdamW moments (fp32)"] + parts.get(ref_key, 0)

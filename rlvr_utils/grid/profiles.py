@@ -80,12 +80,13 @@ PROFILES = Registry("profile", {
     # PSR/NSR/W-REINFORCE x 2 seeds, 20 steps of 8 prompts x 8, evaluated on 64 problems x 32 samples. Its lr,
     # 1e-4, is larger than the study's on purpose: in 20 small steps every cell must move beyond re-sampling
     # noise (the report's movement table shows it); at this rate NSR collapses the weakest rung (a smoke
-    # exercises the pipeline and the analysis, not the study's question).
+    # exercises the pipeline and the analysis, not the study's question). Its engine is `auto`: the static
+    # engine on a CPU (several times the HF engine's rate on these models, docs/performance.md).
     "smoke": GridSpec(
         models=tuple(f"family:size=1m,tokens={t},eval_samples=0" for t in (1_000_000, 2_000_000, 3_000_000)),
         objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1),
-        params=dict(FAMILY_RL, steps=20, prompts_per_step=8, rollouts_per_prompt=8, lr=1e-4, eval_problems=64,
-                    eval_samples=32, checkpoint_every=10),
+        params=dict(FAMILY_RL, engine="auto", steps=20, prompts_per_step=8, rollouts_per_prompt=8, lr=1e-4,
+                    eval_problems=64, eval_samples=32, checkpoint_every=10),
         about="the family's prior axis at smoke scale: 3 doses of the 1m model x PSR/NSR/W-REINFORCE x 2 seeds (make study)",
     ),
     # The pre-registered study (docs/prereg-family.md): five rungs of the family (sizes 1m, 3m, 7m at 2M

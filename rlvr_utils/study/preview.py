@@ -41,7 +41,7 @@ def preview_rollouts(model: str = "", problems: int = 4, samples: int = 2, max_t
     tok = load_tokenizer(path)
     prepared = prepare_data(cfg, tok)
     hw = resolve(cfg.device, cfg.precision)
-    policy = load_policy(path, device=hw.device) if engine == "hf" else None
+    policy = load_policy(path, device=hw.device) if engine != "vllm" else None  # hf and static sample from it
     eng = make_engine(engine, path, policy=policy, tokenizer=tok, dtype=hw.dtype, max_model_len=cfg.max_model_len,
                       seed=0)
     run = RunDir(out or tempfile.mkdtemp(prefix="rlvr-preview-"))

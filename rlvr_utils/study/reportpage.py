@@ -95,7 +95,7 @@ def first_screen(st: Study, damage: str = "") -> str:
     return header_html(st.ident) + banner + md(damage) + section("The answer", answer_html(st.its, st.why))
 
 
-def study_figure(st: Study):
+def page_figure(st: Study):
     from .studyfig import plot_study
 
     return plot_study(st.pk, st.con, st.base, st.ks, tuple(st.its[0]["labels"]) if st.its else None)

@@ -52,7 +52,7 @@ def empirical_logit(correct: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     return np.log((c + 0.5) / (np.asarray(n, dtype=float) - c + 0.5))
 
 
-def verdict(est_lo_hi: tuple[float, float, float], goal: float) -> str:
+def slope_verdict(est_lo_hi: tuple[float, float, float], goal: float) -> str:
     """The pre-registered rule: yes (with its sign) when the interval excludes 0, no when it lies within +-goal."""
     _, lo, hi = est_lo_hi
     if np.isnan(lo):
@@ -76,8 +76,8 @@ def pair_table(labels: Sequence[str], Y: np.ndarray, goal: float, level: float =
         c = combine(Y, w, level)
         half = stats.t.ppf((1 + adj) / 2, c.df) * c.se if c.se > 0 else np.nan
         rows.append({"low": labels[i], "high": labels[j], "est": c.est, "lo": c.lo, "hi": c.hi, "df": c.df,
-                     "answer": verdict((c.est, c.lo, c.hi), goal), "lo_bonf": c.est - half, "hi_bonf": c.est + half,
-                     "answer_bonf": verdict((c.est, c.est - half, c.est + half), goal)})
+                     "answer": slope_verdict((c.est, c.lo, c.hi), goal), "lo_bonf": c.est - half, "hi_bonf": c.est + half,
+                     "answer_bonf": slope_verdict((c.est, c.est - half, c.est + half), goal)})
     df = pd.DataFrame(rows)
     counts = df["answer"].value_counts().to_dict() if m else {}
     note = (f"{m} rung pairs, each at {level:.0%} unadjusted ({', '.join(f'{v} {k}' for k, v in sorted(counts.items()))}); "

@@ -56,8 +56,9 @@ def preflight(cfg: TrainConfig, run: RunDir, log: Callable[[str], None],
     precision = saved.get("hardware", {}).get("precision", cfg.precision) if cfg.precision == "auto" else cfg.precision
     hw = resolve_hardware(cfg.device, precision)
     log(f"hardware: {hw}, {threads} CPU threads")
-    engine = resolve_engine(cfg.engine)
-    plan = memory_plan(AutoConfig.from_pretrained(model_path), cfg, hw, engine=engine)
+    mc = AutoConfig.from_pretrained(model_path)
+    engine = resolve_engine(cfg.engine, mc, hw.device)
+    plan = memory_plan(mc, cfg, hw, engine=engine)
     log(str(plan))
     check_plan(plan)
     check_disk(cfg, run, plan.params, any((run.checkpoints / d / "state.pt").exists() for d in ("latest", ".latest.old")))
