@@ -61,8 +61,9 @@ def test_sgd_steps_scale_with_the_gradient_and_adamw_steps_do_not():
 
     def first_step(opt_name, scale):
         w = torch.nn.Parameter(torch.ones(4))
-        cfg = SimpleNamespace(optimizer=opt_name, lr=0.1, momentum=0.9, weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999)
-        opt = make_optimizer(cfg, [w])
+        cfg = SimpleNamespace(optimizer=opt_name, lr=0.1, momentum=0.9, weight_decay=0.0, warmup_steps=0,
+                              adam_beta1=0.9, adam_beta2=0.999)
+        opt, _ = make_optimizer(cfg, [w])
         (scale * (w * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum()).backward()
         opt.step()
         return (1 - w.detach()).abs()
