@@ -13,7 +13,8 @@ from rlvr_utils.core.config import TrainConfig
 from rlvr_utils.data.sources import stratified_subset
 from rlvr_utils.core.grading import GradingPool
 from rlvr_utils.core.models import load_tokenizer, resolve_named
-from rlvr_utils.core.rollouts import SamplingConfig, make_engine
+from rlvr_utils.core.engines import make_engine
+from rlvr_utils.core.rollouts import SamplingConfig
 from rlvr_utils.data.sources import prepare_data
 
 COMBOS = [("paper", "boxed"), ("paper", "boxed_or_answer_is"), ("answer_is", "boxed_or_answer_is")]

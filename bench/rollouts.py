@@ -19,7 +19,8 @@ from pathlib import Path
 def child(engine: str, prompts: int, n: int, max_tokens: int) -> None:
     from rlvr_utils.core.config import TrainConfig
     from rlvr_utils.core.models import load_policy, load_tokenizer, resolve_named
-    from rlvr_utils.core.rollouts import SamplingConfig, make_engine
+    from rlvr_utils.core.engines import make_engine
+    from rlvr_utils.core.rollouts import SamplingConfig
     from rlvr_utils.data.sources import prepare_data
 
     path = resolve_named("smollm2-135m")

@@ -28,7 +28,7 @@ def health(a, row) -> None:
     S = "1 health"
     row(S, "torch / its CUDA build", f"{torch.__version__} / {torch.version.cuda or 'none'}")
     row(S, "CUDA runtime wheel", _version("nvidia-cuda-runtime", "nvidia-cuda-runtime-cu13", "nvidia-cuda-runtime-cu12"))
-    from rlvr_utils.core.rollouts import resolve_engine
+    from rlvr_utils.core.engines import resolve_engine
 
     row(S, "the engine stages 2 and 3 run", resolve_engine(a.engine),
         "vllm (the GPU profiles'); hf where vLLM is not installed: no sleep, ~10x slower sampling")
@@ -143,7 +143,8 @@ def engine(a, row) -> None:
     from rlvr_utils.core.hardware import vllm_asleep_bytes
     from rlvr_utils.core.models import load_policy, load_tokenizer
     from rlvr_utils.core.prompts import render
-    from rlvr_utils.core.rollouts import SamplingConfig, make_engine
+    from rlvr_utils.core.engines import make_engine
+    from rlvr_utils.core.rollouts import SamplingConfig
     from rlvr_utils.data.tasks import load_task
     from rlvr_utils.core.update import SYNC_BOUNDS
 
@@ -199,7 +200,7 @@ def paper(a, row) -> None:
     from rlvr_utils.core.hardware import memory_plan, micro_words
     from rlvr_utils.core.hardware import resolve as resolve_hardware
     from rlvr_utils.grid.profiles import PROFILES
-    from rlvr_utils.core.rollouts import resolve_engine
+    from rlvr_utils.core.engines import resolve_engine
     from rlvr_utils.core.runs import RunDir
     from rlvr_utils.train import train
     from rlvr_utils.core.update import SYNC_BOUNDS

@@ -8,8 +8,8 @@ n), floor (a blind guesser's pass@k), envcheck (`rlvr env check`: what a CUDA ru
 log noise to a file)."""
 from .. import lazy_exports
 
-_PUBLIC = {"TrainConfig": "config", "parse_sets": "config", "OBJECTIVES": "objectives", "ENGINES": "rollouts",
-           "make_engine": "rollouts", "GradingPool": "grading", "extract_answer": "grading", "RunDir": "runs",
+_PUBLIC = {"TrainConfig": "config", "parse_sets": "config", "OBJECTIVES": "objectives", "ENGINES": "engines",
+           "make_engine": "engines", "GradingPool": "grading", "extract_answer": "grading", "RunDir": "runs",
            "pass_at_k": "stats", "evaluate": "evaluate", "load_policy": "models"}
 __all__ = list(_PUBLIC)
 __getattr__ = lazy_exports(__name__, _PUBLIC)

@@ -30,7 +30,7 @@ from .objectives import OBJECTIVES, objective_kwargs
 from .optim import OPTIMIZERS
 from .prompts import PROMPTS
 from .protocols import protocol_errors
-from .rollouts import ENGINES
+from .engines import ENGINES
 
 
 def default_data() -> str:
@@ -88,7 +88,8 @@ class TrainConfig:
     top_p: float = setting(1.0, "rollout nucleus sampling", bound="in (0, 1]", training_only=True)
     max_tokens: int = setting(512, "tokens per rollout answer", bound=">= 1", training_only=True)
     min_tokens: int = setting(0, "no end of answer before this many tokens", bound=">= 0", training_only=True)
-    engine: str = setting("auto", "the sampler: auto = vLLM where installed, else hf", choices=ENGINES)
+    engine: str = setting("auto", "the sampler: auto = static for a small Llama on a CPU, else vLLM where installed, "
+                          "else hf", choices=ENGINES)
     hf_batch_size: int = setting(64, "sequences per HF-engine batch (tiny models sample faster in big ones)",
                                  bound=">= 1")
     vllm_gpu_memory: float = setting(0.35, "CUDA: the engine's share of the card (the policy trains beside it)",

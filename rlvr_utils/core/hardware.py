@@ -312,7 +312,7 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
         parts["AdamW step temporaries (fp32)"] = 4 * P
     if available is None:
         available = _device_bytes(hw.device)
-    engine = engine or cfg.engine  # the engine as resolved on this machine (rollouts.resolve_engine)
+    engine = engine or cfg.engine  # the engine as resolved on this machine (engines.resolve_engine)
     if engine not in ("vllm", "hf", "static"):
         raise ValueError(f"memory_plan needs the resolved engine (vllm | hf | static), got {engine!r}")
     engine_vllm = engine == "vllm"

@@ -17,7 +17,7 @@ from ..core.files import FolderBusy
 from ..core.hardware import Hardware, memory_plan, micro_words
 from ..core.hardware import resolve as resolve_hardware
 from ..core.models import known_config
-from ..core.rollouts import resolve_engine
+from ..core.engines import resolve_engine
 from ..core.runs import RunDir
 from ..train.preflight import check_inputs, expected_duration
 

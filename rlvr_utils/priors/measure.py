@@ -20,7 +20,8 @@ from ..core.files import read_json
 from ..core.grading import GradingPool
 from ..core.losses import masked_sum, response_logprobs
 from .recipes import RUNG_KINDS
-from ..core.rollouts import SamplingConfig, make_engine
+from ..core.engines import make_engine
+from ..core.rollouts import SamplingConfig
 from ..core.stats import reported_k
 from ..data.guessing import task_floor
 from ..data.tasks import is_task_spec

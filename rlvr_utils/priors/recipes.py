@@ -23,7 +23,7 @@ from ..core.grading import EXTRACTION_POLICIES
 from ..core.hardware import param_count
 from ..core.prompts import PROMPTS
 from ..core.registry import Registry
-from ..core.rollouts import ENGINES
+from ..core.engines import ENGINES
 
 RUNG_KINDS = Registry("rung kind")  # spec prefix -> recipe class
 
@@ -89,7 +89,7 @@ class WarmStart:
     eval_problems: int = 64                          # held-out (test split) problems for the prior
     eval_samples: int = 16                           # pass@k up to k = this, at T=0.6 (0: held-out loss only)
     max_tokens: int = 160
-    engine: str = "auto"                             # samples the prior (rollouts.ENGINES): vLLM where installed
+    engine: str = "auto"                             # samples the prior (engines.ENGINES): vLLM where installed
 
     recipe_file = "warmstart.json"  # written beside the rung's weights
     EVAL_FIELDS = ("extraction", "eval_problems", "eval_samples", "max_tokens", "engine")  # measure, not shape

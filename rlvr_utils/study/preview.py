@@ -12,7 +12,7 @@ from ..core.grading import GradingPool
 from ..core.hardware import resolve
 from ..core.models import load_policy, load_tokenizer
 from ..grid.profiles import resolve_config
-from ..core.rollouts import make_engine
+from ..core.engines import make_engine
 from ..priors.resolve import resolve_model
 from ..core.runs import RunDir
 

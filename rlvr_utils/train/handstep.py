@@ -15,7 +15,8 @@ from ..core.grading import GradingPool
 from ..core.hardware import dtype_name, resolve
 from ..core.models import load_tokenizer
 from ..core.objectives import advantages, objective_kwargs
-from ..core.rollouts import SamplingConfig, make_engine, mix_seed
+from ..core.engines import make_engine
+from ..core.rollouts import SamplingConfig, mix_seed
 from ..priors.resolve import resolve_model
 from ..core.update import build_learner, update_policy
 

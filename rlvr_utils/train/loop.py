@@ -27,7 +27,8 @@ from ..core.files import crash_point
 from ..core.grading import GradingPool
 from ..core.hardware import cuda_memory, dtype_name
 from .preflight import check_inputs, preflight
-from ..core.rollouts import Engine, make_engine
+from ..core.engines import make_engine
+from ..core.rollouts import Engine
 from .dynamic import draw
 from ..core.runs import RunDir, capture_rng, exit_with_parent, restore_rng, sample_record
 from ..core.update import build_learner, check_sync, kl_to_init, update_policy

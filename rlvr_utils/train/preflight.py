@@ -21,7 +21,8 @@ from ..core.hardware import GB, check_plan, memory_plan, resolve_device, use_thr
 from ..core.hardware import resolve as resolve_hardware
 from ..core.models import fingerprint, load_tokenizer
 from ..core.prompts import check_budget, context_length
-from ..core.rollouts import resolve_engine, vllm_available
+from ..core.engines import resolve_engine
+from ..core.rollouts import vllm_available
 from ..priors.resolve import check_model, resolve_model
 from ..core.runs import NEW_BUILD_ENV, RunDir, provenance
 

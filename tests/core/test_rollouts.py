@@ -8,7 +8,8 @@ import torch
 from rlvr_utils.core.hardware import dtype_name
 from rlvr_utils.core.models import load_policy, load_tokenizer
 from rlvr_utils.core.prompts import PromptTooLong, check_budget, render
-from rlvr_utils.core.rollouts import HFEngine, SamplingConfig, make_engine
+from rlvr_utils.core.engines import make_engine
+from rlvr_utils.core.rollouts import HFEngine, SamplingConfig
 
 pytestmark = pytest.mark.slow  # real models, papermill, vLLM or the grading pool: `make test`, not test-fast
 

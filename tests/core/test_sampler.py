@@ -11,7 +11,8 @@ from scipy import stats
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from rlvr_utils.core.models import load_policy, load_tokenizer
-from rlvr_utils.core.rollouts import HFEngine, SamplingConfig, make_engine, resolve_engine
+from rlvr_utils.core.engines import make_engine, resolve_engine
+from rlvr_utils.core.rollouts import HFEngine, SamplingConfig
 from rlvr_utils.core.sampler import StaticEngine, uniforms, unsupported
 
 RUNG = Path(__file__).resolve().parents[2] / "runs" / "family-rungs" / "1m-s0-09cd6630" / "t4000000"  # pass@1 ~0.48
