@@ -85,6 +85,8 @@ controls-smoke: setup ## the controls design end to end at smoke scale: three ar
 		$(PY) -m rlvr_utils.study.controls runs/controls-smoke/$$arm --protocol paper \
 			--out runs/controls-smoke/$$arm/SUMMARY.md --figure runs/controls-smoke/$$arm/PASSK.png || exit 1; \
 	done
+	for p in main paper; do $(PY) -m rlvr_utils.study.arms $(foreach a,onpolicy matched offpolicy,$(a)=runs/controls-smoke/$(a)) \
+		$$([ $$p = paper ] && echo --protocol paper) --out runs/controls-smoke/ARMS-$$p.md || exit 1; done
 
 controls-study: setup ## the controls study: 3 arms x 4 rungs x 3 builds x PSR/NSR/W-REINFORCE x seeds (long; resumable)
 	for arm in controls controls-matched controls-offpolicy; do \
@@ -93,6 +95,8 @@ controls-study: setup ## the controls study: 3 arms x 4 rungs x 3 builds x PSR/N
 		$(PY) -m rlvr_utils.study.controls runs/$$arm --protocol paper --out runs/$$arm/SUMMARY-paper.md \
 			--figure runs/$$arm/PASSK-paper.png; \
 	done
+	for p in main paper; do $(PY) -m rlvr_utils.study.arms $(foreach a,controls controls-matched controls-offpolicy,$(a)=runs/$(a)) \
+		$$([ $$p = paper ] && echo --protocol paper) --out runs/ARMS-controls-$$p.md; done
 
 wheels: setup ## .whl/: math-verify wheels for a GPU machine without a package index (bench/gpu_check.sh)
 	$(PY) -m pip download -q --no-deps -d .whl "math-verify==0.9.0" latex2sympy2_extended "antlr4-python3-runtime==4.13.2"

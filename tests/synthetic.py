@@ -121,3 +121,34 @@ def finished_cell(root, name: str = "fam-1m-2M__nsr__s0", objective: str = "nsr"
                                for s in (1, 2)])
     run.set_status("done")
     return run.path
+
+
+RUNGS = {"1000000": 0.1, "2000000": 0.3, "4000000": 0.6}  # tokens -> the base's pass@1
+
+
+def write_controls_grid(root, slope_true=-0.1, builds=3, seeds=3, problems=40, n=64, seed=0):
+    """A controls grid (rungs 1m/1M, 1m/2M, 1m/4M x builds x seeds x PSR/NSR) with NSR − PSR planted as
+    slope_true x the rung's base pass@1, per-problem counts at steps 0 and 20, and a training journal per run
+    (NSR keeps 8 samples a step for PSR's 1 and moves as far)."""
+    rng = np.random.default_rng(seed)
+    prob = rng.normal(0, 0.05, problems)
+    for tokens, p0 in RUNGS.items():
+        for b in range(builds):
+            pb = p0 + rng.normal(0, 0.03)  # a build's own skill
+            for s in range(seeds):
+                base = rng.binomial(n, np.clip(pb + prob, 0.01, 0.99))
+                for obj, shift in (("psr", 0.0), ("nsr", slope_true * p0 + rng.normal(0, 0.01))):
+                    final = rng.binomial(n, np.clip(pb + prob + shift + 0.05, 0.01, 0.99))
+                    run = RunDir(root / f"r{tokens}-b{b}-{obj}-s{s}")
+                    run.path.mkdir(parents=True)
+                    run.config.write_text(json.dumps({"model": f"family:size=1m,tokens={tokens},seed={b}",
+                                                      "objective": obj, "seed": s,
+                                                      "data": "gen:column?difficulty=2&n=4000"}))
+                    run.set_status("done")
+                    rows = [{"step": step, "per_problem": {"n": n, "correct": {f"p{i}": int(c[i]) for i in range(problems)}},
+                             "protocols": {"paper": {"per_problem": {"n": n, "correct": {"p0": 1, "p1": 2}}}}}
+                            for step, c in ((0, base), (20, final))]
+                    append_jsonl(run.evals, rows)
+                    kept = 8 if obj == "nsr" else 1
+                    append_jsonl(run.metrics, [{"step": t, "kept": kept, "clip_frac": 0.0, "kl_to_init": 0.01 * t,
+                                                "samples_trained_total": kept * t} for t in (1, 2)])
