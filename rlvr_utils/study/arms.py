@@ -80,7 +80,7 @@ def arm_slopes(arms: dict[str, str | Path], protocol: str | None = None) -> pd.D
     return pd.DataFrame(rows)
 
 
-def summary(arms: dict[str, str | Path], protocol: str | None = None) -> str:
+def arms_summary(arms: dict[str, str | Path], protocol: str | None = None) -> str:
     """Markdown: each arm's training signal, and NSR − PSR's slope per arm beside the reference arm's."""
     ref = next(iter(arms))
     out = [f"# The controls arms side by side ({protocol or 'the main sampled protocol'}; reference arm: {ref})", "",
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [x for x in a.arms if "=" not in x or not Path(x.partition("=")[2]).is_dir()]
     if bad:
         ap.error(f"each arm is NAME=RUNS_DIR with an existing folder; not: {', '.join(bad)}")
-    text = summary(dict(x.split("=", 1) for x in a.arms), a.protocol)
+    text = arms_summary(dict(x.split("=", 1) for x in a.arms), a.protocol)
     if a.out:
         Path(a.out).write_text(text)
     print(text, end="")

@@ -4,7 +4,7 @@ reference arm's slope, paired by rung, build, seed and problem, recovering a pla
 import pytest
 
 from synthetic import write_controls_grid
-from rlvr_utils.study.arms import arm_slopes, main, summary, training_signal
+from rlvr_utils.study.arms import arm_slopes, arms_summary, main, training_signal
 
 
 def test_the_training_signal_per_rung_and_objective(tmp_path):
@@ -28,7 +28,7 @@ def test_an_arms_difference_from_the_reference_is_recovered(tmp_path):
 def test_the_summary_and_its_command(tmp_path, capsys):
     for arm in ("on", "off"):
         write_controls_grid(tmp_path / arm, builds=2, seeds=2, problems=8, n=16)
-    text = summary({"on": tmp_path / "on", "off": tmp_path / "off"})
+    text = arms_summary({"on": tmp_path / "on", "off": tmp_path / "off"})
     assert "reference arm: on" in text and "| off | 1m/1M | nsr | 8 |" in text and "minus on's" in text
     assert main([f"on={tmp_path / 'on'}", f"off={tmp_path / 'off'}", "--out", str(tmp_path / "ARMS.md")]) == 0
     assert (tmp_path / "ARMS.md").read_text() == text
