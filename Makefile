@@ -53,8 +53,13 @@ lint: setup ## ruff
 	$(VENV)/bin/ruff check rlvr_utils tests bench
 
 STUDY_ARGS ?= --jobs 2
+# The smoke's rungs are the family study's own committed 1m rungs (runs/family-rungs), copied into a cache of their
+# own (their measured prior is rewritten there for the smoke's settings; the committed folders stay as they are), so
+# a fresh clone pretrains nothing; with STUDY_RUNGS= empty they are built from scratch in the default cache instead.
+STUDY_RUNGS ?= runs/smoke-rungs
 study: setup ## the family's prior axis at smoke scale (3 doses x PSR/NSR/W-REINFORCE x 2 seeds), then its report
-	$(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS) $(STUDY_ARGS)
+	$(if $(STUDY_RUNGS),mkdir -p $(STUDY_RUNGS) && cp -Rn runs/family-rungs/1m-s0-* $(STUDY_RUNGS)/)
+	$(if $(STUDY_RUNGS),RLVR_FAMILY_CACHE=$(CURDIR)/$(STUDY_RUNGS)) $(VENV)/bin/rlvr grid --profile $(GRID) --runs $(RUNS) $(STUDY_ARGS)
 	@echo "rendering the report; its path:"
 	$(VENV)/bin/rlvr report $(RUNS)
 
