@@ -24,13 +24,15 @@ from ..core.models import fingerprint, load_tokenizer
 from ..core.prompts import context_length
 from ..core.engines import resolve_engine
 from ..core.rollouts import vllm_available
-from ..priors.resolve import check_model, resolve_model
+from ..priors.resolve import check_model, known_context, resolve_model
 from ..core.runs import NEW_BUILD_ENV, RunDir, provenance
 
 
 def check_inputs(cfg: TrainConfig) -> None:
     """The config's model, data and device, checked before a folder is claimed or anything loads."""
     check_model(cfg.model)
+    if (context := known_context(cfg.model)) is not None:  # the prompt budget, before a folder is claimed
+        cfg.fit_context(context)
     check_source(cfg.data)
     if cfg.device != "auto":
         resolve_device(cfg.device)
