@@ -29,7 +29,7 @@ from .hardware import PRECISIONS, REF_PRECISIONS
 from .losses import AGGREGATIONS, NORMALISATIONS
 from .objectives import OBJECTIVES, knobs, objective_kwargs
 from .optim import OPTIMIZERS
-from .prompts import PROMPTS
+from .prompts import PROMPTS, PromptTooLong
 from .protocols import protocol_errors
 from .engines import ENGINES
 
@@ -41,6 +41,8 @@ def default_data() -> str:
     shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "math_subset"
     return str(shared) if shared.is_dir() else "hub"
 
+
+PROMPT_TOKENS = 512  # the prompt budget where the model's context has room for it (max_prompt_tokens=0)
 
 # The bounds a field may declare, each the phrase its error and its help print.
 BOUNDS: dict[str, Callable[[Any], bool]] = {
@@ -77,8 +79,8 @@ class TrainConfig:
     train_split: str = setting("train", "the split trained on", choices=("train", "test"))
     eval_split: str = setting("test", "the split evaluated on", choices=("train", "test"))
     levels: str = setting("", 'restrict training problems, e.g. "Level 1,Level 2" ("" = all)')
-    max_prompt_tokens: int = setting(0, "longer prompts are dropped (counted in the run log), not truncated; 0 = what "
-                                        "max_model_len leaves after the longest answer (max_tokens, eval_max_tokens)",
+    max_prompt_tokens: int = setting(0, "longer prompts are dropped (counted in the run log), not truncated; 0 = 512, "
+                                        "or what the model's context leaves after the longest answer when less",
                                      bound=">= 0")
     prompt: str = setting("paper", "the prompt template (core/prompts.py)", choices=PROMPTS)
     extraction: str = setting("boxed", "the grading policy: where the answer is read", choices=EXTRACTION_POLICIES)
@@ -163,8 +165,8 @@ class TrainConfig:
                                     training_only=True)
     grade_timeout: float = setting(5.0, "seconds per graded answer (hard)", bound="> 0")
     grade_workers: int = setting(2, "grading processes", bound=">= 1")
-    max_model_len: int = setting(0, "prompt + answer tokens the engine holds; 0 = the model's context "
-                                    "(max_position_embeddings in its config.json)", bound=">= 0")
+    max_model_len: int = setting(0, "prompt + answer tokens the engine holds, at most the model's context "
+                                    "(max_position_embeddings); 0 = max_prompt_tokens + the longest answer", bound=">= 0")
     device: str = setting("auto", "auto = CUDA when available", choices=("auto", "cpu", "cuda", "cuda:N"))
     precision: str = setting("auto", "the policy's matmuls and both engines; auto = bf16 on CUDA, on a CPU the faster "
                                      "one (core/hardware.py)", choices=PRECISIONS)
@@ -186,23 +188,24 @@ class TrainConfig:
 
     def fit_context(self, context: int) -> "TrainConfig":
         """This config with its context settings resolved against the model's `context` (max_position_embeddings):
-        max_model_len 0 -> the context, max_prompt_tokens 0 -> what it leaves after the longest answer. Resolved
-        once, before any weights load; a budget that cannot fit raises ValueError naming the setting to change."""
+        max_prompt_tokens 0 -> 512, or what the context leaves after the longest answer when less; max_model_len
+        0 -> that prompt budget + the longest answer. Resolved once, before any weights load; a budget that cannot
+        fit raises PromptTooLong naming the setting to change."""
         where = f"the model's context of {context} tokens (max_position_embeddings in its config.json)"
         if self.max_model_len > context:
-            raise ValueError(f"max_model_len={self.max_model_len} exceeds {where}: lower max_model_len, or set it "
-                             "to 0 (the model's context)")
+            raise PromptTooLong(f"max_model_len={self.max_model_len} exceeds {where}: lower max_model_len, or set it "
+                                "to 0 (max_prompt_tokens + the longest answer)")
         length = self.max_model_len or context
         what = f"max_model_len={self.max_model_len}" if self.max_model_len else where
         answer = "max_tokens" if self.max_tokens >= self.eval_max_tokens else "eval_max_tokens"
         if self.answer_length >= length:
-            raise ValueError(f"{answer}={self.answer_length} leaves no room for a prompt in {what}: lower {answer}")
+            raise PromptTooLong(f"{answer}={self.answer_length} leaves no room for a prompt in {what}: lower {answer}")
         if self.max_prompt_tokens + self.answer_length > length:
-            raise ValueError(f"max_prompt_tokens={self.max_prompt_tokens} + {answer}={self.answer_length} exceed "
-                             f"{what}: lower max_prompt_tokens (longer prompts are dropped) or {answer}, or set "
-                             f"max_prompt_tokens=0 (what the context leaves after the answer, "
-                             f"{length - self.answer_length})")
-        return self.replace(max_model_len=length, max_prompt_tokens=self.max_prompt_tokens or length - self.answer_length)
+            raise PromptTooLong(f"max_prompt_tokens={self.max_prompt_tokens} + {answer}={self.answer_length} exceed "
+                                f"{what}: lower max_prompt_tokens (longer prompts are dropped) or {answer}, or set "
+                                f"max_prompt_tokens=0 (here {min(PROMPT_TOKENS, length - self.answer_length)})")
+        prompt = self.max_prompt_tokens or min(PROMPT_TOKENS, length - self.answer_length)
+        return self.replace(max_prompt_tokens=prompt, max_model_len=self.max_model_len or prompt + self.answer_length)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
