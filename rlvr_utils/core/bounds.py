@@ -49,7 +49,8 @@ def value_error(name: str, hint: Any, value: Any) -> str | None:
     else:
         ok = not isinstance(base, type) or isinstance(value, base)
     if not ok:
-        return f"{name} must be a {getattr(base, '__name__', base)}, got {value!r} ({type(value).__name__})"
+        kind = getattr(base, "__name__", str(base))
+        return f"{name} must be {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {value!r} ({type(value).__name__})"
     if base in (int, float) and not finite(value):
         return f"{name} must be a finite number, got {value!r}"
     if rng is not None and value not in rng:
