@@ -122,6 +122,7 @@ def test_a_data_file_fault_names_file_and_line_in_train_and_grade(payload, word,
     code, err = run_main(["train", "--run-dir", str(tmp_path / "r"), *sets(*TINY, f"data={problems}")], capsys)
     assert code == 2
     one_error_line(err, f"{problems}:3: {word}")
+    assert not (tmp_path / "r").exists()  # the file is scanned before a run folder is claimed
 
 
 def test_crlf_and_nul_lines_are_graded_as_before(tmp_path, capsys):
