@@ -39,7 +39,7 @@ def _cmd_data_write(a: argparse.Namespace) -> int:
 
 
 def _cmd_grade(a: argparse.Namespace) -> int:
-    from .core.files import atomic_write_text
+    from .core.files import atomic_write_text, read_lines
     from .core.grading import GradingPool, RewardSpec
 
     if a.workers is not None and a.workers < 1:
@@ -49,18 +49,17 @@ def _cmd_grade(a: argparse.Namespace) -> int:
     completions: list[str] = []
     golds: list[str | None] = []
     bad: dict[int, str] = {}
-    with open(a.jsonl, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f):
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
-                    raise ValueError("needs a string `completion`")
-                completions.append(row["completion"])
-                golds.append(row.get("answer"))
-            except Exception as e:  # noqa: BLE001 - one bad line is that line's error, not the run's
-                bad[n] = f"line {n + 1}: {type(e).__name__}: {e}"[:300]
-                completions.append("")
-                golds.append(None)
+    for n, line in ((i - 1, text) for i, text in read_lines(a.jsonl)):  # one reader: file:line for a bad byte
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("completion"), str):
+                raise ValueError("needs a string `completion`")
+            completions.append(row["completion"])
+            golds.append(row.get("answer"))
+        except Exception as e:  # noqa: BLE001 - one bad line is that line's error, not the run's
+            bad[n] = f"line {n + 1}: {type(e).__name__}: {e}"[:300]
+            completions.append("")
+            golds.append(None)
     t0 = time.perf_counter()
     with GradingPool(workers=a.workers, timeout=a.timeout, policy=a.policy,
                      reward=RewardSpec(a.reward_correct, a.reward_wrong)) as pool:

@@ -22,13 +22,14 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from .bounds import value_error
 from .files import atomic_write_json, read_json
 from .grading import EXTRACTION_POLICIES
 from .hardware import PRECISIONS, REF_PRECISIONS
 from .losses import AGGREGATIONS, NORMALISATIONS
-from .objectives import OBJECTIVES, objective_kwargs
+from .objectives import OBJECTIVES, knobs, objective_kwargs
 from .optim import OPTIMIZERS
-from .prompts import PROMPTS
+from .prompts import PROMPTS, PromptTooLong
 from .protocols import protocol_errors
 from .engines import ENGINES
 
@@ -40,6 +41,8 @@ def default_data() -> str:
     shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "math_subset"
     return str(shared) if shared.is_dir() else "hub"
 
+
+PROMPT_TOKENS = 512  # the prompt budget where the model's context has room for it (max_prompt_tokens=0)
 
 # The bounds a field may declare, each the phrase its error and its help print.
 BOUNDS: dict[str, Callable[[Any], bool]] = {
@@ -76,8 +79,9 @@ class TrainConfig:
     train_split: str = setting("train", "the split trained on", choices=("train", "test"))
     eval_split: str = setting("test", "the split evaluated on", choices=("train", "test"))
     levels: str = setting("", 'restrict training problems, e.g. "Level 1,Level 2" ("" = all)')
-    max_prompt_tokens: int = setting(512, "longer prompts are dropped (counted in the run log), not truncated",
-                                     bound=">= 1")
+    max_prompt_tokens: int = setting(0, "longer prompts are dropped (counted in the run log), not truncated; 0 = 512, "
+                                        "or what the model's context leaves after the longest answer when less",
+                                     bound=">= 0")
     prompt: str = setting("paper", "the prompt template (core/prompts.py)", choices=PROMPTS)
     extraction: str = setting("boxed", "the grading policy: where the answer is read", choices=EXTRACTION_POLICIES)
     # --- rollouts
@@ -161,7 +165,8 @@ class TrainConfig:
                                     training_only=True)
     grade_timeout: float = setting(5.0, "seconds per graded answer (hard)", bound="> 0")
     grade_workers: int = setting(2, "grading processes", bound=">= 1")
-    max_model_len: int = setting(2048, "prompt + answer tokens the engine holds", bound=">= 1")
+    max_model_len: int = setting(0, "prompt + answer tokens the engine holds, at most the model's context "
+                                    "(max_position_embeddings); 0 = max_prompt_tokens + the longest answer", bound=">= 0")
     device: str = setting("auto", "auto = CUDA when available", choices=("auto", "cpu", "cuda", "cuda:N"))
     precision: str = setting("auto", "the policy's matmuls and both engines; auto = bf16 on CUDA, on a CPU the faster "
                                      "one (core/hardware.py)", choices=PRECISIONS)
@@ -175,6 +180,32 @@ class TrainConfig:
     def eval_length(self) -> int:
         """Tokens per evaluation answer: eval_max_tokens, or max_tokens when it is 0."""
         return self.eval_max_tokens or self.max_tokens
+
+    @property
+    def answer_length(self) -> int:
+        """The longest answer a run samples: max_tokens, or eval_max_tokens when longer."""
+        return max(self.max_tokens, self.eval_max_tokens)
+
+    def fit_context(self, context: int) -> "TrainConfig":
+        """This config with its context settings resolved against the model's `context` (max_position_embeddings):
+        max_prompt_tokens 0 -> 512, or what the context leaves after the longest answer when less; max_model_len
+        0 -> that prompt budget + the longest answer. Resolved once, before any weights load; a budget that cannot
+        fit raises PromptTooLong naming the setting to change."""
+        where = f"the model's context of {context} tokens (max_position_embeddings in its config.json)"
+        if self.max_model_len > context:
+            raise PromptTooLong(f"max_model_len={self.max_model_len} exceeds {where}: lower max_model_len, or set it "
+                                "to 0 (max_prompt_tokens + the longest answer)")
+        length = self.max_model_len or context
+        what = f"max_model_len={self.max_model_len}" if self.max_model_len else where
+        answer = "max_tokens" if self.max_tokens >= self.eval_max_tokens else "eval_max_tokens"
+        if self.answer_length >= length:
+            raise PromptTooLong(f"{answer}={self.answer_length} leaves no room for a prompt in {what}: lower {answer}")
+        if self.max_prompt_tokens + self.answer_length > length:
+            raise PromptTooLong(f"max_prompt_tokens={self.max_prompt_tokens} + {answer}={self.answer_length} exceed "
+                                f"{what}: lower max_prompt_tokens (longer prompts are dropped) or {answer}, or set "
+                                f"max_prompt_tokens=0 (here {min(PROMPT_TOKENS, length - self.answer_length)})")
+        prompt = self.max_prompt_tokens or min(PROMPT_TOKENS, length - self.answer_length)
+        return self.replace(max_prompt_tokens=prompt, max_model_len=self.max_model_len or prompt + self.answer_length)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -220,10 +251,15 @@ def among(value: Any, known: Any) -> bool:
 
 
 def metadata_errors(obj: Any) -> list[str]:
-    """One message per field outside the choices or bound its `setting` declares."""
+    """One message per field not of its declared type (a bool only a bool, a number finite and no bool), or
+    outside the choices or bound its `setting` declares."""
     e = []
+    hints = _type_hints(type(obj))
     for f in fields(obj):
         v, known, bound = getattr(obj, f.name), f.metadata.get("choices"), f.metadata.get("bound")
+        if hints[f.name] in (bool, int, float) and (err := value_error(f.name, hints[f.name], v)):
+            e.append(err)
+            continue
         if known is not None and not among(v, known):
             e.append(f"{f.name}={v!r} not in {', '.join(known)}")
         if bound is not None and not BOUNDS[bound](v):
@@ -234,7 +270,7 @@ def metadata_errors(obj: Any) -> list[str]:
 def validate(c: TrainConfig) -> list[str]:
     """Every message a config earns: its fields' own rules (`setting`), then those that tie fields together."""
     e = metadata_errors(c)
-    if c.objective in OBJECTIVES:
+    if c.objective in OBJECTIVES and not any(err.startswith(k + " ") for err in e for k in knobs(c.objective)):
         try:
             objective_kwargs(c)
         except ValueError as err:
@@ -252,9 +288,10 @@ def validate(c: TrainConfig) -> list[str]:
                  f"mini_batches={c.mini_batches}")
     if c.objective == "grpo" and c.rollouts_per_prompt < 2:
         e.append("grpo needs rollouts_per_prompt >= 2 (group baseline)")
-    if c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens) > c.max_model_len:
-        e.append(f"max_prompt_tokens + max(max_tokens, eval_max_tokens) = "
-                 f"{c.max_prompt_tokens + max(c.max_tokens, c.eval_max_tokens)} > max_model_len={c.max_model_len}")
+    if c.max_model_len and (c.answer_length >= c.max_model_len or c.max_prompt_tokens + c.answer_length > c.max_model_len):
+        e.append(f"max_prompt_tokens + max(max_tokens, eval_max_tokens) = {c.max_prompt_tokens} + {c.answer_length} "
+                 f"leaves no room in max_model_len={c.max_model_len}: lower max_prompt_tokens or max_tokens, or raise "
+                 "max_model_len (0: the model's context)")
     return e
 
 

@@ -162,12 +162,38 @@ def repair_jsonl(path: str | Path) -> int | None:
     return line
 
 
+MAX_LINE_BYTES = 1 << 20  # a user's data line longer than this is refused: a problem or completion is ~1-10 kB
+
+
+class BadLine(ValueError):
+    """A line of a user's data file that cannot be read as text; the message names the file and line."""
+
+
+def read_lines(path: str | Path, max_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line of a user's data file (`train`'s problems, `grade`'s completions), the one
+    reader of them: UTF-8 strictly (a bad byte raises BadLine naming file:line, never a silent replacement), a line
+    over `max_bytes` refused at once with its number (read no further than that), CRLF read as LF, NUL bytes kept
+    (the parser of each line judges its content)."""
+    path = Path(path)
+    with path.open("rb") as f:
+        for n, raw in enumerate(iter(lambda: f.readline(max_bytes + 1), b""), 1):
+            if len(raw) > max_bytes and not raw.endswith(b"\n"):
+                raise BadLine(f"{path}:{n}: line longer than {max_bytes / 2**20:g} MB (one record a line; "
+                              "is this the right file?)")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise BadLine(f"{path}:{n}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                              "save the file as UTF-8") from None
+            yield n, text[:-2] + "\n" if text.endswith("\r\n") else text
+
+
 def iter_json_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a user's JSONL file, blank lines skipped (its parser names its own errors)."""
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                yield n, line
+    """(line number, text) of a user's JSONL file (`read_lines`), blank lines skipped (its parser names its own
+    errors)."""
+    for n, line in read_lines(path):
+        if line.strip():
+            yield n, line
 
 
 # ---------------------------------------------------------------------------------------- crash tests

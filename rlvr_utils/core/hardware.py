@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from .files import atomic_write_json, cache_dir
+from .prompts import context_length
 
 # The static engine's chunks (sampler.StaticEngine), here because the memory plan sizes them too:
 ROWS = 1024  # sequences per chunk at most; fewer where their KV cache would pass CACHE_BYTES
@@ -295,6 +296,7 @@ def memory_plan(mc, cfg, hw: Hardware, available: float | None = None, engine: s
     Measured on an H200 and an H100 against Qwen2.5-3B at the `paper` profile's full length (bench/measured/), with
     the loss path before this one: within 2% (tests/core/test_hardware.py holds its other parts to those rows).
     """
+    cfg = cfg.fit_context(context_length(mc))  # idempotent: a prompt budget of 0 is the model's own
     P = param_count(mc)
     H, L, F, V, heads, kv, hd = _shape(mc)
     act_bytes = 2 if hw.precision == "bf16" else 4

@@ -105,6 +105,12 @@ class RunDir:
             raise DamagedFile(f"{self.path}: the checkpoint is after step {start}, but {'; '.join(missing)}: a resume "
                               f"cannot redo steps it has trained past. Delete {self.path} to run it again.")
 
+    def never_stepped(self) -> bool:
+        """Its run stopped before writing any record (no evaluation, step or checkpoint): a set-up that failed after
+        config.json was saved. Nothing in it is lost by starting it again."""
+        return (not any(p.exists() for p in (self.metrics, self.evals, self.checkpoints))
+                and self.status().get("state") != "done")
+
     def work_seconds(self) -> float:
         """Seconds of work in this run: its steps' and evaluations' own timings, so a run resumed across
         sessions counts each step once (start-up and a copied step-0 evaluation add ~0). A step's time_total
@@ -120,10 +126,17 @@ class RunDir:
         """Lock the folder for this run, writing nothing else: False (nothing to do) when it already holds this
         run, done. Refuses another run's folder, a resume with another config, damaged files, and a folder
         another live process writes."""
+        if self.config.exists() and not resume and self.never_stepped():
+            self._check_writable()
+            self.lock()  # before its config goes: a live process still in its set-up holds the folder
+            log(f"{self.path}: its run stopped before its first record; starting it again with these settings")
+            self.config.unlink()
+            return True
         if self.config.exists():
             saved = TrainConfig.load(self.config)
             if not resume:
-                raise FileExistsError(f"{self.path} already holds a run; pass resume=True (--resume) to continue it")
+                raise FileExistsError(f"{self.path} already holds a run: pass --resume (resume=True) to continue it with "
+                                      f"its saved settings, or delete {self.path} to start it over with new ones")
             if saved != cfg:
                 diff = {k: (v, getattr(cfg, k)) for k, v in saved.to_dict().items() if getattr(cfg, k) != v}
                 raise ValueError(f"{self.config}: config differs from the saved run: {diff}")

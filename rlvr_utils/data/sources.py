@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..core.files import atomic_write_text, iter_json_lines
+from ..core.files import atomic_write_text, iter_json_lines, read_lines
 from ..core.grading import last_boxed
 from .problems import DataError, MathProblem, problem_id
 from ..core.prompts import render
@@ -135,12 +135,17 @@ def is_hub_name(source: str) -> bool:
 
 
 def check_source(source: str) -> None:
-    """What is wrong with a data source, said before anything loads: a task spec that does not parse, or a
-    path that does not exist (a hub name passes: only the hub can tell)."""
+    """What is wrong with a data source, said before anything loads: a task spec that does not parse, a path
+    that does not exist (a hub name passes: only the hub can tell), a JSONL line that is not UTF-8 or is oversized
+    (`read_lines`: a scan, before a run folder is claimed)."""
     if is_task_spec(source):
         parse_task_spec(source)
     elif not (Path(source).exists() or is_hub_name(source)):
         raise DataError(f"data={source!r}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
+    path = Path(source)
+    for f in sorted(path.glob("*.jsonl")) if path.is_dir() else [path] if path.suffix == ".jsonl" else []:
+        for _ in read_lines(f):
+            pass
 
 
 def _by_subject(problems: list[MathProblem]) -> dict[str, list[MathProblem]]:

@@ -67,6 +67,10 @@ CONTROLS_RL = dict(FAMILY_RL, engine="auto", data=CONTROLS_TASK, max_tokens=160,
 CONTROLS_MATCHED = dict(CONTROLS_RL, dynamic_kept=256, dynamic_max_batches=8, loss_norm="kept")
 CONTROLS_OFFPOLICY = dict(CONTROLS_RL, mini_batches=4, clip_eps=0.2)
 
+# The prompt budget and engine context the profiles on SmolLM2 and Qwen were designed and run with (TrainConfig's
+# defaults then; now 0, from the model's own context): stated, so that their cells and committed runs stay as they were.
+FIXED_CONTEXT = dict(max_prompt_tokens=512, max_model_len=2048)
+
 PROFILES = Registry("profile", {
     # Sized from measurements on the 2-core CPU (bench/base_success.py, README): SmolLM2-135M solves no
     # MATH problem when it must box its answer (0/576 samples, Levels 1-3, T=1) and ~1.5% of Level 1
@@ -75,7 +79,8 @@ PROFILES = Registry("profile", {
     # moves little at 1e-6 in 6 steps).
     "cpu": GridSpec(
         models=("smollm2-135m",), objectives=("psr", "nsr", "w_reinforce"),
-        params=dict(steps=6, prompts_per_step=12, rollouts_per_prompt=4, max_tokens=160, temperature=0.6, lr=1e-5,
+        params=dict(**FIXED_CONTEXT,
+                    steps=6, prompts_per_step=12, rollouts_per_prompt=4, max_tokens=160, temperature=0.6, lr=1e-5,
                     levels="Level 1", prompt="answer_is", extraction="boxed_or_answer_is",
                     eval_every=3, eval_problems=48, eval_samples=4, checkpoint_every=3),
         about="SmolLM2-135M x PSR/NSR/W-REINFORCE on MATH Level 1, fast CPU settings",
@@ -141,7 +146,7 @@ PROFILES = Registry("profile", {
     # PSR/NSR/W-REINFORCE, one seed: its answer is over problems only.
     "warm-smoke": GridSpec(
         models=("warm:n=0,eval_samples=0", "warm:n=200,eval_samples=0"), objectives=("psr", "nsr", "w_reinforce"),
-        params=dict(data="gen:chain?difficulty=2&n=5000", steps=4, prompts_per_step=8, rollouts_per_prompt=4,
+        params=dict(**FIXED_CONTEXT, data="gen:chain?difficulty=2&n=5000", steps=4, prompts_per_step=8, rollouts_per_prompt=4,
                     max_tokens=64, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
                     eval_every=0, eval_problems=32, eval_samples=4, eval_temperature=0.6, checkpoint_every=2),
         about="the warm-start prior axis at smoke scale: 2 SmolLM2 rungs x PSR/NSR/W-REINFORCE, 1 seed",
@@ -156,7 +161,8 @@ PROFILES = Registry("profile", {
     # slower, and say so only in its log.
     "seed": GridSpec(
         models=("qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-3b"), objectives=("psr", "nsr", "w_reinforce"),
-        params=dict(steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, min_tokens=128, lr=1e-6,
+        params=dict(**FIXED_CONTEXT,
+                    steps=80, prompts_per_step=32, rollouts_per_prompt=2, max_tokens=512, min_tokens=128, lr=1e-6,
                     temperature=1.0, adam_beta2=0.95, weight_decay=0.01, loss_agg="seq_mean", micro_batch_size=8,
                     gradient_checkpointing=True, vllm_sleep=True, track_kl=False, device="cuda", engine="vllm",
                     prompt="paper", extraction="boxed", levels="", vllm_gpu_memory=0.3, eval_t1=True,
@@ -197,7 +203,7 @@ PROFILES = Registry("profile", {
     # sessions on different CPU kinds (auto is bf16 on a Zen 5), and its rungs were built in fp32.
     "prior": GridSpec(
         models=("warm:n=0", "warm:n=200", "warm:n=1000"), objectives=("psr", "nsr", "w_reinforce"), seeds=(0, 1, 2),
-        params=dict(data="gen:chain?difficulty=2&n=5000", steps=20, prompts_per_step=16, rollouts_per_prompt=4,
+        params=dict(**FIXED_CONTEXT, data="gen:chain?difficulty=2&n=5000", steps=20, prompts_per_step=16, rollouts_per_prompt=4,
                     max_tokens=96, temperature=1.0, lr=1e-5, prompt="answer_is", extraction="boxed_or_answer_is",
                     eval_every=0, eval_problems=64, eval_samples=16, eval_temperature=0.6, checkpoint_every=5,
                     precision="fp32"),

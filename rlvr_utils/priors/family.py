@@ -47,12 +47,15 @@ def root() -> Path:
     return Path(os.environ[FAMILY_ENV]) if os.environ.get(FAMILY_ENV) else cache_dir() / "family"
 
 
+CONTEXT = 512  # every rung's positions: a run's prompt budget and engine context follow it (`TrainConfig.fit_context`)
+
+
 def model_config(size: str, vocab: int, pad: int, eos: int) -> LlamaConfig:
     """A Llama of the family's shape (`recipes.family_shape`): RoPE, tied embeddings, and a 512-position context
     (the tasks' prompts and solutions are under 200 tokens)."""
     s = family_shape(size)
     return LlamaConfig(vocab_size=vocab, **s, num_key_value_heads=s["num_attention_heads"], head_dim=64,
-                       max_position_embeddings=512, tie_word_embeddings=True, pad_token_id=pad, eos_token_id=eos,
+                       max_position_embeddings=CONTEXT, tie_word_embeddings=True, pad_token_id=pad, eos_token_id=eos,
                        bos_token_id=eos, architectures=["LlamaForCausalLM"])
 
 

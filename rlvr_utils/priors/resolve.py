@@ -4,8 +4,11 @@ on first use: `warm:...` (warmstart.py), `family:...` (family.py), else a regist
 
 from __future__ import annotations
 
-from .family import build_rung
-from ..core.models import check_name, resolve_named
+from pathlib import Path
+
+from .family import CONTEXT, build_rung
+from ..core.models import MODELS, check_name, embedded_path, resolve_named
+from ..core.prompts import context_length
 from .recipes import FamilyRung, WarmStart, parse_spec
 from .warmstart import warmstart
 
@@ -27,3 +30,16 @@ def resolve_model(name: str, fetch: bool = True) -> str:
     if recipe is not None:
         return str(BUILDERS[type(recipe)](recipe))
     return resolve_named(name, fetch)
+
+
+def known_context(name: str) -> int | None:
+    """A model's context length where it is known without building or fetching anything: a family rung's (its
+    recipe fixes it), a local folder's or a provisioned registry model's config.json; else None (the run's
+    preflight reads it once the model is there)."""
+    recipe = parse_spec(name)
+    if isinstance(recipe, FamilyRung):
+        return CONTEXT
+    if recipe is not None:
+        return None
+    folder = embedded_path(name) if name in MODELS and MODELS[name].wheel else Path(name).expanduser()
+    return context_length(str(folder)) if (folder / "config.json").is_file() else None

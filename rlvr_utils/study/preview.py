@@ -11,6 +11,7 @@ from ..core.evaluate import EvalSettings, evaluate
 from ..core.grading import GradingPool
 from ..core.hardware import resolve
 from ..core.models import load_policy, load_tokenizer
+from ..core.prompts import context_length
 from ..grid.profiles import resolve_config
 from ..core.engines import make_engine
 from ..priors.resolve import resolve_model
@@ -38,6 +39,7 @@ def preview_rollouts(model: str = "", problems: int = 4, samples: int = 2, max_t
     cfg = resolve_config(profile, {"eval_problems": problems, "eval_samples": samples, "max_tokens": max_tokens,
                                    "engine": engine, "eval_t1": False, **({"model": model} if model else {})})
     path = resolve_model(cfg.model)
+    cfg = cfg.fit_context(context_length(path))
     tok = load_tokenizer(path)
     prepared = prepare_data(cfg, tok)
     hw = resolve(cfg.device, cfg.precision)

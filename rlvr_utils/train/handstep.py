@@ -14,6 +14,7 @@ from ..data.sources import Cursor, prepare_data
 from ..core.grading import GradingPool
 from ..core.hardware import dtype_name, resolve
 from ..core.models import load_tokenizer
+from ..core.prompts import context_length
 from ..core.objectives import advantages, objective_kwargs
 from ..core.engines import make_engine
 from ..core.rollouts import SamplingConfig, mix_seed
@@ -46,6 +47,7 @@ def one_step(cfg: TrainConfig, shown: tuple[str, ...] = SHOWN) -> HandStep:
     grade them, give every objective in `shown` its advantages and keep mask, and update a copy of the policy with
     the configured objective's."""
     path = resolve_model(cfg.model)
+    cfg = cfg.fit_context(context_length(path))
     tok = load_tokenizer(path)
     data = prepare_data(cfg, tok)
     hw = resolve(cfg.device, cfg.precision)

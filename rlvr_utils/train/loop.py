@@ -42,9 +42,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Call
     exit_with_parent()
     check_inputs(cfg)
     run = RunDir(run_dir)
-    fresh, started = not run.config.exists(), False
     if not run.claim(cfg, resume, log):
         return run
+    fresh, started = not run.config.exists(), False  # after the claim: a run that never stepped starts afresh
     try:
         t_start = time.perf_counter()
         with _setup(cfg, run, resume, log, allow_new_build) as s:

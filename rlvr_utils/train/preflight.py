@@ -1,6 +1,7 @@
 """What a run checks and prepares before any weights load, and the config.json it saves.
 
-The model's weights against the run's own and its siblings' (`builds`), the prompt budget, the device
+The model's weights against the run's own and its siblings' (`builds`), the prompt budget (resolved against the
+model's own context: `TrainConfig.fit_context`), the device
 and precision, the memory plan; then the tokenized data. A run refused here has written nothing.
 """
 
@@ -20,16 +21,18 @@ from ..data.sources import Prepared, check_source, prepare_data
 from ..core.hardware import GB, check_plan, memory_plan, resolve_device, use_threads
 from ..core.hardware import resolve as resolve_hardware
 from ..core.models import fingerprint, load_tokenizer
-from ..core.prompts import check_budget, context_length
+from ..core.prompts import context_length
 from ..core.engines import resolve_engine
 from ..core.rollouts import vllm_available
-from ..priors.resolve import check_model, resolve_model
+from ..priors.resolve import check_model, known_context, resolve_model
 from ..core.runs import NEW_BUILD_ENV, RunDir, provenance
 
 
 def check_inputs(cfg: TrainConfig) -> None:
     """The config's model, data and device, checked before a folder is claimed or anything loads."""
     check_model(cfg.model)
+    if (context := known_context(cfg.model)) is not None:  # the prompt budget, before a folder is claimed
+        cfg.fit_context(context)
     check_source(cfg.data)
     if cfg.device != "auto":
         resolve_device(cfg.device)
@@ -48,8 +51,7 @@ def preflight(cfg: TrainConfig, run: RunDir, log: Callable[[str], None],
     check_same_weights(run, cfg.model, saved.get("model_fingerprint"), weights)
     allow = os.environ.get(NEW_BUILD_ENV) == "1" if allow_new_build is None else allow_new_build
     other_builds = {} if run.config.exists() else check_sibling_builds(run, cfg.model, model_path, weights, allow, log)
-    check_budget([0] * cfg.max_prompt_tokens, max(cfg.max_tokens, cfg.eval_max_tokens), context_length(model_path),
-                 "max_prompt_tokens")
+    asked, cfg = cfg, cfg.fit_context(context_length(model_path))  # the prompt budget from the model's own context
     tok = load_tokenizer(model_path)
     data = prepare_data(cfg, tok)
     threads = use_threads()  # the cores the grid's executor gave this cell (all, run alone)
@@ -65,8 +67,9 @@ def preflight(cfg: TrainConfig, run: RunDir, log: Callable[[str], None],
     check_disk(cfg, run, plan.params, any((run.checkpoints / d / "state.pt").exists() for d in ("latest", ".latest.old")))
     if hw.device.startswith("cuda") and (eta := expected_duration(cfg, hw.name)):
         log(eta)
-    if not run.config.exists():
-        cfg.save(run.config, {**provenance(), "model_path": model_path, "model_fingerprint": weights,
+    if not run.config.exists():  # what was asked (a resume compares it), with what it resolved to (`context`)
+        context = {"max_model_len": cfg.max_model_len, "max_prompt_tokens": cfg.max_prompt_tokens}
+        asked.save(run.config, {**provenance(), "context": context, "model_path": model_path, "model_fingerprint": weights,
                               "engine": engine, "n_train": len(data.train), "n_eval": len(data.eval),
                               "dropped": data.dropped, "hardware": {**hw.to_dict(), "threads": threads},
                               "memory_plan_gb": {k: round(v / 1e9, 3) for k, v in plan.parts.items()},

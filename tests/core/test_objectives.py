@@ -67,3 +67,37 @@ def test_a_new_objective_is_one_decorated_function(tmp_path, tiny_model_path, ma
         assert all('"advantage": -3.0' in r for r in recs)
     finally:
         OBJECTIVES.pop("scaled_nsr", None)
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_every_knob_is_typed_and_its_default_passes_its_own_check(name):
+    from rlvr_utils.core.bounds import value_error
+    from rlvr_utils.core.objectives import knob_types
+
+    assert set(knob_types(name)) == set(knobs(name))
+    assert all(value_error(k, hint, knobs(name)[k]) is None for k, hint in knob_types(name).items())
+
+
+@pytest.mark.parametrize("args,word", [
+    ({"grpo_scale_std": "false"}, "grpo_scale_std must be a bool, got 'false'"),  # not silently true
+    ({"grpo_scale_std": 1}, "grpo_scale_std must be a bool"),
+    ({"eps": "oops"}, "eps must be a float"),
+    ({"eps": 0.0}, "eps must be > 0"),
+    ({"eps": float("inf")}, "eps must be a finite number"),
+    ({"eps": True}, "eps must be a float"),
+])
+def test_a_knob_value_is_checked_against_its_annotation(args, word):
+    from rlvr_utils.core.config import TrainConfig
+
+    with pytest.raises(ValueError, match=word):
+        TrainConfig(objective="grpo", objective_args=args)
+    assert objective_kwargs(TrainConfig(objective="grpo", objective_args={"grpo_scale_std": False, "eps": 1}))[
+        "grpo_scale_std"] is False
+
+
+def test_an_untyped_knob_is_refused_at_registration():
+    with pytest.raises(TypeError, match="need a type annotation"):
+        @register("untyped")
+        def untyped(correct, groups, alpha=1.0):
+            return -alpha * torch.ones(len(correct)), ~correct
+    assert "untyped" not in OBJECTIVES

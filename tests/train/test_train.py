@@ -74,6 +74,6 @@ def test_budget_beyond_model_context_is_an_error_before_loading(tmp_path, tiny_m
     from rlvr_utils.train.loop import train
 
     cfg = TrainConfig(model=tiny_model_path, max_prompt_tokens=8000, max_tokens=512, max_model_len=9000)
-    with pytest.raises(PromptTooLong, match="exceed the model's context of 8192"):
+    with pytest.raises(PromptTooLong, match="max_model_len=9000 exceeds the model's context of 8192"):
         train(cfg, tmp_path / "r")
     assert not (tmp_path / "r" / "config.json").exists()
