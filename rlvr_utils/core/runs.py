@@ -27,11 +27,24 @@ import torch
 
 from .config import TrainConfig
 from .files import (DamagedFile, FolderBusy, append_jsonl, append_torn, atomic_write_json, atomic_write_text, crash_point,
-                    jsonl_text, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
+                    jsonl_text, lock_holder, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
+from .registry import Registry
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
 NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
 JOURNAL_FIX = "re-run with --resume: a resume cuts a torn last line off and redoes that step"
+
+# A run's state (status.json's "state"), and what each means. A grid runs every cell not `done`; `running`,
+# `interrupted` and `failed` cells resume from their checkpoint. A `running` cell whose process is gone was killed
+# (SIGKILL, a lost machine): nothing could record it.
+RUN_STATES = Registry("run state", {
+    "pending": "not started (no status.json)",
+    "running": "a process is training it, or was when it was killed",
+    "interrupted": "stopped by Ctrl-C or SIGTERM; resumes from its checkpoint",
+    "failed": "stopped by an error (status.json says which); a re-run resumes it",
+    "done": "finished: every step and evaluation recorded",
+})
+RESUMABLE = ("running", "interrupted", "failed")  # states a grid resumes rather than starts
 
 
 class RunDir:
@@ -158,10 +171,13 @@ class RunDir:
         whether the source it runs differs from its commit (a resume may run from another tree than the start)."""
         self.set_status("running", pid=os.getpid(), command=" ".join(sys.argv), git_dirty=source_state()["git_dirty"])
 
-    def fail(self, e: BaseException) -> None:
-        """Record why the run stopped (a full disk may refuse even that: the error itself is raised)."""
+    def stopped(self, e: BaseException) -> None:
+        """Record why the run stopped: `interrupted` for Ctrl-C or SIGTERM (a KeyboardInterrupt), else `failed`
+        with the error (a full disk may refuse even that: the error itself is raised)."""
+        state = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        why = f"{type(e).__name__}: {e}" if state == "failed" else f"interrupted ({str(e) or 'SIGINT'})"
         try:
-            self.set_status("failed", error=f"{type(e).__name__}: {e}"[:2000], command=" ".join(sys.argv))
+            self.set_status(state, error=why[:2000], command=" ".join(sys.argv))
         except Exception:  # noqa: BLE001
             pass
 
@@ -180,12 +196,30 @@ class RunDir:
 
     def lock(self) -> "RunDir":
         """Claim the folder for this process until it exits: one writer per run. A second trainer (a
-        grid run twice, or a cell retried while its old process lives) fails here, before it writes."""
+        grid run twice, or a cell retried while its old process lives) fails here, before it writes. A
+        notebook kernel a grid started runs under its grid's lock (the grid claims the cell first)."""
+        if self.path.is_symlink() and not self.path.exists():
+            raise FileNotFoundError(f"{self.path}: a symbolic link to {os.readlink(self.path)}, which does not exist; "
+                                    "create that folder, or remove the link to start the run here")
         try:
             self._lock_fd = try_lock(self.path)  # released by the OS when the process dies
         except PermissionError as e:
             raise PermissionError(e.errno, f"{self.path}: cannot write to the run folder ({e.strerror})") from None
+        except FolderBusy:
+            if not self._held_by_parent():
+                raise
+            self._lock_fd = None
         return self
+
+    def _held_by_parent(self) -> bool:
+        """Whether the folder's lock is held by the grid process that started this one (its PARENT_ENV)."""
+        parent = os.environ.get(PARENT_ENV, "")
+        if not parent or parent != str(os.getppid()):
+            return False
+        try:
+            return lock_holder(os.stat(self.path / ".lock").st_ino) == parent
+        except OSError:
+            return False
 
     def unlock(self) -> None:
         fd = getattr(self, "_lock_fd", None)
@@ -208,10 +242,15 @@ class RunDir:
 
     # -- writing
     def set_status(self, state: str, **extra) -> None:
-        """The run's state now, with every attempt so far (`attempts`): a re-run after a failure stays on record."""
+        """The run's state now (one of RUN_STATES), with every attempt so far (`attempts`): a re-run after a
+        failure stays on record."""
+        RUN_STATES.pick(state)
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
         attempts = _attempts(self.status_file, state, now, extra)
-        atomic_write_json(self.status_file, {"state": state, "time": now, **extra, "attempts": attempts})
+        try:
+            atomic_write_json(self.status_file, {"state": state, "time": now, **extra, "attempts": attempts})
+        except OSError as e:  # its temporary file's error names no file the user knows
+            raise type(e)(e.errno, f"{e.strerror or e} while writing {self.status_file}") from None
 
     def write_samples(self, name: str, rows: list[dict]) -> None:
         atomic_write_text(self.samples / f"{name}.jsonl", jsonl_text(rows))
@@ -220,7 +259,7 @@ class RunDir:
         """A training step: its samples first, then its metrics row (the journal entry that marks it done)."""
         self.write_samples(f"step_{row['step']:05d}", samples)
         crash_point("metrics", row["step"], torn_write=lambda: append_torn(self.metrics, row))
-        append_jsonl(self.metrics, [row])
+        _append(self.metrics, row)
 
     def write_eval(self, step: int, row: dict, samples: list[dict] | None, seconds: float) -> dict:
         """An evaluation: its samples (None: a copied base evaluation whose samples are not here), then its row
@@ -228,7 +267,7 @@ class RunDir:
         row = {"step": step, **row, "seconds": round(seconds, 2)}
         if samples is not None:
             self.write_samples(f"eval_{step:05d}", samples)
-        append_jsonl(self.evals, [row])
+        _append(self.evals, row)
         return row
 
     def board(self, purge_after: int = 0, log=print):
@@ -248,10 +287,14 @@ class RunDir:
         try:
             tmp.mkdir(parents=True)
             torch.save(state, tmp / "state.pt")
-        except OSError as e:  # a full disk: the previous checkpoint is untouched
+        except (OSError, RuntimeError) as e:  # a full disk (torch.save's writer raises RuntimeError): the previous one is kept
             shutil.rmtree(tmp, ignore_errors=True)
-            raise OSError(e.errno, f"{e.strerror} while writing the checkpoint {tmp}; the previous one is kept "
-                                   f"in {final}") from e
+            if isinstance(e, RuntimeError) and not _write_failure(e):
+                raise
+            errno_ = getattr(e, "errno", None) or _disk_errno(self.checkpoints)
+            why = os.strerror(errno_) if errno_ else f"the write failed: {str(e).splitlines()[0][:200]}"
+            raise OSError(errno_, f"{why} while writing the checkpoint {tmp / 'state.pt'}; the previous one is "
+                                  f"kept in {final}") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -274,6 +317,31 @@ class RunDir:
                     f"delete {self.path} to run it again (a run keeps one checkpoint)"
                 raise DamagedFile(f"{d / 'state.pt'}: damaged checkpoint ({type(e).__name__}); {fix}") from None
         return None
+
+
+def _append(path: Path, row: dict) -> None:
+    """A journal append whose OS error (a full disk) names the journal: the exception alone names no file."""
+    try:
+        append_jsonl(path, [row])
+    except OSError as e:
+        raise type(e)(e.errno, f"{e.strerror or e} while appending step {row.get('step')} to {path}; a resume redoes "
+                               "that step") from None
+
+
+def _write_failure(e: RuntimeError) -> bool:
+    """Whether torch.save's RuntimeError is its file writer failing (a full disk, a file too large)."""
+    return any(w in str(e) for w in ("inline_container", "file write failed", "PytorchStreamWriter"))
+
+
+def _disk_errno(folder: Path) -> int:
+    """ENOSPC where the folder's disk is (nearly) full, else 0: why a write torch reports without an errno failed."""
+    import errno
+
+    try:
+        st = os.statvfs(folder)
+        return errno.ENOSPC if st.f_bavail * st.f_frsize < 1 << 20 else 0
+    except OSError:
+        return 0
 
 
 def _span(steps: list[int]) -> str:
