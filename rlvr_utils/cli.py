@@ -110,9 +110,10 @@ def _cmd_model_list(a: argparse.Namespace) -> int:
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from .core.config import TrainConfig, parse_sets
-    from .train.loop import train
+    from .core.writefaults import check_folder_link
 
     run_dir = Path(a.run_dir)
+    check_folder_link(run_dir)  # before the seconds of imports below
     if a.resume and (run_dir / "config.json").exists():
         cfg = TrainConfig.load(run_dir / "config.json")
         if a.set:
@@ -121,6 +122,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"{run_dir}: no run to resume (no config.json); to start one there, give its --set values")
     else:
         cfg = TrainConfig.from_dict(parse_sets(a.set))  # validated before any model is loaded
+    from .train.loop import train
+
     train(cfg, run_dir, resume=a.resume, stop_after=a.stop_after, allow_new_build=a.allow_new_build or None)
     print(run_dir)
     return 0

@@ -28,7 +28,7 @@ from .files import (DamagedFile, FolderBusy, append_jsonl, append_torn, atomic_w
                     jsonl_text, lock_holder, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
 from .provenance import source_state
 from .registry import Registry
-from .writefaults import checkpoint_error, naming, rewrite_in_place
+from .writefaults import check_folder_link, checkpoint_error, naming, rewrite_in_place
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
 NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
@@ -210,9 +210,7 @@ class RunDir:
         """Claim the folder for this process until it exits: one writer per run. A second trainer (a
         grid run twice, or a cell retried while its old process lives) fails here, before it writes. A
         notebook kernel a grid started runs under its grid's lock (the grid claims the cell first)."""
-        if self.path.is_symlink() and not self.path.exists():
-            raise FileNotFoundError(f"{self.path}: a symbolic link to {os.readlink(self.path)}, which does not exist; "
-                                    "create that folder, or remove the link to start the run here")
+        check_folder_link(self.path)
         try:
             self._lock_fd = try_lock(self.path)  # released by the OS when the process dies
         except PermissionError as e:

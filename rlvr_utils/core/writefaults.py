@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Iterator
 
 
+def check_folder_link(path: Path) -> None:
+    """Refuse a folder path that is a symbolic link to nothing: creating it would fail with a bare "File exists"."""
+    if path.is_symlink() and not path.exists():
+        raise FileNotFoundError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; create that "
+                                "folder, or remove the link to start the run here")
+
+
 def _error(kind: type[OSError], code: int | None, message: str) -> OSError:
     err = kind(message)  # no "[Errno N]" before it: the message carries strerror
     err.errno = code

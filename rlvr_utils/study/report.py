@@ -26,9 +26,9 @@ def report_summary(runs_dir: str | Path, k: int = 0, figure: str | Path | None =
     detect and what it cost, then the secondary analyses (along skill, a t over seeds, contrasts)."""
     runs = load_grid(runs_dir)
     if not_yet := unfinished(runs, deltas := run_deltas(runs)):  # as the HTML report: an error, nothing to report
-        bad = [f"{r.name} ({'; '.join(r.problems)})" for r in runs if r.problems]  # damage may be why
-        raise ValueError(f"{runs_dir}: {not_yet}" + (f"; not read whole: {', '.join(bad)}" if bad else "")
-                         + (": no figure to draw" if figure else ""))
+        bad = [r for r in runs if r.problems]  # damage may be why
+        raise ValueError(f"{runs_dir}: {not_yet}" + (": no figure to draw" if figure else "")
+                         + (f"; not read whole: {damaged(bad)}; {damage_fix(bad)}" if bad else ""))
     k = answer_k(deltas, k, runs_dir)
     its, sentences = primary_answers(deltas, k)
     if figure:  # from the same run files, read once
@@ -291,18 +291,27 @@ def study_figure(deltas: pd.DataFrame, out: str | Path, k: int, its: list[dict] 
 
 def damage_note(runs: list[Run]) -> str:
     """A warning naming the runs whose files could not be read whole (torn or missing records), and what repairs
-    them: a resume for a run not finished, a fresh run for a finished one (it keeps no checkpoint); '' if none."""
+    them; '' if none."""
     bad = [r for r in runs if r.problems]
     if not bad:
         return ""
+    return f"**Not read whole: {damaged(bad)}.** Their rows past the damage are left out; {damage_fix(bad)}.\n\n"
+
+
+def damaged(bad: list[Run]) -> str:
+    return ", ".join(f"{r.name} ({'; '.join(r.problems)})" for r in bad)
+
+
+def damage_fix(bad: list[Run]) -> str:
+    """What repairs damaged runs: a resume for a run not finished, a fresh run for a finished one (it keeps no
+    checkpoint to redo a step from, and a resume refuses it)."""
     done = [r.name for r in bad if r.status.get("state") == "done"]
     fix = ("`rlvr train --run-dir <run> --resume` repairs a torn line of a run not finished and redoes its step"
            if len(done) < len(bad) else "")
     if done:
         fix += ("; " if fix else "") + (f"{', '.join(done)} finished and kept no checkpoint to redo a step from: delete "
                                         "its folder and run the grid again, which runs it afresh")
-    names = ", ".join(f"{r.name} ({'; '.join(r.problems)})" for r in bad)
-    return f"**Not read whole: {names}.** Their rows past the damage are left out; {fix}.\n\n"
+    return fix
 
 
 def left_out_note(runs: list[Run], deltas: pd.DataFrame) -> str:
