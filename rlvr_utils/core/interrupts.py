@@ -29,6 +29,9 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = int(signum)
 
+    def __reduce__(self):  # a pool worker's interrupted cell comes back to its grid pickled
+        return type(self), (self.signum,)
+
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name
@@ -90,6 +93,20 @@ def deferred(forward: Callable[[int], None]) -> Iterator[None]:
         _state["forward"] = None
     if caught():
         raise Interrupted(caught())
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while the block runs (then delivered): a Ctrl-C inside torch.save's writer
+    would come out of it as a RuntimeError, as if the disk had failed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def children(pid: int | None = None, cmd: str = "") -> list[int]:

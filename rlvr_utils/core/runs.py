@@ -26,6 +26,7 @@ import torch
 from .config import TrainConfig
 from .files import (DamagedFile, FolderBusy, append_jsonl, append_torn, atomic_write_json, atomic_write_text, crash_point,
                     jsonl_text, lock_holder, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
+from .interrupts import held
 from .provenance import source_state
 from .registry import Registry
 from .writefaults import check_folder_link, checkpoint_error, naming, rewrite_in_place
@@ -297,7 +298,7 @@ class RunDir:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
-            with open(tmp / "state.pt", "wb") as f:  # closed on error: an open file's blocks stay taken after rmtree
+            with held(), open(tmp / "state.pt", "wb") as f:  # closed on error: its blocks stay taken while open
                 torch.save(state, f)
         except BaseException as e:  # a full disk (torch.save's writer raises RuntimeError): the previous one is kept
             shutil.rmtree(tmp, ignore_errors=True)

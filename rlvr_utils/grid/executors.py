@@ -113,7 +113,7 @@ def _run_pool(cells: list, runs: Path, res: Resources, threads: int, start, log)
     except BaseException:
         # the pool's own exit would wait for every queued cell: drop the queue and end the running cells' workers
         # (their kernels die with them); those cells resume from their checkpoints
-        workers = _workers(pool)
+        workers = _workers(pool) or multiprocessing.active_children()  # a broken pool has forgotten its own
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in workers:
             proc.terminate()
