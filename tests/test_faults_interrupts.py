@@ -84,7 +84,9 @@ def test_a_grid_stopped_by_sigterm_then_ctrl_c_records_its_cell_interrupted_and_
     grid = sets(f"models={fam_tiny_path}", "objectives=psr", *TINY_GRID, "steps=400")
     args = ["grid", "--profile", "cpu", "--runs", str(tmp_path), *grid]
     cell = RunDir(tmp_path / f"{Path(fam_tiny_path).name}__psr__s0")
-    _, err = signal_after(start(args), checkpointed(tmp_path), signal.SIGTERM, group=False)  # `kill PID`
+    proc = start(args)
+    _, err = signal_after(proc, checkpointed(tmp_path), signal.SIGTERM, group=False)  # `kill PID`
+    assert proc.returncode == 143
     clean(err, "rlvr: interrupted (SIGTERM); run the same `rlvr grid` again")
     assert cell.status()["state"] == "interrupted"
     assert not list(cell.path.glob("*.ipynb")) and not list(cell.path.glob(".*.ipynb"))
