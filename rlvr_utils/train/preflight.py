@@ -25,7 +25,8 @@ from ..core.prompts import context_length
 from ..core.engines import resolve_engine
 from ..core.rollouts import vllm_available
 from ..priors.resolve import check_model, known_context, resolve_model
-from ..core.runs import NEW_BUILD_ENV, RunDir, provenance
+from ..core.provenance import provenance
+from ..core.runs import NEW_BUILD_ENV, RunDir
 
 
 def check_inputs(cfg: TrainConfig) -> None:
@@ -95,14 +96,22 @@ def _disk_free(path: Path) -> float:
     return float(shutil.disk_usage(path).free)
 
 
+def _bytes(n: float) -> str:
+    return f"{n / GB:.1f} GB" if n >= 0.1 * GB else f"{n / 1e6:.1f} MB"  # a tiny model's checkpoint is not "0.0 GB"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e8 else f"{n / 1e6:.1f}M"
+
+
 def check_disk(cfg: TrainConfig, run: RunDir, params: int, has_one: bool) -> None:
     """Refuse a run whose checkpoints cannot fit on its disk, before any weights load."""
     size, need = checkpoint_need(cfg, params, has_one)
     free = _disk_free(run.path)
     if need > free:
-        raise OSError(f"{run.path}: a checkpoint of {params / 1e9:.2f}B parameters is {size / GB:.1f} GB (the policy and "
+        raise OSError(f"{run.path}: a checkpoint of {_count(params)} parameters is {_bytes(size)} (the policy and "
                       f"AdamW's state, {CHECKPOINT_BYTES} bytes a parameter) and the previous one stays while the next "
-                      f"is saved: {need / GB:.1f} GB free needed, {free / GB:.1f} GB free on its disk. Free space, put "
+                      f"is saved: {_bytes(need)} free needed, {_bytes(free)} free on its disk. Free space, put "
                       "the run on a larger disk, or checkpoint_every=0 (then a killed run cannot resume)")
 
 

@@ -2,7 +2,8 @@
 
 import subprocess
 
-from rlvr_utils.core.runs import RunDir, source_state
+from rlvr_utils.core.provenance import source_state
+from rlvr_utils.core.runs import RunDir
 
 
 def test_every_attempt_stays_on_record(tmp_path):
@@ -46,7 +47,7 @@ def test_source_state_says_whether_the_tree_was_dirty(tmp_path):
 
 
 def test_a_run_s_provenance_carries_the_source_state():
-    from rlvr_utils.core.runs import provenance
+    from rlvr_utils.core.provenance import provenance
 
     p = provenance()
     assert "git_dirty" in p and p["git_dirty"] in (True, False, None)  # config.json's _meta is this dict

@@ -182,8 +182,9 @@ def test_a_torn_metrics_tail_is_reported_then_repaired_by_resume(cut_run, tmp_pa
     run = RunDir(shutil.copytree(cut_run, grid / "run"))
     with run.metrics.open("a") as f:  # what a crash during the append of step 3's row leaves
         f.write('{"step": 3, "reward_mean": 0.2')
-    code, out = main(["report", str(grid), "--summary"], capsys)
-    assert code == 0 and "Not read whole: run (metrics.jsonl line 3 torn)" in out
+    code, err = main(["report", str(grid), "--summary"], capsys)  # nothing finished: one line, and what repairs it
+    assert code == 2
+    one_error_line(err, "not read whole: run (metrics.jsonl line 3 torn)", "--resume` repairs a torn line")
     code, out = main(["train", "--run-dir", str(run.path), "--resume"], capsys)
     assert code == 0 and "repaired metrics.jsonl: cut torn line 3" in out
     assert torn_tail(run.metrics) is None and [m["step"] for m in run.read_metrics()] == [1, 2, 3, 4]

@@ -1,0 +1,150 @@
+"""Ctrl-C and SIGTERM as the kit handles them: one exception, `Interrupted`, that says which signal came.
+
+`install()` (the CLI calls it) makes SIGINT and SIGTERM raise `Interrupted` in the main thread, so a
+trainer records its run as interrupted and the CLI ends with one line and 128 + the signal's number
+(130, 143), as a shell reports a process its signal ended. A process that runs a notebook kernel must
+not raise in the middle of papermill's asyncio loop (its tasks print pages of tracebacks): it wraps the
+kernel in `deferred(forward)`, where a signal is recorded and handed on to the kernel instead, and
+`Interrupted` is raised once the kernel has stopped. A process pool's worker (`install(raise_=False)`)
+only records it: its owner decides what stops.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+GRACE = 8.0  # seconds a kernel has to stop on its own (record its run) before it is killed
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM, as an exception (a KeyboardInterrupt: code that catches Exception lets it pass)."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    def __reduce__(self):  # a pool worker's interrupted cell comes back to its grid pickled
+        return type(self), (self.signum,)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def status(self) -> int:
+        """The exit status a shell gives a process this signal ended: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
+
+_state = {"caught": 0, "forward": None, "raise": True}
+_lock = threading.Lock()
+
+
+def _handler(signum: int, frame) -> None:
+    with _lock:
+        first, forward = not _state["caught"], _state["forward"]
+        _state["caught"] = _state["caught"] or signum
+    if forward is not None:
+        if first:  # once: a second signal (Ctrl-C and its forward both reaching a worker) must not interrupt the cleanup
+            forward(signum)
+        return
+    if _state["raise"]:
+        raise Interrupted(signum)
+
+
+def install(raise_: bool = True) -> dict:
+    """Handle SIGINT and SIGTERM in this process (from its main thread): raise `Interrupted`, or with
+    `raise_=False` only record the signal (`caught`). Returns the handlers it replaced (for `restore`)."""
+    _state.update(caught=0, forward=None)
+    _state["raise"] = raise_
+    return {s: signal.signal(s, _handler) for s in SIGNALS}
+
+
+def restore(old: dict) -> None:
+    """Put back the handlers `install` replaced (a CLI called in a test's process leaves it as it was)."""
+    for s, h in old.items():
+        signal.signal(s, h)
+
+
+def caught() -> int:
+    """The signal this process has received (0: none)."""
+    return _state["caught"]
+
+
+@contextmanager
+def deferred(forward: Callable[[int], None]) -> Iterator[None]:
+    """While the block runs, a signal calls `forward(signum)` (once) instead of raising; `Interrupted` is
+    raised when the block ends, whatever else it raised. A signal caught before the block raises at once."""
+    if caught():
+        raise Interrupted(caught())
+    _state["forward"] = forward
+    try:
+        yield
+    except Exception:
+        if not caught():
+            raise
+    finally:
+        _state["forward"] = None
+    if caught():
+        raise Interrupted(caught())
+
+
+@contextmanager
+def held() -> Iterator[None]:
+    """SIGINT and SIGTERM held back while the block runs (then delivered): a Ctrl-C inside torch.save's writer
+    would come out of it as a RuntimeError, as if the disk had failed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def children(pid: int | None = None, cmd: str = "") -> list[int]:
+    """The live child processes of `pid` (default this one) whose command line contains `cmd` (Linux's /proc)."""
+    pid = pid or os.getpid()
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])  # after "(comm)": state, then ppid
+            if ppid == pid and cmd in (d / "cmdline").read_bytes().decode(errors="replace"):
+                out.append(int(d.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def stop_children(cmd: str, grace: float = GRACE) -> Callable[[int], None]:
+    """A `deferred` forward: SIGINT to this process's children running `cmd` (a notebook kernel then stops its
+    run and records it), and SIGKILL to any still alive `grace` seconds later."""
+    def forward(signum: int) -> None:
+        for p in children(cmd=cmd):
+            signal_quietly(p, signal.SIGINT)
+
+        def escalate() -> None:  # looked up again: a kernel that was still starting when the signal came
+            for p in children(cmd=cmd):
+                signal_quietly(p, signal.SIGKILL)
+        t = threading.Timer(grace, escalate)
+        t.daemon = True
+        t.start()
+    return forward
+
+
+def signal_quietly(pid: int, sig: int) -> None:
+    """os.kill, for a process that may have ended meanwhile."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
