@@ -9,7 +9,6 @@ so the previous one survives a crash or a full disk. docs/run-folders.md says th
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import random
 import shutil
@@ -29,7 +28,7 @@ from .files import (DamagedFile, FolderBusy, append_jsonl, append_torn, atomic_w
 from .interrupts import held
 from .provenance import source_state
 from .registry import Registry
-from .writefaults import check_folder_link, checkpoint_error, naming, rewrite_in_place
+from .writefaults import check_folder_link, checkpoint_error, naming, rewrite_state_in_place
 
 PARENT_ENV = "RLVR_PARENT_PID"  # set by a grid executor for the notebook kernel it starts
 NEW_BUILD_ENV = "RLVR_ALLOW_NEW_BUILD"  # "1": a new run may use other weights than its siblings of that model did
@@ -193,19 +192,9 @@ class RunDir:
         try:
             self.set_status(state, error=why[:2000], command=" ".join(sys.argv))
         except OSError:  # a full disk has no block for the new file: rewrite the old one in place, or it says running
-            self._status_in_place(state, why[:2000])
+            rewrite_state_in_place(self.status_file, state, why[:2000])
         except Exception:  # noqa: BLE001
             pass
-
-    def _status_in_place(self, state: str, error: str) -> None:
-        """status.json's state rewritten in its own blocks, where a full disk refused its atomic write."""
-        try:
-            old = read_json(self.status_file)
-        except Exception:  # noqa: BLE001 - unreadable: nothing to keep of it
-            old = {}
-        for new in ({**old, "state": state, "error": error}, {"state": state, "error": error[:200]}):
-            if rewrite_in_place(self.status_file, (json.dumps(new, indent=2, ensure_ascii=False) + "\n").encode()):
-                return
 
     def repair(self) -> list[str]:
         """A resume's journal recovery: cut torn last lines off metrics.jsonl and eval.jsonl (the step they

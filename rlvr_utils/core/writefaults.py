@@ -9,6 +9,7 @@ full disk refuses even the new file an atomic write needs.
 from __future__ import annotations
 
 import errno
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,3 +77,15 @@ def rewrite_in_place(path: Path, data: bytes) -> bool:
         return True
     except OSError:
         return False
+
+
+def rewrite_state_in_place(path: Path, state: str, error: str) -> None:
+    """A status file's state rewritten in its own blocks, where a full disk refused its atomic write: the whole
+    record with the new state, else only the state and a shortened error (whichever fits the old file)."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - unreadable: nothing to keep of it
+        old = {}
+    for new in ({**old, "state": state, "error": error}, {"state": state, "error": error[:200]}):
+        if rewrite_in_place(path, (json.dumps(new, indent=2, ensure_ascii=False) + "\n").encode()):
+            return
