@@ -15,9 +15,10 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 
 class DamagedFile(Exception):
@@ -224,11 +225,21 @@ def crash_point(point: str, step: int, torn_write=None) -> None:
 # -------------------------------------------------------------------------------------------- locks
 
 @contextmanager
-def wait_lock(path: Path) -> Iterator[None]:
+def wait_lock(path: Path, what: str = "", log: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold an exclusive lock on the file `path`, waiting for any holder: processes that start together
-    (a Ray grid's cells) build a shared thing once. Released when the block ends or the process dies."""
+    (a Ray grid's cells) build a shared thing once. With `log`, a wait is said ("waiting for <what>: held by
+    pid N (<path>)", then how long it took), so the second of two builds is not a silent terminal. Released
+    when the block ends or the process dies."""
     with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if log is not None:
+                log(f"waiting for {what or path.name}: held by pid {lock_holder(os.fstat(fh.fileno()).st_ino)} ({path})")
+            t0 = time.monotonic()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            if log is not None:
+                log(f"{what or path.name}: waited {time.monotonic() - t0:.0f} s")
         yield
 
 

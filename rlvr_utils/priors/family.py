@@ -26,8 +26,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ..data.sources import EVAL_SUBSET_SEED, Cursor, stratified_subset
-from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json
-from ..core.locks import announced_lock
+from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json, wait_lock
 from ..core.hardware import cpu_cores, cpu_info
 from ..core.models import load_tokenizer
 from ..core.optim import adamw_with_warmup, lm_step
@@ -113,7 +112,7 @@ def build_rung(r: FamilyRung, log: Callable[[str], None] = print) -> Path:
     run = root() / r.run_key()
     out = run / f"t{r.tokens}"
     run.mkdir(parents=True, exist_ok=True)
-    with announced_lock(run / ".lock", f"rung {run.name} t{r.tokens}", log):  # cells that start together build it once
+    with wait_lock(run / ".lock", f"rung {run.name} t{r.tokens}", log):  # cells that start together build it once
         if not (out / "config.json").exists():
             _pretrain(r, run, out, log)
         prior = read_prior(out)

@@ -18,8 +18,7 @@ from typing import Callable
 import torch
 
 from ..data.sources import EVAL_SUBSET_SEED, load_math, stratified_subset
-from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json
-from ..core.locks import announced_lock
+from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json, wait_lock
 from ..core.hardware import resolve
 from ..core.losses import masked_mean, response_logprobs
 from ..core.models import load_policy, load_tokenizer, resolve_named
@@ -34,7 +33,7 @@ def warmstart(ws: WarmStart, out: str | Path | None = None, log: Callable[[str],
     rung at once (a Ray grid) build it once: the others wait on a lock beside it, then find it cached."""
     out = Path(out) if out else cache_dir() / "warmstarts" / ws.key()
     out.parent.mkdir(parents=True, exist_ok=True)
-    with announced_lock(out.with_name(out.name + ".lock"), f"warm start {out.name}", log):
+    with wait_lock(out.with_name(out.name + ".lock"), f"warm start {out.name}", log):
         if (out / "prior.json").exists() and not _other_recipe(out, ws):
             log(f"{out}: cached")
             return out

@@ -14,8 +14,7 @@ import time
 from typing import Callable
 
 from ..core.config import TRAINING_ONLY, TrainConfig
-from ..core.files import DamagedFile
-from ..core.locks import announced_lock
+from ..core.files import DamagedFile, wait_lock
 from ..priors.recipes import same_model
 from ..core.runs import RunDir
 
@@ -59,7 +58,7 @@ def base_eval_lock(run: RunDir, key: dict, log: Callable[[str], None] = print):
     """Held while a run looks for, or makes, its step-0 evaluation: cells that start side by side (a
     Ray grid) with the same base (`key`) sample it once; the others wait, then copy it."""
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return announced_lock(run.path.parent / f".base-eval-{digest}.lock", "the base's step-0 evaluation", log)
+    return wait_lock(run.path.parent / f".base-eval-{digest}.lock", "the base's step-0 evaluation", log)
 
 
 def shared_base_eval(run: RunDir, evaluate: Callable[[], tuple[dict, list[dict]]], log: Callable[[str], None]) -> dict:
