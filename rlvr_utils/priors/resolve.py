@@ -4,11 +4,11 @@ on first use: `warm:...` (warmstart.py), `family:...` (family.py), else a regist
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from .family import CONTEXT, build_rung
 from ..core.models import MODELS, check_name, embedded_path, resolve_named
-from ..core.prompts import context_length
 from .recipes import FamilyRung, WarmStart, parse_spec
 from .warmstart import warmstart
 
@@ -42,4 +42,8 @@ def known_context(name: str) -> int | None:
     if recipe is not None:
         return None
     folder = embedded_path(name) if name in MODELS and MODELS[name].wheel else Path(name).expanduser()
-    return context_length(str(folder)) if (folder / "config.json").is_file() else None
+    try:  # the file as written, not transformers' reading of it: a folder it cannot load fails in its own cell
+        n = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
