@@ -103,7 +103,7 @@ def test_grid_rerun_skips_done_cells_and_dry_run(tiny_grid, fam_tiny_path):
     p = grid(runs, f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY)
     assert p.stdout.count("done, skipped") == 2 and nb.stat().st_mtime_ns == before
     out = run_main(["grid", "--profile", "cpu", "--runs", str(runs), "--dry-run",
-                    *sets(f"models={fam_tiny_path}", "objectives=psr,w_reinforce")])
+                    *sets(f"models={fam_tiny_path}", "objectives=psr,w_reinforce", *TINY)])
     assert out[0] == 0 and "done" in out[1] and "pending" in out[1] and "w_reinforce" in out[1]
 
 
