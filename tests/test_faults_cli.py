@@ -196,18 +196,20 @@ def test_a_folder_held_by_a_live_process_is_refused_naming_its_pid(tiny_run, tmp
         holder.kill()
 
 
-def test_a_grid_whose_cell_is_held_is_refused_before_it_runs(tmp_path, fam_tiny_path, capsys):
+@pytest.mark.parametrize("held", ["psr", "nsr"])  # the grid's first cell, or a later one: checked before any runs
+def test_a_grid_whose_cell_is_held_is_refused_before_it_runs(tmp_path, fam_tiny_path, capsys, held):
     from conftest import TINY_GRID
 
     runs = tmp_path / "runs"
-    cell = runs / f"{Path(fam_tiny_path).name}__psr__s0"
+    cell = runs / f"{Path(fam_tiny_path).name}__{held}__s0"
     holder = _hold(cell)
     try:
         code, err = run_main(["grid", "--profile", "cpu", "--runs", str(runs),
                               *sets(f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY_GRID)], capsys)
         assert code == 75
         one_error_line(err, f"pid {holder.pid}")
-        assert sorted(x.name for x in runs.iterdir()) == [cell.name] and not (cell / "status.json").exists()
+        assert cell.name in err and sorted(x.name for x in runs.iterdir()) == [cell.name]
+        assert sorted(x.name for x in cell.iterdir()) == [".lock"]  # nothing written into the held cell
     finally:
         holder.kill()
 

@@ -141,21 +141,6 @@ def test_a_grid_meeting_a_cell_another_process_holds_stops_touching_nothing(tmp_
     assert tree_hashes(held) == before and sorted(p.name for p in tmp_path.iterdir()) == [todo[0].name]
 
 
-def test_a_second_grid_on_a_busy_folder_exits_75_naming_cell_and_pid(tmp_path, fam_tiny_path, capsys):
-    runs = tmp_path / "runs"
-    cell = runs / f"{Path(fam_tiny_path).name}__nsr__s0"
-    holder = _hold(cell)
-    try:
-        code, err = run_main(["grid", "--profile", "cpu", "--runs", str(runs),
-                              *sets(f"models={fam_tiny_path}", "objectives=psr,nsr", *TINY_GRID)], capsys)
-    finally:
-        holder.kill()
-    assert code == 75
-    one_error_line(err, f"pid {holder.pid}")
-    assert cell.name in err and sorted(x.name for x in runs.iterdir()) == [cell.name]
-    assert sorted(x.name for x in cell.iterdir()) == [".lock"]
-
-
 # -- item 6: a full disk during a write
 
 @pytest.fixture(scope="module")
