@@ -359,8 +359,7 @@ def interrupted_line(args: argparse.Namespace, sig: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     from .core.files import DamagedFile, FolderBusy
     from .core.interrupts import Interrupted, install, restore
-    from .study.html import ReportFailed
-    from .core.update import SyncMismatch
+    from .core.errors import OneLineError
 
     args = build_parser().parse_args(argv)
     try:
@@ -373,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return BUSY
     # OSError: a missing path, a read-only folder, a full disk
-    except (ValueError, OSError, MemoryError, DamagedFile, ReportFailed, SyncMismatch) as e:
+    except (ValueError, OSError, MemoryError, DamagedFile, OneLineError) as e:
         print(f"rlvr: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from .errors import OneLineError
 from .losses import LossSettings, kl_k3, loss_denominator, masked_sum, microbatch_loss, response_logprobs
 from .models import load_policy
 from .optim import make_optimizer
@@ -153,7 +154,7 @@ def _stack(rows: dict[int, torch.Tensor] | list, ch: list[int], like: torch.Tens
 SYNC_BOUNDS = {"fp32": 0.01, "bf16": 0.1}
 
 
-class SyncMismatch(RuntimeError):
+class SyncMismatch(OneLineError):
     """The engine samples from other weights than the policy has."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..grid.cell import execute_notebook
+from ..core.errors import OneLineError
 from ..core.files import atomic_dir, atomic_write_text
 from .reportpage import toc
 
@@ -12,7 +13,7 @@ ANALYZE = Path(__file__).resolve().parents[2] / "notebooks" / "04_analyze.ipynb"
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # rlvr_report: JupyterLab's, with nothing from a CDN
 
 
-class ReportFailed(RuntimeError):
+class ReportFailed(OneLineError):
     """The analysis notebook raised: the message names its cell and the exception, and where the executed part is."""
 
 
