@@ -89,12 +89,12 @@ def timed(eng, prompts, sps) -> dict:
 
 
 def evaluation(path: str, problems: int, samples: int, dtype: str) -> dict:
-    """One whole evaluation as a cell runs it (`evaluate`: sampling, grading, pass@k to k = samples) with the
-    static engine, only per-problem counts kept (no sample records)."""
+    """One many-sample evaluation as a cell runs it (`evaluate_protocols`: sampling in chunks, grading, pass@k
+    to k = samples) with the static engine, only per-problem counts kept (no sample records)."""
     from rlvr_utils.core.config import TrainConfig
-    from rlvr_utils.core.evaluate import EvalSettings, evaluate
     from rlvr_utils.core.grading import GradingPool
     from rlvr_utils.core.models import load_policy, load_tokenizer
+    from rlvr_utils.core.protocols import evaluate_protocols
     from rlvr_utils.core.sampler import StaticEngine
     from rlvr_utils.data.sources import prepare_data
 
@@ -104,12 +104,12 @@ def evaluation(path: str, problems: int, samples: int, dtype: str) -> dict:
     eng = StaticEngine(load_policy(path).eval(), tok, dtype=dtype)
     with GradingPool(workers=1, timeout=5.0) as pool:
         t0, c0 = time.perf_counter(), time.process_time()
-        row, recs = evaluate(eng, pool, data.eval, data.eval_prompts, EvalSettings(samples, 1.0, 1.0, 64, False, 0, keep=0))
+        out = evaluate_protocols(eng, pool, [p.gold for p in data.eval], [p.id for p in data.eval], data.eval_prompts,
+                                 {"t1": {"samples": samples}}, max_tokens=64, seed=0)["t1"]
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    ks = sorted(row["pass_at_k"], key=int)
-    return {"evaluation": f"{problems} problems x {samples} samples (+ greedy)", "seconds": wall, "cpu_seconds": cpu,
-            "tokens": round(row["response_len_mean"] * problems * (samples + 1)), "records": len(recs),
-            "pass_at_1": row["pass_at_k"]["1"]["mean"], f"pass_at_{ks[-1]}": row["pass_at_k"][ks[-1]]["mean"]}
+    ks = sorted(out["pass_at_k"], key=int)
+    return {"evaluation": f"{problems} problems x {samples} samples at T = 1", "seconds": wall, "cpu_seconds": cpu,
+            "pass_at_1": out["pass_at_k"]["1"]["mean"], f"pass_at_{ks[-1]}": out["pass_at_k"][ks[-1]]["mean"]}
 
 
 def vllm_child(path: str, problems: int, samples: int, dtype: str, threads: int) -> dict:

@@ -52,3 +52,22 @@ def test_gpu_update_bench_runs_on_cpu(tmp_path):
     assert "reference policy (bf16)" in p.stdout and "HF engine" not in p.stdout, p.stdout[-2000:]
     assert "update 2:" in p.stdout and "2 optimizer steps" in p.stdout, p.stdout[-2000:]
     assert row["train_tokens_s"] > 0 and row["plan_update_peak_gb"] > 0
+
+
+@pytest.mark.parametrize("args,keys", [
+    (["--engines", "static,hf", "--repeats", "1", "--problems", "2", "--samples", "2"], ("summary",)),
+    (["--evaluate", "8", "--problems", "2"], ("pass_at_1", "pass_at_8", "seconds")),
+])
+def test_the_sampler_bench_runs_on_a_committed_rung(args, keys, tmp_path):
+    """bench/sampler.py, both modes, on the committed 1m rung at a toy scale: the numbers docs/performance quotes
+    come from code that still runs against the package (its many-sample mode goes through `evaluate_protocols`)."""
+    import json
+    import os
+
+    out = tmp_path / "sampler.json"
+    p = subprocess.run([sys.executable, "bench/sampler.py", "--rungs", "1m-s0-09cd6630/t1000000", "--threads", "1",
+                        *args, "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert all(k in r for k in keys), sorted(r)
