@@ -21,7 +21,7 @@ from ..core.runs import RunDir
 from ..core.stats import fmt_interval, ks_for
 from ..priors.recipes import rung_of
 from .outcomes import base_skill, contrast_long, problem_counts, split_build
-from .slopes import slope, to_array
+from .slopes import slope, slope_span, to_array
 
 # per step, from metrics.jsonl (absent keys: the arm does not draw more than one batch, or trains on-policy)
 SIGNAL = {"kept": "samples trained a step", "batches_drawn": "batches drawn a step", "kept_short": "steps short of K",
@@ -70,7 +70,7 @@ def arm_slopes(arms: dict[str, str | Path], protocol: str | None = None) -> pd.D
         ref_long = contrast_long(ref, k).set_index(["rung", "build", "seed", "problem"])["value"]
         for arm, c in counts.items():
             s = slope(x, _contrast(c, k, rungs)[1])
-            row = {"arm": arm, "k": k, "slope": s.est, "lo": s.lo, "hi": s.hi, "df": s.df}
+            row = {"arm": arm, "k": k, "slope": s.est, "lo": s.lo, "hi": s.hi, "df": s.df, "span": slope_span(x)}
             if arm != ref_name:
                 long = contrast_long(c, k).set_index(["rung", "build", "seed", "problem"])["value"]
                 diff = (long - ref_long).dropna().rename("value").reset_index()
@@ -94,8 +94,10 @@ def arms_summary(arms: dict[str, str | Path], protocol: str | None = None) -> st
     out += ["", "## NSR − PSR: slope over the rungs' base pass@1 (builds, seeds within builds, problems random)", "",
             f"| arm | k | slope [95%] | df | minus {ref}'s [95%] |", "|---|---|---|---|---|"]
     for r in arm_slopes(arms, protocol).to_dict("records"):
-        vs = fmt_interval(r["vs_ref"], r["vs_lo"], r["vs_hi"]) if pd.notna(r.get("vs_ref", np.nan)) else "(reference)"
-        out.append(f"| {r['arm']} | {r['k']} | {fmt_interval(r['slope'], r['lo'], r['hi'])} | {r['df']:.1f} | {vs} |")
+        vs = (fmt_interval(r["vs_ref"], r["vs_lo"], r["vs_hi"], span=2 * r["span"]) if pd.notna(r.get("vs_ref", np.nan))
+              else "(reference)")
+        slope = fmt_interval(r["slope"], r["lo"], r["hi"], span=r["span"])
+        out.append(f"| {r['arm']} | {r['k']} | {slope} | {r['df']:.1f} | {vs} |")
     return "\n".join(out) + "\n"
 
 

@@ -45,6 +45,13 @@ def slope(x: Sequence[float], Y: np.ndarray, level: float = 0.95) -> NestedMean:
     return combine(Y, slope_weights(x), level)
 
 
+def slope_span(x: Sequence[float], width: float = 2.0) -> float:
+    """The widest a slope's interval can usefully be: the slope that carries a difference across its whole range
+    (`width`: 2 for a difference of two rates) over the rungs' span of x. An interval wider says nothing at this n."""
+    x = np.asarray(x, dtype=float)
+    return width / (x.max() - x.min()) if len(x) > 1 and x.max() > x.min() else float("nan")
+
+
 def empirical_logit(correct: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     """log((c + 1/2) / (n - c + 1/2)): a problem's pass@1 on the logit scale, finite at 0 and n correct
     (the Haldane-Anscombe correction)."""

@@ -2,6 +2,7 @@
 them, and the analyses with builds random on a planted slope of NSR − PSR over the rungs' skill."""
 
 
+import numpy as np
 import pytest
 
 from synthetic import write_controls_grid
@@ -39,3 +40,27 @@ def test_the_controls_summary_and_its_figure(tmp_path):
     assert "Slope over the rungs' base pass@1" in text and "On the logit scale" in text and "3 rung pairs" in text
     assert (tmp_path / "passk.png").stat().st_size > 10_000
     assert "## NSR − PSR at every k" in text and "| 8 | " in text.split("at every k")[1]
+
+
+def test_an_interval_wider_than_the_range_is_said_not_drawn():
+    """A nested interval on 2 builds can have Satterthwaite df far below 1 (the controls smoke's: ±1e23 at
+    pass@256): the figure draws such a point hollow with no bar inside [0, 1], the text says what it is, and a
+    slope's range is the difference's over the rungs' span of base skill."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rlvr_utils.core.stats import fmt_interval
+    from rlvr_utils.study.controls import passk_curve
+    from rlvr_utils.study.slopes import slope_span
+
+    fig, ax = plt.subplots()
+    passk_curve(ax, [1, 2, 4], [0.2, 0.3, 0.4], [0.1, -1e23, float("nan")], [0.3, 1e23, float("nan")], label="x")
+    lo, hi = ax.dataLim.y0, ax.dataLim.y1
+    plt.close(fig)
+    assert 0 <= lo and hi <= 1  # the clipped bar and the points, nothing of ±1e23
+    hollow = [ln for ln in ax.lines if ln.get_markerfacecolor() == "white"]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [2, 4]  # the wide one and the one with no interval
+    assert fmt_interval(0.3, -1e23, 1e23, span=1) == "+0.300 (interval wider than the whole range)"
+    assert slope_span([0.1, 0.5]) == pytest.approx(5.0) and np.isnan(slope_span([0.3]))
