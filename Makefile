@@ -43,12 +43,8 @@ browser: ## Debian's chromium for the JupyterLab browser test (apt-get, as root;
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium could not be installed: the browser test will be skipped (fails under CI=true)"
 
-# A worker per core (pytest-xdist), each file on one worker: most tests wait on a child process (a kernel, the CLI,
-# a grading pool) or run tiny models that one thread serves as well as two (tests/conftest.py gives each worker its
-# share of the cores). TEST_JOBS=0 runs the suite in one process.
-TEST_JOBS ?= auto
 test: setup browser ## run the test suite
-	$(PY) -m pytest -q -ra -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 test-fast: setup ## the unit tests (no `slow` marker): loss maths, objectives, statistics, analysis, data, tasks, profiles
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)

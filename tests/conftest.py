@@ -7,14 +7,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-
-# Under pytest-xdist each worker is one cell's share of the machine: its trainers, kernels and CLI children use
-# that many threads (RLVR_THREADS, inherited), not every core: two workers at two threads each on two cores wait on
-# each other at every small op. Set before torch is imported, so this process's own torch follows it too.
-if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-    _share = max(1, len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
-    os.environ.setdefault("RLVR_THREADS", str(_share))
-    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 SHARED_DATA = Path(os.environ.get("RLVR_SHARED_DATA", REPO.parent / "shared" / "data" / "math_subset"))
 
 
