@@ -90,7 +90,7 @@ def arms_summary(arms: dict[str, str | Path], protocol: str | None = None) -> st
     for arm, path in arms.items():
         for r in training_signal(path).to_dict("records"):
             vals = [f"{r[c]:.3g}" if c in r and pd.notna(r[c]) else "–" for c in (*SIGNAL, "kl_to_init", "kl_per_1k_samples")]
-            out.append(f"| {arm} | {r['rung']} | {r['objective']} | " + " | ".join(vals) + " |")
+            out.append(f"| {arm} | {r['rung'].split(' ')[0]} | {r['objective']} | " + " | ".join(vals) + " |")
     out += ["", "## NSR − PSR: slope over the rungs' base pass@1 (builds, seeds within builds, problems random)", "",
             f"| arm | k | slope [95%] | df | minus {ref}'s [95%] |", "|---|---|---|---|---|"]
     for r in arm_slopes(arms, protocol).to_dict("records"):
