@@ -46,10 +46,10 @@ def slope(x: Sequence[float], Y: np.ndarray, level: float = 0.95) -> NestedMean:
 
 
 def slope_span(x: Sequence[float], width: float = 2.0) -> float:
-    """The widest a slope's interval can usefully be: the slope that carries a difference across its whole range
-    (`width`: 2 for a difference of two rates) over the rungs' span of x. An interval wider says nothing at this n."""
+    """The width of the range a slope can take: a difference whose values span `width` (2 for a difference of two
+    rates, in [-1, 1]) changes by at most ±width over the rungs' span of x. An interval wider says nothing at this n."""
     x = np.asarray(x, dtype=float)
-    return width / (x.max() - x.min()) if len(x) > 1 and x.max() > x.min() else float("nan")
+    return 2 * width / (x.max() - x.min()) if len(x) > 1 and x.max() > x.min() else float("nan")
 
 
 def empirical_logit(correct: np.ndarray, n: int | np.ndarray) -> np.ndarray:

@@ -63,4 +63,4 @@ def test_an_interval_wider_than_the_range_is_said_not_drawn():
     hollow = [ln for ln in ax.lines if ln.get_markerfacecolor() == "white"]
     assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [2, 4]  # the wide one and the one with no interval
     assert fmt_interval(0.3, -1e23, 1e23, span=1) == "+0.300 (interval wider than the whole range)"
-    assert slope_span([0.1, 0.5]) == pytest.approx(5.0) and np.isnan(slope_span([0.3]))
+    assert slope_span([0.1, 0.5]) == pytest.approx(10.0) and np.isnan(slope_span([0.3]))  # slopes in [-5, +5]
