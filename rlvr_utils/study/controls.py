@@ -11,7 +11,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..core.stats import fmt_interval, ks_for, pass_at_k
@@ -45,45 +44,47 @@ def floors(runs_dir: str | Path, ks: list[int]) -> dict[int, float]:
     return task_floor(cfg["data"], tuple(ks))["floor"] if is_task_spec(cfg.get("data")) else {}
 
 
-def passk_curve(ax, k, est, lo, hi, **kw) -> None:
-    """est against k with its 95% interval clipped to [0, 1]; hollow and without a bar where the interval is wider
-    than that whole range or missing (a nested interval on 2 builds can have df < 1: at this n it says nothing)."""
-    k, est, lo, hi = (np.asarray(a, dtype=float) for a in (k, est, lo, hi))
-    wide = ~(hi - lo <= 1)  # NaN: no interval
-    color = ax.plot(k, est, marker="o", ms=3, **kw)[0].get_color()
-    ok = ~wide
-    ax.errorbar(k[ok], est[ok], yerr=[(est - lo.clip(0, 1))[ok], (hi.clip(0, 1) - est)[ok]], fmt="none",
-                ecolor=color, capsize=2)
-    ax.plot(k[wide], est[wide], "o", mfc="white", mec=color, ms=6, ls="none")
+def passk_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+    """`table` as the study's figures draw pass@k against k (`studyfig.draw_passk_rows`): per short rung name, the
+    base (its mean over the objectives' runs) and each objective's final, intervals clipped to [0, 1] and `wide` where
+    wider than that; and each rung's base pass@1 (their order)."""
+    t = table.assign(rung=table["rung"].str.split(" ").str[0])
+    base = t.groupby(["rung", "k"], sort=False)[["base", "base_lo", "base_hi"]].mean().reset_index()
+    parts = [base.set_axis(["rung", "k", "est", "lo", "hi"], axis=1).assign(objective="base", which="base"),
+             t[["rung", "k", "final", "final_lo", "final_hi", "objective"]]
+             .set_axis(["rung", "k", "est", "lo", "hi", "objective"], axis=1).assign(which="final")]
+    pk = pd.concat(parts, ignore_index=True)
+    pk = pk.assign(lo_clip=pk["lo"].clip(lower=0), hi_clip=pk["hi"].clip(upper=1), wide=pk["hi"] - pk["lo"] > 1)
+    return pk, base[base["k"] == base["k"].min()].set_index("rung")["base"]
 
 
 def figure(table: pd.DataFrame, floor: dict[int, float], out: str | Path) -> None:
     """pass@k against k (log scale), one panel per rung, base and each objective's final with 95% intervals (builds,
-    seeds and problems random; hollow: wider than [0, 1] or none), the guessing floor dashed."""
+    seeds and problems random), drawn as the study's figures draw them (`studyfig.draw_passk_rows`), the guessing
+    floor dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    rungs = list(dict.fromkeys(table["rung"]))
-    fig, axes = plt.subplots(1, len(rungs), figsize=(3.2 * len(rungs), 3.4), sharey=True, squeeze=False)
-    for ax, rung in zip(axes[0], rungs):
-        t = table[table["rung"] == rung]
-        base = t.groupby("k")[["base", "base_lo", "base_hi"]].mean()
-        passk_curve(ax, base.index, base["base"], base["base_lo"], base["base_hi"], color="gray", label="base")
-        for obj, g in t.groupby("objective"):
-            passk_curve(ax, g["k"], g["final"], g["final_lo"], g["final_hi"], label=obj.upper())
+    from .studyfig import color, draw_passk_rows
+
+    pk, base = passk_rows(table)
+    fig, axes = plt.subplots(1, len(base), figsize=(3.6 * len(base), 3.6), sharey=True, squeeze=False)
+    draw_passk_rows(axes[0], None, pk, base)
+    for ax in axes[0]:
         if floor:
-            ax.plot(sorted(floor), [floor[k] for k in sorted(floor)], "k--", lw=1, label="guessing floor")
-        ax.set_xscale("log", base=2)
+            ax.plot(sorted(floor), [floor[k] for k in sorted(floor)], "k:", lw=1)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(rung.split(" ")[0])
         ax.set_xlabel("k")
-    axes[0][0].set_ylabel("pass@k")
-    axes[0][-1].legend(fontsize=7)
-    fig.text(0.01, 0.01, "bars: 95% intervals (builds, seeds, problems random); hollow: wider than [0, 1] or none",
-             fontsize=7, color="dimgray")
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    handles = [Line2D([], [], color=color(o), marker="o", ms=3, ls="--" if o == "base" else "-",
+                      label="base" if o == "base" else o.upper()) for o in sorted(pk["objective"].unique())]
+    handles.append(Line2D([], [], color="k", ls=":", lw=1, label="guessing floor"))
+    axes[0][-1].legend(handles=handles, fontsize=7)
+    fig.text(0.01, 0.01, "95% intervals, builds, seeds within builds and problems random, clipped to [0, 1]; a hollow "
+             "marker: the interval is wider than that whole range (not drawn)", fontsize=7, color="dimgray", wrap=True)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(out, dpi=120)
     plt.close(fig)
 

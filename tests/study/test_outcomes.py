@@ -51,15 +51,24 @@ def test_an_interval_wider_than_the_range_is_said_not_drawn():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rlvr_utils.core.stats import fmt_interval
-    from rlvr_utils.study.controls import passk_curve
-    from rlvr_utils.study.slopes import slope_span
+    import pandas as pd
 
+    from rlvr_utils.core.stats import fmt_interval
+    from rlvr_utils.study.controls import passk_rows
+    from rlvr_utils.study.slopes import slope_span
+    from rlvr_utils.study.studyfig import draw_passk_rows
+
+    nan = float("nan")
+    table = pd.DataFrame({"rung": ["1m/2M corpus=x"] * 3, "objective": ["nsr"] * 3, "k": [1, 2, 4],
+                          "base": [0.1, 0.2, 0.3], "base_lo": [0.05, 0.1, 0.2], "base_hi": [0.15, 0.3, 0.4],
+                          "final": [0.2, 0.3, 0.4], "final_lo": [0.1, -1e23, nan], "final_hi": [0.3, 1e23, nan]})
+    pk, base = passk_rows(table)
     fig, ax = plt.subplots()
-    passk_curve(ax, [1, 2, 4], [0.2, 0.3, 0.4], [0.1, -1e23, float("nan")], [0.3, 1e23, float("nan")], label="x")
+    draw_passk_rows([ax], None, pk, base)
     lo, hi = ax.dataLim.y0, ax.dataLim.y1
     plt.close(fig)
-    assert 0 <= lo and hi <= 1  # the clipped bar and the points, nothing of ±1e23
+    assert list(base.index) == ["1m/2M"] and base["1m/2M"] == pytest.approx(0.1)
+    assert 0 <= lo and hi <= 1  # the clipped bands and the points, nothing of ±1e23
     hollow = [ln for ln in ax.lines if ln.get_markerfacecolor() == "white"]
     assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [2, 4]  # the wide one and the one with no interval
     assert fmt_interval(0.3, -1e23, 1e23, span=1) == "+0.300 (interval wider than the whole range)"
