@@ -79,7 +79,7 @@ controls-ladder: setup ## build and measure the controls ladder: 4 rungs x 3 bui
 	$(PY) -c "from rlvr_utils.grid.profiles import CONTROLS_BUILDS; print('\n'.join(CONTROLS_BUILDS))" | \
 	while read spec; do RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family \
 		$$(echo "$${spec#family:}" | tr ',' '\n' | sed 's/^/--set /') || exit 1; done
-	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --table
+	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --table --rule --out $(CONTROLS_RUNGS_DIR)/LADDER.md
 
 controls-smoke: setup ## the controls design end to end at smoke scale: three arms, then each arm's summary and figure
 	for arm in onpolicy matched offpolicy; do \

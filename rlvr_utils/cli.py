@@ -151,7 +151,15 @@ def _cmd_family(a: argparse.Namespace) -> int:
     from .priors.recipes import FamilyRung
 
     if a.table:
-        print(ladder_table(sorted(p.parent for p in root().glob("*/t*/prior.json"))), end="")
+        dirs = sorted(p.parent for p in root().glob("*/t*/prior.json"))
+        text = ladder_table(dirs)
+        if a.rule:
+            from .priors.ladder import ladder_report
+            text = f"Each build (95% bootstrap CIs over problems):\n\n{text}\nEach rung:\n\n{ladder_report(dirs)}"
+        if a.out:
+            from .core.files import atomic_write_text
+            atomic_write_text(a.out, text)
+        print(text, end="")
         return 0
     out = build_rung(FamilyRung(**parse_sets(a.set, FamilyRung)), log=lambda m: print(m, flush=True))
     print(json.dumps(read_prior(out), indent=1))
@@ -277,6 +285,9 @@ def _add_env_train_and_priors(sub) -> None:
     fa.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a FamilyRung field: size (1m, 3m, 7m), tokens, seed, corpus, task, vocab, lr, batch, eval_* ...")
     fa.add_argument("--table", action="store_true", help="print the cached rungs' measured priors and exit")
+    fa.add_argument("--rule", action="store_true", help="with --table: each rung's mean over its builds, and whether "
+                    "the ladder meets the controls pre-registration's rule (docs/prereg-controls.md)")
+    fa.add_argument("--out", default=None, help="with --table: also write the table to this file")
     fa.set_defaults(fn=_cmd_family)
 
 

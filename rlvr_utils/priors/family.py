@@ -115,11 +115,19 @@ def build_rung(r: FamilyRung, log: Callable[[str], None] = print) -> Path:
     with wait_lock(run / ".lock", f"rung {run.name} t{r.tokens}", log):  # cells that start together build it once
         if not (out / "config.json").exists():
             _pretrain(r, run, out, log)
-        prior = read_prior(out)
-        wanted = {k: getattr(r, k) for k in r.EVAL_FIELDS}
-        if prior is None or prior.get("measured_with") != wanted:
+        if not _measured_as_wanted(r, read_prior(out)):
             _measure(r, out, log)
     return out
+
+
+def _measured_as_wanted(r: FamilyRung, prior: dict | None) -> bool:
+    """Whether the saved prior answers `r`'s measurement. A loss-only request (eval_samples=0: a smoke's rung, whose
+    cells measure their own base) is answered by a sampled prior, which never gives way to it: builds that a
+    ladder measured at n = 512 are shared with a smoke of the same recipe."""
+    if prior is None:
+        return False
+    return prior.get("measured_with") == {k: getattr(r, k) for k in r.EVAL_FIELDS} or (
+        r.eval_samples == 0 and "greedy" in prior)
 
 
 def _pretrain(r: FamilyRung, run: Path, out: Path, log: Callable[[str], None]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -80,17 +80,22 @@ def floor_cell(recipe, k: int) -> str:
     return f"{_floor(spec, k):.3f}" if is_task_spec(spec) else "—"
 
 
-def ladder_table(rungs: list[str | Path]) -> str:
-    """Markdown: one row per rung (prior-axis order) with its measured prior, 95% bootstrap CIs over problems, and
-    the guessing floor beside its pass@k (a measured prior with n >= 512 samples shows pass@256)."""
-    rows = []
-    for d in rungs:
+def measured_builds(dirs: list[str | Path]) -> Iterator[tuple[Any, dict, dict]]:
+    """(recipe, its saved recipe file, prior) of every folder in `dirs` that is a rung with a sampled prior."""
+    for d in dirs:
         kind = next((c for c in RUNG_KINDS.values() if (Path(d) / c.recipe_file).exists()), None)
         prior = read_prior(d) or {}
         if kind is None or "greedy" not in prior:
             continue  # not a rung, or one built without a sampled prior (a smoke rung)
         recipe = read_json(Path(d) / kind.recipe_file)
-        r = kind(**{k: v for k, v in recipe.items() if k in kind.__dataclass_fields__})
+        yield kind(**{k: v for k, v in recipe.items() if k in kind.__dataclass_fields__}), recipe, prior
+
+
+def ladder_table(rungs: list[str | Path]) -> str:
+    """Markdown: one row per rung (prior-axis order) with its measured prior, 95% bootstrap CIs over problems, and
+    the guessing floor beside its pass@k (a measured prior with n >= 512 samples shows pass@256)."""
+    rows = []
+    for r, recipe, prior in measured_builds(rungs):
         ks = sorted(prior["pass_at_k"], key=int)
         half = str(reported_k(ks, int(ks[-1])))  # pass@n is the largest k: n samples
         nll = f"{prior['sampled_nll_t1']:.3f}" if "sampled_nll_t1" in prior else "—"

@@ -73,6 +73,9 @@ def test_more_pretraining_lowers_held_out_loss_and_budgets_nest(cache, monkeypat
     assert p1["measured_with"]["eval_samples"] == 2 and p1["cpu"]
     for f in ("config.json", "model.safetensors", "tokenizer.json", "generation_config.json", "family.json"):
         assert (longer / f).exists(), f
+    sampled = (short / "prior.json").read_bytes()  # a smoke's loss-only request never replaces a sampled prior
+    assert build_rung(replace(TINY, eval_samples=0), log=lambda _: None) == short
+    assert (short / "prior.json").read_bytes() == sampled
     # the longer budget, pretrained straight through in another cache, has the same bits
     monkeypatch.setenv("RLVR_CACHE", str(cache.parent / "other"))
     straight = build_rung(replace(TINY, tokens=48_000), log=lambda _: None)

@@ -1,0 +1,67 @@
+"""A ladder of rungs with several builds: rung means over builds, and the pre-registered rule judged on them."""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from rlvr_utils.priors.ladder import LadderRule, ladder_report, ladder_verdict, rungs_of
+from rlvr_utils.priors.recipes import FamilyRung
+
+TASK = "gen:column?difficulty=2&n=4000"
+
+
+def _build(root: Path, size: str, tokens: int, seed: int, p1: float, p256: float | None) -> Path:
+    """A build's folder as `family.py` leaves it: its recipe file and its measured prior (n = 512 where p256)."""
+    r = FamilyRung(size=size, tokens=tokens, seed=seed, task=TASK)
+    d = root / r.key()
+    d.mkdir(parents=True)
+    (d / r.recipe_file).write_text(json.dumps({**asdict(r), "tokens_seen": tokens}))
+    ks = {"1": p1, **({"256": p256} if p256 is not None else {})}
+    (d / "prior.json").write_text(json.dumps({"greedy": {"mean": p1, "lo": 0, "hi": 1, "n": 64},
+                                              "pass_at_k": {k: {"mean": v, "lo": 0, "hi": 1, "n": 64} for k, v in ks.items()}}))
+    return d
+
+
+PLAN = {("1m", 2_000_000): ([0.05, 0.08, 0.11], [0.55, 0.60, 0.65]), ("1m", 4_000_000): ([0.3, 0.2, 0.25], [0.8] * 3),
+        ("1m", 8_000_000): ([0.5, 0.55, 0.6], [0.85, 0.88, 0.86]), ("3m", 4_000_000): ([0.4, 0.5, 0.45], [0.8] * 3)}
+
+
+def _ladder(root: Path, plan=PLAN) -> list[Path]:
+    return [_build(root, s, t, b, p1[b], pk[b]) for (s, t), (p1, pk) in plan.items() for b in range(len(p1))]
+
+
+def test_a_ladder_that_meets_the_rule_stands_and_its_rung_means_carry_intervals_over_builds(tmp_path):
+    dirs = _ladder(tmp_path)
+    rungs = rungs_of(dirs[::-1])  # in prior-axis order whatever the folders' order
+    assert [g.name for g in rungs] == ["fam-1m-2M", "fam-1m-4M", "fam-1m-8M", "fam-3m-4M"]
+    assert all(sorted(g.seeds) == [0, 1, 2] for g in rungs)
+    assert np.isclose(rungs[0].mean(1), 0.08) and np.isclose(rungs[2].mean(256), np.mean([0.85, 0.88, 0.86]))
+    ok, lines = ladder_verdict(rungs)
+    assert ok and all(line.startswith("- meets") for line in lines), lines
+    report = ladder_report(dirs)
+    half = stats.t.ppf(0.975, 2) * np.std([0.05, 0.08, 0.11], ddof=1) / np.sqrt(3)  # t over 3 builds, df = 2
+    assert f"0.080 [{0.08 - half:.3f}, {0.08 + half:.3f}]" in report and "**The ladder stands**" in report
+    assert "0.050 / 0.080 / 0.110" in report  # each build's value beside the mean
+    floor = float(report.splitlines()[2].rsplit("|", 2)[1])
+    assert 0 < floor <= 0.05  # the column task's blind guesser at k = 256
+
+
+def test_each_clause_of_the_rule_fails_on_its_own(tmp_path):
+    ceiling = {**PLAN, ("1m", 8_000_000): ([0.5, 0.55, 0.6], [0.95, 0.92, 0.90])}  # mean pass@256 0.923
+    ok, lines = ladder_verdict(rungs_of(_ladder(tmp_path / "a", ceiling)))
+    assert not ok and [line for line in lines if "fails" in line] == [
+        "- **fails**: ceiling: highest mean pass@256 0.923 on fam-1m-8M (at most 0.9)"]
+    short = {k: v for k, v in PLAN.items() if k != ("1m", 8_000_000)}  # top: highest 0.45 on 3m
+    ok, lines = ladder_verdict(rungs_of(_ladder(tmp_path / "b", short)))
+    assert not ok and {line.split(":")[1].strip() for line in lines if "fails" in line} == {"rungs", "top"}
+    one_size = {k: v for k, v in PLAN.items() if k[0] == "1m"}
+    two_builds = {k: (p1[:2], pk[:2]) for k, (p1, pk) in PLAN.items()}
+    for plan, clause in ((one_size, "rungs"), (two_builds, "builds")):
+        ok, lines = ladder_verdict(rungs_of(_ladder(tmp_path / clause, plan)))
+        assert not ok and any(f"**fails**: {clause}" in line for line in lines)
+    ok, lines = ladder_verdict(rungs_of(_ladder(tmp_path / "n32", {k: (p1, [None] * 3) for k, (p1, _) in PLAN.items()})))
+    assert not ok and "fewer than 512 samples" in lines[-1]  # a prior measured without n >= 2k cannot show headroom
+    assert ladder_verdict(rungs_of(_ladder(tmp_path / "low", PLAN)), LadderRule(bottom=0.05))[0] is False
