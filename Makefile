@@ -76,9 +76,7 @@ family-study: setup ## the pre-registered study: 5 family rungs x PSR/NSR/W-REIN
 CONTROLS_RUNGS_DIR = $(CURDIR)/runs/controls-rungs
 CONTROLS_ARGS ?= --jobs 2
 controls-ladder: setup ## build and measure the controls ladder: 4 rungs x 3 builds (hours), then its table
-	$(PY) -c "from rlvr_utils.grid.profiles import CONTROLS_BUILDS; print('\n'.join(CONTROLS_BUILDS))" | \
-	while read spec; do RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family \
-		$$(echo "$${spec#family:}" | tr ',' '\n' | sed 's/^/--set /') || exit 1; done
+	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --builds controls
 	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --table --rule --out $(CONTROLS_RUNGS_DIR)/LADDER.md
 
 controls-smoke: setup ## the controls design end to end at smoke scale: three arms, then each arm's summary and figure

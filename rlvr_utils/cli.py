@@ -146,24 +146,24 @@ def _cmd_warmstart(a: argparse.Namespace) -> int:
 
 def _cmd_family(a: argparse.Namespace) -> int:
     from .core.config import parse_sets
-    from .priors.family import build_rung, root
-    from .priors.measure import ladder_table, read_prior
-    from .priors.recipes import FamilyRung
+    from .core.files import atomic_write_text
+    from .priors.family import build_rung, build_rungs, root
+    from .priors.ladder import ladder_text
+    from .priors.measure import read_prior
+    from .priors.recipes import FamilyRung, parse_spec
 
     if a.table:
-        dirs = sorted(p.parent for p in root().glob("*/t*/prior.json"))
-        text = ladder_table(dirs)
-        if a.rule:
-            from .priors.ladder import ladder_report
-            text = f"Each build (95% bootstrap CIs over problems):\n\n{text}\nEach rung:\n\n{ladder_report(dirs)}"
-        if a.out:
-            from .core.files import atomic_write_text
-            atomic_write_text(a.out, text)
-        print(text, end="")
-        return 0
-    out = build_rung(FamilyRung(**parse_sets(a.set, FamilyRung)), log=lambda m: print(m, flush=True))
-    print(json.dumps(read_prior(out), indent=1))
-    print(out)
+        text = ladder_text(sorted(p.parent for p in root().glob("*/t*/prior.json")), rule=a.rule)
+        print(text if not a.out else atomic_write_text(a.out, text).read_text(), end="")
+    elif a.builds:
+        from .grid.profiles import PROFILES
+
+        specs = [parse_spec(m) for m in PROFILES.pick(a.builds, "--builds: ").models]
+        outs = build_rungs([r for r in specs if isinstance(r, FamilyRung)], a.jobs, lambda m: print(m, flush=True))
+        print("\n".join(map(str, outs)))
+    else:
+        out = build_rung(FamilyRung(**parse_sets(a.set, FamilyRung)), lambda m: print(m, flush=True))
+        print(f"{json.dumps(read_prior(out), indent=1)}\n{out}")
     return 0
 
 
@@ -285,9 +285,10 @@ def _add_env_train_and_priors(sub) -> None:
     fa.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a FamilyRung field: size (1m, 3m, 7m), tokens, seed, corpus, task, vocab, lr, batch, eval_* ...")
     fa.add_argument("--table", action="store_true", help="print the cached rungs' measured priors and exit")
-    fa.add_argument("--rule", action="store_true", help="with --table: each rung's mean over its builds, and whether "
-                    "the ladder meets the controls pre-registration's rule (docs/prereg-controls.md)")
-    fa.add_argument("--out", default=None, help="with --table: also write the table to this file")
+    fa.add_argument("--builds", metavar="PROFILE", help="build a profile's rungs; priors measured --jobs at once, a core each")
+    fa.add_argument("--jobs", type=int, default=0, help="with --builds: priors measured at once (default: one per core)")
+    fa.add_argument("--rule", action="store_true", help="with --table: rung means over builds, and the ladder rule")
+    fa.add_argument("--out", help="with --table: also write the table to this file")
     fa.set_defaults(fn=_cmd_family)
 
 

@@ -14,6 +14,8 @@ runs do (prompt and solution separately), so RL answers start exactly where pret
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import multiprocessing.connection
 import os
 import random
 import time
@@ -26,6 +28,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ..data.sources import EVAL_SUBSET_SEED, Cursor, stratified_subset
+from ..core.errors import OneLineError
 from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json, wait_lock
 from ..core.hardware import cpu_cores, cpu_info
 from ..core.models import load_tokenizer
@@ -118,6 +121,40 @@ def build_rung(r: FamilyRung, log: Callable[[str], None] = print) -> Path:
         if not _measured_as_wanted(r, read_prior(out)):
             _measure(r, out, log)
     return out
+
+
+def build_rungs(rungs: list[FamilyRung], jobs: int = 0, log: Callable[[str], None] = print) -> list[Path]:
+    """Many builds at once (a ladder): each pretrained in turn on every core, as `build_rung` builds one (its bits
+    depend on the thread count); then their priors measured `jobs` at a time (default: one per core), each on its
+    own core, as sampling a tiny model gains little from a second thread (docs/performance)."""
+    outs = [build_rung(replace(r, eval_samples=0), log) for r in rungs]  # weights, and the held-out loss only
+    todo = sorted((r for r, out in zip(rungs, outs) if not _measured_as_wanted(r, read_prior(out))),
+                  key=lambda r: (-r.params, -r.tokens, r.seed))  # the longest first, so the lanes end together
+    free, running, failed = cpu_cores()[: jobs or None], {}, []
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that holds torch's threads
+    while todo or running:
+        while todo and free:
+            r, core = todo.pop(0), free.pop(0)
+            p = ctx.Process(target=_measure_on, args=(r, core), name=r.key())
+            p.start()
+            running[p.sentinel] = (p, core)
+        for sentinel in multiprocessing.connection.wait(list(running)):
+            p, core = running.pop(sentinel)
+            p.join()
+            free.append(core)
+            if p.exitcode:
+                failed.append(p.name)
+    if failed:
+        raise OneLineError(f"measuring the prior failed for {', '.join(failed)} (their logs above); the other "
+                           f"builds are measured, and rerunning measures only these")
+    return outs
+
+
+def _measure_on(r: FamilyRung, core: int) -> None:
+    if hasattr(os, "sched_setaffinity"):  # Linux; elsewhere the one thread is the lane
+        os.sched_setaffinity(0, {core})
+    torch.set_num_threads(1)
+    build_rung(r, log=lambda m: print(m, flush=True))
 
 
 def _measured_as_wanted(r: FamilyRung, prior: dict | None) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.stats import seed_ci
-from .measure import floor_cell, measured_builds
+from .measure import floor_cell, ladder_table, measured_builds
 
 
 @dataclass(frozen=True)
@@ -115,3 +115,9 @@ def ladder_report(dirs: list[str | Path], rule: LadderRule = LadderRule()) -> st
     ok, lines = ladder_verdict(rungs, rule)
     return (rungs_table(rungs, rule.k) + "\n" + ("**The ladder stands**" if ok else "**The ladder does not stand**")
             + " under the pre-registered rule (rung means over builds):\n\n" + "\n".join(lines) + "\n")
+
+
+def ladder_text(dirs: list[str | Path], rule: bool = False) -> str:
+    """`rlvr family --table`: one row per build; with `rule`, each rung's mean over its builds and the verdict."""
+    text = ladder_table(dirs)
+    return f"Each build (95% bootstrap CIs over problems):\n\n{text}\nEach rung:\n\n{ladder_report(dirs)}" if rule else text

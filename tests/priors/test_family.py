@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rlvr_utils.priors.family import build_rung, corpus, model_config, tokenizer
+from rlvr_utils.priors.family import build_rung, build_rungs, corpus, model_config, tokenizer
 from rlvr_utils.priors.measure import read_prior
 from rlvr_utils.priors.recipes import FAMILY_SIZES, FamilyRung, family_params, parse_spec, rung_of
 from rlvr_utils.data.tasks import load_task
@@ -80,6 +80,22 @@ def test_more_pretraining_lowers_held_out_loss_and_budgets_nest(cache, monkeypat
     monkeypatch.setenv("RLVR_CACHE", str(cache.parent / "other"))
     straight = build_rung(replace(TINY, tokens=48_000), log=lambda _: None)
     assert sha1(straight) == sha1(longer)
+
+
+def test_a_ladder_pretrains_in_turn_and_measures_its_priors_side_by_side(cache, monkeypatch):
+    """`rlvr family --builds`: each build as `build_rung` makes it (same bits), each prior measured on its own core."""
+    builds = [replace(TINY, seed=1), replace(TINY, seed=2)]
+    outs = build_rungs(builds, jobs=2, log=lambda _: None)
+    for r, out in zip(builds, outs):
+        prior = read_prior(out)
+        assert prior["measured_with"]["eval_samples"] == 2 and set(prior["pass_at_k"]) == {"1", "2"}, r
+        assert out == cache / "family" / r.key()
+    assert sha1(outs[0]) != sha1(outs[1])  # two builds, not one twice
+    first = [(o / "prior.json").read_bytes() for o in outs]
+    assert build_rungs(builds, jobs=2, log=lambda _: None) == outs  # measured already: nothing is redone
+    assert [(o / "prior.json").read_bytes() for o in outs] == first
+    monkeypatch.setenv("RLVR_CACHE", str(cache.parent / "alone"))
+    assert sha1(build_rung(replace(TINY, seed=1), log=lambda _: None)) == sha1(outs[0])
 
 
 def test_a_rung_rebuilds_bit_for_bit(cache, monkeypatch):
