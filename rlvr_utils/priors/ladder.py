@@ -62,10 +62,16 @@ def rungs_of(dirs: list[str | Path]) -> list[Rung]:
 def _cell(values: list[float]) -> str:
     """'0.080 [0.005, 0.155]': a probability's mean over builds and its t-interval (unclipped: with 3 builds it may
     cross 0 or 1, and saying so is the point); an interval wider than [0, 1] is said, not drawn."""
+    if all(isnan(v) for v in values):
+        return "—"  # not measured: a build with fewer than 2k samples per problem
     mean, lo, hi = seed_ci(values)
     if isnan(hi):
         return f"{mean:.3f}"
     return f"{mean:.3f} " + ("(interval wider than the whole range)" if hi - lo > 1 else f"[{lo:.3f}, {hi:.3f}]")
+
+
+def _each(values: list[float]) -> str:
+    return " / ".join("—" if isnan(v) else f"{v:.3f}" for v in values)
 
 
 def rungs_table(rungs: list[Rung], k: int = 256) -> str:
@@ -77,7 +83,7 @@ def rungs_table(rungs: list[Rung], k: int = 256) -> str:
     for g in rungs:
         p1, pk = g.values(1), g.values(k)
         rows.append(f"| {g.name} | {len(g.seeds)} ({', '.join(map(str, g.seeds))}) | {_cell(p1)} | "
-                    f"{' / '.join(f'{v:.3f}' for v in p1)} | {_cell(pk)} | {' / '.join(f'{v:.3f}' for v in pk)} | "
+                    f"{_each(p1)} | {_cell(pk)} | {_each(pk)} | "
                     f"{floor_cell(g.recipe, k)} |\n")
     return head + "".join(rows)
 
@@ -114,7 +120,7 @@ def ladder_report(dirs: list[str | Path], rule: LadderRule = LadderRule()) -> st
     rungs = rungs_of(dirs)
     ok, lines = ladder_verdict(rungs, rule)
     return (rungs_table(rungs, rule.k) + "\n" + ("**The ladder stands**" if ok else "**The ladder does not stand**")
-            + " under the pre-registered rule (rung means over builds):\n\n" + "\n".join(lines) + "\n")
+            + " under the controls pre-registration's ladder rule (rung means over builds):\n\n" + "\n".join(lines) + "\n")
 
 
 def ladder_text(dirs: list[str | Path], rule: bool = False) -> str:
