@@ -11,7 +11,7 @@ MODEL_STAMP := $(VENV)/.model-smollm2-135m
 GRID ?= smoke
 RUNS ?= runs/$(GRID)
 
-.PHONY: help setup model browser test test-fast study prior-study family-study controls-ladder controls-smoke controls-study lint bench wheels notebooks lab clean-venv
+.PHONY: help setup model browser test test-fast study prior-study family-study controls-ladder controls-calibration controls-smoke controls-study lint bench wheels notebooks lab clean-venv
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -78,6 +78,15 @@ CONTROLS_ARGS ?= --jobs 2
 controls-ladder: setup ## build and measure the controls ladder: 4 rungs x 3 builds (hours), then its table
 	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --builds controls
 	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --table --rule --out $(CONTROLS_RUNGS_DIR)/LADDER.md
+
+# The step size (docs/prereg-controls.md, *Before the first cell*): the weakest rung's builds x PSR/NSR on seeds
+# outside the study's, one folder per lr; CALIBRATION.md judges each lr by the rule and names the study's.
+CALIBRATION_LRS ?= 2e-5 4e-5 8e-5
+controls-calibration: setup ## the controls study's step size: its rule over CALIBRATION_LRS (resumable)
+	for lr in $(CALIBRATION_LRS); do RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr grid \
+		--profile controls-calibration --runs runs/controls-calibration/lr$$lr --set lr=$$lr $(CONTROLS_ARGS) || exit 1; done
+	$(PY) -m rlvr_utils.study.calibration runs/controls-calibration --profile controls-calibration \
+		--out runs/controls-calibration/CALIBRATION.md
 
 controls-smoke: setup ## the controls design end to end at smoke scale: three arms, then each arm's summary and figure
 	for arm in onpolicy matched offpolicy; do \

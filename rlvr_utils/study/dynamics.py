@@ -54,7 +54,7 @@ def _dynamics_rows(runs: list[Run], deltas: pd.DataFrame, last: int) -> pd.DataF
         m = r.metrics.sort_values("step")
         order, rung = rung_of(r.config)
         for col in (c for c in DYNAMICS if c in m and m[c].notna().any()):
-            rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
+            rows.append({"run": r.name, "rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
                          "metric": col, "first": float(m[col].iloc[0]), "last": float(m[col].iloc[1:].iloc[-last:].mean()),
                          "weights": r.weights})
     return pd.DataFrame(rows)
@@ -98,13 +98,13 @@ def dynamics_contrast(runs: list[Run], deltas: pd.DataFrame, metric: str = "samp
     return pd.DataFrame(out, columns=DYNAMICS_CONTRAST_COLUMNS)
 
 
-def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
-    """How far each objective moved its rung's policy, per rung x objective over seeds: KL(pi_t || pi_0) per token
-    on the samples of the last `last` steps, the samples and tokens trained on in all (and drawn), that KL per 1,000
-    samples trained (movement per sample: PSR keeps few), and per problem the RMS
-    change of sampled pass@1 (final minus base, which share sampling seeds) against re-sampling noise, the RMS
-    difference between two of the rung's base evaluations with different sampling seeds: a ratio above 1 is a
-    policy that moved more than sampling it again would show."""
+def cell_movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
+    """How far each finished cell moved its policy, one row per cell: KL(pi_t || pi_0) per token on the samples of
+    the last `last` steps, the samples and tokens trained on in all (and drawn), that KL per 1,000 samples trained
+    (movement per sample: PSR keeps few), and per problem the RMS change of sampled pass@1 (final minus base, which
+    share sampling seeds) against re-sampling noise, the RMS difference between two of its build's base
+    evaluations with different sampling seeds: a ratio above 1 is a policy that moved more than sampling it again
+    would show."""
     done = {r.name: r for r in runs if not deltas.empty and r.name in set(deltas["run"])}
     rows, bases = [], {}
     for r in done.values():
@@ -113,7 +113,7 @@ def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFra
         p1 = _per_problem_pass1(r)
         if p1 is not None:
             bases.setdefault((order, rung, r.weights), {}).setdefault(r.config.get("seed"), p1[0])
-        rows.append({"rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
+        rows.append({"run": r.name, "rung_order": order, "rung": rung, "objective": r.objective, "seed": r.config.get("seed"),
                      "weights": r.weights,
                      "kl_to_init": float(m["kl_to_init"].iloc[-last:].mean()) if "kl_to_init" in m else np.nan,
                      "samples_trained": float(m["kept"].sum()) if "kept" in m else np.nan,
@@ -130,6 +130,15 @@ def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFra
     df["ratio"] = (df["change_rms"] / df["noise_rms"]).where(df["noise_rms"] > 0)  # each seed against its own build
     # movement per sample trained: a policy's KL to pi_0 per 1,000 samples it trained on (PSR trains on few)
     df["kl_per_1k"] = (1000 * df["kl_to_init"] / df["samples_trained"]).where(df["samples_trained"] > 0)
+    return df
+
+
+def movement(runs: list[Run], deltas: pd.DataFrame, last: int = 5) -> pd.DataFrame:
+    """`cell_movement` per rung x objective: means over seeds, with 95% t-intervals for the KL, the ratio and the KL
+    per 1,000 samples trained."""
+    df = cell_movement(runs, deltas, last)
+    if df.empty:
+        return df
     out = []
     for (order, rung, obj), g in df.groupby(["rung_order", "rung", "objective"], dropna=False):
         kl, lo, hi = seed_ci(g["kl_to_init"].dropna()) if g["kl_to_init"].notna().any() else (np.nan,) * 3

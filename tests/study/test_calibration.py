@@ -1,0 +1,41 @@
+"""The step-size calibration's rule, on the committed controls smoke's cells and on planted movements."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlvr_utils.study.calibration import calibration_cells, calibration_markdown, chosen_lr, judged
+
+from conftest import REPO
+
+SMOKE = REPO / "runs" / "controls-smoke" / "onpolicy"
+
+
+def test_every_finished_cell_of_a_folder_is_read_with_its_own_lr_and_collapse_ratio():
+    cells = calibration_cells([SMOKE])
+    assert len(cells) == 16 and set(cells["lr"]) == {1e-4} and (cells["ratio"] > 0).all()
+    cell = cells[cells["run"] == "fam-1m-4M__nsr__s0"].iloc[0]
+    rates = [json.loads(x)["correct_ratio"] for x in (SMOKE / cell["run"] / "metrics.jsonl").read_text().splitlines()]
+    assert cell["collapse_ratio"] == pytest.approx(np.mean(rates[-5:]) / rates[0])  # by hand from the run's metrics
+    text = calibration_markdown(cells)
+    assert f"| 0.0001 | fam-1m-4M | nsr | 0 | {cell['ratio']:.2f} |" in text and "| 0.0001 | fam-1m-4M-b1 | psr | 1 |" in text
+    assert "| 0.0001 | 16 | " in text and "No lr meets the rule" in text  # a cell within noise at 1e-4 (5 steps)
+
+
+def _cells(plan: dict[float, list[tuple[str, float, float]]]) -> pd.DataFrame:
+    return pd.DataFrame([{"lr": lr, "objective": obj, "ratio": ratio, "collapse_ratio": collapse}
+                         for lr, rows in plan.items() for obj, ratio, collapse in rows])
+
+
+def test_the_rule_picks_the_smallest_lr_that_moves_every_cell_without_a_collapse():
+    plan = {2e-5: [("psr", 1.4, np.nan), ("nsr", 0.8, 0.9)],     # NSR within re-sampling noise
+            4e-5: [("psr", 2.1, np.nan), ("nsr", 1.3, 0.7)],     # both moved, NSR's reward rate kept
+            8e-5: [("psr", 3.0, np.nan), ("nsr", 2.2, 0.3)]}     # NSR collapsed
+    j = judged(_cells(plan)).set_index("lr")
+    assert list(j["meets"]) == [False, True, False] and j.loc[8e-5, "collapsed"] and not j.loc[2e-5, "all_moved"]
+    assert chosen_lr(_cells(plan)) == 4e-5
+    assert chosen_lr(_cells(plan), expected=3) is None  # an lr is judged only once its every cell finished
+    psr_only = {lr: [("psr", 0.5, 0.1)] for lr in plan}  # a PSR cell's falling reward rate is not a collapse
+    assert chosen_lr(_cells({**psr_only, 4e-5: [("psr", 1.5, 0.1)]})) == 4e-5
