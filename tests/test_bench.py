@@ -71,3 +71,15 @@ def test_the_sampler_bench_runs_on_a_committed_rung(args, keys, tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(out.read_text())
     assert all(k in r for k in keys), sorted(r)
+
+
+def test_the_ladder_threads_bench_runs(tmp_path):
+    """bench/ladder_threads.py at a toy scale: the pretraining rates docs/performance quotes for `--builds`."""
+    import json
+
+    out = tmp_path / "ladder.json"
+    p = subprocess.run([sys.executable, "bench/ladder_threads.py", "--sizes", "1m", "--steps", "1", "--repeats", "1",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-3000:]
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["size"] == "1m" and min(row["two_threads"], row["one_thread"], row["two_lanes"]) > 0
