@@ -100,9 +100,12 @@ controls-smoke: setup ## the controls design end to end at smoke scale: three ar
 	for p in main paper; do $(PY) -m rlvr_utils.study.arms $(foreach a,onpolicy matched offpolicy,$(a)=runs/controls-smoke/$(a)) \
 		$$([ $$p = paper ] && echo --protocol paper) --out runs/controls-smoke/ARMS-$$p.md || exit 1; done
 
+# The matched and off-policy arms copy the on-policy arm's step-0 evaluations (the same builds, seeds and evaluation
+# settings: `base_from`), a quarter of each arm's sampling.
 controls-study: setup ## the controls study: 3 arms x 4 rungs x 3 builds x PSR/NSR/W-REINFORCE x seeds (long; resumable)
 	for arm in controls controls-matched controls-offpolicy; do \
-		RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr grid --profile $$arm --runs runs/$$arm $(CONTROLS_ARGS) || exit 1; \
+		RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr grid --profile $$arm --runs runs/$$arm $(CONTROLS_ARGS) \
+			$$([ $$arm = controls ] || echo --set base_from=$(CURDIR)/runs/controls) || exit 1; \
 		$(PY) -m rlvr_utils.study.controls runs/$$arm --out runs/$$arm/SUMMARY.md --figure runs/$$arm/PASSK.png; \
 		$(PY) -m rlvr_utils.study.controls runs/$$arm --protocol paper --out runs/$$arm/SUMMARY-paper.md \
 			--figure runs/$$arm/PASSK-paper.png; \

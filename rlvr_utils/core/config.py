@@ -163,6 +163,8 @@ class TrainConfig:
     checkpoint_every: int = setting(10, "steps between checkpoints", bound=">= 0", training_only=True)
     keep_checkpoint: bool = setting(False, "keep checkpoints/ after a run is done (1.6 GB for 135M + AdamW)",
                                     training_only=True)
+    base_from: str = setting("", "another grid folder whose cells' step-0 evaluations this run may copy where it "
+                                 "would sample the same (arms of one study in their own folders)", training_only=True)
     grade_timeout: float = setting(5.0, "seconds per graded answer (hard)", bound="> 0")
     grade_workers: int = setting(2, "grading processes", bound=">= 1")
     max_model_len: int = setting(0, "prompt + answer tokens the engine holds, at most the model's context "

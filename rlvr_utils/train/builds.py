@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from pathlib import Path
 from typing import Callable
 
 from ..core.config import TRAINING_ONLY, TrainConfig
@@ -33,12 +34,13 @@ def base_eval_key(saved: dict) -> dict:
             **{k: hw.get(k) for k in ("device", "precision", "name", "bf16_native")}}
 
 
-def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict] | None, str] | None:
-    """A sibling run whose step-0 evaluation this run would repeat: (its eval row, its sample records, its
-    folder name), or None. `key`: the run's `base_eval_key`. Call under `base_eval_lock`. Its row must carry the
-    per-problem counts the analysis reads; a sibling whose sample files stayed on another machine (a study
-    commits its rows, not its samples) still serves, its samples then None."""
-    for other in sorted(run.path.parent.iterdir()):
+def find_base_eval(run: RunDir, key: dict, also: Path | None = None) -> tuple[dict, list[dict] | None, str] | None:
+    """A sibling run (or one in `also`, another arm's folder) whose step-0 evaluation this run would repeat: (its
+    eval row, its sample records, its folder name), or None. `key`: the run's `base_eval_key`. Call under
+    `base_eval_lock`. Its row must carry the per-problem counts the analysis reads; a sibling whose sample files
+    stayed on another machine (a study commits its rows, not its samples) still serves, its samples then None."""
+    others = sorted(run.path.parent.iterdir()) + (sorted(also.iterdir()) if also is not None else [])
+    for other in others:
         o = RunDir(other)
         if other == run.path or not o.config.exists():
             continue
@@ -48,26 +50,29 @@ def find_base_eval(run: RunDir, key: dict) -> tuple[dict, list[dict] | None, str
             row = next((r for r in o.read_evals() if r["step"] == 0), None)
             has_samples = (o.samples / "eval_00000.jsonl").exists()
             if row is not None and "per_problem" in row:
-                return row, o.read_samples("eval_00000") if has_samples else None, other.name
+                name = other.name if other.parent == run.path.parent else str(other)
+                return row, o.read_samples("eval_00000") if has_samples else None, name
         except (OSError, ValueError, KeyError, TypeError, DamagedFile):
             continue  # a folder mid-write, damaged, or not a run: evaluate instead
     return None
 
 
-def base_eval_lock(run: RunDir, key: dict, log: Callable[[str], None] = print):
+def base_eval_lock(run: RunDir, key: dict, log: Callable[[str], None] = print, where: Path | None = None):
     """Held while a run looks for, or makes, its step-0 evaluation: cells that start side by side (a
-    Ray grid) with the same base (`key`) sample it once; the others wait, then copy it."""
+    Ray grid) with the same base (`key`) sample it once; the others wait, then copy it. `where`: the folder
+    holding the lock (the `base_from` arm's, so that arms running at once share it too; default the run's)."""
     digest = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    return wait_lock(run.path.parent / f".base-eval-{digest}.lock", "the base's step-0 evaluation", log)
+    return wait_lock((where or run.path.parent) / f".base-eval-{digest}.lock", "the base's step-0 evaluation", log)
 
 
 def shared_base_eval(run: RunDir, evaluate: Callable[[], tuple[dict, list[dict]]], log: Callable[[str], None]) -> dict:
     """Write the run's step-0 evaluation: a sibling's copy where one sampled the same base with the same seed
     and settings (its row says `reused_from`), else `evaluate()`. Returns the row written."""
-    key = base_eval_key(run.saved_config())
-    with base_eval_lock(run, key, log):  # held until written: a sibling waiting on it then finds it
+    saved = run.saved_config()
+    key, also = base_eval_key(saved), (Path(saved["base_from"]) if saved.get("base_from") else None)
+    with base_eval_lock(run, key, log, also):  # held until written: a sibling waiting on it then finds it
         t0 = time.perf_counter()
-        found = find_base_eval(run, key)
+        found = find_base_eval(run, key, also)
         if found:
             row, recs, src = found
             row = {**{k: v for k, v in row.items() if k not in ("step", "seconds")}, "reused_from": src}

@@ -35,6 +35,9 @@ def check_inputs(cfg: TrainConfig) -> None:
     if (context := known_context(cfg.model)) is not None:  # the prompt budget, before a folder is claimed
         cfg.fit_context(context)
     check_source(cfg.data)
+    if cfg.base_from and not Path(cfg.base_from).is_dir():
+        raise ValueError(f"base_from={cfg.base_from!r}: no such folder (a grid folder whose cells' step-0 evaluations "
+                         f"this run may copy)")
     if cfg.device != "auto":
         resolve_device(cfg.device)
     if cfg.engine == "vllm" and not vllm_available():  # not the HF engine in its place, ~10x slower, silently

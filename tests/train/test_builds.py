@@ -87,6 +87,15 @@ def test_step0_evaluation_is_shared_by_a_grids_objectives_and_equals_its_own(tmp
     assert (shared.samples / "eval_00000.jsonl").read_text() == (alone.samples / "eval_00000.jsonl").read_text()
     assert "reused_from" not in shared.read_evals()[-1]  # the final evaluation is its own
 
+    # another arm of the study in its own folder (here: another loss normalisation) copies it through `base_from`
+    train(TrainConfig.from_dict(parse_sets(merge(*common, "objective=nsr", "lr=3e-5", "loss_norm=kept",
+                                                 f"base_from={tmp_path / 'grid'}"))), tmp_path / "arm" / "nsr",
+          log=lambda _: None)
+    arm = RunDir(tmp_path / "arm" / "nsr")
+    assert arm.read_evals()[0]["reused_from"] in (str(tmp_path / "grid" / "nsr"), str(tmp_path / "grid" / "psr"))
+    assert ({k: v for k, v in arm.read_evals()[0].items() if k not in drop}
+            == {k: v for k, v in alone.read_evals()[0].items() if k not in drop})
+
     # a study commits its eval rows, not its sample files: a sibling whose samples stayed on another machine
     # still serves, through the per-problem counts its row carries (what the analysis reads)
     import shutil
