@@ -52,7 +52,10 @@ def rungs_of(dirs: list[str | Path]) -> list[Rung]:
     """The measured builds in `dirs` grouped into rungs, in prior-axis order."""
     rungs: dict[Any, Rung] = {}
     for r, _, prior in measured_builds(dirs):
-        key = replace(r, seed=0) if hasattr(r, "seed") else r
+        # the recipe without its seed, nor how its prior was asked for (a build pretrained by `--builds` records the
+        # loss-only request it was pretrained under; prior.json says how it was measured)
+        key = replace(r, **{f: getattr(type(r), f, None) for f in getattr(r, "EVAL_FIELDS", ())},
+                      **({"seed": 0} if hasattr(r, "seed") else {}))
         rung = rungs.setdefault(key, Rung(key))
         rung.seeds.append(getattr(r, "seed", 0))
         rung.priors.append(prior)

@@ -15,7 +15,9 @@ TASK = "gen:column?difficulty=2&n=4000"
 
 def _build(root: Path, size: str, tokens: int, seed: int, p1: float, p256: float | None) -> Path:
     """A build's folder as `family.py` leaves it: its recipe file and its measured prior (n = 512 where p256)."""
-    r = FamilyRung(size=size, tokens=tokens, seed=seed, task=TASK)
+    # a build pretrained by `rlvr family --builds` records the loss-only request it was pretrained under: still a
+    # build of its rung
+    r = FamilyRung(size=size, tokens=tokens, seed=seed, task=TASK, eval_samples=0 if seed == 1 else 512)
     d = root / r.key()
     d.mkdir(parents=True)
     (d / r.recipe_file).write_text(json.dumps({**asdict(r), "tokens_seen": tokens}))
