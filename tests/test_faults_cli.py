@@ -33,7 +33,8 @@ OUT_OF_RANGE = {
     "model": ("/no/such/dir", "no such file or directory"), "data": ("/no/such/data", "no such file or directory"),
     "objective_args": ('{"nope": 1}', "not a knob"),
     "optimizer": ("nope", "not in"), "momentum": ("1", "must be in [0, 1)"), "dynamic_kept": ("-1", "must be >= 0"),
-    "dynamic_max_batches": ("0", "must be >= 1"), "base_from": ("/no/such/grid", "no such folder"), "eval_protocols": ('{"p": {"samples": 0}}', "must be an integer >= 1"),
+    "dynamic_max_batches": ("0", "must be >= 1"), "base_from": ("/no/such/grid", "no such folder"),
+    "eval_protocols": ('{"p": {"samples": 0}}', "must be an integer >= 1"),
 }
 FREE = {"levels"}  # any string is a valid filter
 
