@@ -146,16 +146,15 @@ def _cmd_warmstart(a: argparse.Namespace) -> int:
 
 def _cmd_family(a: argparse.Namespace) -> int:
     from .core.config import parse_sets
-    from .core.files import atomic_write_text
+    from .core.files import emit
     from .priors.family import build_rung, build_rungs, root
     from .priors.ladder import ladder_text
     from .priors.measure import read_prior
     from .priors.recipes import FamilyRung, parse_spec
 
     if a.table:
-        text = ladder_text(sorted(p.parent for p in root().glob("*/t*/prior.json")), rule=a.rule)
-        print(text if not a.out else atomic_write_text(a.out, text).read_text(), end="")
-    elif a.builds:
+        return emit(ladder_text(sorted(p.parent for p in root().glob("*/t*/prior.json")), rule=a.rule), a.out)
+    if a.builds:
         from .grid.profiles import PROFILES
 
         specs = [parse_spec(m) for m in PROFILES.pick(a.builds, "--builds: ").models]

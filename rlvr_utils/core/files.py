@@ -78,6 +78,14 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def emit(text: str, out: str | Path | None) -> int:
+    """A generated page (a summary, a table): written atomically to `out` where given, and printed. Exit status 0."""
+    if out:
+        atomic_write_text(out, text)
+    print(text, end="")
+    return 0
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
 

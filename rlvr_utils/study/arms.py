@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.files import atomic_write_text
+from ..core.files import emit
 from ..core.runs import RunDir
 from ..core.stats import fmt_interval, ks_for
 from ..priors.recipes import rung_of
@@ -112,10 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"each arm is NAME=RUNS_DIR with an existing folder; not: {', '.join(bad)}")
     text = arms_summary(dict(x.split("=", 1) for x in a.arms), a.protocol)
-    if a.out:
-        atomic_write_text(a.out, text)
-    print(text, end="")
-    return 0
+    return emit(text, a.out)
 
 
 if __name__ == "__main__":

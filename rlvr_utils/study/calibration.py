@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.files import atomic_write_text
+from ..core.files import emit
 from ..grid.profiles import cells as profile_cells
 from .dynamics import cell_movement
 from .frames import Run, load_grid
@@ -110,10 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = len(profile_cells(a.profile)) if a.profile else None
     folders = sorted(p for p in Path(a.root).iterdir() if p.is_dir())
     text = calibration_markdown(calibration_cells(folders), expected)
-    if a.out:
-        atomic_write_text(a.out, text)
-    print(text, end="")
-    return 0
+    return emit(text, a.out)
 
 
 if __name__ == "__main__":

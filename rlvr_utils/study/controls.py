@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.files import atomic_write_text
+from ..core.files import emit
 from ..core.stats import fmt_interval, ks_for, pass_at_k
 from ..data.guessing import task_floor
 from ..data.tasks import is_task_spec
@@ -147,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--figure", default=None)
     a = ap.parse_args(argv)
     text = summary(a.runs, a.protocol, fig=a.figure)
-    if a.out:
-        atomic_write_text(a.out, text)
-    print(text, end="")
-    return 0
+    return emit(text, a.out)
 
 
 if __name__ == "__main__":
