@@ -77,7 +77,7 @@ CONTROLS_RUNGS_DIR = $(CURDIR)/runs/controls-rungs
 CONTROLS_ARGS ?= --jobs 2
 controls-ladder: setup ## build and measure the controls ladder: 4 rungs x 3 builds (hours), then its table
 	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --builds controls
-	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --table --rule --out $(CONTROLS_RUNGS_DIR)/LADDER.md
+	RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr family --table --rule --builds controls --out $(CONTROLS_RUNGS_DIR)/LADDER.md
 
 # The step size (docs/prereg-controls.md, *Before the first cell*): the weakest rung's builds x PSR/NSR on seeds
 # outside the study's, one folder per lr; CALIBRATION.md judges each lr by the rule and names the study's.

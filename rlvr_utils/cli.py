@@ -152,13 +152,15 @@ def _cmd_family(a: argparse.Namespace) -> int:
     from .priors.measure import read_prior
     from .priors.recipes import FamilyRung, parse_spec
 
-    if a.table:
-        return emit(ladder_text(sorted(p.parent for p in root().glob("*/t*/prior.json")), rule=a.rule), a.out)
     if a.builds:
         from .grid.profiles import PROFILES
 
-        specs = [parse_spec(m) for m in PROFILES.pick(a.builds, "--builds: ").models]
-        outs = build_rungs([r for r in specs if isinstance(r, FamilyRung)], a.jobs, lambda m: print(m, flush=True))
+        specs = [r for r in map(parse_spec, PROFILES.pick(a.builds, "--builds: ").models) if isinstance(r, FamilyRung)]
+    if a.table:  # a profile's builds, else every rung cached
+        dirs = [root() / r.key() for r in specs] if a.builds else sorted(p.parent for p in root().glob("*/t*/prior.json"))
+        return emit(ladder_text(dirs, rule=a.rule), a.out)
+    if a.builds:
+        outs = build_rungs(specs, a.jobs, lambda m: print(m, flush=True))
         print("\n".join(map(str, outs)))
     else:
         out = build_rung(FamilyRung(**parse_sets(a.set, FamilyRung)), lambda m: print(m, flush=True))
@@ -283,7 +285,8 @@ def _add_env_train_and_priors(sub) -> None:
     fa = sub.add_parser("family", help="a rung of the tiny Llama family pretrained from scratch (size x tokens)")
     fa.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a FamilyRung field: size (1m, 3m, 7m), tokens, seed, corpus, task, vocab, lr, batch, eval_* ...")
-    fa.add_argument("--table", action="store_true", help="print the cached rungs' measured priors and exit")
+    fa.add_argument("--table", action="store_true", help="print the cached rungs' measured priors (with --builds: that "
+                                                        "profile's) and exit")
     fa.add_argument("--builds", metavar="PROFILE", help="build a profile's rungs; priors measured --jobs at once, a core each")
     fa.add_argument("--jobs", type=int, default=0, help="with --builds: priors measured at once (default: one per core)")
     fa.add_argument("--rule", action="store_true", help="with --table: rung means over builds, and the ladder rule")

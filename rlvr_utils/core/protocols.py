@@ -12,8 +12,14 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .grading import GradingPool
+from .registry import Registry
 from .rollouts import Engine, SamplingConfig, mix_seed
 from .stats import ks_for, pass_at_k, summarize
+
+# Sampling settings by name, where a setting names a protocol rather than spelling it out (a rung's prior measured
+# under more than one, `FamilyRung.eval_also`; the controls profiles): one source for the paper's T and top-p.
+SAMPLING = Registry("sampling protocol", {"t1": {"temperature": 1.0, "top_p": 1.0},
+                                          "paper": {"temperature": 0.6, "top_p": 0.95}})
 
 PROTOCOL_KEYS = {"samples": int, "temperature": float, "top_p": float, "problems": int}
 CHUNK_SAMPLES = 8192  # samples per engine call: bounds what is held at once, whatever n x problems

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.config import TrainConfig
 from ..core.objectives import knobs
+from ..core.protocols import SAMPLING
 from ..core.registry import Registry
 from ..priors.recipes import short_name, split_models
 
@@ -51,17 +52,18 @@ FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extractio
 CONTROLS_CORPUS = "column:1=5000+2=40000"
 CONTROLS_TASK = "gen:column?difficulty=2&n=4000"
 # each rung's prior is measured as the study's pass@256 protocols evaluate (160 tokens: a worked column sum is ~120;
-# the first 64 held-out problems x 512 samples, the static engine), for its base pass@256 (eval fields: they do not
-# change the weights or the rung's name)
+# the first 64 held-out problems x 512 samples, the static engine), at T = 1 and under the paper's protocol, whose
+# pass@256 the ladder's ceiling is judged by (eval fields: they do not change the weights or the rung's name). Ladder
+# 2 (docs/prereg-controls.md, Amendment 1): 1m/6M for ladder 1's 1m/8M, over the ceiling under either protocol.
 CONTROLS_RUNGS = tuple(f"family:size={s},tokens={t},corpus={CONTROLS_CORPUS},task={CONTROLS_TASK},max_tokens=160"
-                       for s, t in (("1m", 2_000_000), ("1m", 4_000_000), ("1m", 8_000_000), ("3m", 4_000_000)))
-CONTROLS_BUILDS = tuple(f"{r},eval_problems=64,eval_samples=512,engine=auto,seed={b}" for r in CONTROLS_RUNGS
-                        for b in (0, 1, 2))
+                       for s, t in (("1m", 2_000_000), ("1m", 4_000_000), ("1m", 6_000_000), ("3m", 4_000_000)))
+CONTROLS_BUILDS = tuple(f"{r},eval_problems=64,eval_samples=512,engine=auto,eval_also=paper,seed={b}"
+                        for r in CONTROLS_RUNGS for b in (0, 1, 2))
 CONTROLS_RL = dict(FAMILY_RL, engine="auto", data=CONTROLS_TASK, max_tokens=160, steps=20, prompts_per_step=16,
                    rollouts_per_prompt=8,
                    lr=4e-5, eval_problems=256, eval_samples=32, checkpoint_every=5,
                    eval_protocols={"t1": {"samples": 512, "problems": 64},
-                                   "paper": {"samples": 512, "temperature": 0.6, "top_p": 0.95, "problems": 64}})
+                                   "paper": {"samples": 512, **SAMPLING["paper"], "problems": 64}})
 # the matched arm: every objective trains on K = 256 kept samples a step (drawn for, up to 8 batches of 16 x 8),
 # the loss divided by the kept samples' tokens; the off-policy arm: the paper's 4 mini-batches with PPO's clip 0.2
 CONTROLS_MATCHED = dict(CONTROLS_RL, dynamic_kept=256, dynamic_max_batches=8, loss_norm="kept")
@@ -137,8 +139,7 @@ PROFILES = Registry("profile", {
         models=tuple(f"{r},eval_samples=0,seed={b}" for r in CONTROLS_RUNGS[:2] for b in (0, 1)), objectives=("psr", "nsr"),
         seeds=(0, 1), params=dict(CONTROLS_RL, steps=5, prompts_per_step=8, lr=1e-4, eval_problems=32, checkpoint_every=5,
                                   eval_protocols={"t1": {"samples": 512, "problems": 8},
-                                                  "paper": {"samples": 512, "temperature": 0.6, "top_p": 0.95,
-                                                            "problems": 8}}),
+                                                  "paper": {"samples": 512, **SAMPLING["paper"], "problems": 8}}),
         about="the controls design at smoke scale: 2 rungs x 2 builds x PSR/NSR x 2 seeds (make controls-smoke)",
         seed_major=True),
     # The warm-start prior study's design at smoke scale (~40 min from a clean clone on a 2-core CPU). Two

@@ -33,7 +33,7 @@ from ..core.files import atomic_dir, atomic_write_json, cache_dir, read_json, wa
 from ..core.hardware import cpu_cores, cpu_info
 from ..core.models import load_tokenizer
 from ..core.optim import adamw_with_warmup, lm_step
-from .measure import heldout_loss, measure, read_prior
+from .measure import heldout_loss, measure, measure_protocols, read_prior
 from ..data.problems import DataError, MathProblem
 from ..core.prompts import PROMPTS, encode_examples
 from .recipes import FamilyRung, family_shape
@@ -127,7 +127,7 @@ def build_rungs(rungs: list[FamilyRung], jobs: int = 0, log: Callable[[str], Non
     """Many builds at once (a ladder): each pretrained in turn on every core, as `build_rung` builds one (its bits
     depend on the thread count); then their priors measured `jobs` at a time (default: one per core), each on its
     own core, as sampling a tiny model gains little from a second thread (docs/performance)."""
-    outs = [build_rung(replace(r, eval_samples=0), log) for r in rungs]  # weights, and the held-out loss only
+    outs = [build_rung(replace(r, eval_samples=0, eval_also=""), log) for r in rungs]  # weights, and the held-out loss only
     todo = sorted((r for r, out in zip(rungs, outs) if not _measured_as_wanted(r, read_prior(out))),
                   key=lambda r: (-r.params, -r.tokens, r.seed))  # the longest first, so the lanes end together
     free, running, failed = cpu_cores()[: jobs or None], {}, []
@@ -163,8 +163,15 @@ def _measured_as_wanted(r: FamilyRung, prior: dict | None) -> bool:
     ladder measured at n = 512 are shared with a smoke of the same recipe."""
     if prior is None:
         return False
-    return prior.get("measured_with") == {k: getattr(r, k) for k in r.EVAL_FIELDS} or (
-        r.eval_samples == 0 and "greedy" in prior)
+    if r.eval_samples == 0 and "greedy" in prior:
+        return True
+    return prior.get("measured_with") == r.measured_with() and not _protocols_missing(r, prior)
+
+
+def _protocols_missing(r: FamilyRung, prior: dict) -> list[str]:
+    """The protocols of `r.eval_also` that the saved prior lacks, or measured on other problems or n."""
+    have = prior.get("protocols", {})
+    return [n for n in r.also if have.get(n, {}).get("measured_with") != r.measured_with()]
 
 
 def _pretrain(r: FamilyRung, run: Path, out: Path, log: Callable[[str], None]) -> None:
@@ -232,27 +239,42 @@ def _pad(batch: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _measure(r: FamilyRung, out: Path, log: Callable[[str], None]) -> None:
-    """The rung's prior on the RL task's held-out problems, as the RL evaluations measure them."""
+    """The rung's prior on the RL task's held-out problems, as the RL evaluations measure them; a prior measured
+    as `r` asks keeps its main measurement and gains only the protocols it lacks."""
     t0 = time.perf_counter()
     tok = load_tokenizer(str(out))
     model = LlamaForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     held = stratified_subset(load_task(r.task, "test"), r.eval_problems, EVAL_SUBSET_SEED)
     prompts, targets = encode(tok, held)
     saved = read_json(out / r.recipe_file)
-    prior = {"heldout_loss": heldout_loss(model, prompts, targets, batch_size=64), "n_eval": len(held),
-             "task": r.task, "tokens_seen": saved["tokens_seen"], "cpu": cpu_info()[0],
-             "measured_with": {k: getattr(r, k) for k in r.EVAL_FIELDS}}
-    if r.eval_samples:  # 0: the held-out loss only (a smoke rung, whose RL cells measure their base at step 0)
-        prior |= measure(model, tok, str(out), held, prompts, extraction="boxed", samples=r.eval_samples,
-                         temperature=r.eval_temperature, top_p=1.0, max_tokens=r.max_tokens, seed=r.seed,
-                         engine=r.engine, nll_samples=4, hf_batch_size=256)
-    prior["build_seconds"] = round(saved["pretrain_seconds"] + time.perf_counter() - t0, 1)
+    prior = read_prior(out) or {}
+    if prior.get("measured_with") != r.measured_with():
+        prior = {"heldout_loss": heldout_loss(model, prompts, targets, batch_size=64), "n_eval": len(held),
+                 "task": r.task, "tokens_seen": saved["tokens_seen"], "cpu": cpu_info()[0],
+                 "measured_with": r.measured_with()}
+        if r.eval_samples:  # 0: the held-out loss only (a smoke rung, whose RL cells measure their base at step 0)
+            prior |= measure(model, tok, str(out), held, prompts, extraction="boxed", samples=r.eval_samples,
+                             temperature=r.eval_temperature, top_p=1.0, max_tokens=r.max_tokens, seed=r.seed,
+                             engine=r.engine, nll_samples=4, hf_batch_size=256)
+        prior["build_seconds"] = round(saved["pretrain_seconds"] + time.perf_counter() - t0, 1)
+    if missing := _protocols_missing(r, prior):
+        t1 = time.perf_counter()
+        got = measure_protocols(model, tok, str(out), held, prompts, missing, extraction="boxed",
+                                samples=r.eval_samples, max_tokens=r.max_tokens, seed=r.seed, engine=r.engine,
+                                hf_batch_size=256)
+        for row in got.values():
+            row |= {"measured_with": r.measured_with(), "cpu": cpu_info()[0],
+                    "seconds": round(time.perf_counter() - t1, 1)}
+        prior["protocols"] = {**prior.get("protocols", {}), **got}
     atomic_write_json(out / "prior.json", prior)
     line = f"{out}: held-out loss {prior['heldout_loss']:.3f}"
     if "greedy" in prior:
         ks = sorted(prior["pass_at_k"], key=int)
         line += (f", greedy {prior['greedy']['mean']:.3f}, pass@1 {prior['pass_at_k']['1']['mean']:.3f}, "
                  f"pass@{ks[-1]} {prior['pass_at_k'][ks[-1]]['mean']:.3f}")
+    for name, row in prior.get("protocols", {}).items():
+        pk = row["pass_at_k"]
+        line += f"; {name}: pass@1 {pk['1']['mean']:.3f}, pass@{row['n']} {pk[str(row['n'])]['mean']:.3f}"
     log(line)
 
 

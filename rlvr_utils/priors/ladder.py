@@ -27,6 +27,9 @@ class LadderRule:
     top: float = 0.5        # ... and some rung's at least this
     k: int = 256            # the large k the study reports, which needs n >= 2k samples per problem ...
     ceiling: float = 0.9    # ... and every rung's mean base pass@k at most this: headroom above the base at large k
+    # the protocol the ceiling is judged under ("": the prior's main measurement; a name: its `eval_also` protocol):
+    # that of the pass@256 primary whose headroom it protects (the prereg's amendment after ladder 1)
+    protocol: str = "paper"
 
 
 @dataclass
@@ -40,12 +43,14 @@ class Rung:
     def name(self) -> str:
         return self.recipe.short
 
-    def values(self, k: int) -> list[float]:
-        """Each build's sampled pass@k (NaN where a build measured fewer than 2k samples)."""
-        return [p["pass_at_k"][str(k)]["mean"] if str(k) in p["pass_at_k"] else float("nan") for p in self.priors]
+    def values(self, k: int, protocol: str = "") -> list[float]:
+        """Each build's sampled pass@k under `protocol` ("": the main measurement); NaN where a build measured fewer
+        than 2k samples, or not under that protocol."""
+        rows = [p if not protocol else p.get("protocols", {}).get(protocol, {}) for p in self.priors]
+        return [r["pass_at_k"][str(k)]["mean"] if str(k) in r.get("pass_at_k", {}) else float("nan") for r in rows]
 
-    def mean(self, k: int) -> float:
-        return seed_ci(self.values(k))[0]
+    def mean(self, k: int, protocol: str = "") -> float:
+        return seed_ci(self.values(k, protocol))[0]
 
 
 def rungs_of(dirs: list[str | Path]) -> list[Rung]:
@@ -77,17 +82,17 @@ def _each(values: list[float]) -> str:
     return " / ".join("—" if isnan(v) else f"{v:.3f}" for v in values)
 
 
-def rungs_table(rungs: list[Rung], k: int = 256) -> str:
+def rungs_table(rungs: list[Rung], k: int = 256, protocols: tuple[str, ...] = ()) -> str:
     """Markdown: one row per rung, its mean sampled pass@1 and pass@k over its builds with a 95% t-interval over
-    builds, each build's value, and the blind guesser's pass@k beside."""
-    head = (f"| rung | builds (seeds) | sampled pass@1, mean over builds [95% t] | each build | pass@{k}, mean over "
-            f"builds [95% t] | each build | guessing floor at k={k} |\n|---|---|---|---|---|---|---|\n")
+    builds, each build's value, the same under each of `protocols`, and the blind guesser's pass@k beside."""
+    cols = [("sampled pass@1", "", 1), (f"pass@{k}", "", k)] + [
+        (f"{name}: {what}", name, kk) for name in protocols for what, kk in (("pass@1", 1), (f"pass@{k}", k))]
+    head = ("| rung | builds (seeds) | " + " | ".join(f"{c}, mean over builds [95% t] | each build" for c, _, _ in cols)
+            + f" | guessing floor at k={k} |\n|---|---|" + "---|---|" * len(cols) + "---|\n")
     rows = []
     for g in rungs:
-        p1, pk = g.values(1), g.values(k)
-        rows.append(f"| {g.name} | {len(g.seeds)} ({', '.join(map(str, g.seeds))}) | {_cell(p1)} | "
-                    f"{_each(p1)} | {_cell(pk)} | {_each(pk)} | "
-                    f"{floor_cell(g.recipe, k)} |\n")
+        cells = " | ".join(f"{_cell(v)} | {_each(v)}" for v in (g.values(kk, name) for _, name, kk in cols))
+        rows.append(f"| {g.name} | {len(g.seeds)} ({', '.join(map(str, g.seeds))}) | {cells} | {floor_cell(g.recipe, k)} |\n")
     return head + "".join(rows)
 
 
@@ -99,8 +104,10 @@ def ladder_verdict(rungs: list[Rung], rule: LadderRule = LadderRule()) -> tuple[
     low = min(rungs, key=lambda g: g.mean(1))
     high = max(rungs, key=lambda g: g.mean(1))
     fewest = min(rungs, key=lambda g: len(g.seeds))
-    head = max(rungs, key=lambda g: inf if isnan(g.mean(rule.k)) else g.mean(rule.k))  # an unmeasured rung fails
-    top_k = head.mean(rule.k)
+    at = rule.protocol
+    head = max(rungs, key=lambda g: inf if isnan(g.mean(rule.k, at)) else g.mean(rule.k, at))  # an unmeasured one fails
+    top_k = head.mean(rule.k, at)
+    under = f" under `{at}`" if at else ""
     clauses = [
         (len(rungs) >= rule.rungs, f"rungs: {len(rungs)} (at least {rule.rungs})"),
         (len(sizes) >= rule.sizes, f"sizes: {len(sizes)}, {', '.join(sizes)} (at least {rule.sizes})"),
@@ -110,9 +117,9 @@ def ladder_verdict(rungs: list[Rung], rule: LadderRule = LadderRule()) -> tuple[
                                      f"(at most {rule.bottom})"),
         (high.mean(1) >= rule.top, f"top: highest mean sampled pass@1 {high.mean(1):.3f} on {high.name} "
                                    f"(at least {rule.top})"),
-        (top_k <= rule.ceiling, f"ceiling: highest mean pass@{rule.k} {top_k:.3f} on {head.name} (at most "
-                                f"{rule.ceiling}" + (f"; NaN: a build measured fewer than {2 * rule.k} samples)"
-                                                     if isnan(top_k) else ")")),
+        (top_k <= rule.ceiling, f"ceiling: highest mean pass@{rule.k}{under} {top_k:.3f} on {head.name} (at most "
+                                f"{rule.ceiling}" + (f"; NaN: a build measured fewer than {2 * rule.k} samples"
+                                                     f"{under}, or not{under})" if isnan(top_k) else ")")),
     ]
     ok = all(c for c, _ in clauses)
     return ok, [f"- {'meets' if c else '**fails**'}: {line}" for c, line in clauses]
@@ -122,7 +129,8 @@ def ladder_report(dirs: list[str | Path], rule: LadderRule = LadderRule()) -> st
     """The rungs' table and the rule's verdict, as markdown."""
     rungs = rungs_of(dirs)
     ok, lines = ladder_verdict(rungs, rule)
-    return (rungs_table(rungs, rule.k) + "\n" + ("**The ladder stands**" if ok else "**The ladder does not stand**")
+    table = rungs_table(rungs, rule.k, (rule.protocol,) if rule.protocol else ())
+    return (table + "\n" + ("**The ladder stands**" if ok else "**The ladder does not stand**")
             + " under the controls pre-registration's ladder rule (rung means over builds):\n\n" + "\n".join(lines) + "\n")
 
 

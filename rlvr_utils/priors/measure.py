@@ -19,9 +19,10 @@ from ..core.evaluate import EvalSettings, evaluate
 from ..core.files import read_json
 from ..core.grading import GradingPool
 from ..core.losses import masked_sum, response_logprobs
+from ..core.protocols import SAMPLING, evaluate_protocols
 from .recipes import RUNG_KINDS
 from ..core.engines import make_engine
-from ..core.rollouts import SamplingConfig
+from ..core.rollouts import SamplingConfig, mix_seed
 from ..core.stats import reported_k
 from ..data.guessing import task_floor
 from ..data.tasks import is_task_spec
@@ -57,6 +58,24 @@ def measure(model, tok, model_dir: str, problems: Sequence, prompts: list[list[i
     finally:
         eng.close()
     return out
+
+
+def measure_protocols(model, tok, model_dir: str, problems: Sequence, prompts: list[list[int]], names: Sequence[str], *,
+                      extraction: str, samples: int, max_tokens: int, seed: int, engine: str = "auto",
+                      hf_batch_size: int = 64) -> dict:
+    """{name: {n, temperature, top_p, pass_at_k, per_problem}}: pass@k up to `samples` under each named sampling
+    protocol (`core.protocols.SAMPLING`) on every one of `problems`, as a run's `eval_protocols` evaluate them. Each
+    protocol's seed follows its name, not which others were asked for with it."""
+    eng = make_engine(engine, model_dir, policy=model, tokenizer=tok, dtype="float32", seed=seed,  # type: ignore[arg-type]
+                      max_model_len=2048, hf_batch_size=hf_batch_size)
+    try:
+        with GradingPool(workers=2, timeout=5.0, policy=extraction) as pool:  # type: ignore[arg-type]
+            return {n: evaluate_protocols(eng, pool, [p.gold for p in problems], [p.id for p in problems], prompts,
+                                          {n: {**SAMPLING.pick(n, "eval_also: "), "samples": samples}}, max_tokens,
+                                          mix_seed(seed, 200 + list(SAMPLING).index(n)))[n]
+                    for n in names}
+    finally:
+        eng.close()
 
 
 def read_prior(model_dir: str | Path) -> dict | None:

@@ -22,6 +22,7 @@ from ..core.files import read_json
 from ..core.grading import EXTRACTION_POLICIES
 from ..core.hardware import param_count
 from ..core.prompts import PROMPTS
+from ..core.protocols import SAMPLING
 from ..core.registry import Registry
 from ..core.engines import ENGINES
 
@@ -160,9 +161,12 @@ class FamilyRung:
     eval_temperature: float = 1.0
     max_tokens: int = 96
     engine: str = "hf"
+    # more protocols measured beside that one, on the same problems and n: `+`-separated names of
+    # `core.protocols.SAMPLING` ("paper": T = 0.6, top-p 0.95), saved under prior.json's "protocols"
+    eval_also: str = ""
 
     recipe_file = "family.json"
-    EVAL_FIELDS = ("eval_problems", "eval_samples", "eval_temperature", "max_tokens", "engine")
+    EVAL_FIELDS = ("eval_problems", "eval_samples", "eval_temperature", "max_tokens", "engine", "eval_also")
 
     def __post_init__(self):
         if self.size not in FAMILY_SIZES:
@@ -170,6 +174,20 @@ class FamilyRung:
         if self.tokens < 1 or self.batch < 1 or self.vocab < 300:
             raise ValueError(f"family rung needs tokens >= 1, batch >= 1 and vocab >= 300 (256 bytes + merges), got "
                              f"tokens={self.tokens}, batch={self.batch}, vocab={self.vocab}")
+        for name in self.also:
+            SAMPLING.pick(name, "eval_also: ")
+        if self.also and self.eval_samples < 1:
+            raise ValueError(f"eval_also={self.eval_also!r} measures with the rung's eval_samples: set it >= 1")
+
+    @property
+    def also(self) -> tuple[str, ...]:
+        """The protocols measured beside the main one (`eval_also`), by name."""
+        return tuple(filter(None, self.eval_also.split("+")))
+
+    def measured_with(self) -> dict:
+        """How the main prior is measured (prior.json says it: a prior measured otherwise is measured again). The
+        protocols of `eval_also` are checked one by one, so asking for one more never re-measures the rest."""
+        return {k: getattr(self, k) for k in self.EVAL_FIELDS if k != "eval_also"}
 
     def run_key(self) -> str:
         """The pretraining run this rung is a checkpoint of: every weight-shaping field but the budget."""

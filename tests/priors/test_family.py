@@ -98,6 +98,29 @@ def test_a_ladder_pretrains_in_turn_and_measures_its_priors_side_by_side(cache, 
     assert sha1(build_rung(replace(TINY, seed=1), log=lambda _: None)) == sha1(outs[0])
 
 
+def test_a_protocol_asked_for_later_is_measured_beside_the_prior_without_remeasuring_it(cache):
+    """`eval_also`: the paper's protocol added to a measured build keeps its T = 1 prior as it was (a ladder's
+    builds gain the protocol its ceiling is judged under) and measures n samples a problem at T = 0.6, top-p 0.95."""
+    out = build_rung(TINY, log=lambda _: None)
+    before = read_prior(out)
+    also = replace(TINY, eval_samples=2, eval_also="paper")
+    assert build_rung(also, log=lambda _: None) == out
+    after = read_prior(out)
+    assert {k: after[k] for k in before} == before  # the main measurement, untouched
+    paper = after["protocols"]["paper"]
+    assert (paper["n"], paper["temperature"], paper["top_p"]) == (2, 0.6, 0.95)
+    counts = paper["per_problem"]["correct"]
+    assert len(counts) == TINY.eval_problems and all(0 <= c <= 2 for c in counts.values())
+    assert paper["pass_at_k"]["1"]["mean"] == pytest.approx(sum(counts.values()) / (2 * len(counts)))
+    assert paper["measured_with"] == also.measured_with() and paper["cpu"]
+    saved = (out / "prior.json").read_bytes()
+    assert build_rung(also, log=lambda _: None) == out and (out / "prior.json").read_bytes() == saved  # nothing redone
+    with pytest.raises(ValueError, match="eval_also: unknown sampling protocol 'papr'; known: t1, paper"):
+        replace(TINY, eval_also="papr")
+    with pytest.raises(ValueError, match="eval_samples: set it >= 1"):
+        replace(TINY, eval_samples=0, eval_also="paper")
+
+
 def test_a_rung_rebuilds_bit_for_bit(cache, monkeypatch):
     first = sha1(build_rung(TINY, log=lambda _: None))
     monkeypatch.setenv("RLVR_CACHE", str(cache.parent / "again"))

@@ -14,16 +14,21 @@ TASK = "gen:column?difficulty=2&n=4000"
 
 
 def _build(root: Path, size: str, tokens: int, seed: int, p1: float, p256: float | None) -> Path:
-    """A build's folder as `family.py` leaves it: its recipe file and its measured prior (n = 512 where p256)."""
+    """A build's folder as `family.py` leaves it: its recipe file and its measured prior (n = 512 where p256): at
+    T = 1, over the ceiling everywhere (0.97), and under the `paper` protocol, pass@256 `p256` (its pass@1 p1 + 0.1)."""
     # a build pretrained by `rlvr family --builds` records the loss-only request it was pretrained under: still a
     # build of its rung
     r = FamilyRung(size=size, tokens=tokens, seed=seed, task=TASK, eval_samples=0 if seed == 1 else 512)
     d = root / r.key()
     d.mkdir(parents=True)
     (d / r.recipe_file).write_text(json.dumps({**asdict(r), "tokens_seen": tokens}))
-    ks = {"1": p1, **({"256": p256} if p256 is not None else {})}
-    (d / "prior.json").write_text(json.dumps({"greedy": {"mean": p1, "lo": 0, "hi": 1, "n": 64},
-                                              "pass_at_k": {k: {"mean": v, "lo": 0, "hi": 1, "n": 64} for k, v in ks.items()}}))
+    def row(ks: dict) -> dict:
+        return {k: {"mean": v, "lo": 0, "hi": 1, "n": 64} for k, v in ks.items()}
+
+    n512 = p256 is not None
+    (d / "prior.json").write_text(json.dumps({
+        "greedy": {"mean": p1, "lo": 0, "hi": 1, "n": 64}, "pass_at_k": row({"1": p1, **({"256": 0.97} if n512 else {})}),
+        "protocols": {"paper": {"n": 512, "pass_at_k": row({"1": p1 + 0.1, "256": p256})}} if n512 else {}}))
     return d
 
 
@@ -40,13 +45,19 @@ def test_a_ladder_that_meets_the_rule_stands_and_its_rung_means_carry_intervals_
     rungs = rungs_of(dirs[::-1])  # in prior-axis order whatever the folders' order
     assert [g.name for g in rungs] == ["fam-1m-2M", "fam-1m-4M", "fam-1m-8M", "fam-3m-4M"]
     assert all(sorted(g.seeds) == [0, 1, 2] for g in rungs)
-    assert np.isclose(rungs[0].mean(1), 0.08) and np.isclose(rungs[2].mean(256), np.mean([0.85, 0.88, 0.86]))
+    assert np.isclose(rungs[0].mean(1), 0.08) and np.isclose(rungs[2].mean(256, "paper"), np.mean([0.85, 0.88, 0.86]))
+    assert np.isclose(rungs[2].mean(256), 0.97) and np.isclose(rungs[2].mean(1, "paper"), 0.65)
     ok, lines = ladder_verdict(rungs)
     assert ok and all(line.startswith("- meets") for line in lines), lines
+    assert "pass@256 under `paper` 0.863 on fam-1m-8M" in lines[-1]
+    # the same ladder judged on its T = 1 measurement (a rule without a protocol): 0.97 is over the ceiling
+    assert ladder_verdict(rungs, LadderRule(protocol=""))[1][-1] == (
+        "- **fails**: ceiling: highest mean pass@256 0.970 on fam-1m-2M (at most 0.9)")
     report = ladder_report(dirs)
     half = stats.t.ppf(0.975, 2) * np.std([0.05, 0.08, 0.11], ddof=1) / np.sqrt(3)  # t over 3 builds, df = 2
     assert f"0.080 [{0.08 - half:.3f}, {0.08 + half:.3f}]" in report and "**The ladder stands**" in report
     assert "0.050 / 0.080 / 0.110" in report  # each build's value beside the mean
+    assert "paper: pass@256, mean over builds" in report and "0.850 / 0.880 / 0.860" in report
     floor = float(report.splitlines()[2].rsplit("|", 2)[1])
     assert 0 < floor <= 0.05  # the column task's blind guesser at k = 256
 
@@ -55,7 +66,7 @@ def test_each_clause_of_the_rule_fails_on_its_own(tmp_path):
     ceiling = {**PLAN, ("1m", 8_000_000): ([0.5, 0.55, 0.6], [0.95, 0.92, 0.90])}  # mean pass@256 0.923
     ok, lines = ladder_verdict(rungs_of(_ladder(tmp_path / "a", ceiling)))
     assert not ok and [line for line in lines if "fails" in line] == [
-        "- **fails**: ceiling: highest mean pass@256 0.923 on fam-1m-8M (at most 0.9)"]
+        "- **fails**: ceiling: highest mean pass@256 under `paper` 0.923 on fam-1m-8M (at most 0.9)"]
     short = {k: v for k, v in PLAN.items() if k != ("1m", 8_000_000)}  # top: highest 0.45 on 3m
     ok, lines = ladder_verdict(rungs_of(_ladder(tmp_path / "b", short)))
     assert not ok and {line.split(":")[1].strip() for line in lines if "fails" in line} == {"rungs", "top"}
