@@ -285,8 +285,7 @@ def _add_env_train_and_priors(sub) -> None:
     fa = sub.add_parser("family", help="a rung of the tiny Llama family pretrained from scratch (size x tokens)")
     fa.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="a FamilyRung field: size (1m, 3m, 7m), tokens, seed, corpus, task, vocab, lr, batch, eval_* ...")
-    fa.add_argument("--table", action="store_true", help="print the cached rungs' measured priors (with --builds: that "
-                                                        "profile's) and exit")
+    fa.add_argument("--table", action="store_true", help="print the cached rungs' (--builds: its) measured priors, exit")
     fa.add_argument("--builds", metavar="PROFILE", help="build a profile's rungs; priors measured --jobs at once, a core each")
     fa.add_argument("--jobs", type=int, default=0, help="with --builds: priors measured at once (default: one per core)")
     fa.add_argument("--rule", action="store_true", help="with --table: rung means over builds, and the ladder rule")
