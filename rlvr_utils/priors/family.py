@@ -258,14 +258,11 @@ def _measure(r: FamilyRung, out: Path, log: Callable[[str], None]) -> None:
                              engine=r.engine, nll_samples=4, hf_batch_size=256)
         prior["build_seconds"] = round(saved["pretrain_seconds"] + time.perf_counter() - t0, 1)
     if missing := _protocols_missing(r, prior):
-        t1 = time.perf_counter()
         got = measure_protocols(model, tok, str(out), held, prompts, missing, extraction="boxed",
                                 samples=r.eval_samples, max_tokens=r.max_tokens, seed=r.seed, engine=r.engine,
                                 hf_batch_size=256)
-        for row in got.values():
-            row |= {"measured_with": r.measured_with(), "cpu": cpu_info()[0],
-                    "seconds": round(time.perf_counter() - t1, 1)}
-        prior["protocols"] = {**prior.get("protocols", {}), **got}
+        prior["protocols"] = {**prior.get("protocols", {}),
+                              **{n: row | {"measured_with": r.measured_with(), "cpu": cpu_info()[0]} for n, row in got.items()}}
     atomic_write_json(out / "prior.json", prior)
     line = f"{out}: held-out loss {prior['heldout_loss']:.3f}"
     if "greedy" in prior:

@@ -8,6 +8,8 @@ It is saved beside the weights as prior.json; `ladder_table` prints a ladder of 
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -39,43 +41,51 @@ def heldout_loss(model, prompts: list[list[int]], targets: list[list[int]], batc
     return total / max(count, 1)
 
 
+@contextmanager
+def _sampler(model, tok, model_dir: str, *, extraction: str, seed: int, engine: str,
+             hf_batch_size: int) -> Iterator[tuple[Any, GradingPool]]:
+    """An engine over the policy's own weights and a grading pool, closed after use."""
+    eng = make_engine(engine, model_dir, policy=model, tokenizer=tok, dtype="float32", seed=seed,  # type: ignore[arg-type]
+                      max_model_len=2048, hf_batch_size=hf_batch_size)
+    try:
+        with GradingPool(workers=2, timeout=5.0, policy=extraction) as pool:  # type: ignore[arg-type]
+            yield eng, pool
+    finally:
+        eng.close()
+
+
 def measure(model, tok, model_dir: str, problems: Sequence, prompts: list[list[int]], *, extraction: str,
             samples: int, temperature: float, top_p: float, max_tokens: int, seed: int, engine: str = "auto",
             nll_samples: int = 0, hf_batch_size: int = 64) -> dict:
     """Greedy pass@1 and pass@k up to `samples` at `temperature` (bootstrap CIs over `problems`), and, with
     `nll_samples`, the mean NLL per sampled token of that many samples per problem at T=1."""
-    eng = make_engine(engine, model_dir, policy=model, tokenizer=tok, dtype="float32", seed=seed,  # type: ignore[arg-type]
-                      max_model_len=2048, hf_batch_size=hf_batch_size)
-    try:
-        with GradingPool(workers=2, timeout=5.0, policy=extraction) as pool:  # type: ignore[arg-type]
-            row, _ = evaluate(eng, pool, problems, prompts,
-                              EvalSettings(samples, temperature, top_p, max_tokens, False, seed))
+    with _sampler(model, tok, model_dir, extraction=extraction, seed=seed, engine=engine,
+                  hf_batch_size=hf_batch_size) as (eng, pool):
+        row, _ = evaluate(eng, pool, problems, prompts, EvalSettings(samples, temperature, top_p, max_tokens, False, seed))
         out = {"greedy": row["greedy"], "pass_at_k": row["pass_at_k"], "eval_temperature": temperature,
                "response_len_mean": row["response_len_mean"]}
         if nll_samples:
             rolls = eng.generate(prompts, nll_samples, SamplingConfig(1.0, 1.0, max_tokens, 0, seed + 3))
             out["sampled_nll_t1"] = -float(np.mean([x for r in rolls for x in r.logprobs]))
-    finally:
-        eng.close()
     return out
 
 
 def measure_protocols(model, tok, model_dir: str, problems: Sequence, prompts: list[list[int]], names: Sequence[str], *,
                       extraction: str, samples: int, max_tokens: int, seed: int, engine: str = "auto",
                       hf_batch_size: int = 64) -> dict:
-    """{name: {n, temperature, top_p, pass_at_k, per_problem}}: pass@k up to `samples` under each named sampling
-    protocol (`core.protocols.SAMPLING`) on every one of `problems`, as a run's `eval_protocols` evaluate them. Each
-    protocol's seed follows its name, not which others were asked for with it."""
-    eng = make_engine(engine, model_dir, policy=model, tokenizer=tok, dtype="float32", seed=seed,  # type: ignore[arg-type]
-                      max_model_len=2048, hf_batch_size=hf_batch_size)
-    try:
-        with GradingPool(workers=2, timeout=5.0, policy=extraction) as pool:  # type: ignore[arg-type]
-            return {n: evaluate_protocols(eng, pool, [p.gold for p in problems], [p.id for p in problems], prompts,
-                                          {n: {**SAMPLING.pick(n, "eval_also: "), "samples": samples}}, max_tokens,
-                                          mix_seed(seed, 200 + list(SAMPLING).index(n)))[n]
-                    for n in names}
-    finally:
-        eng.close()
+    """{name: {n, temperature, top_p, pass_at_k, per_problem, seconds}}: pass@k up to `samples` under each named
+    sampling protocol (`core.protocols.SAMPLING`) on every one of `problems`, as a run's `eval_protocols` evaluate
+    them. Each protocol's seed follows its name, not which others were asked for with it."""
+    out = {}
+    with _sampler(model, tok, model_dir, extraction=extraction, seed=seed, engine=engine,
+                  hf_batch_size=hf_batch_size) as (eng, pool):
+        for n in names:
+            t0 = time.perf_counter()
+            out[n] = evaluate_protocols(eng, pool, [p.gold for p in problems], [p.id for p in problems], prompts,
+                                        {n: {**SAMPLING.pick(n, "eval_also: "), "samples": samples}}, max_tokens,
+                                        mix_seed(seed, 200 + list(SAMPLING).index(n)))[n]
+            out[n]["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
 
 
 def read_prior(model_dir: str | Path) -> dict | None:

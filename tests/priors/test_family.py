@@ -112,7 +112,7 @@ def test_a_protocol_asked_for_later_is_measured_beside_the_prior_without_remeasu
     counts = paper["per_problem"]["correct"]
     assert len(counts) == TINY.eval_problems and all(0 <= c <= 2 for c in counts.values())
     assert paper["pass_at_k"]["1"]["mean"] == pytest.approx(sum(counts.values()) / (2 * len(counts)))
-    assert paper["measured_with"] == also.measured_with() and paper["cpu"]
+    assert paper["measured_with"] == also.measured_with() and paper["cpu"] and paper["seconds"] > 0
     saved = (out / "prior.json").read_bytes()
     assert build_rung(also, log=lambda _: None) == out and (out / "prior.json").read_bytes() == saved  # nothing redone
     with pytest.raises(ValueError, match="eval_also: unknown sampling protocol 'papr'; known: t1, paper"):
