@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 from conftest import FAMILY_TINY, REPO, TINY_GRID, TINY_RUN, default_sigint, merge, sets
 from test_faults_cli import _hold, one_error_line, run_main, tree_hashes
 
+from rlvr_utils.core import interrupts
 from rlvr_utils.core.runs import RunDir
 
 pytestmark = pytest.mark.slow  # trains the tiny model, in grids and subprocesses
@@ -70,12 +72,36 @@ def alive(session: int) -> list[str]:
 
 # -- item 4: interrupts
 
+class _SignalFromAThread:
+    """Pickled inside torch.save: `kill PID` arrives while the writer runs, through a thread other than the
+    main one (the kernel's choice once the main thread blocks it), and Python gets bytecode to run the handler."""
+
+    def __reduce__(self):
+        t = threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM))
+        t.start()
+        t.join()
+        time.sleep(0.3)
+        return int, (0,)
+
+
+def test_a_sigterm_inside_a_checkpoint_write_is_raised_once_the_checkpoint_is_in_place(tmp_path):
+    run = RunDir(tmp_path / "r")
+    old = interrupts.install()
+    try:
+        with pytest.raises(interrupts.Interrupted) as e:
+            run.save_checkpoint({"step": 3, "x": _SignalFromAThread()})
+    finally:
+        interrupts.restore(old)
+    assert e.value.signum == signal.SIGTERM
+    assert run.load_checkpoint() == {"step": 3, "x": 0}
+
+
 def test_sigterm_stops_a_run_in_one_line_recorded_as_interrupted(tmp_path, fam_tiny_path):
     run = RunDir(tmp_path / "r")
     proc = start(["train", "--run-dir", str(run.path), *sets(*TINY_RUN, "steps=400", "checkpoint_every=1",
                                                              f"model={fam_tiny_path}")])
     _, err = signal_after(proc, checkpointed(run.path), signal.SIGTERM, group=False)
-    assert proc.returncode == 143
+    assert proc.returncode == 143, err[-3000:]
     clean(err, f"rlvr: interrupted (SIGTERM); it continues from its last checkpoint with `rlvr train --run-dir {run.path}")
     assert run.status()["state"] == "interrupted" and run.status()["attempts"][-1]["state"] == "interrupted"
 
@@ -86,7 +112,7 @@ def test_a_grid_stopped_by_sigterm_then_ctrl_c_records_its_cell_interrupted_and_
     cell = RunDir(tmp_path / f"{Path(fam_tiny_path).name}__psr__s0")
     proc = start(args)
     _, err = signal_after(proc, checkpointed(tmp_path), signal.SIGTERM, group=False)  # `kill PID`
-    assert proc.returncode == 143
+    assert proc.returncode == 143, err[-3000:]
     clean(err, "rlvr: interrupted (SIGTERM); run the same `rlvr grid` again")
     assert cell.status()["state"] == "interrupted"
     assert not list(cell.path.glob("*.ipynb")) and not list(cell.path.glob(".*.ipynb"))
@@ -95,7 +121,7 @@ def test_a_grid_stopped_by_sigterm_then_ctrl_c_records_its_cell_interrupted_and_
     assert code == 0 and f"interrupted {cell.path.name}" in out
     proc = start(args)  # resumes the cell from its checkpoint: Ctrl-C once it has gone on by two steps
     out, err = signal_after(proc, lambda: len(cell.read_metrics(torn="skip")) >= steps + 2, signal.SIGINT, group=True)
-    assert proc.returncode == 130 and "resuming" in out
+    assert proc.returncode == 130 and "resuming" in out, err[-3000:]
     clean(err, "rlvr: interrupted (SIGINT); run the same `rlvr grid` again")
     assert cell.status()["state"] == "interrupted" and [a["state"] for a in cell.status()["attempts"]] == \
         ["interrupted", "interrupted"]

@@ -296,11 +296,15 @@ class RunDir:
 
     # -- checkpoints: one directory, replaced by renames
     def save_checkpoint(self, state: dict) -> None:
+        with held():  # a Ctrl-C mid-save is raised once the new checkpoint is in place, not inside torch's writer
+            self._save_checkpoint(state)
+
+    def _save_checkpoint(self, state: dict) -> None:
         final, tmp, old = (self.checkpoints / n for n in ("latest", ".latest.partial", ".latest.old"))
         shutil.rmtree(tmp, ignore_errors=True)
         try:
             tmp.mkdir(parents=True)
-            with held(), open(tmp / "state.pt", "wb") as f:  # closed on error: its blocks stay taken while open
+            with open(tmp / "state.pt", "wb") as f:  # closed on error: its blocks stay taken while open
                 torch.save(state, f)
         except BaseException as e:  # a full disk (torch.save's writer raises RuntimeError): the previous one is kept
             shutil.rmtree(tmp, ignore_errors=True)
