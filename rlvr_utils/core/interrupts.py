@@ -42,7 +42,7 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-_state = {"caught": 0, "forward": None, "raise": True, "held": False}
+_state = {"caught": 0, "forward": None, "raise": True}
 _lock = threading.Lock()
 
 
@@ -54,7 +54,7 @@ def _handler(signum: int, frame) -> None:
         if first:  # once: a second signal (Ctrl-C and its forward both reaching a worker) must not interrupt the cleanup
             forward(signum)
         return
-    if _state["raise"] and not _state["held"]:
+    if _state["raise"]:
         raise Interrupted(signum)
 
 
@@ -69,7 +69,7 @@ def install(raise_: bool = True) -> dict:
 def restore(old: dict) -> None:
     """Put back the handlers `install` replaced, and forget the signal caught (a CLI called in a test's process
     leaves it as it was: a later `deferred` must not raise a signal an earlier command already handled)."""
-    _state.update(caught=0, forward=None, held=False)
+    _state.update(caught=0, forward=None)
     _state["raise"] = True
     for s, h in old.items():
         signal.signal(s, h)
@@ -100,22 +100,23 @@ def deferred(forward: Callable[[int], None]) -> Iterator[None]:
 
 @contextmanager
 def held() -> Iterator[None]:
-    """SIGINT and SIGTERM held back while the block runs (then raised): a Ctrl-C inside torch.save's writer
-    would come out of it as a RuntimeError, as if the disk had failed. Blocking the signal in this thread is
-    not enough: the kernel hands a process's signal to any thread that does not block it (torch's own), and
-    Python then runs the handler in the main thread all the same; so the handler only records it here."""
-    if threading.current_thread() is not threading.main_thread() or _state["held"]:
+    """SIGINT and SIGTERM held back while the block runs, then handed to the handler that was in place (ours, a
+    notebook kernel's, the default): a Ctrl-C inside torch.save's writer would come out of it as a RuntimeError,
+    as if the disk had failed. The handler is swapped for one that only records, rather than the signal blocked:
+    the kernel hands a process's signal to any thread that does not block it (torch's own), and Python then runs
+    the handler in the main thread all the same."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    before, _state["held"] = caught(), True
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        _state["held"] = False
-    if caught() and not before and _state["raise"]:
-        raise Interrupted(caught())
+        for s, h in old.items():
+            signal.signal(s, h)
+    if got:
+        signal.raise_signal(got[0])  # to this thread: the handler above runs now
 
 
 def children(pid: int | None = None, cmd: str = "") -> list[int]:

@@ -8,14 +8,19 @@ import random
 from typing import Sequence
 
 from ..core.floor import answer_distribution, collision, guessing_floor
-from .tasks import FAMILIES, load_task, parse_task_spec
+from .tasks import FAMILIES, load_task, task_parts
 
 
 def generator_answers(spec: str, draws: int = 100_000, seed: int = 12345) -> list[str]:
-    """`draws` answers of the task's generator, problems drawn with replacement (no split, no de-duplication)."""
-    name, p = parse_task_spec(spec)
-    rng = random.Random(f"floor:{name}:{p['difficulty']}:{seed}")
-    return [str(FAMILIES[name](rng, p["difficulty"])[2]) for _ in range(draws)]
+    """`draws` answers of the task's generator, problems drawn with replacement (no split, no de-duplication); a
+    mixed task's parts in proportion to their n."""
+    parts = task_parts(spec)
+    total = sum(p["n"] for _, p in parts)
+    out: list[str] = []
+    for name, p in parts:
+        rng = random.Random(f"floor:{name}:{p['difficulty']}:{seed}")
+        out += [str(FAMILIES[name](rng, p["difficulty"])[2]) for _ in range(round(draws * p["n"] / total))]
+    return out
 
 
 def task_floor(spec: str, ks: Sequence[int] = (1, 16, 256), reference: str = "generator", draws: int = 100_000) -> dict:

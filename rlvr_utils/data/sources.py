@@ -20,7 +20,7 @@ from ..core.files import atomic_write_text, iter_json_lines, read_lines
 from ..core.grading import last_boxed
 from .problems import DataError, MathProblem, problem_id
 from ..core.prompts import render
-from .tasks import is_task_spec, load_task, parse_task_spec
+from .tasks import is_task_spec, load_task, task_parts
 
 HUB_DATASET = "EleutherAI/hendrycks_math"
 _HUB_CONFIGS = (
@@ -139,7 +139,7 @@ def check_source(source: str) -> None:
     that does not exist (a hub name passes: only the hub can tell), a JSONL line that is not UTF-8 or is oversized
     (`read_lines`: a scan, before a run folder is claimed)."""
     if is_task_spec(source):
-        parse_task_spec(source)
+        task_parts(source)
     elif not (Path(source).exists() or is_hub_name(source)):
         raise DataError(f"data={source!r}: no such file or directory (nor a hub dataset name like {HUB_DATASET})")
     path = Path(source)

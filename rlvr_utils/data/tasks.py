@@ -28,10 +28,17 @@ pillow), `import reasoning_gym` takes ~3 s (every task module loads, matplotlib.
 Specs: `gen:<family>?difficulty=D&n=N&seed=S` (defaults 1, 1000, 0). The train split is
 `generate(family, n, D, S)`; the test split is n // 4 (at least 1) problems from a derived seed,
 drawn so that none has a problem text that is in the train split.
+
+A mixed task joins parts with `+`: `gen:column?difficulty=2&n=4000+gen:column?difficulty=3&n=1000` is four
+parts difficulty 2 to one part difficulty 3, in both splits. Each part is drawn as its own spec would be (so a
+part's test problems are those of its spec alone), no problem text twice; its problems carry the subject
+`family:difficulty` (`column:3`), so a stratified subset keeps the parts' shares exactly and the analysis can
+split by part. The splits interleave the parts in proportion, so any prefix holds each part at its share.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 from typing import Callable
@@ -43,6 +50,7 @@ from .problems import DataError, MathProblem, problem_id
 Generator = Callable[[random.Random, int], tuple[str, list[str], int]]
 FAMILIES = Registry("task family", error=DataError, sort=True)
 SPEC_PREFIX = "gen:"
+MIX = "+"  # joins the parts of a mixed task
 SPEC_KEYS = {"difficulty": 1, "n": 1000, "seed": 0}
 
 
@@ -230,9 +238,11 @@ def is_task_spec(s: object) -> bool:
 
 
 def parse_task_spec(spec: str) -> tuple[str, dict[str, int]]:
-    """`gen:chain?difficulty=2&n=500` -> ("chain", {"difficulty": 2, "n": 500, "seed": 0})."""
+    """`gen:chain?difficulty=2&n=500` -> ("chain", {"difficulty": 2, "n": 500, "seed": 0}); one part only."""
     if not is_task_spec(spec):
         raise DataError(f"{spec!r}: a task spec starts with {SPEC_PREFIX!r}, e.g. gen:chain?difficulty=2&n=500")
+    if MIX in spec:
+        raise DataError(f"{spec!r} is a mixed task (parts joined by {MIX!r}): read it with task_parts")
     name, _, query = spec[len(SPEC_PREFIX):].partition("?")
     FAMILIES.pick(name, where=f"{spec!r}: ")
     params = dict(SPEC_KEYS)
@@ -249,18 +259,44 @@ def parse_task_spec(spec: str) -> tuple[str, dict[str, int]]:
     return name, params
 
 
+def task_parts(spec: str) -> list[tuple[str, dict[str, int]]]:
+    """The parts of a task spec, each as `parse_task_spec` reads it: one for a plain spec, several for a mixed one."""
+    if not is_task_spec(spec):
+        raise DataError(f"{spec!r}: a task spec starts with {SPEC_PREFIX!r}, e.g. gen:chain?difficulty=2&n=500")
+    parts = [parse_task_spec(p) for p in spec.split(MIX)]
+    keys = [(name, p["difficulty"], p["seed"]) for name, p in parts]
+    if len(set(keys)) < len(keys):
+        raise DataError(f"{spec!r}: two parts draw the same problems (same family, difficulty and seed)")
+    return parts
+
+
 def test_size(spec: str) -> int:
     """How many problems the test split of a generated task holds (`load_task`), without drawing them."""
-    return max(1, parse_task_spec(spec)[1]["n"] // 4)
+    return sum(max(1, p["n"] // 4) for _, p in task_parts(spec))
 
 
 def load_task(spec: str, split: str = "train") -> list[MathProblem]:
     """The train or test split of a generated task; no test problem text occurs in train."""
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}")
-    name, p = parse_task_spec(spec)
-    train = _draw(name, p["n"], p["difficulty"], p["seed"])
+    parts = task_parts(spec)
+    trains, seen = [], frozenset()
+    for name, p in parts:
+        trains.append(_draw(name, p["n"], p["difficulty"], p["seed"], seen))
+        seen |= {q.problem for q in trains[-1]}
     if split == "train":
-        return train
-    test_seed = int(hashlib.sha1(f"test:{p['seed']}".encode()).hexdigest()[:12], 16)
-    return _draw(name, test_size(spec), p["difficulty"], test_seed, frozenset(q.problem for q in train))
+        return trains[0] if len(parts) == 1 else _interleave(parts, trains)
+    tests = []
+    for name, p in parts:
+        test_seed = int(hashlib.sha1(f"test:{p['seed']}".encode()).hexdigest()[:12], 16)
+        tests.append(_draw(name, max(1, p["n"] // 4), p["difficulty"], test_seed, seen))
+        seen |= {q.problem for q in tests[-1]}
+    return tests[0] if len(parts) == 1 else _interleave(parts, tests)
+
+
+def _interleave(parts: list[tuple[str, dict[str, int]]], groups: list[list[MathProblem]]) -> list[MathProblem]:
+    """The parts' problems, subject `family:difficulty`, merged so that every prefix holds each at its share
+    (the j-th of a part of size m sits at (j + 1/2) / m of the way)."""
+    keyed = [((j + 0.5) / len(g), i, dataclasses.replace(q, type=f"{name}:{p['difficulty']}"))
+             for i, ((name, p), g) in enumerate(zip(parts, groups)) for j, q in enumerate(g)]
+    return [q for *_, q in sorted(keyed, key=lambda t: t[:2])]

@@ -25,9 +25,9 @@ from ..core.protocols import SAMPLING, evaluate_protocols
 from .recipes import RUNG_KINDS
 from ..core.engines import make_engine
 from ..core.rollouts import SamplingConfig, mix_seed
-from ..core.stats import reported_k
+from ..core.stats import pass_at_k, reported_k
 from ..data.guessing import task_floor
-from ..data.tasks import is_task_spec
+from ..data.tasks import is_task_spec, load_task
 
 
 def heldout_loss(model, prompts: list[list[int]], targets: list[list[int]], batch_size: int = 8) -> float:
@@ -63,7 +63,7 @@ def measure(model, tok, model_dir: str, problems: Sequence, prompts: list[list[i
                   hf_batch_size=hf_batch_size) as (eng, pool):
         row, _ = evaluate(eng, pool, problems, prompts, EvalSettings(samples, temperature, top_p, max_tokens, False, seed))
         out = {"greedy": row["greedy"], "pass_at_k": row["pass_at_k"], "eval_temperature": temperature,
-               "response_len_mean": row["response_len_mean"]}
+               "response_len_mean": row["response_len_mean"], "per_problem": row["per_problem"]}
         if nll_samples:
             rolls = eng.generate(prompts, nll_samples, SamplingConfig(1.0, 1.0, max_tokens, 0, seed + 3))
             out["sampled_nll_t1"] = -float(np.mean([x for r in rolls for x in r.logprobs]))
@@ -85,6 +85,22 @@ def measure_protocols(model, tok, model_dir: str, problems: Sequence, prompts: l
                                         {n: {**SAMPLING.pick(n, "eval_also: "), "samples": samples}}, max_tokens,
                                         mix_seed(seed, 200 + list(SAMPLING).index(n)))[n]
             out[n]["seconds"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
+def by_subject(prior: dict, ks: Sequence[int] = (1, 256)) -> dict[str, dict[str, dict[int, float]]]:
+    """{protocol: {subject: {k: mean pass@k over its problems}}} of a prior on a generated task, from its
+    per-problem counts ("main": the prior's own protocol): a mixed task's parts apart (`data.tasks`)."""
+    subject = {p.id: p.type for p in load_task(prior["task"], "test")}
+    out: dict[str, dict[str, dict[int, float]]] = {}
+    for name, m in [("main", prior), *prior.get("protocols", {}).items()]:
+        if "per_problem" not in m:
+            continue  # measured before per-problem counts were kept
+        n, groups = m["per_problem"]["n"], {}
+        for pid, c in m["per_problem"]["correct"].items():
+            groups.setdefault(subject[pid], []).append(c)
+        out[name] = {s: {k: float(np.mean([pass_at_k(n, c, k) for c in cs])) for k in ks if k <= n}
+                     for s, cs in sorted(groups.items())}
     return out
 
 

@@ -25,6 +25,7 @@ from ..core.prompts import PROMPTS
 from ..core.protocols import SAMPLING
 from ..core.registry import Registry
 from ..core.engines import ENGINES
+from ..data.tasks import task_parts
 
 RUNG_KINDS = Registry("rung kind")  # spec prefix -> recipe class
 
@@ -174,6 +175,7 @@ class FamilyRung:
         if self.tokens < 1 or self.batch < 1 or self.vocab < 300:
             raise ValueError(f"family rung needs tokens >= 1, batch >= 1 and vocab >= 300 (256 bytes + merges), got "
                              f"tokens={self.tokens}, batch={self.batch}, vocab={self.vocab}")
+        task_parts(self.task)  # a spec that does not parse is named now, before a corpus is drawn
         for name in self.also:
             SAMPLING.pick(name, "eval_also: ")
         if self.also and self.eval_samples < 1:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..core.config import default_data
 from ..priors.measure import ladder_table
-from ..data.tasks import generate, load_task, parse_task_spec
+from ..data.tasks import generate, load_task, task_parts
 
 
 def examples(spec: str, n: int = 5, split: str = "train") -> pd.DataFrame:
@@ -20,7 +20,7 @@ def examples(spec: str, n: int = 5, split: str = "train") -> pd.DataFrame:
 
 def difficulty_ladder(spec: str, difficulties: tuple[int, ...] = (1, 2, 3, 4, 5), n: int = 500) -> pd.DataFrame:
     """The task family at each difficulty: one example, its solution's steps, and how large answers get."""
-    family, p = parse_task_spec(spec)
+    family, p = task_parts(spec)[0]  # a mixed task: its first part's family
     rows = []
     for d in difficulties:
         probs = generate(family, min(n, 150) if d == 1 else n, d, p["seed"])  # difficulty 1 has only ~200 problems

@@ -7,7 +7,9 @@ import pytest
 from rlvr_utils.data import tasks
 from rlvr_utils.data.sources import DataError
 from rlvr_utils.core.grading import last_boxed
-from rlvr_utils.data.tasks import FAMILIES, generate, is_task_spec, load_task, parse_task_spec
+from rlvr_utils.data.guessing import generator_answers, task_floor
+from rlvr_utils.data.sources import stratified_subset
+from rlvr_utils.data.tasks import FAMILIES, generate, is_task_spec, load_task, parse_task_spec, task_parts
 
 DIFFICULTIES = (1, 2, 3, 4)
 _STEP = re.compile(r"^(-?\d+) ([-+×/]) \(?(-?\d+)\)? = (-?\d+)$")
@@ -173,6 +175,50 @@ def test_spec_parsing():
         load_task("gen:chain?n=10", "validation")
     with pytest.raises(DataError, match="known: chain, column, gsm, linear"):
         generate("countdown", 10, 1, 0)
+
+
+MIXED = "gen:column?difficulty=2&n=400+gen:column?difficulty=3&n=100"
+
+
+def test_a_mixed_task_draws_each_part_as_its_own_spec_and_holds_it_at_its_share():
+    parts = MIXED.split("+")
+    for split in ("train", "test"):
+        mixed = load_task(MIXED, split)
+        alone = [load_task(p, split) for p in parts]
+        assert len(mixed) == sum(map(len, alone)) == (500 if split == "train" else tasks.test_size(MIXED))
+        for d, part in zip((2, 3), alone):  # each part is the problems its spec draws alone, subject family:difficulty
+            assert [q.problem for q in mixed if q.type == f"column:{d}"] == [q.problem for q in part]
+            assert {q.level for q in mixed if q.type == f"column:{d}"} == {f"Difficulty {d}"}
+        for m in range(1, len(mixed) + 1):  # every prefix holds difficulty 3 at its share (1/5), within one problem
+            assert abs(sum(q.type == "column:3" for q in mixed[:m]) - m / 5) <= 1
+    test = load_task(MIXED, "test")
+    assert not {q.problem for q in test} & {q.problem for q in load_task(MIXED)}
+    sub = stratified_subset(test, 64, seed=0)  # what a prior evaluates: the shares exact (largest remainder)
+    assert sorted(q.type for q in sub).count("column:3") == 13 and len(sub) == 64
+    assert load_task(MIXED, "test") == test  # deterministic
+
+
+def test_a_mixed_spec_is_read_part_by_part_and_its_errors_name_the_part():
+    assert task_parts(MIXED) == [("column", {"difficulty": 2, "n": 400, "seed": 0}),
+                                 ("column", {"difficulty": 3, "n": 100, "seed": 0})]
+    assert task_parts("gen:chain?n=5") == [parse_task_spec("gen:chain?n=5")]
+    with pytest.raises(DataError, match="task_parts"):
+        parse_task_spec(MIXED)
+    for spec, words in {"gen:column?difficulty=2+gen:column?difficulty=2": ["same problems"],
+                        "gen:column?difficulty=2+column?difficulty=3": ["'column?difficulty=3'", "gen:"],
+                        "gen:column+gen:chain?n=x": ["n='x'"]}.items():
+        with pytest.raises(DataError) as e:
+            load_task(spec)
+        assert all(w in str(e.value) for w in words), (spec, str(e.value))
+
+
+def test_a_mixed_tasks_guesser_draws_each_parts_answers_at_its_share():
+    answers = generator_answers(MIXED, draws=1000)
+    assert len(answers) == 1000
+    assert answers[:800] == generator_answers(MIXED.split("+")[0], draws=800)  # the part, as its own spec draws it
+    assert answers[800:] == generator_answers(MIXED.split("+")[1], draws=200)
+    floor = task_floor(MIXED, ks=(1, 256), draws=20_000)
+    assert floor["problems"] == 125 and 0 < floor["floor"][1] < floor["floor"][256] < 0.1
 
 
 def test_exhausted_space_is_an_error_not_a_hang():

@@ -2,13 +2,14 @@
 too: tests/test_vllm.py), more pretraining lowers held-out loss, budgets nest, and a build is deterministic."""
 
 import hashlib
+from collections import Counter
 from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
 from rlvr_utils.priors.family import build_rung, build_rungs, corpus, model_config, tokenizer
-from rlvr_utils.priors.measure import read_prior
+from rlvr_utils.priors.measure import by_subject, read_prior
 from rlvr_utils.priors.recipes import FAMILY_SIZES, FamilyRung, family_params, parse_spec, rung_of
 from rlvr_utils.data.tasks import load_task
 
@@ -50,6 +51,31 @@ def test_the_tokenizer_round_trips_every_problem_and_solution(cache):
     assert max(len(tok(x)["input_ids"]) for x in texts) < len(max(texts, key=len))  # BPE shortens the text
     held = {p.problem for p in load_task(TINY.task, "test")}
     assert not held & {p.problem for p in examples}  # the RL task's test problems are not pretrained on
+
+
+def test_a_mixed_tasks_test_problems_are_held_out_of_the_corpus_part_by_part():
+    r = replace(TINY, corpus="column:2=300+3=100", task="gen:column?difficulty=2&n=200+gen:column?difficulty=3&n=40")
+    examples = corpus(r)
+    assert sorted(p.level for p in examples).count("Difficulty 3") == 100 and len(examples) == 400
+    held = {p.problem for p in load_task(r.task, "test")}
+    assert {p.level for p in load_task(r.task, "test")} == {"Difficulty 2", "Difficulty 3"}
+    assert not held & {p.problem for p in examples}
+    with pytest.raises(ValueError, match="same problems"):
+        replace(TINY, task="gen:column+gen:column")
+
+
+def test_a_mixed_tasks_prior_splits_by_part_and_the_parts_make_up_the_whole(cache):
+    r = replace(TINY, task="gen:chain?difficulty=2&n=200+gen:chain?difficulty=3&n=40", eval_samples=4,
+                eval_also="paper")
+    prior = read_prior(build_rung(r, log=lambda _: None))
+    parts = by_subject(prior, ks=(1, 4))
+    assert set(parts) == {"main", "paper"} and all(set(v) == {"chain:2", "chain:3"} for v in parts.values())
+    sizes = Counter(p.type for p in load_task(r.task, "test") if p.id in prior["per_problem"]["correct"])
+    assert sizes == {"chain:2": 7, "chain:3": 1}  # 8 problems, parts at their share (50:10)
+    for name, whole in (("main", prior), ("paper", prior["protocols"]["paper"])):
+        for k in (1, 4):  # the parts' means, weighted by their problems, are the prior's own pass@k
+            mixed = sum(sizes[s] * parts[name][s][k] for s in sizes) / 8
+            assert mixed == pytest.approx(whole["pass_at_k"][str(k)]["mean"], abs=1e-9)
 
 
 def test_a_spec_is_a_model_name_and_orders_the_ladder():
