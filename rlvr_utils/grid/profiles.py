@@ -42,25 +42,24 @@ FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extractio
                  max_tokens=64, max_model_len=512, temperature=1.0, engine="hf", hf_batch_size=256, precision="fp32",
                  micro_batch_size=32, eval_every=0, eval_temperature=1.0, eval_top_p=1.0, eval_t1=False, grade_workers=2)
 
-# The controls study (docs/prereg-controls.md): the column task (a blind guesser's pass@256 0.011, `core.floor`), its
+# The controls study (docs/prereg-controls.md): the mixed column task (a blind guesser's pass@256 0.007, `core.floor`), its
 # own corpus, rungs of >= 2 sizes x doses, each built from 3 pretraining seeds (builds: a random effect in the
 # analysis, `study.nested`). The doses are candidates: the ladder is measured (`make controls-ladder`) and fixed
 # before any cell runs. Evaluation: 256 problems x 32 at T = 1 (pass@1..16), and pass@k to k = 256 from n = 512 on
 # the first 64 problems at T = 1 and at the paper's T = 0.6, top-p 0.95 (`core.protocols`). The engine is `auto`:
 # the static engine on a CPU, several times the HF engine's rate (docs/performance.md), which the n = 512
 # evaluations need; its samples follow the policy's distribution as the HF engine's do (tests/core/test_sampler.py).
-CONTROLS_CORPUS = "column:1=5000+2=40000"
-CONTROLS_TASK = "gen:column?difficulty=2&n=4000"
-# each rung's prior is measured as the study's pass@256 protocols evaluate (160 tokens: a worked column sum is ~120;
-# the first 64 held-out problems x 512 samples, the static engine), at T = 1 and under the paper's protocol, whose
-# pass@256 the ladder's ceiling is judged by (eval fields: they do not change the weights or the rung's name). Ladder
-# 2 (docs/prereg-controls.md, Amendment 1) had 1m/6M for ladder 1's 1m/8M; ladder 3 has 1m/5M, as 1m/6M is over the
-# ceiling under `paper` too.
-CONTROLS_RUNGS = tuple(f"family:size={s},tokens={t},corpus={CONTROLS_CORPUS},task={CONTROLS_TASK},max_tokens=160"
-                       for s, t in (("1m", 2_000_000), ("1m", 4_000_000), ("1m", 5_000_000), ("3m", 4_000_000)))
+CONTROLS_CORPUS = "column:1=5000+2=40000+3=2000"  # Amendment 2: a fifth of 5-digit sums, barely taught
+CONTROLS_TASK = "gen:column?difficulty=2&n=4000+gen:column?difficulty=3&n=1000"
+# each rung's prior is measured as the study's pass@256 protocols evaluate (240 tokens: a worked 5-digit sum is
+# ~160; the first 64 held-out problems x 512 samples, the static engine), at T = 1 and under the paper's protocol,
+# whose pass@256 the ladder's ceiling is judged by (eval fields: they do not change the weights or the rung's name).
+# Ladder 4 (docs/prereg-controls.md): candidate 2's mixed task and corpus, at ladder 1's doses.
+CONTROLS_RUNGS = tuple(f"family:size={s},tokens={t},corpus={CONTROLS_CORPUS},task={CONTROLS_TASK},max_tokens=240"
+                       for s, t in (("1m", 2_000_000), ("1m", 4_000_000), ("1m", 8_000_000), ("3m", 4_000_000)))
 CONTROLS_BUILDS = tuple(f"{r},eval_problems=64,eval_samples=512,engine=auto,eval_also=paper,seed={b}"
                         for r in CONTROLS_RUNGS for b in (0, 1, 2))
-CONTROLS_RL = dict(FAMILY_RL, engine="auto", data=CONTROLS_TASK, max_tokens=160, steps=20, prompts_per_step=16,
+CONTROLS_RL = dict(FAMILY_RL, engine="auto", data=CONTROLS_TASK, max_tokens=240, steps=20, prompts_per_step=16,
                    rollouts_per_prompt=8,
                    lr=4e-5, eval_problems=256, eval_samples=32, checkpoint_every=5,
                    eval_protocols={"t1": {"samples": 512, "problems": 64},

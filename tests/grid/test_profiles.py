@@ -96,7 +96,8 @@ def test_the_controls_arms_differ_only_where_their_design_says():
     diff = lambda c: {k for k, v in c.to_dict().items() if v != base.to_dict()[k]}  # noqa: E731
     assert diff(arms["controls-matched"][name]) == {"dynamic_kept", "dynamic_max_batches", "loss_norm"}
     assert diff(arms["controls-offpolicy"][name]) == {"mini_batches"}  # clip 0.2 is the default; only now it acts
-    assert base.data == "gen:column?difficulty=2&n=4000" and base.eval_protocols["paper"]["samples"] == 512
+    assert base.data == "gen:column?difficulty=2&n=4000+gen:column?difficulty=3&n=1000" and base.max_tokens == 240
+    assert base.eval_protocols["paper"]["samples"] == 512
     builds = {c.model for c in arms["controls"].values()}
     assert len(builds) == 12 and sum("seed=2" in m for m in builds) == 4  # 4 rungs x 3 builds
 
