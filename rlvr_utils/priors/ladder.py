@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.stats import seed_ci
-from .measure import floor_cell, ladder_table, measured_builds
+from .measure import by_subject, floor_cell, ladder_table, measured_builds
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,24 @@ def rungs_table(rungs: list[Rung], k: int = 256, protocols: tuple[str, ...] = ()
     return head + "".join(rows)
 
 
+def parts_table(rungs: list[Rung], k: int = 256, protocols: tuple[str, ...] = ()) -> str:
+    """Markdown: a mixed task's parts apart (`measure.by_subject`), each rung's mean over builds of each part's pass@1
+    and pass@k, at its main measurement and under each of `protocols`; "" where no rung's task has two parts."""
+    names = ("main", *protocols)
+    rows = []
+    for g in rungs:
+        split = [by_subject(p, (1, k)) if "task" in p else {} for p in g.priors]
+        parts = sorted({s for b in split for s in b.get("main", {})})
+        for part in parts if len(parts) > 1 else ():
+            cells = [_cell([b.get(n, {}).get(part, {}).get(kk, float("nan")) for b in split])
+                     for n in names for kk in (1, k)]
+            rows.append(f"| {g.name} | {part} | " + " | ".join(cells) + " |\n")
+    cols = [f"{'sampled' if n == 'main' else n + ':'} pass@{kk}" for n in names for kk in (1, k)]
+    head = ("| rung | part | " + " | ".join(f"{c}, mean over builds [95% t]" for c in cols) + " |\n|---|---|"
+            + "---|" * len(cols) + "\n")
+    return head + "".join(rows) if rows else ""
+
+
 def ladder_verdict(rungs: list[Rung], rule: LadderRule = LadderRule()) -> tuple[bool, list[str]]:
     """Whether the ladder meets `rule`, and one line per clause saying what was measured against it."""
     if not rungs:
@@ -129,9 +147,12 @@ def ladder_report(dirs: list[str | Path], rule: LadderRule = LadderRule()) -> st
     """The rungs' table and the rule's verdict, as markdown."""
     rungs = rungs_of(dirs)
     ok, lines = ladder_verdict(rungs, rule)
-    table = rungs_table(rungs, rule.k, (rule.protocol,) if rule.protocol else ())
+    protocols = (rule.protocol,) if rule.protocol else ()
+    table, parts = rungs_table(rungs, rule.k, protocols), parts_table(rungs, rule.k, protocols)
     return (table + "\n" + ("**The ladder stands**" if ok else "**The ladder does not stand**")
-            + " under the controls pre-registration's ladder rule (rung means over builds):\n\n" + "\n".join(lines) + "\n")
+            + " under the controls pre-registration's ladder rule (rung means over builds):\n\n" + "\n".join(lines) + "\n"
+            + (f"\nThe mixed task's parts apart (per-problem counts; descriptive, not judged by the rule):\n\n{parts}"
+               if parts else ""))
 
 
 def ladder_text(dirs: list[str | Path], rule: bool = False) -> str:

@@ -91,7 +91,7 @@ def measure_protocols(model, tok, model_dir: str, problems: Sequence, prompts: l
 def by_subject(prior: dict, ks: Sequence[int] = (1, 256)) -> dict[str, dict[str, dict[int, float]]]:
     """{protocol: {subject: {k: mean pass@k over its problems}}} of a prior on a generated task, from its
     per-problem counts ("main": the prior's own protocol): a mixed task's parts apart (`data.tasks`)."""
-    subject = {p.id: p.type for p in load_task(prior["task"], "test")}
+    subject = _subjects(prior["task"])
     out: dict[str, dict[str, dict[int, float]]] = {}
     for name, m in [("main", prior), *prior.get("protocols", {}).items()]:
         if "per_problem" not in m:
@@ -102,6 +102,11 @@ def by_subject(prior: dict, ks: Sequence[int] = (1, 256)) -> dict[str, dict[str,
         out[name] = {s: {k: float(np.mean([pass_at_k(n, c, k) for c in cs])) for k in ks if k <= n}
                      for s, cs in sorted(groups.items())}
     return out
+
+
+@lru_cache(maxsize=8)
+def _subjects(task: str) -> dict[str, str]:
+    return {p.id: p.type for p in load_task(task, "test")}
 
 
 def read_prior(model_dir: str | Path) -> dict | None:

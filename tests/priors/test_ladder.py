@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from rlvr_utils.data.tasks import load_task
 from rlvr_utils.priors.ladder import LadderRule, ladder_report, ladder_verdict, rungs_of
 from rlvr_utils.priors.recipes import FamilyRung
 
@@ -60,6 +61,30 @@ def test_a_ladder_that_meets_the_rule_stands_and_its_rung_means_carry_intervals_
     assert "paper: pass@256, mean over builds" in report and "0.850 / 0.880 / 0.860" in report
     floor = float(report.splitlines()[2].rsplit("|", 2)[1])
     assert 0 < floor <= 0.05  # the column task's blind guesser at k = 256
+    assert "parts apart" not in report  # one part: nothing to split
+
+
+def test_a_mixed_tasks_ladder_shows_each_part_apart_from_per_problem_counts(tmp_path):
+    mixed = "gen:column?difficulty=2&n=40+gen:column?difficulty=3&n=8"
+    test = load_task(mixed, "test")  # 10 problems of difficulty 2, 2 of difficulty 3
+    dirs = []
+    for seed, solved in enumerate((512, 256, 128)):  # each build solves difficulty 2 at solved/512, never 3
+        r = FamilyRung(size="1m", tokens=8_000_000, seed=seed, task=mixed, eval_samples=512)
+        d = tmp_path / r.key()
+        d.mkdir(parents=True)
+        (d / r.recipe_file).write_text(json.dumps({**asdict(r), "tokens_seen": 8_000_000}))
+        counts = {"n": 512, "correct": {p.id: solved if p.type == "column:2" else 0 for p in test}}
+        whole = {"1": {"mean": solved / 512 * 10 / 12, "lo": 0, "hi": 1, "n": 12}}
+        (d / "prior.json").write_text(json.dumps({"task": mixed, "greedy": whole["1"], "pass_at_k": whole,
+                                                  "per_problem": counts, "protocols": {
+                                                      "paper": {"n": 512, "pass_at_k": whole, "per_problem": counts}}}))
+        dirs.append(d)
+    report = ladder_report(dirs)
+    part = report[report.index("parts apart"):]
+    d2 = next(x for x in part.splitlines() if "| column:2 |" in x)
+    d3 = next(x for x in part.splitlines() if "| column:3 |" in x)
+    assert d2.startswith("| fam-1m-8M | column:2 | 0.583 ") and d2.count("1.000 [1.000, 1.000]") == 2  # pass@1, @256
+    assert d3.count("0.000 [0.000, 0.000]") == 4  # unsolved at every k, by every build, under both protocols
 
 
 def test_each_clause_of_the_rule_fails_on_its_own(tmp_path):
