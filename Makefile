@@ -44,7 +44,7 @@ browser: ## Debian's chromium for the JupyterLab browser test (apt-get, as root;
 	  echo "chromium could not be installed: the browser test will be skipped (fails under CI=true)"
 
 test: setup browser ## run the test suite
-	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra --durations=25 $(PYTEST_ARGS)  # the slowest tests named: where the suite's time goes
 
 test-fast: setup ## the unit tests (no `slow` marker): loss maths, objectives, statistics, analysis, data, tasks, profiles
 	$(PY) -m pytest -q -ra -m "not slow" $(PYTEST_ARGS)
