@@ -102,7 +102,7 @@ def parts_table(rungs: list[Rung], k: int = 256, protocols: tuple[str, ...] = ()
     names = ("main", *protocols)
     rows = []
     for g in rungs:
-        split = [by_subject(p, (1, k)) if "task" in p else {} for p in g.priors]
+        split = [by_subject(p, (1, k)) for p in g.priors]
         parts = sorted({s for b in split for s in b.get("main", {})})
         for part in parts if len(parts) > 1 else ():
             cells = [_cell([b.get(n, {}).get(part, {}).get(kk, float("nan")) for b in split])

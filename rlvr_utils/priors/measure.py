@@ -90,7 +90,10 @@ def measure_protocols(model, tok, model_dir: str, problems: Sequence, prompts: l
 
 def by_subject(prior: dict, ks: Sequence[int] = (1, 256)) -> dict[str, dict[str, dict[int, float]]]:
     """{protocol: {subject: {k: mean pass@k over its problems}}} of a prior on a generated task, from its
-    per-problem counts ("main": the prior's own protocol): a mixed task's parts apart (`data.tasks`)."""
+    per-problem counts ("main": the prior's own protocol): a mixed task's parts apart (`data.tasks`); {} for a prior
+    not measured on a generated task."""
+    if not is_task_spec(prior.get("task")):
+        return {}
     subject = _subjects(prior["task"])
     out: dict[str, dict[str, dict[int, float]]] = {}
     for name, m in [("main", prior), *prior.get("protocols", {}).items()]:
