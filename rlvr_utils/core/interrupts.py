@@ -69,8 +69,7 @@ def install(raise_: bool = True) -> dict:
 def restore(old: dict) -> None:
     """Put back the handlers `install` replaced, and forget the signal caught (a CLI called in a test's process
     leaves it as it was: a later `deferred` must not raise a signal an earlier command already handled)."""
-    _state.update(caught=0, forward=None)
-    _state["raise"] = True
+    _state.update({"caught": 0, "forward": None, "raise": True})
     for s, h in old.items():
         signal.signal(s, h)
 

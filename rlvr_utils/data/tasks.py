@@ -285,18 +285,20 @@ def load_task(spec: str, split: str = "train") -> list[MathProblem]:
         trains.append(_draw(name, p["n"], p["difficulty"], p["seed"], seen))
         seen |= {q.problem for q in trains[-1]}
     if split == "train":
-        return trains[0] if len(parts) == 1 else _interleave(parts, trains)
+        return _interleave(parts, trains)
     tests = []
     for name, p in parts:
         test_seed = int(hashlib.sha1(f"test:{p['seed']}".encode()).hexdigest()[:12], 16)
         tests.append(_draw(name, max(1, p["n"] // 4), p["difficulty"], test_seed, seen))
         seen |= {q.problem for q in tests[-1]}
-    return tests[0] if len(parts) == 1 else _interleave(parts, tests)
+    return _interleave(parts, tests)
 
 
 def _interleave(parts: list[tuple[str, dict[str, int]]], groups: list[list[MathProblem]]) -> list[MathProblem]:
     """The parts' problems, subject `family:difficulty`, merged so that every prefix holds each at its share
-    (the j-th of a part of size m sits at (j + 1/2) / m of the way)."""
+    (the j-th of a part of size m sits at (j + 1/2) / m of the way); a plain task's, as drawn."""
+    if len(groups) == 1:
+        return groups[0]
     keyed = [((j + 0.5) / len(g), i, dataclasses.replace(q, type=f"{name}:{p['difficulty']}"))
              for i, ((name, p), g) in enumerate(zip(parts, groups)) for j, q in enumerate(g)]
     return [q for *_, q in sorted(keyed, key=lambda t: t[:2])]

@@ -67,14 +67,14 @@ def corpus(r: FamilyRung) -> list[MathProblem]:
     each difficulty drawn with a seed of its own, the RL task's test problems left out, shuffled. The same
     for every size and seed of a family (the seed orders the data, `Cursor`)."""
     fam, _, mix = r.corpus.partition(":")
-    parts = {(name, p["difficulty"]) for name, p in task_parts(r.task)}
+    task_keys = {(name, p["difficulty"]) for name, p in task_parts(r.task)}
     held = {p.problem for p in load_task(r.task, "test")}
     out: list[MathProblem] = []
     for part in filter(None, mix.split("+")):
         d, _, n = part.partition("=")
         if not (d.isdigit() and n.isdigit()):
             raise DataError(f"corpus={r.corpus!r}: expected family:difficulty=examples+..., got {part!r}")
-        extra = len(held) if (fam, int(d)) in parts else 0  # room for what is left out
+        extra = len(held) if (fam, int(d)) in task_keys else 0  # room for what is left out
         out += [p for p in generate(fam, int(n) + extra, int(d), seed=1000 + int(d)) if p.problem not in held][: int(n)]
     random.Random(0).shuffle(out)
     return out
