@@ -88,10 +88,12 @@ controls-calibration: setup ## the controls study's step size: its rule over CAL
 	$(PY) -m rlvr_utils.study.calibration runs/controls-calibration --profile controls-calibration \
 		--out runs/controls-calibration/CALIBRATION.md
 
+# The smoke's matched and off-policy arms copy the on-policy arm's step-0 evaluations (`base_from`), as the study's do.
 controls-smoke: setup ## the controls design end to end at smoke scale: three arms, then each arm's summary and figure
 	for arm in onpolicy matched offpolicy; do \
 		case $$arm in matched) x="--set dynamic_kept=64 --set dynamic_max_batches=4 --set loss_norm=kept";; \
 		offpolicy) x="--set mini_batches=4";; *) x="";; esac; \
+		[ $$arm = onpolicy ] || x="$$x --set base_from=$(CURDIR)/runs/controls-smoke/onpolicy"; \
 		RLVR_FAMILY_CACHE=$(CONTROLS_RUNGS_DIR) $(VENV)/bin/rlvr grid --profile controls-smoke \
 			--runs runs/controls-smoke/$$arm $(CONTROLS_ARGS) $$x || exit 1; \
 		$(PY) -m rlvr_utils.study.controls runs/controls-smoke/$$arm --protocol paper \
