@@ -139,3 +139,13 @@ def fmt_interval(est: float, lo: float, hi: float, spec: str = ".3f", agree: str
     if agree is not None and hi - lo <= NO_WIDTH:
         return f"{est:+{spec}}{agree}"
     return f"{est:+{spec}} [{lo:+{spec}}, {hi:+{spec}}]"
+
+
+def fmt_bounds(lo: float, hi: float, spec: str = ".3f", span: float | None = None) -> str:
+    """An interval's ends alone ('[+0.010, +0.090]', as `fmt_interval` gives them): '–' where there is none, and
+    'wider than the whole range' where it is wider than `span`."""
+    if isnan(hi):
+        return "–"
+    if span is not None and hi - lo > span:
+        return "wider than the whole range"
+    return f"[{lo:+{spec}}, {hi:+{spec}}]"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.files import emit
-from ..core.stats import fmt_interval, ks_for, pass_at_k
+from ..core.stats import fmt_bounds, fmt_interval, ks_for, pass_at_k
 from ..data.guessing import task_floor
 from ..data.tasks import is_task_spec
 from .outcomes import build_analyses, problem_counts
@@ -125,9 +125,8 @@ def summary(runs_dir: str | Path, protocol: str | None = None, goals: tuple[floa
         out += ["", res["pairs_note"], "", "| low | high | est [95%] | answer | Bonferroni | answer |",
                 "|---|---|---|---|---|---|"]
         for p in res["pairs"].itertuples():
-            bonf = f"[{p.lo_bonf:+.3f}, {p.hi_bonf:+.3f}]" if p.hi_bonf == p.hi_bonf else "–"  # NaN: no interval
             out.append(f"| {p.low.split(' ')[0]} | {p.high.split(' ')[0]} | {fmt_interval(p.est, p.lo, p.hi, span=2)} | "
-                       f"{p.answer} | {bonf} | {p.answer_bonf} |")
+                       f"{p.answer} | {fmt_bounds(p.lo_bonf, p.hi_bonf, span=2)} | {p.answer_bonf} |")
     out += ["", "## NSR − PSR at every k (builds, seeds, problems random)", "",
             "| k | " + " | ".join(r.split(' ')[0] for r in res["rungs"]) + " | slope over base pass@1 |",
             "|---|" + "---|" * (len(res["rungs"]) + 1)]

@@ -42,6 +42,24 @@ def test_the_controls_summary_and_its_figure(tmp_path):
     assert "## NSR − PSR at every k" in text and "| 8 | " in text.split("at every k")[1]
 
 
+def test_a_bonferroni_interval_wider_than_the_range_is_said_not_printed(tmp_path):
+    """The smoke's scale (2 builds x 2 seeds) puts some rung pairs' Bonferroni intervals at df far below 1: the pair
+    table says so instead of printing ends of +-2e7 (as the smoke's summary once did)."""
+    import re
+
+    from rlvr_utils.core.stats import fmt_bounds
+    from rlvr_utils.study.controls import summary
+
+    write_controls_grid(tmp_path / "g", builds=2, seeds=2, problems=8, n=16, seed=1)
+    rows = [line.split("|") for line in summary(tmp_path / "g").splitlines()
+            if line.count("|") == 7 and line.split("|")[2].strip().startswith("1m/")]  # the pair tables' rows
+    bonferroni = [r[5] for r in rows]
+    assert len(rows) == 6 and any("wider than the whole range" in b for b in bonferroni)
+    assert all(abs(float(x)) <= 2 for b in bonferroni for x in re.findall(r"[-+]\d+\.\d+", b))
+    assert fmt_bounds(-2e7, 2e7, span=2) == "wider than the whole range" and fmt_bounds(0.1, float("nan")) == "–"
+    assert fmt_bounds(-0.1, 0.2, span=2) == "[-0.100, +0.200]"
+
+
 def test_an_interval_wider_than_the_range_is_said_not_drawn():
     """A nested interval on 2 builds can have Satterthwaite df far below 1 (the controls smoke's: ±1e23 at
     pass@256): the figure draws such a point hollow with no bar inside [0, 1], the text says what it is, and a
