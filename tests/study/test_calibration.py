@@ -15,7 +15,9 @@ SMOKE = REPO / "runs" / "controls-smoke" / "onpolicy"
 
 def test_every_finished_cell_of_a_folder_is_read_with_its_own_lr_and_collapse_ratio():
     cells = calibration_cells([SMOKE])
-    assert len(cells) == 16 and set(cells["lr"]) == {1e-4} and (cells["ratio"] > 0).all()
+    assert len(cells) == 16 and set(cells["lr"]) == {1e-4}
+    # NaN where a cell's evaluations solve nothing (no re-sampling noise to measure a change against): not moved
+    assert ((cells["ratio"] >= 0) | cells["ratio"].isna()).all() and cells["ratio"].notna().sum() >= 8
     cell = cells[cells["run"] == "fam-1m-4M__nsr__s0"].iloc[0]
     rates = [json.loads(x)["correct_ratio"] for x in (SMOKE / cell["run"] / "metrics.jsonl").read_text().splitlines()]
     assert cell["collapse_ratio"] == pytest.approx(np.mean(rates[-5:]) / rates[0])  # by hand from the run's metrics
