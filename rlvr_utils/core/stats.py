@@ -138,7 +138,7 @@ def fmt_interval(est: float, lo: float, hi: float, spec: str = ".3f", agree: str
         return f"{est:+{spec}} (interval wider than the whole range)"
     if agree is not None and hi - lo <= NO_WIDTH:
         return f"{est:+{spec}}{agree}"
-    return f"{est:+{spec}} [{lo:+{spec}}, {hi:+{spec}}]"
+    return f"{est:+{spec}} {fmt_bounds(lo, hi, spec)}"
 
 
 def fmt_bounds(lo: float, hi: float, spec: str = ".3f", span: float | None = None) -> str:
