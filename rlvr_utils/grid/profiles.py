@@ -127,11 +127,12 @@ PROFILES = Registry("profile", {
     "controls-offpolicy": GridSpec(
         models=CONTROLS_BUILDS, objectives=("psr", "nsr", "w_reinforce"), seeds=tuple(range(5)), params=CONTROLS_OFFPOLICY,
         about="controls, the paper's off-policy regime: 4 mini-batches a rollout batch, clip 0.2", seed_major=True),
-    # The step size of the controls study, calibrated outside it: the weakest rung's builds x PSR/NSR, on seeds the
-    # study never uses (the grid refuses its study's seeds); `--set lr=...` per calibration folder. Its rule reads the
-    # main evaluation's pass@1 only, so it skips the n = 512 protocols, nine tenths of a cell's sampling.
+    # The step size of the controls study, calibrated outside it: 1m/4M's builds x PSR/NSR (the weakest rung on which
+    # a PSR cell sees correct samples and an NSR cell has a reward rate to lose: `study.calibration.calibration_rung`,
+    # the prereg's Amendment 3), on seeds the study never uses (the grid refuses its study's seeds); `--set lr=...`
+    # per calibration folder. Its rule reads the main evaluation's pass@1 only, so it skips the n = 512 protocols.
     "controls-calibration": GridSpec(
-        models=CONTROLS_BUILDS[:3], objectives=("psr", "nsr"), seeds=(1000, 1001), params=dict(CONTROLS_RL, eval_protocols={}),
+        models=CONTROLS_BUILDS[3:6], objectives=("psr", "nsr"), seeds=(1000, 1001), params=dict(CONTROLS_RL, eval_protocols={}),
         about="the controls study's step-size calibration, on seeds outside the study's", calibrates="controls"),
     # The controls design end to end at smoke scale (`make controls-smoke`, each arm into its own folder): 2 rungs x
     # 2 builds x PSR/NSR x 2 seeds, 5 steps of 8 x 8, pass@k to 256 on 8 problems.

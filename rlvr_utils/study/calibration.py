@@ -2,6 +2,10 @@
 cell moved its policy beyond re-sampling noise (per-problem change of sampled pass@1 over the noise between two base
 evaluations, > 1) and no NSR cell collapsed (its reward rate over its last steps below half its step-1 value).
 
+It runs on the weakest rung on which both halves of the rule are defined (`calibration_rung`): a PSR cell must
+see correct samples to move and an NSR cell a step-1 reward rate to halve, which a rung that solves nothing gives
+neither (the prereg's *Amendment 3*).
+
 One grid folder per lr (`make controls-calibration`: runs/controls-calibration/lr4e-5, ...); each cell's lr is read
 from its own config, not from the folder's name. `python -m rlvr_utils.study.calibration runs/controls-calibration`.
 """
@@ -16,6 +20,7 @@ import pandas as pd
 
 from ..core.files import emit
 from ..grid.profiles import cells as profile_cells
+from ..priors.ladder import Rung
 from .dynamics import cell_movement
 from .frames import Run, load_grid
 from .perseed import run_deltas
@@ -23,6 +28,16 @@ from .perseed import run_deltas
 MOVED = 1.0      # change / noise above this: the policy moved more than sampling it again would show
 COLLAPSE = 0.5   # NSR's reward rate over its last steps below this fraction of its step-1 value: a collapse
 LAST = 5         # the last steps the collapse test averages (one batch is noisy on a weak rung)
+LEAST_CORRECT = 100  # a calibration rung's every build gives a PSR cell at least this many correct samples (expected)
+
+
+def calibration_rung(rungs: list[Rung], samples: int, least: int = LEAST_CORRECT) -> Rung | None:
+    """The weakest rung (prior-axis order) each of whose builds, at its base sampled pass@1, gives a cell that trains
+    on `samples` samples at least `least` correct ones in expectation; None if no rung does."""
+    for rung in rungs:
+        if min(rung.values(1)) * samples >= least:
+            return rung
+    return None
 
 
 def collapse_ratio(r: Run, last: int = LAST) -> float:

@@ -41,3 +41,19 @@ def test_the_rule_picks_the_smallest_lr_that_moves_every_cell_without_a_collapse
     assert chosen_lr(_cells(plan), expected=3) is None  # an lr is judged only once its every cell finished
     psr_only = {lr: [("psr", 0.5, 0.1)] for lr in plan}  # a PSR cell's falling reward rate is not a collapse
     assert chosen_lr(_cells({**psr_only, 4e-5: [("psr", 1.5, 0.1)]})) == 4e-5
+
+
+def test_the_calibration_runs_on_the_weakest_committed_rung_where_psr_sees_correct_samples():
+    from rlvr_utils.grid.profiles import PROFILES, cells
+    from rlvr_utils.priors.ladder import rungs_of
+    from rlvr_utils.priors.recipes import parse_spec
+    from rlvr_utils.study.calibration import LEAST_CORRECT, calibration_rung
+
+    rungs = rungs_of([REPO / "runs" / "controls-rungs" / parse_spec(m).key() for m in PROFILES["controls"].models])
+    p = PROFILES["controls-calibration"].params
+    trained = p["steps"] * p["prompts_per_step"] * p["rollouts_per_prompt"]
+    rung = calibration_rung(rungs, trained)
+    assert rung is not None and rung.name == "fam-1m-4M" and sorted(rung.seeds) == [0, 1, 2]
+    # the ladder's weakest rung gives some build's PSR cell a handful of correct samples: nothing to calibrate on
+    assert rungs[0].name == "fam-1m-2M" and min(rungs[0].values(1)) * trained < LEAST_CORRECT
+    assert {c.name.split("__")[0] for c in cells("controls-calibration")} == {"fam-1m-4M", "fam-1m-4M-b1", "fam-1m-4M-b2"}
