@@ -19,12 +19,14 @@ What it does differently from the HF engine (rollouts.HFEngine):
   small matrix product per prompt for all its samples, and to its own tokens, the two merged by log-sum-exp
   (the prompt is half of what a row attends to, and the KV cache's traffic bounds the attention);
 - temperature, top-p, min_tokens, EOS and the log-prob taken in a few tensor ops on the logits, with a
-  counter-based random stream per sample (a hash of its seed and step), so a sample's tokens depend on its own
-  seed only, never on what else shares its batch or how it is chunked.
+  counter-based random stream per sample (`core.picking`), so a sample's tokens depend on its own seed only, never
+  on what else shares its batch or how it is chunked;
+- with several threads, a chunk of rows per thread rather than every op split over the threads.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -32,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .hardware import CACHE_BYTES, ROWS
+from .picking import Rows, pick
 from .rollouts import Engine, Rollout, SamplingConfig, eos_ids, sample_seeds
 
 
@@ -148,86 +151,6 @@ def prefill(w: _Weights, prompts: list[list[int]], pad: int) -> tuple[torch.Tens
         x = _layer(w, i, x, cos[:, None], sin[:, None], attend)
     pads = None if bool(real.all()) else torch.zeros((U, 1, 1, P), dtype=dt).masked_fill(~real[:, None, None], float("-inf"))
     return kv, _logits(w, x.view(U, P, -1)[:, -1]), pads
-
-
-# ------------------------------------------------------------------------------------------- sampling
-
-_M64 = (1 << 64) - 1
-
-
-def _s64(c: int) -> int:
-    """An unsigned 64-bit constant as the signed int64 torch holds (its arithmetic wraps modulo 2^64)."""
-    return c - (1 << 64) if c >= 1 << 63 else c
-
-
-def _shr(z: torch.Tensor, k: int) -> torch.Tensor:
-    return (z >> k) & ((1 << (64 - k)) - 1)  # a logical shift of int64
-
-
-def uniforms(seeds: torch.Tensor, step: int) -> torch.Tensor:
-    """One uniform in [0, 1) per row, a multiple of 2^-24 (exact in fp32), from (its seed, step): splitmix64's
-    finalizer over a Weyl sequence, so each sample has its own stream whatever else shares its batch (a torch
-    generator is one stream for a whole batch)."""
-    z = seeds * _s64(0xD1B54A32D192ED03) + _s64((step + 1) * 0x9E3779B97F4A7C15 & _M64)
-    z = (z ^ _shr(z, 30)) * _s64(0xBF58476D1CE4E5B9)
-    z = (z ^ _shr(z, 27)) * _s64(0x94D049BB133111EB)
-    z = z ^ _shr(z, 31)
-    return _shr(z, 40).float() * 2.0**-24
-
-
-@dataclass
-class Rows:
-    """Per-row sampling settings as tensors (one row per sequence being decoded)."""
-
-    temperature: torch.Tensor  # 0 = greedy
-    top_p: torch.Tensor
-    min_tokens: torch.Tensor  # int64
-    max_tokens: torch.Tensor  # int64
-    seed: torch.Tensor  # int64
-
-    @classmethod
-    def of(cls, sps: Sequence[SamplingConfig], seeds: Sequence[int]) -> "Rows":
-        return cls(torch.tensor([s.temperature for s in sps]), torch.tensor([s.top_p for s in sps]),
-                   torch.tensor([s.min_tokens for s in sps]), torch.tensor([s.max_tokens for s in sps]),
-                   torch.tensor(list(seeds), dtype=torch.long))
-
-    def take(self, idx: torch.Tensor) -> "Rows":
-        return Rows(*(getattr(self, f)[idx] for f in ("temperature", "top_p", "min_tokens", "max_tokens", "seed")))
-
-
-def pick(logits: torch.Tensor, rows: Rows, step: int, eos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token, its raw log-prob) per row: EOS masked before min_tokens, then greedy where temperature is 0, else
-    inverse-CDF sampling of softmax(logits / T), restricted to the top-p nucleus where top_p < 1 (the HF
-    engine's rule: the smallest prefix of the sorted probabilities reaching top_p). The log-prob is the raw
-    model's, log_softmax(logits) at T = 1, as every engine reports it."""
-    raw = torch.log_softmax(logits, -1)
-    blocked = rows.min_tokens > step
-    if bool(blocked.any()):
-        logits = logits.clone()
-        logits[blocked.nonzero()[:, :1], eos[None]] = float("-inf")
-    greedy = rows.temperature == 0
-    if bool((rows.temperature == 1).all()) and not bool(blocked.any()):
-        probs = raw.exp()  # T = 1 everywhere (the study's sampling): the raw distribution itself
-    else:
-        probs = torch.softmax(logits / torch.where(greedy, 1.0, rows.temperature).float()[:, None], -1)
-    u = uniforms(rows.seed, step)[:, None]
-    tok = _inverse_cdf(probs, u)
-    nucleus = (rows.top_p < 1) & ~greedy
-    if bool(nucleus.any()):
-        r = nucleus.nonzero().squeeze(-1)
-        sp, si = probs[r].sort(-1, descending=True)
-        sp = sp * (sp.cumsum(-1) - sp < rows.top_p[r, None])
-        tok[r] = si.gather(-1, _inverse_cdf(sp, u[r])[:, None]).squeeze(-1)
-    if bool(greedy.any()):
-        tok = torch.where(greedy, logits.argmax(-1), tok)
-    return tok, raw.gather(-1, tok[:, None]).squeeze(-1)
-
-
-def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """The first index whose cumulative probability exceeds u times the total: never a zero-probability one
-    (u < 1, and the CDF is flat over those)."""
-    cdf = probs.cumsum(-1)
-    return torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1).clamp(max=probs.shape[-1] - 1)
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -380,20 +303,46 @@ class StaticEngine(Engine):
 
     def sample(self, prompts: Sequence[list[int]], n: int, sps: Sequence[SamplingConfig]) -> Samples:
         """n samples of each prompt, prompt-major, as tensors; each with the seed `sample_seeds` gives it (as in
-        vLLM's engine), decoded in chunks of rows whose size the KV-cache budget bounds."""
+        vLLM's engine), decoded in chunks of rows whose size the KV-cache budget bounds, one chunk per thread."""
         w = gather_weights(self.policy, self.dtype)
         seeds = [s & ((1 << 63) - 1) for row in sample_seeds(sps, n) for s in row]
         flat = [(i, sp) for i, sp in enumerate(sps) for _ in range(n)]
         per_row = len(w.layers) * 2 * w.kv_heads * max(sp.max_tokens for sp in sps) * w.head_dim * w.embed.element_size()
-        chunk = max(1, min(self.batch_size, CACHE_BYTES // per_row))
+        workers = max(1, min(torch.get_num_threads(), len(flat)))
+        chunk = max(1, min(self.batch_size, CACHE_BYTES // (per_row * workers)))
+        chunk = -(-len(flat) // (workers * -(-len(flat) // (workers * chunk))))  # equal chunks, a multiple of workers
         eos = torch.tensor(self.eos)
-        parts = []
-        with torch.no_grad():
-            for s in range(0, len(flat), chunk):
-                part = flat[s : s + chunk]
-                rows = Rows.of([sp for _, sp in part], seeds[s : s + chunk])
-                parts.append(decode(w, [prompts[i] for i, _ in part], rows, eos, self.pad))
+
+        def run(s: int) -> Samples:
+            part = flat[s : s + chunk]
+            with torch.no_grad():  # grad mode is per thread
+                return decode(w, [prompts[i] for i, _ in part], Rows.of([sp for _, sp in part], seeds[s : s + chunk]), eos,
+                              self.pad)
+
+        parts = parallel_chunks(run, range(0, len(flat), chunk), workers)
         new = max(p.tokens.shape[1] for p in parts)
         fit = lambda t, v: F.pad(t, (0, new - t.shape[1]), value=v)  # noqa: E731
         return Samples(torch.cat([fit(p.tokens, self.pad) for p in parts]), torch.cat([fit(p.logprobs, 0.0) for p in parts]),
                        torch.cat([p.lengths for p in parts]), torch.cat([p.stopped for p in parts]))
+
+
+def parallel_chunks(run, starts, workers: int) -> list:
+    """`run` over the chunks, `workers` at once, each on one thread of its own (torch's ops release the GIL): on
+    these small shapes a chunk per core outruns splitting every op over the cores, whose per-op synchronisation
+    costs about what the op does. A sample's tokens depend on its own seed only, so the split changes no sample."""
+    starts = list(starts)
+    if workers == 1 or len(starts) == 1:
+        return [run(s) for s in starts]
+    before = torch.get_num_threads()
+
+    def one(s):
+        torch.set_num_threads(1)  # OpenMP's thread count is per thread: set in the worker, not only here
+        return run(s)
+
+    torch.set_num_threads(1)
+    ex = ThreadPoolExecutor(workers)
+    try:
+        return list(ex.map(one, starts))
+    finally:  # an interrupt waits for the chunks being decoded, not for those queued
+        ex.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(before)

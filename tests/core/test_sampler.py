@@ -13,7 +13,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from rlvr_utils.core.models import load_policy, load_tokenizer
 from rlvr_utils.core.engines import make_engine, resolve_engine
 from rlvr_utils.core.rollouts import HFEngine, SamplingConfig
-from rlvr_utils.core.sampler import StaticEngine, uniforms, unsupported
+from rlvr_utils.core.picking import uniforms
+from rlvr_utils.core.sampler import StaticEngine, unsupported
 
 RUNG = Path(__file__).resolve().parents[2] / "runs" / "family-rungs" / "1m-s0-09cd6630" / "t4000000"  # pass@1 ~0.48
 
@@ -108,6 +109,34 @@ def test_a_sample_depends_on_its_seed_only(tok):
     assert [r.response_ids for r in alone] != [r.response_ids for r in a[6:9]]  # other seeds (i * n + j with i = 0)
     c = StaticEngine(policy, tok).generate(prompts, 3, SamplingConfig(1.0, 0.95, 24, 0, 12))
     assert [r.response_ids for r in a] != [r.response_ids for r in c]
+
+
+def test_with_two_threads_each_takes_chunks_of_its_own_and_the_samples_are_the_same(tok):
+    """A chunk of rows per thread (the engine's parallelism) changes no sample, and no log-prob beyond fp32 rounding
+    (a matrix product's result depends on its rows' blocking), and leaves torch's thread count as it found it."""
+    import threading
+
+    from rlvr_utils.core import sampler
+
+    policy = tiny_llama(tok)
+    prompts, sp = prompts_of(tok, 6), SamplingConfig(1.0, 0.95, 24, 0, 5)
+    one = StaticEngine(policy, tok).sample(prompts, 4, [sp] * 6)
+    seen, run = set(), sampler.decode
+
+    def spy(*a, **k):
+        seen.add((threading.get_ident(), torch.get_num_threads()))
+        return run(*a, **k)
+
+    torch.set_num_threads(2)
+    try:
+        sampler.decode = spy
+        two = StaticEngine(policy, tok).sample(prompts, 4, [sp] * 6)
+        assert torch.get_num_threads() == 2
+    finally:
+        sampler.decode = run
+    assert len({t for t, _ in seen}) == 2 and {n for _, n in seen} == {1}  # two threads, one core each
+    assert torch.equal(one.tokens, two.tokens) and torch.equal(one.lengths, two.lengths)
+    assert torch.equal(one.stopped, two.stopped) and torch.allclose(one.logprobs, two.logprobs, rtol=0, atol=1e-5)
 
 
 def test_the_uniforms_are_uniform_and_distinct_per_seed_and_step():
