@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from .grading import GradingPool
 from .registry import Registry
 from .rollouts import Engine, SamplingConfig, mix_seed
-from .stats import ks_for, pass_at_k, summarize
+from .stats import ks_for, pass_at_k, stratified_first, summarize
 
 # Sampling settings by name, where a setting names a protocol rather than spelling it out (a rung's prior measured
 # under more than one, `FamilyRung.eval_also`; the controls profiles): one source for the paper's T and top-p.
@@ -45,26 +45,30 @@ def protocol_errors(protocols: Any) -> list[str]:
 
 
 def evaluate_protocols(engine: Engine, pool: GradingPool, golds: Sequence[str], problem_ids: Sequence[str],
-                       prompt_ids: Sequence[list[int]], protocols: dict, max_tokens: int, seed: int) -> dict:
-    """{name: {n, temperature, top_p, pass_at_k, per_problem}} of each protocol on (the first `problems` of) the
-    problems, n samples each, seeded from (the run's seed, the protocol's place in name order, the chunk)."""
+                       prompt_ids: Sequence[list[int]], protocols: dict, max_tokens: int, seed: int,
+                       strata: Sequence[str] | None = None) -> dict:
+    """{name: {n, temperature, top_p, pass_at_k, per_problem}} of each protocol on (a stratified `problems` of) the
+    problems, n samples each, seeded from (the run's seed, the protocol's place in name order, the chunk). `strata`
+    (each problem's subject): a protocol's m problems are each subject's first ones, at its share of the list
+    (`stats.stratified_first`); the first m of a list ordered by subject would hold its first subjects only."""
     out = {}
     for i_p, (name, p) in enumerate(sorted(protocols.items())):
         n, t, top = p["samples"], float(p.get("temperature", 1.0)), float(p.get("top_p", 1.0))
         pseed = mix_seed(seed, 100 + i_p)  # `evaluate` uses seed, seed + 1, seed + 2: these stay clear of them
-        per, m = max(1, CHUNK_SAMPLES // n), min(p.get("problems", len(golds)), len(golds))
-        correct: list[int] = []
+        m = min(p.get("problems", len(golds)), len(golds))
+        chosen = stratified_first(strata, m) if strata is not None else list(range(m))
+        per, correct = max(1, CHUNK_SAMPLES // n), []
         for lo in range(0, m, per):
-            idx = range(lo, min(lo + per, m))
+            idx = chosen[lo : lo + per]
             # one config for the chunk, n samples a prompt: an engine batches them all in one pass (a config per
             # sample would be a pass per sample on the HF engine); the chunk's start keeps its seeds its own
             rolls = engine.generate([prompt_ids[i] for i in idx], n, SamplingConfig(t, top, max_tokens, 0, mix_seed(pseed, lo)))
-            grades = pool.grade([r.text for r in rolls], [golds[lo + r.prompt_index] for r in rolls])
+            grades = pool.grade([r.text for r in rolls], [golds[idx[r.prompt_index]] for r in rolls])
             hits = [0] * len(idx)
             for r, g in zip(rolls, grades):
                 hits[r.prompt_index] += g.status == "correct"
             correct += hits
         out[name] = {"n": n, "temperature": t, "top_p": top,
                      "pass_at_k": {str(k): summarize([pass_at_k(n, c, k) for c in correct], seed) for k in ks_for(n)},
-                     "per_problem": {"n": n, "correct": dict(zip(problem_ids, correct))}}
+                     "per_problem": {"n": n, "correct": dict(zip([problem_ids[i] for i in chosen], correct))}}
     return out

@@ -42,6 +42,34 @@ def ks_for(n: int) -> list[int]:
     return ks
 
 
+def largest_remainder(counts: dict[str, int], n: int) -> dict[str, int]:
+    """n split over strata in proportion to their counts: each its floor, then one more to the largest remainders
+    (ties by name). Stratified subsets take these, so that a subset keeps every stratum's share."""
+    total = sum(counts.values())
+    quota = {t: n * c / total for t, c in counts.items()}
+    take = {t: int(q) for t, q in quota.items()}
+    for t in sorted(quota, key=lambda t: (-(quota[t] - take[t]), t))[: n - sum(take.values())]:
+        take[t] += 1
+    return take
+
+
+def stratified_first(strata: Sequence[str], m: int) -> list[int]:
+    """The indices of a stratified m of a list whose items carry `strata`: each stratum's first ones, its share of
+    m (`largest_remainder`). A list drawn as a stratified subset is so again, whatever m (a stratum's first ones in a
+    shuffled stratum are its shuffle's prefix)."""
+    if m >= len(strata):
+        return list(range(len(strata)))
+    counts: dict[str, int] = {}
+    for s in strata:
+        counts[s] = counts.get(s, 0) + 1
+    take, out = largest_remainder(counts, m), []
+    for i, s in enumerate(strata):
+        if take[s] > 0:
+            out.append(i)
+            take[s] -= 1
+    return out
+
+
 def bootstrap_ci(values: Sequence[float], iters: int = 1000, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
     """Percentile CI of the mean, resampling problems."""
     v = np.asarray(values, dtype=float)

@@ -20,6 +20,7 @@ from ..core.files import atomic_write_text, iter_json_lines, read_lines
 from ..core.grading import last_boxed
 from .problems import DataError, MathProblem, problem_id
 from ..core.prompts import render
+from ..core.stats import largest_remainder
 from .tasks import is_task_spec, load_task, task_parts
 
 HUB_DATASET = "EleutherAI/hendrycks_math"
@@ -175,10 +176,7 @@ def stratified_subset(problems: list[MathProblem], n: int, seed: int = 0) -> lis
         return list(problems)
     by_type = _by_subject(problems)
     rng = random.Random(seed)
-    quota = {t: n * len(g) / len(problems) for t, g in by_type.items()}
-    take = {t: int(q) for t, q in quota.items()}
-    for t in sorted(quota, key=lambda t: (-(quota[t] - take[t]), t))[: n - sum(take.values())]:
-        take[t] += 1
+    take = largest_remainder({t: len(g) for t, g in by_type.items()}, n)
     out: list[MathProblem] = []
     for subject in sorted(by_type):
         group = sorted(by_type[subject], key=lambda p: p.id)

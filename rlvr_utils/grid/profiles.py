@@ -46,7 +46,7 @@ FAMILY_RL = dict(data="gen:chain?difficulty=2&n=4000", prompt="plain", extractio
 # own corpus, rungs of >= 2 sizes x doses, each built from 3 pretraining seeds (builds: a random effect in the
 # analysis, `study.nested`). The doses are candidates: the ladder is measured (`make controls-ladder`) and fixed
 # before any cell runs. Evaluation: 256 problems x 32 at T = 1 (pass@1..16), and pass@k to k = 256 from n = 512 on
-# the first 64 problems at T = 1 and at the paper's T = 0.6, top-p 0.95 (`core.protocols`). The engine is `auto`:
+# the first 32 problems at the paper's T = 0.6, top-p 0.95 (`core.protocols`; Amendment 4). The engine is `auto`:
 # the static engine on a CPU, several times the HF engine's rate (docs/performance.md), which the n = 512
 # evaluations need; its samples follow the policy's distribution as the HF engine's do (tests/core/test_sampler.py).
 CONTROLS_CORPUS = "column:1=5000+2=40000+3=2000"  # Amendment 2: a fifth of 5-digit sums, barely taught
@@ -62,8 +62,9 @@ CONTROLS_BUILDS = tuple(f"{r},eval_problems=64,eval_samples=512,engine=auto,eval
 CONTROLS_RL = dict(FAMILY_RL, engine="auto", data=CONTROLS_TASK, max_tokens=240, steps=20, prompts_per_step=16,
                    rollouts_per_prompt=8,
                    lr=4e-5, eval_problems=256, eval_samples=32, checkpoint_every=5,
-                   eval_protocols={"t1": {"samples": 512, "problems": 64},
-                                   "paper": {"samples": 512, **SAMPLING["paper"], "problems": 64}})
+                   # the pilot's cut (docs/prereg-controls.md, Amendment 4): pass@k to 256 under the paper's protocol
+                   # only (its primary), on the first 32 problems: a third of a cell's sampling as first designed
+                   eval_protocols={"paper": {"samples": 512, **SAMPLING["paper"], "problems": 32}})
 # the matched arm: every objective trains on K = 256 kept samples a step (drawn for, up to 8 batches of 16 x 8),
 # the loss divided by the kept samples' tokens; the off-policy arm: the paper's 4 mini-batches with PPO's clip 0.2
 CONTROLS_MATCHED = dict(CONTROLS_RL, dynamic_kept=256, dynamic_max_batches=8, loss_norm="kept")

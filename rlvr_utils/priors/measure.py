@@ -83,7 +83,7 @@ def measure_protocols(model, tok, model_dir: str, problems: Sequence, prompts: l
             t0 = time.perf_counter()
             out[n] = evaluate_protocols(eng, pool, [p.gold for p in problems], [p.id for p in problems], prompts,
                                         {n: {**SAMPLING.pick(n, "eval_also: "), "samples": samples}}, max_tokens,
-                                        mix_seed(seed, 200 + list(SAMPLING).index(n)))[n]
+                                        mix_seed(seed, 200 + list(SAMPLING).index(n)), strata=[p.type for p in problems])[n]
             out[n]["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 

@@ -16,7 +16,8 @@ def evaluation(s) -> tuple[dict, list[dict]]:
     row, records = evaluate(s.engine, s.pool, data.eval, data.eval_prompts, s.eval_settings)
     if cfg.eval_protocols:
         row["protocols"] = evaluate_protocols(s.engine, s.pool, [p.gold for p in data.eval], [p.id for p in data.eval],
-                                              data.eval_prompts, cfg.eval_protocols, cfg.eval_length, cfg.seed)
+                                              data.eval_prompts, cfg.eval_protocols, cfg.eval_length, cfg.seed,
+                                              strata=[p.type for p in data.eval])
     n = max([cfg.eval_samples] + [p["samples"] for p in cfg.eval_protocols.values()])
     if data.train:
         dist = answer_distribution(p.gold for p in data.train)

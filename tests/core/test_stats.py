@@ -157,3 +157,13 @@ def test_fmt_interval_says_the_estimate_its_interval_or_why_there_is_none():
     assert fmt_interval(0.2, 0.2, 0.2 + NO_WIDTH / 2, agree=" (seeds agree)") == "+0.200 (seeds agree)"
     assert fmt_interval(0.2, 0.2, 0.2) == "+0.200 [+0.200, +0.200]"
     assert fmt_interval(0.2, 0.19, 0.21, agree=" (seeds agree)") == "+0.200 [+0.190, +0.210]"
+
+
+def test_stratified_first_takes_each_strata_first_ones_at_its_share():
+    from rlvr_utils.core.stats import largest_remainder, stratified_first
+
+    strata = ["a"] * 6 + ["b"] * 2
+    assert stratified_first(strata, 4) == [0, 1, 2, 6] and stratified_first(strata, 9) == list(range(8))
+    assert stratified_first(["b", "a", "b", "a"], 2) == [0, 1]  # in the list's order, whatever it is
+    assert largest_remainder({"a": 205, "b": 51}, 32) == {"a": 26, "b": 6}  # remainders 0.63 and 0.38
+    assert largest_remainder({"a": 1, "b": 1}, 1) == {"a": 1, "b": 0}  # a tie goes by name
