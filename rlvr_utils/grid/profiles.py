@@ -61,7 +61,8 @@ CONTROLS_BUILDS = tuple(f"{r},eval_problems=64,eval_samples=512,engine=auto,eval
                         for r in CONTROLS_RUNGS for b in (0, 1, 2))
 CONTROLS_RL = dict(FAMILY_RL, engine="auto", data=CONTROLS_TASK, max_tokens=240, steps=20, prompts_per_step=16,
                    rollouts_per_prompt=8,
-                   lr=4e-5, eval_problems=256, eval_samples=32, checkpoint_every=5,
+                   # lr: the calibration's (runs/controls-calibration/CALIBRATION.md, by the prereg's rule)
+                   lr=2e-5, eval_problems=256, eval_samples=32, checkpoint_every=5,
                    # the pilot's cut (docs/prereg-controls.md, Amendment 4): pass@k to 256 under the paper's protocol
                    # only (its primary), on the first 32 problems: a third of a cell's sampling as first designed
                    eval_protocols={"paper": {"samples": 512, **SAMPLING["paper"], "problems": 32}})

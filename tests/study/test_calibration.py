@@ -57,3 +57,12 @@ def test_the_calibration_runs_on_the_weakest_committed_rung_where_psr_sees_corre
     # the ladder's weakest rung gives some build's PSR cell a handful of correct samples: nothing to calibrate on
     assert rungs[0].name == "fam-1m-2M" and min(rungs[0].values(1)) * trained < LEAST_CORRECT
     assert {c.name.split("__")[0] for c in cells("controls-calibration")} == {"fam-1m-4M", "fam-1m-4M-b1", "fam-1m-4M-b2"}
+
+
+def test_the_controls_lr_is_the_committed_calibrations_choice():
+    from rlvr_utils.grid.profiles import CONTROLS_RL, cells
+
+    folders = sorted(p for p in (REPO / "runs" / "controls-calibration").iterdir() if p.is_dir())
+    assert chosen_lr(calibration_cells(folders), expected=len(cells("controls-calibration"))) == CONTROLS_RL["lr"]
+    arms = ("controls", "controls-matched", "controls-offpolicy")
+    assert {c.config.lr for a in arms for c in cells(a)} == {CONTROLS_RL["lr"]}
