@@ -26,6 +26,7 @@ What it does differently from the HF engine (rollouts.HFEngine):
 
 from __future__ import annotations
 
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -309,8 +310,9 @@ class StaticEngine(Engine):
         flat = [(i, sp) for i, sp in enumerate(sps) for _ in range(n)]
         per_row = len(w.layers) * 2 * w.kv_heads * max(sp.max_tokens for sp in sps) * w.head_dim * w.embed.element_size()
         workers = max(1, min(torch.get_num_threads(), len(flat)))
-        chunk = max(1, min(self.batch_size, CACHE_BYTES // (per_row * workers)))
-        chunk = -(-len(flat) // (workers * -(-len(flat) // (workers * chunk))))  # equal chunks, a multiple of workers
+        most = max(1, min(self.batch_size, CACHE_BYTES // (per_row * workers)))
+        pieces = workers * math.ceil(len(flat) / (workers * most))  # equal chunks, a multiple of the workers
+        chunk = math.ceil(len(flat) / pieces)
         eos = torch.tensor(self.eos)
 
         def run(s: int) -> Samples:

@@ -7,6 +7,7 @@ of replication) or over problems (a bootstrap within runs, when seeds cannot giv
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from math import comb, isnan
 from typing import Callable, Sequence
@@ -59,10 +60,7 @@ def stratified_first(strata: Sequence[str], m: int) -> list[int]:
     shuffled stratum are its shuffle's prefix)."""
     if m >= len(strata):
         return list(range(len(strata)))
-    counts: dict[str, int] = {}
-    for s in strata:
-        counts[s] = counts.get(s, 0) + 1
-    take, out = largest_remainder(counts, m), []
+    take, out = largest_remainder(Counter(strata), m), []
     for i, s in enumerate(strata):
         if take[s] > 0:
             out.append(i)
