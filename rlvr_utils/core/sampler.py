@@ -173,15 +173,16 @@ class Samples:
 
 class _Batch:
     """The rows being decoded, ordered by prompt: each prompt's keys and values are kept once (`kp`), the
-    rows' own in a preallocated cache (`kr`, one column per step). A row attends to its prompt and to its own
-    tokens separately, merged by their log-sum-exps: the prompt part is one small matrix product per prompt for
-    all its rows (a grid of prompts x their rows), instead of one per row over a copy of the prompt."""
+    rows' own in a preallocated time-major cache (`kr`: layers, 2, step, row, kv_heads, head_dim), so a step's
+    write is one contiguous slice. A row attends to its prompt and to its own tokens separately, merged by their
+    log-sum-exps: the prompt part is one small matrix product per prompt for all its rows (a grid of prompts x
+    their rows), instead of one per row over a copy of the prompt."""
 
     def __init__(self, kp, pads, group: torch.Tensor, plen: torch.Tensor, rows: Rows, idx: torch.Tensor, new: int,
                  heads: int):
         self.kp, self.pads, self.group, self.plen, self.rows, self.idx = kp, pads, group, plen, rows, idx
         self.heads = heads
-        self.kr = torch.empty(kp.shape[:2] + (len(group), kp.shape[3], new, kp.shape[5]), dtype=kp.dtype)
+        self.kr = torch.empty(kp.shape[:2] + (new, len(group), kp.shape[3], kp.shape[5]), dtype=kp.dtype)
         self._grid()
 
     def _grid(self) -> None:
@@ -207,8 +208,8 @@ class _Batch:
         src[holes] = movers
         src = src[:n]
         if len(holes):
-            self.kr[:, :, holes, :, :cols] = self.kr[:, :, movers, :, :cols]
-        self.kr = self.kr[:, :, :n]
+            self.kr[:, :, :cols, holes] = self.kr[:, :, :cols, movers]
+        self.kr = self.kr[:, :, :, :n]
         present, self.group = torch.unique(self.group[src], return_inverse=True)
         self.kp = self.kp[:, :, present]
         self.pads = None if self.pads is None else self.pads[present]
@@ -222,22 +223,48 @@ class _Batch:
 
         def attend(i, q, k, v):  # (B, heads, head_dim) -> (B, heads * head_dim)
             kr, kp = self.kr[i], self.kp[i]
-            kr[0, :, :, t], kr[1, :, :, t] = k, v
+            kr[0, t], kr[1, t] = k, v
             U, D = kp.shape[1], q.shape[-1]
             qg = q.reshape(-1, D).index_select(0, self.to_grid).view(U, H, -1, D)  # (prompts, heads, rows, head_dim)
             op, lp = _flash(qg, _heads(kp[0], H), _heads(kp[1], H), attn_mask=self.pads)
             op = op.view(-1, D).index_select(0, self.from_grid).view(len(q), H, D)  # back to rows
             lp = lp.reshape(-1).index_select(0, self.from_grid).view(len(q), H)
-            orr, lr = _flash(q[:, :, None], _heads(kr[0, :, :, : t + 1], H), _heads(kr[1, :, :, : t + 1], H))
+            orr, lr = _own(q, kr[0, : t + 1], kr[1, : t + 1])
             # the two parts' softmaxes merged: the prompt's share of the total mass is sigmoid(lp - lr)
-            share = torch.sigmoid(lp - lr[..., 0]).to(q.dtype)[..., None]
-            return torch.lerp(orr[:, :, 0], op, share).view(len(q), -1)
+            share = torch.sigmoid(lp - lr).to(q.dtype)[..., None]
+            return torch.lerp(orr, op, share).view(len(q), -1)
 
         x = w.embed[tok]
         cos, sin = _rope(self.plen + t, w, x.dtype)
         for i in range(len(w.layers)):
             x = _layer(w, i, x, cos[:, None], sin[:, None], attend)
         return _logits(w, x)
+
+
+OWN_LOOP = 1024  # rows x heads from which `_own` loops over the steps instead of calling SDPA's kernel
+
+
+def _own(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's attention over its own tokens: q (B, heads, head_dim), k and v (T, B, kv_heads, head_dim) ->
+    output (B, heads, head_dim) and log-sum-exp (B, heads). With many rows, a few elementwise ops per step t:
+    SDPA's kernel pays a fixed cost per (row, head) and, past a few hundred rows, reads the cache at a fraction
+    of the memory's rate (2-3x slower at 2,000 rows of the 1m rung, bench/sampler.py); with few rows that cost
+    is small and the loop's per-op overhead is not."""
+    B, H, D = q.shape
+    T, g = len(k), H // k.shape[2]
+    if B * H < OWN_LOOP:
+        o, lse = _flash(q[:, :, None], _heads(k.permute(1, 2, 0, 3), H), _heads(v.permute(1, 2, 0, 3), H))
+        return o[:, :, 0], lse[..., 0]
+    qg = (q * D**-0.5).view(B, -1, g, D)  # SDPA's default scale
+    s = torch.empty((T, B, k.shape[2], g), dtype=torch.float32)
+    for t in range(T):  # one step's keys at a time: the product stays in cache
+        torch.sum(k[t, :, :, None] * qg, -1, dtype=torch.float32, out=s[t])
+    lse = torch.logsumexp(s, 0)
+    p = (s - lse).exp_().to(v.dtype)[..., None]
+    o = v[0, :, :, None] * p[0]
+    for t in range(1, T):
+        o.addcmul_(v[t, :, :, None], p[t])
+    return o.view(B, H, D), lse.view(B, H)
 
 
 def decode(w: _Weights, prompts: list[list[int]], rows: Rows, eos: torch.Tensor, pad: int) -> Samples:

@@ -14,6 +14,7 @@ from rlvr_utils.core.models import load_policy, load_tokenizer
 from rlvr_utils.core.engines import make_engine, resolve_engine
 from rlvr_utils.core.rollouts import HFEngine, SamplingConfig
 from rlvr_utils.core.picking import uniforms
+from rlvr_utils.core import sampler
 from rlvr_utils.core.sampler import StaticEngine, unsupported
 
 RUNG = Path(__file__).resolve().parents[2] / "runs" / "family-rungs" / "1m-s0-09cd6630" / "t4000000"  # pass@1 ~0.48
@@ -56,7 +57,11 @@ def teacher_forced(policy, prompt: list[int], response: list[int]) -> torch.Tens
         return policy(torch.tensor([prompt + response])).logits[0, len(prompt) - 1 : -1].float()
 
 
-def test_logprobs_are_the_policys_teacher_forced_ones(tok):
+@pytest.mark.parametrize("own_loop", [sampler.OWN_LOOP, 0], ids=["sdpa-or-loop-by-rows", "loop-always"])
+def test_logprobs_are_the_policys_teacher_forced_ones(tok, own_loop, monkeypatch):
+    """Either way of attending to a row's own tokens (SDPA's kernel with few rows, a loop over the steps with
+    many: the suite's batches are small, so the loop is forced in the second case) gives the policy's log-probs."""
+    monkeypatch.setattr(sampler, "OWN_LOOP", own_loop)
     policy = tiny_llama(tok)
     eng = StaticEngine(policy, tok, batch_size=16)  # several chunks
     prompts = prompts_of(tok, 6)
