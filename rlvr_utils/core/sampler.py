@@ -16,7 +16,8 @@ What it does differently from the HF engine (rollouts.HFEngine):
 - many sequences per chunk (all protocols and samples of an evaluation together); finished rows are moved out
   (in the HF engine's fixed batches about half the rows computed had already finished);
 - each distinct prompt prefilled once and its keys and values kept once: a row attends to its prompt through one
-  small matrix product per prompt for all its samples, and to its own tokens, the two merged by log-sum-exp
+  small matrix product per prompt for all its samples, and to its own tokens (time-major, a loop over the steps
+  when the rows are many), the two merged by log-sum-exp
   (the prompt is half of what a row attends to, and the KV cache's traffic bounds the attention);
 - temperature, top-p, min_tokens, EOS and the log-prob taken in a few tensor ops on the logits, with a
   counter-based random stream per sample (`core.picking`), so a sample's tokens depend on its own seed only, never
