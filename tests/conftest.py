@@ -89,9 +89,11 @@ def fam_tiny_path(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def tiny_grid(tmp_path_factory, fam_tiny_path, broken_model_path):
-    """A 2-cell grid of the family's tiny rung, plus cells whose model cannot load (they must fail alone)."""
+    """A 2-cell grid of the family's tiny rung, plus cells whose model cannot load (they must fail alone); two cells
+    at a time (a cell is mostly its kernel's start-up, one core's work)."""
     runs = tmp_path_factory.mktemp("grid")
-    p = run_grid_cli(runs, f"models={fam_tiny_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, check=False)
+    p = run_grid_cli(runs, f"models={fam_tiny_path},{broken_model_path}", "objectives=psr,nsr", *TINY_GRID, check=False,
+                     extra_args=("--jobs", "2"))
     return runs, p, Path(fam_tiny_path).name
 
 
