@@ -249,8 +249,8 @@ def _own(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tenso
     """Each row's attention over its own tokens: q (B, heads, head_dim), k and v (T, B, kv_heads, head_dim) ->
     output (B, heads, head_dim) and log-sum-exp (B, heads). With many rows, a few elementwise ops per step t:
     SDPA's kernel pays a fixed cost per (row, head) and, past a few hundred rows, reads the cache at a fraction
-    of the memory's rate (2-3x slower at 2,000 rows of the 1m rung, bench/sampler.py); with few rows that cost
-    is small and the loop's per-op overhead is not."""
+    of the memory's rate (2x slower at 2,048 rows of the 1m rung, docs/performance.md); with few rows that cost
+    is small and the loop's per-op overhead is not. Scores, weights and sums in fp32, as SDPA's kernel keeps them."""
     B, H, D = q.shape
     T, g = len(k), H // k.shape[2]
     if B * H < OWN_LOOP:
@@ -261,11 +261,11 @@ def _own(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tenso
     for t in range(T):  # one step's keys at a time: the product stays in cache
         torch.sum(k[t, :, :, None] * qg, -1, dtype=torch.float32, out=s[t])
     lse = torch.logsumexp(s, 0)
-    p = (s - lse).exp_().to(v.dtype)[..., None]
-    o = v[0, :, :, None] * p[0]
+    p = (s - lse).exp_()[..., None]
+    o = v[0, :, :, None] * p[0]  # fp32 (p's dtype) whatever the cache's
     for t in range(1, T):
         o.addcmul_(v[t, :, :, None], p[t])
-    return o.view(B, H, D), lse.view(B, H)
+    return o.view(B, H, D).to(q.dtype), lse.view(B, H)
 
 
 def decode(w: _Weights, prompts: list[list[int]], rows: Rows, eos: torch.Tensor, pad: int) -> Samples:
