@@ -266,13 +266,19 @@ class GradingPool:
         self.close()
 
     def close(self) -> None:
+        idle = []
         for w in self._workers:
             try:
                 if w.proc.is_alive() and w.task is None and w.ready:
                     w.conn.send(None)
+                    idle.append(w)
+                    continue
             except OSError:
                 pass
-        for w in self._workers:
+            # still importing math-verify (a run whose answers all compared in-process never waited for it), or
+            # busy past any use: nothing of it is ours to keep, and a join would wait out its start-up
+            w.kill()
+        for w in idle:
             w.proc.join(timeout=1)
             if w.proc.is_alive():
                 w.kill()
