@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+# transformers is imported where a model is loaded, not here: its import (3 s on a Zen 5 of which the model classes'
+# are most) is every grid and CLI process's start-up, and most of them only check names and paths
 from .files import atomic_dir, cache_dir, wait_lock
 from .registry import Registry
 
@@ -59,6 +60,8 @@ def known_config(name: str):
     if name in MODELS and (embedded_path(name) / "config.json").exists():
         p = embedded_path(name)
     if (p / "config.json").exists():
+        from transformers import AutoConfig
+
         return AutoConfig.from_pretrained(str(p))
     if name in MODELS and MODELS[name].shape:
         from transformers import Qwen2Config
@@ -185,6 +188,8 @@ def from_gguf(gguf: Path) -> Path:
 
 
 def _convert_gguf(gguf: Path, out: Path, name_or_path: str) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are plain dequantized floats now; save_pretrained refuses while these are set.
@@ -219,6 +224,8 @@ def fingerprint(path: str, chunk: int = 1 << 20) -> str | None:
 
 
 def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -227,6 +234,8 @@ def load_tokenizer(path: str):
 
 def load_policy(path: str, dtype: str = "float32", device: str = "cpu"):
     """The trainable policy: fp32 master weights by default (bf16 autocast does the matmuls)."""
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     return model.to(device)
 
@@ -234,6 +243,8 @@ def load_policy(path: str, dtype: str = "float32", device: str = "cpu"):
 def make_tiny_model(out: str | Path, like: str = "smollm2-135m", layers: int = 2, hidden: int = 64,
                     seed: int = 0) -> Path:
     """A randomly initialised model of the same architecture and tokenizer, for fast tests."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
     src = resolve_named(like)
     cfg = AutoConfig.from_pretrained(src)
     heads = max(1, hidden // 32)

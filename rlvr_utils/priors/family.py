@@ -21,11 +21,10 @@ import random
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from ..data.sources import EVAL_SUBSET_SEED, Cursor, stratified_subset
 from ..core.errors import OneLineError
@@ -38,6 +37,9 @@ from ..data.problems import DataError, MathProblem
 from ..core.prompts import PROMPTS, encode_examples
 from .recipes import FamilyRung, family_shape
 from ..data.tasks import generate, load_task, task_parts
+
+if TYPE_CHECKING:  # imported where a rung is built or measured: a grid resolving a built rung never needs them
+    from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 PAD, EOS = "<pad>", "<eos>"
 
@@ -56,6 +58,8 @@ CONTEXT = 512  # every rung's positions: a run's prompt budget and engine contex
 def model_config(size: str, vocab: int, pad: int, eos: int) -> LlamaConfig:
     """A Llama of the family's shape (`recipes.family_shape`): RoPE, tied embeddings, and a 512-position context
     (the tasks' prompts and solutions are under 200 tokens)."""
+    from transformers import LlamaConfig
+
     s = family_shape(size)
     return LlamaConfig(vocab_size=vocab, **s, num_key_value_heads=s["num_attention_heads"], head_dim=64,
                        max_position_embeddings=CONTEXT, tie_word_embeddings=True, pad_token_id=pad, eos_token_id=eos,
@@ -83,6 +87,8 @@ def corpus(r: FamilyRung) -> list[MathProblem]:
 def tokenizer(r: FamilyRung, examples: list[MathProblem], log: Callable[[str], None]) -> PreTrainedTokenizerFast:
     """A byte-level BPE of `r.vocab` tokens trained on the corpus text (digits one token each: the tasks'
     arithmetic is per digit), cached per corpus and vocabulary."""
+    from transformers import PreTrainedTokenizerFast
+
     key = hashlib.sha1(f"{r.corpus}|{r.task}|{r.vocab}".encode()).hexdigest()[:8]
     out = root() / "tokenizers" / f"{key}-v{r.vocab}"
     if (out / "tokenizer.json").exists():
@@ -192,6 +198,8 @@ def _pretrain(r: FamilyRung, run: Path, out: Path, log: Callable[[str], None]) -
 
 def _train_to_budget(r: FamilyRung, run: Path, out: Path, tok, seqs: list[list[int]], threads: int, t0: float,
                      log: Callable[[str], None]) -> None:
+    from transformers import GenerationConfig, LlamaForCausalLM
+
     states = sorted((int(f.stem[1:]), f) for f in run.glob("t*.pt") if int(f.stem[1:]) <= r.tokens)
     torch.manual_seed(r.seed)
     model = LlamaForCausalLM(model_config(r.size, len(tok), tok.pad_token_id, tok.eos_token_id))
@@ -241,6 +249,8 @@ def _pad(batch: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
 def _measure(r: FamilyRung, out: Path, log: Callable[[str], None]) -> None:
     """The rung's prior on the RL task's held-out problems, as the RL evaluations measure them; a prior measured
     as `r` asks keeps its main measurement and gains only the protocols it lacks."""
+    from transformers import LlamaForCausalLM
+
     t0 = time.perf_counter()
     tok = load_tokenizer(str(out))
     model = LlamaForCausalLM.from_pretrained(out, dtype=torch.float32).eval()

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from transformers import AutoConfig
-
 from .builds import check_same_weights, check_sibling_builds
 from ..core.config import TrainConfig
 from ..data.sources import Prepared, check_source, prepare_data
@@ -63,6 +61,8 @@ def preflight(cfg: TrainConfig, run: RunDir, log: Callable[[str], None],
     precision = saved.get("hardware", {}).get("precision", cfg.precision) if cfg.precision == "auto" else cfg.precision
     hw = resolve_hardware(cfg.device, precision)
     log(f"hardware: {hw}, {threads} CPU threads")
+    from transformers import AutoConfig  # here, not at import: a grid checks its inputs with this module
+
     mc = AutoConfig.from_pretrained(model_path)
     engine = resolve_engine(cfg.engine, mc, hw.device)
     plan = memory_plan(mc, cfg, hw, engine=engine)
