@@ -20,6 +20,7 @@ from ..core import interrupts
 from ..core.files import DamagedFile, FolderBusy
 from ..core.hardware import THREADS_ENV
 from ..core.runs import NEW_BUILD_ENV, PARENT_ENV, RunDir
+from ..core.startup import skip_unused_validators
 
 # The training notebook: beside the package in a checkout; RLVR_NOTEBOOKS points elsewhere.
 NOTEBOOK = Path(os.environ.get("RLVR_NOTEBOOKS", Path(__file__).resolve().parents[2] / "notebooks")) / "03_train.ipynb"
@@ -63,7 +64,8 @@ KERNEL_QUIET = ["--IPKernelApp.log_level=CRITICAL"]
 def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], log_output: bool = False) -> None:
     """papermill as the kit runs a notebook: from the checkout's root, a python3 kernel whose own log is quiet,
     no progress bar. Raises papermill's exception where a cell raises."""
-    import papermill  # on first use: 2 s of imports (nbformat's validators) a grid that refuses its input never needs
+    skip_unused_validators()
+    import papermill  # on first use: imports a grid that refuses its input never needs
 
     papermill.execute_notebook(str(notebook), str(out), parameters=parameters, cwd=str(notebook.parent.parent),
                                progress_bar=False, log_output=log_output, kernel_name="python3",

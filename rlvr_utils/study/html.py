@@ -24,6 +24,9 @@ def render_report(runs_dir: str | Path, out: str | Path | None = None, **params)
     report (`mathjax/`, 12 MB) and loaded by a relative URL; the template loads nothing from a CDN.
     A grid with no finished cell is a ValueError before any notebook runs; a cell that raises, ReportFailed.
     """
+    from ..core.startup import skip_unused_validators
+
+    skip_unused_validators()
     import nbformat
     import papermill
     from nbconvert import HTMLExporter
