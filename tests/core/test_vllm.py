@@ -65,20 +65,18 @@ def _checks(rung: str, two_eos: str, q) -> None:
         res["big"] = len(eng.generate(encode(tok, problems[:48])[0], 4, SamplingConfig(1.0, 1.0, 4, 0, 1)))
         eng.close()
 
-        # a generation config with two EOS ids (the second: the newline every solution line ends with)
+        # one engine for two checks (each engine's start is most of this file's time): bf16 sampling against the
+        # fp32 policy, what the trainer logs from its own update; and a generation config with two EOS ids (the
+        # second: the newline every solution line ends with), which both engines must stop on
         newline = tok("\n", add_special_tokens=False)["input_ids"][-1]
-        two = VLLMEngine(two_eos, max_model_len=512, seed=0, dtype="float32")
-        rolls = two.generate(prompts, 2, sp)
-        res["two_eos_ids"] = sorted(two.eos) == sorted({tok.eos_token_id, newline})
+        policy = load_policy(two_eos)
+        low = VLLMEngine(two_eos, max_model_len=512, seed=0, dtype="bfloat16", policy=policy)
+        rolls = low.generate(prompts, 2, sp)
+        res["two_eos_ids"] = sorted(low.eos) == sorted({tok.eos_token_id, newline})
         res["two_eos_vllm"] = [(r.finish_reason, r.response_ids[-1]) for r in rolls]
-        hf = HFEngine(load_policy(two_eos), load_tokenizer(two_eos)).generate(prompts, 2, sp)
+        hf = HFEngine(policy, load_tokenizer(two_eos)).generate(prompts, 2, sp)
         res["two_eos_hf"] = [(r.finish_reason, r.response_ids[-1]) for r in hf]
         res["newline"] = newline
-        two.close()
-
-        # bf16 sampling against the fp32 policy: what the trainer logs, from its own update
-        policy = load_policy(rung)
-        low = VLLMEngine(rung, max_model_len=512, seed=0, dtype="bfloat16", policy=policy)
         rolls = low.generate(encode(tok, problems[:8])[0], 4, sp)
         cfg = TrainConfig(objective="w_reinforce", precision="fp32", prompts_per_step=8, rollouts_per_prompt=4,
                           micro_batch_size=8, max_tokens=32, lr=1e-6)
