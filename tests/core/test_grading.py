@@ -125,15 +125,16 @@ def test_hostile_completion_returns_in_time(name, completion):
 
 
 def test_hostile_batch_never_hangs_and_pool_recovers():
-    pool = GradingPool(workers=2, timeout=2.0)  # the deadline the per-item test holds, not the session pool's 5 s
-    t0 = time.perf_counter()
-    res = pool.grade([c for _, c in HOSTILE] + [r"\boxed{2}"], ["2"] * (len(HOSTILE) + 1))
+    # the deadline the per-item test holds, not the session pool's 5 s
+    with GradingPool(workers=2, timeout=2.0) as pool:
+        t0 = time.perf_counter()
+        res = pool.grade([c for _, c in HOSTILE] + [r"\boxed{2}"], ["2"] * (len(HOSTILE) + 1))
+        took = time.perf_counter() - t0
     assert len(res) == len(HOSTILE) + 1
     assert res[-1].status == "correct"  # workers replaced after kills still grade
     # two workers, each item bounded by the timeout (+ restart)
-    assert time.perf_counter() - t0 < (len(HOSTILE) / 2 + 2) * (pool.timeout + 1.5)
+    assert took < (len(HOSTILE) / 2 + 2) * (pool.timeout + 1.5)
     assert {"timeout", "error", "incorrect", "no_answer"} & {r.status for r in res}
-    pool.close()
 
 
 def test_python_code_never_executes(tmp_path, pool):
