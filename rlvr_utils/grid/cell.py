@@ -21,9 +21,11 @@ from ..core.files import DamagedFile, FolderBusy
 from ..core.hardware import THREADS_ENV
 from ..core.runs import NEW_BUILD_ENV, PARENT_ENV, RunDir
 from ..core.startup import skip_unused_validators
+from . import kernels
 
 # The training notebook: beside the package in a checkout; RLVR_NOTEBOOKS points elsewhere.
 NOTEBOOK = Path(os.environ.get("RLVR_NOTEBOOKS", Path(__file__).resolve().parents[2] / "notebooks")) / "03_train.ipynb"
+KERNEL_CWD = NOTEBOOK.parent.parent  # a notebook runs from the checkout's root
 
 
 @dataclass(frozen=True)
@@ -61,15 +63,29 @@ def _env(**values: str) -> Iterator[None]:
 KERNEL_QUIET = ["--IPKernelApp.log_level=CRITICAL"]
 
 
-def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], log_output: bool = False) -> None:
-    """papermill as the kit runs a notebook: from the checkout's root, a python3 kernel whose own log is quiet,
-    no progress bar. Raises papermill's exception where a cell raises."""
+def execute_notebook(notebook: Path, out: Path, parameters: dict[str, Any], log_output: bool = False,
+                     forked: bool = False) -> None:
+    """papermill as the kit runs a notebook: from the checkout's root, a python3 kernel whose own log is quiet, no
+    progress bar; `forked`: the kernel forked from a process that has the training notebook's imports done
+    (`kernels`), for a grid's many cells. Raises papermill's exception where a cell raises."""
     skip_unused_validators()
     import papermill  # on first use: imports a grid that refuses its input never needs
 
     papermill.execute_notebook(str(notebook), str(out), parameters=parameters, cwd=str(notebook.parent.parent),
                                progress_bar=False, log_output=log_output, kernel_name="python3",
-                               extra_arguments=KERNEL_QUIET)
+                               extra_arguments=KERNEL_QUIET,
+                               **({"kernel_manager_class": kernels.manager_class()} if forked else {}))
+
+
+def kernel_env(threads: int, allow_new_build: bool = False) -> dict[str, str]:
+    """What a cell's kernel is told beyond this process's environment: its core budget, who it must not outlive,
+    whether it may start a new build of its rung."""
+    return {THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid()), NEW_BUILD_ENV: str(int(allow_new_build))}
+
+
+def prestart_kernels(threads: int, allow_new_build: bool = False) -> None:
+    """Warm the process cells' kernels will be forked from (`kernels.prestart`) while this one does other work."""
+    kernels.prestart({**os.environ, **kernel_env(threads, allow_new_build)}, KERNEL_CWD)
 
 
 def run_cell(cell, runs: str | Path, threads: int, log_output: bool = False, allow_new_build: bool = False) -> CellResult:
@@ -95,11 +111,10 @@ def _execute(cell, run: RunDir, threads: int, log_output: bool, allow_new_build:
     partial = run.path / ".train.partial.ipynb"
     t0 = time.perf_counter()
     try:
-        # the kernel inherits these: its core budget, and who it must not outlive
-        with _env(**{THREADS_ENV: str(threads), PARENT_ENV: str(os.getpid()), NEW_BUILD_ENV: str(int(allow_new_build))}):
+        with _env(**kernel_env(threads, allow_new_build)):  # the kernel inherits them
             # a signal goes to the kernel (its run records it and stops), not into papermill's asyncio loop
             with interrupts.deferred(interrupts.stop_children("ipykernel")):
-                execute_notebook(NOTEBOOK, partial, notebook_args(cell, run.path), log_output)
+                execute_notebook(NOTEBOOK, partial, notebook_args(cell, run.path), log_output, forked=True)
         partial.rename(run.notebook)
     except interrupts.Interrupted as e:
         partial.unlink(missing_ok=True)  # the run's own records say where it stopped; a rerun resumes it

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .cell import CellResult, fmt_seconds, run_cell
+from .cell import CellResult, fmt_seconds, prestart_kernels, run_cell
 from ..core import interrupts
 from ..core.files import DamagedFile
 from ..core.hardware import cell_threads
@@ -53,6 +53,8 @@ def run_local(cells: list, runs: Path, res: Resources, log: Callable[[str], None
     and small kernels; a SmolLM2 cell uses both cores of a 2-core machine (docs/performance.md)."""
     threads = res.cpus or max(1, cell_threads() // res.jobs)
     out: list[CellResult] = []
+    if res.jobs <= 1 and cells:
+        prestart_kernels(threads, res.allow_new_build)  # its imports run while the rungs resolve
     # the family's rungs are built here once, with every core, before cells wait on each other for them
     family = list(dict.fromkeys(c.config.model for c in cells if isinstance(parse_spec(c.config.model), FamilyRung)))
     if family:
@@ -81,7 +83,8 @@ def _run_pool(cells: list, runs: Path, res: Resources, threads: int, start, log)
     each dying with us. A busy cell or a signal stops the queue; the running cells' kernels are told (a signal
     is handed on to the workers, which hand it to their kernels) and their runs record where they stopped."""
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(res.jobs, mp_context=ctx, initializer=_die_with, initargs=(os.getpid(),))
+    pool = ProcessPoolExecutor(res.jobs, mp_context=ctx, initializer=_die_with,
+                               initargs=(os.getpid(), threads, res.allow_new_build))
     out: list[CellResult] = []
     try:
         futures = {}
@@ -126,12 +129,14 @@ def _workers(pool: ProcessPoolExecutor) -> list:
     return list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
 
 
-def _die_with(parent: int) -> None:
+def _die_with(parent: int, threads: int, allow_new_build: bool) -> None:
     """A local pool worker's initializer: die with the grid's driver (and take the cell's kernel along); a signal
-    is only recorded here (its running cell hands it to the kernel), never raised into the pool's machinery."""
+    is only recorded here (its running cell hands it to the kernel), never raised into the pool's machinery. The
+    process its cells' kernels fork from starts warming now."""
     os.environ[PARENT_ENV] = str(parent)
     exit_with_parent()
     interrupts.install(raise_=False)
+    prestart_kernels(threads, allow_new_build)
 
 
 @executor("ray")
