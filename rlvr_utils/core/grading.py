@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Literal, Sequence
 
+from . import interrupts
+
 Status = Literal["correct", "incorrect", "no_answer", "invalid_gold", "timeout", "error"]
 STATUSES: tuple[str, ...] = typing.get_args(Status)  # the one list of statuses: metrics, filters, reports
 
@@ -283,6 +285,7 @@ class GradingPool:
             if w.proc.is_alive():
                 w.kill()
         self._workers = []
+        interrupts.stop_resource_tracker()  # a kernel's shutdown would wait 2.5 s on it
 
     def _replace(self, i: int) -> None:
         self._workers[i].kill()
@@ -393,3 +396,4 @@ def _clean(text) -> str:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+

@@ -157,3 +157,22 @@ def signal_quietly(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+def stop_resource_tracker() -> None:
+    """Stop multiprocessing's resource tracker once no child of ours is left to use it. Starting a spawned worker
+    starts it, and it ignores SIGTERM: a notebook kernel's shutdown (ipykernel) sends its children SIGTERM and
+    waits for them, and jupyter_client, after 2.5 s, terminates the kernel itself; every grid cell paid those
+    2.5 s (docs/performance.md). The next spawned worker starts it again."""
+    import multiprocessing
+
+    if multiprocessing.active_children():
+        return
+    from multiprocessing import resource_tracker
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # CPython's own shutdown path (3.11-3.13)
+    if stop is not None:
+        try:
+            stop()
+        except Exception:  # noqa: BLE001 - a tracker that cannot stop costs that wait, nothing more
+            pass

@@ -318,6 +318,11 @@ def _become_kernel(request: dict, parent: int, answer_fd: int) -> None:
 
         traceback.print_exc()
     finally:
+        # what interpreter shutdown runs that matters (atexit: multiprocessing ends its daemonic children, logging
+        # flushes), without the module teardown after it: an unforked training kernel spent ~1 s in that
+        import atexit
+
+        atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -200,3 +200,28 @@ def test_integer_answers_are_graded_without_a_worker_as_math_verify_would(pool):
     for (a, g), r in zip(pairs, res):
         assert (r.status == "correct") == verify(parse(f"${g}$"), parse(f"${a}$")), (a, g, r)
         assert r.detail == "" and r.seconds < 0.01  # no worker: no process round trip
+
+
+def test_a_closed_pool_stops_the_resource_tracker_a_kernels_shutdown_would_wait_on():
+    """multiprocessing's resource tracker ignores SIGTERM, which ipykernel's shutdown sends a kernel's children
+    before it exits: a training kernel that had a pool was terminated by jupyter_client 2.5 s later."""
+    script = textwrap.dedent("""
+        import os
+        from multiprocessing import resource_tracker as rt
+        from rlvr_utils.core.grading import GradingPool
+        def tracker():
+            pid = rt._resource_tracker._pid
+            return pid is not None and os.path.exists(f"/proc/{pid}")
+        a, b = GradingPool(workers=1), GradingPool(workers=1)
+        assert a.grade(["\\\\boxed{1/2}"], ["0.5"])[0].status == "correct" and tracker()
+        a.close()
+        kept = tracker()  # b's worker still uses it
+        b.close()
+        stopped = not tracker()
+        c = GradingPool(workers=1)  # a later pool starts it again
+        again = c.grade(["\\\\boxed{1/2}"], ["0.5"])[0].status == "correct" and tracker()
+        c.close()
+        print(kept, stopped, again)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["True", "True", "True"], out.stdout + out.stderr[-3000:]
