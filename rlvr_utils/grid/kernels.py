@@ -4,7 +4,7 @@ A cell's kernel spent ~5 s of a family cell's ~30 importing what every training 
 docs/performance.md). A zygote (`python -m rlvr_utils.grid.kernels ipykernel_launcher`), started by the grid
 process with the kernels' environment and working folder, imports it once and then only forks. It never runs a
 torch operation, so no OpenMP pool exists to be forked: it checks that its imports started no thread beyond those
-of the libraries in `FORK_SAFE`, which stop and restart their own around a fork.
+of the libraries in `FORK_SAFE`, which stop and restart their own around a fork, and left CUDA uninitialised.
 
 jupyter_client asks `ForkProvisioner` for each kernel. The zygote forks twice and the middle process exits, so
 the kernel is re-parented to the grid process (a child subreaper for that moment): the kernel is the grid's child,
@@ -254,6 +254,10 @@ def serve(answer_fd: int) -> None:
         answers.write(f"failed: {_threads() - safe} thread(s) started by the imports\n")
         answers.flush()
         return
+    if _cuda_poisoned():
+        answers.write("failed: the imports initialised CUDA, which a forked process cannot use\n")
+        answers.flush()
+        return
     answers.write("ready\n")
     answers.flush()
     parent = os.getppid()
@@ -261,6 +265,14 @@ def serve(answer_fd: int) -> None:
         request = json.loads(line)
         answers.write(json.dumps({"pid": _fork_kernel(request, parent, answer_fd)}) + "\n")
         answers.flush()
+
+
+def _cuda_poisoned() -> bool:
+    """Whether a child forked now could not use CUDA: torch marks its forks so once CUDA was initialised."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(int(bool(sys.modules["torch"].cuda._is_in_bad_fork())))
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0
 
 
 def _threads() -> int:
