@@ -330,14 +330,30 @@ def _become_kernel(request: dict, parent: int, answer_fd: int) -> None:
 
         traceback.print_exc()
     finally:
-        # what interpreter shutdown runs that matters (atexit: multiprocessing ends its daemonic children, logging
-        # flushes), without the module teardown after it: an unforked training kernel spent ~1 s in that
+        # what interpreter shutdown does that matters (atexit: multiprocessing ends its daemonic children, logging
+        # flushes; files left open flushed), without the module teardown: an unforked training kernel spent ~1 s there
         import atexit
 
         atexit._run_exitfuncs()
+        _flush_open_files()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+
+
+def _flush_open_files() -> None:
+    """Flush the files a notebook left open, whose buffered tail module teardown would have written."""
+    import gc
+    import io
+
+    kinds = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)  # exact types: an ABC check is 5x slower
+    for f in gc.get_objects():
+        if type(f) in kinds:
+            try:
+                if not f.closed:
+                    f.flush()
+            except Exception:  # noqa: BLE001 - a broken file is the notebook's; the others still flush
+                pass
 
 
 def _reseed() -> None:

@@ -26,6 +26,9 @@ PROBE = [
     # torch's thread pool starts in the kernel (a pool forked from the zygote would hang here)
     "import torch\ntorch.set_num_threads(2)\nx = torch.randn(256, 256)\nprint(float((x @ x).sum()) == float((x @ x).sum()))",
     "import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()",
+    # a file left open where IPython's own reset at exit does not close it (a module's global): its buffered tail is
+    # written when the kernel ends, as module teardown writes it
+    "sys.left_open = open(os.environ['PROBE'] + '.txt', 'w')\nsys.left_open.write('tail')",
 ]
 
 
@@ -46,14 +49,15 @@ def _probe(tmp_path: Path, name: str, **env: str) -> tuple[dict, nbformat.Notebo
 
 
 def test_forked_kernels_are_our_children_warm_and_fresh(tmp_path):
-    first, ran = _probe(tmp_path, "a", PROBE="a")
-    second, _ = _probe(tmp_path, "b", PROBE="b")  # another environment: another zygote, the first one closed
-    third, _ = _probe(tmp_path, "c", PROBE="b")  # the same one again
+    first, ran = _probe(tmp_path, "a", PROBE=str(tmp_path / "a"))
+    second, _ = _probe(tmp_path, "b", PROBE=str(tmp_path / "b"))  # another environment: another zygote, the first closed
+    third, _ = _probe(tmp_path, "c", PROBE=str(tmp_path / "b"))  # the same one again
     for k in (first, second, third):
         assert "rlvr_utils.grid.kernels" in k["cmdline"] and k["warm"], k  # forked from the zygote, imports done
         assert k["ppid"] == os.getpid(), k  # adopted: our child, as a Popen'd kernel is (locks, Ctrl-C, exit_with_parent)
         assert k["argv"][0].endswith("ipykernel_launcher.py") and "-f" in k["argv"], k
-    assert (first["probe"], second["probe"]) == ("a", "b")  # each kernel runs in its own environment
+    assert (first["probe"], second["probe"]) == (str(tmp_path / "a"), str(tmp_path / "b"))  # each its own environment
+    assert (tmp_path / "a.txt").read_text() == "tail"
     assert len({first["random"], second["random"], third["random"]}) == 3  # fresh streams, not the zygote's
     assert ran.cells[1].outputs[0]["text"].strip() == "True"
     assert any("image/png" in o.get("data", {}) for o in ran.cells[2].outputs)  # the inline backend, as unforked
@@ -72,6 +76,6 @@ def test_grid_ctrl_c_finds_a_forked_kernel_among_our_children(tmp_path):
 
 
 def test_forking_off_launches_kernels_as_jupyter_does(tmp_path):
-    k, _ = _probe(tmp_path, "off", RLVR_FORK_KERNELS="0")
+    k, _ = _probe(tmp_path, "off", RLVR_FORK_KERNELS="0", PROBE=str(tmp_path / "off"))
     assert "rlvr_utils.grid.kernels" not in k["cmdline"] and "ipykernel_launcher" in k["cmdline"], k
     assert k["ppid"] == os.getpid() and not k["warm"], k
