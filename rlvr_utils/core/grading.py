@@ -396,4 +396,3 @@ def _clean(text) -> str:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-

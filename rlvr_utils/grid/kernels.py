@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import importlib
 import importlib.util
 import json
@@ -58,7 +59,6 @@ class Zygote:
     stdout and stderr are the grid's, which the kernels it forks write to, as a Popen'd kernel does)."""
 
     def __init__(self, python: str, env: Mapping[str, str], cwd: str):
-        self.key = (python, cwd, _key(env))
         read, write = os.pipe()
         self.proc = subprocess.Popen([python, "-m", __name__, LAUNCHER, str(write)], stdin=subprocess.PIPE,
                                      env=dict(env), cwd=cwd, pass_fds=(write,))
@@ -84,7 +84,10 @@ class Zygote:
                 self.proc.stdin.flush()
                 answer = json.loads(_readline(self._answers, 60.0) or "{}")
             except (OSError, ValueError):
-                return None
+                answer = {}
+        if not answer:  # a late answer would be taken for the next kernel's: this zygote serves no more
+            self._ready = False
+            return None
         pid = answer.get("pid")
         return pid if pid and _parent_of(pid) == os.getpid() else None
 
@@ -195,6 +198,7 @@ class Forked:
         self.send_signal(signal.SIGTERM)
 
 
+@functools.cache
 def provisioner_class():
     from jupyter_client.provisioning import LocalProvisioner
 
@@ -215,6 +219,7 @@ def provisioner_class():
     return ForkProvisioner
 
 
+@functools.cache
 def manager_class():
     """A kernel manager (nbclient's `kernel_manager_class`, which papermill passes on) whose kernels are forked."""
     import uuid
