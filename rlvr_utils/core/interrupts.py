@@ -123,16 +123,23 @@ def children(pid: int | None = None, cmd: str = "") -> list[int]:
     pid = pid or os.getpid()
     out = []
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
+        if not d.name.isdigit() or parent_of(int(d.name)) != pid:
             continue
         try:
-            stat = (d / "stat").read_text()
-            ppid = int(stat[stat.rindex(")") + 2:].split()[1])  # after "(comm)": state, then ppid
-            if ppid == pid and cmd in (d / "cmdline").read_bytes().decode(errors="replace"):
+            if cmd in (d / "cmdline").read_bytes().decode(errors="replace"):
                 out.append(int(d.name))
-        except (OSError, ValueError, IndexError):
+        except OSError:
             continue
     return out
+
+
+def parent_of(pid: int) -> int:
+    """The parent's pid of a live process (Linux's /proc); 0 if it has ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[1])  # after "(comm)": state, then ppid
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def stop_children(cmd: str, grace: float = GRACE) -> Callable[[int], None]:

@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..core import interrupts
+
 FORK_ENV = "RLVR_FORK_KERNELS"
 LAUNCHER = "ipykernel_launcher"
 # Started first: their thread pools (OpenBLAS's, under numpy and scipy; jemalloc's, under pyarrow) are stopped
@@ -89,7 +91,7 @@ class Zygote:
             self._ready = False
             return None
         pid = answer.get("pid")
-        return pid if pid and _parent_of(pid) == os.getpid() else None
+        return pid if pid and interrupts.parent_of(pid) == os.getpid() else None
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -104,14 +106,6 @@ def _readline(f, timeout: float) -> str:
     import select
 
     return f.readline() if select.select([f], [], [], timeout)[0] else ""
-
-
-def _parent_of(pid: int) -> int:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat[stat.rindex(")") + 2:].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 _zygotes: dict[tuple, Zygote] = {}

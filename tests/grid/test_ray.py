@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rlvr_utils.core import interrupts
 from rlvr_utils.core.runs import RunDir
 
 from conftest import REPO, TINY_GRID, merge, run_grid_cli
@@ -65,8 +66,7 @@ def local_reference(tmp_path_factory, fam_tiny_path):
 
 
 def _kernel_parent(run: RunDir) -> int:
-    pid = run.status()["pid"]  # the notebook kernel training the cell
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return interrupts.parent_of(run.status()["pid"])  # the notebook kernel training the cell
 
 
 def _alive(pid: int) -> bool:
