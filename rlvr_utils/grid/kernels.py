@@ -238,6 +238,20 @@ def serve(answer_fd: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the grid's to hand on; the grid ends us
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")  # as ipykernel sets it
     answers = os.fdopen(answer_fd, "w")
+    why = _warm_up()
+    answers.write(f"failed: {why}\n" if why else "ready\n")
+    answers.flush()
+    if why:
+        return
+    parent = os.getppid()
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        answers.write(json.dumps({"pid": _fork_kernel(request, parent, answer_fd)}) + "\n")
+        answers.flush()
+
+
+def _warm_up() -> str:
+    """Import what the kernels need; why the zygote cannot serve them, or "" where it can."""
     try:
         for name in FORK_SAFE:
             if importlib.util.find_spec(name.split(".")[0]):
@@ -246,24 +260,12 @@ def serve(answer_fd: int) -> None:
         for name in WARM:
             importlib.import_module(name)
     except Exception as e:  # noqa: BLE001 - the grid launches its kernels itself
-        answers.write(f"failed: {type(e).__name__}: {e}\n")
-        answers.flush()
-        return
+        return f"{type(e).__name__}: {e}"
     if _threads() != safe:  # a pool that does not survive a fork (torch's OpenMP one) started
-        answers.write(f"failed: {_threads() - safe} thread(s) started by the imports\n")
-        answers.flush()
-        return
+        return f"{_threads() - safe} thread(s) started by the imports"
     if _cuda_poisoned():
-        answers.write("failed: the imports initialised CUDA, which a forked process cannot use\n")
-        answers.flush()
-        return
-    answers.write("ready\n")
-    answers.flush()
-    parent = os.getppid()
-    for line in sys.stdin.buffer:
-        request = json.loads(line)
-        answers.write(json.dumps({"pid": _fork_kernel(request, parent, answer_fd)}) + "\n")
-        answers.flush()
+        return "the imports initialised CUDA, which a forked process cannot use"
+    return ""
 
 
 def _cuda_poisoned() -> bool:
@@ -314,8 +316,8 @@ def _become_kernel(request: dict, parent: int, answer_fd: int) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
-        for s in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(s, signal.default_int_handler if s == signal.SIGINT else signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the zygote ignored it
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _reseed()
         sys.argv = [importlib.import_module(LAUNCHER).__file__, *request["argv"][3:]]
         from ipykernel.kernelapp import IPKernelApp
