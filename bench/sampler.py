@@ -45,21 +45,27 @@ def requests(path: str, problems: int, samples: int):
     return tok, [data.eval_prompts[i] for i, _ in reqs], [sp for _, sp in reqs]
 
 
-def gemm_rates(config, dtype: torch.dtype, rows: int = 1024, seconds: float = 0.5) -> tuple[float, float]:
+def gemm_rates(config, dtype: torch.dtype, rows: int = 1024, seconds: float = 0.5) -> dict[str, tuple[float, float]]:
     """FLOP per second and per CPU-second of the model's own matrix products (q/k/v, output, gate/up, down,
-    vocabulary) at `rows` rows."""
+    vocabulary) at `rows` rows, through torch's BLAS (`F.linear`: MKL) and through oneDNN (`core.matmul`, what
+    the static engine uses); the faster is the machine's GEMM rate in the shares reported."""
+    from rlvr_utils.core import matmul
+
     h, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
     shapes = [(h, 3 * h), (h, h), (h, 2 * f), (f, h), (h, v)]
     mats = [(torch.randn(rows, k, dtype=dtype), torch.randn(n, k, dtype=dtype)) for k, n in shapes]
     flops = sum(2 * rows * k * n for k, n in shapes)
-    for a, b in mats:
-        torch.nn.functional.linear(a, b)
-    done, t0, c0 = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - t0 < seconds:
+    out = {}
+    for name, fn in [("blas", torch.nn.functional.linear), ("onednn", matmul.linear)]:
         for a, b in mats:
-            torch.nn.functional.linear(a, b)
-        done += 1
-    return done * flops / (time.perf_counter() - t0), done * flops / (time.process_time() - c0)
+            fn(a, b)
+        done, t0, c0 = 0, time.perf_counter(), time.process_time()
+        while time.perf_counter() - t0 < seconds:
+            for a, b in mats:
+                fn(a, b)
+            done += 1
+        out[name] = (done * flops / (time.perf_counter() - t0), done * flops / (time.process_time() - c0))
+    return out
 
 
 def matmul_params(config) -> int:
@@ -159,7 +165,8 @@ def main() -> None:
         for rung in a.rungs.split(","):
             path = str(RUNGS / rung)
             cfg = AutoConfig.from_pretrained(path)
-            gemm, gemm_cpu = gemm_rates(cfg, getattr(torch, dtype))
+            rates = gemm_rates(cfg, getattr(torch, dtype))
+            gemm, gemm_cpu = max(r[0] for r in rates.values()), max(r[1] for r in rates.values())
             for engine in a.engines.split(","):
                 if engine == "vllm":
                     r = vllm_child(path, a.problems, a.samples, dtype, threads)
@@ -169,7 +176,8 @@ def main() -> None:
                     r["gemm_share"] = r["tokens_s"] * 2 * matmul_params(cfg) / gemm
                     r["gemm_share_cpu"] = r["tokens_cpu_s"] * 2 * matmul_params(cfg) / gemm_cpu
                 rows.append({"repeat": rep, "rung": rung, "engine": engine, "gemm_gflops": gemm / 1e9,
-                             "gemm_gflops_cpu": gemm_cpu / 1e9, **r})
+                             "gemm_gflops_cpu": gemm_cpu / 1e9,
+                             **{f"gemm_gflops_{k}": v[0] / 1e9 for k, v in rates.items()}, **r})
                 print(json.dumps(rows[-1]), flush=True)
     summary = summarize(rows)
     out = {"cpu": name, "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags, "threads": threads,

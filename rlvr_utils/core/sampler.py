@@ -35,6 +35,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from . import matmul
 from .hardware import CACHE_BYTES, ROWS
 from .picking import Rows, pick
 from .rollouts import Engine, Rollout, SamplingConfig, eos_ids, sample_seeds
@@ -108,18 +109,18 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 def _layer(w: _Weights, i: int, x: torch.Tensor, cos, sin, attend) -> torch.Tensor:
     """One decoder layer over N new positions, x: (N, hidden). `attend(i, q, k, v)` stores the new keys and
     values, (N, kv_heads, head_dim), RoPE applied, and returns the attention output (N, heads * head_dim).
-    The residual adds ride in the GEMMs (addmm), the SwiGLU product is taken in place: on these small shapes
-    each elementwise pass costs about what a matrix product does."""
+    The residual adds ride in the matrix products (`core.matmul`), the SwiGLU product is taken in place: on these
+    small shapes each elementwise pass costs about what a matrix product does."""
     ln1, wqkv, wo, ln2, wgu, wdown = w.layers[i]
-    qkv = F.linear(_rms(x, ln1, w.eps), wqkv).view(len(x), -1, w.head_dim)
+    qkv = matmul.linear(_rms(x, ln1, w.eps), wqkv).view(len(x), -1, w.head_dim)
     q, k = _rotate(qkv[:, : w.heads + w.kv_heads], cos, sin).split([w.heads, w.kv_heads], 1)  # in one pass
-    x = torch.addmm(x, attend(i, q, k, qkv[:, w.heads + w.kv_heads :]), wo.t())
-    g, u = F.linear(_rms(x, ln2, w.eps), wgu).chunk(2, -1)
-    return torch.addmm(x, F.silu(g).mul_(u), wdown.t())
+    x = matmul.linear_add(attend(i, q, k, qkv[:, w.heads + w.kv_heads :]), wo, x)
+    g, u = matmul.linear(_rms(x, ln2, w.eps), wgu).chunk(2, -1)
+    return matmul.linear_add(F.silu(g).mul_(u), wdown, x)
 
 
 def _logits(w: _Weights, x: torch.Tensor) -> torch.Tensor:
-    return F.linear(_rms(x, w.norm, w.eps), w.head).float()
+    return matmul.linear(_rms(x, w.norm, w.eps), w.head).float()
 
 
 def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:  # keys or values repeated to the query heads (GQA)
