@@ -1,14 +1,18 @@
-"""The static engine's matrix products: oneDNN's linear (the kernel torch's compiler emits for CPUs), not the BLAS
-call behind `F.linear`. torch's CPU wheel links MKL, whose GEMM runs its AVX2 code on AMD CPUs; oneDNN picks its
-kernel by instruction set, so on a CPU with full-width AVX-512 (Zen 5) it is 2.2-2.4x faster at the family's
-shapes (docs/performance.md). Its post-op also carries the residual add, which on these small shapes costs about
-what a matrix product does (its SiLU and multiply post-ops were no faster than torch's own ops). Results differ from
-`F.linear`'s in the order of their sums only (fp32 rounding, as between two BLAS). Without oneDNN: torch's ops."""
+"""Matrix products on a CPU through oneDNN's linear (the kernel torch's compiler emits for CPUs), not the BLAS call
+behind `F.linear`: the static engine's, and the trainer's forward and backward (`linears`). torch's CPU wheel links
+MKL, whose GEMM runs its AVX2 code on AMD CPUs; oneDNN picks its kernel by instruction set, so on a CPU with
+full-width AVX-512 (Zen 5) it is 2.2-2.4x faster at the family's shapes (docs/performance.md). Its post-op also
+carries the residual add, which on these small shapes costs about what a matrix product does (its SiLU and multiply
+post-ops were no faster than torch's own ops). Results differ from `F.linear`'s in the order of their sums only
+(fp32 rounding, as between two BLAS). Without oneDNN: torch's ops."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 _dnn = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
@@ -30,3 +34,39 @@ def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def linear_add(x: torch.Tensor, w: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """residual + x @ w.T, residual (N, out)."""
     return _dnn.binary(x.contiguous(), residual, w, None, "add") if _ok(x) else torch.addmm(residual, x, w.t())
+
+
+class _Linear(torch.autograd.Function):
+    """y = x @ w.T (+ b), x (..., in), w (out, in), and its gradients: g @ w and g.T @ x, each a oneDNN product
+    (the transposes' copies cost less than MKL's slower GEMM does; docs/performance.md)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.bias = b is not None
+        return _dnn(x.contiguous(), w, b, "none", [None], "")
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x, w = ctx.saved_tensors
+        g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
+        gx = _dnn(g.contiguous(), w.t().contiguous(), None, "none", [None], "") if ctx.needs_input_grad[0] else None
+        gw = _dnn(g2.t().contiguous(), x2.t().contiguous(), None, "none", [None], "") if ctx.needs_input_grad[1] else None
+        return gx, gw, g2.sum(0) if ctx.bias and ctx.needs_input_grad[2] else None
+
+
+class _Linears(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.linear:
+            x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
+            b = args[2] if len(args) > 2 else kwargs.get("bias")
+            if x.is_cpu and x.dtype == w.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
+                return _Linear.apply(x, w, b)
+        return func(*args, **kwargs)
+
+
+def linears() -> contextlib.AbstractContextManager:
+    """A context in which every fp32 `F.linear` on the CPU (a model's layers, forward and backward) runs in oneDNN;
+    anything else (a GPU, autocast, bf16 weights) as before."""
+    return _Linears() if _dnn is not None else contextlib.nullcontext()

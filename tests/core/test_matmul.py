@@ -33,3 +33,32 @@ def test_onednn_is_used_where_torch_has_it():
     rate on AMD CPUs) and docs/performance.md's numbers no longer describe it."""
     assert matmul.onednn() == torch.backends.mkldnn.is_available()
     assert matmul.onednn()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_linears_give_torchs_outputs_and_gradients(bias):
+    """Inside `linears()`, a model's fp32 layers run in oneDNN forward and backward: the same outputs and
+    gradients (inputs, weights, bias) as torch's own, within fp32 rounding."""
+    g = torch.Generator().manual_seed(1)
+    layer = torch.nn.Linear(96, 200, bias=bias)
+    x = torch.randn(3, 50, 96, generator=g)
+    outs = []
+    for ctx in (matmul.linears, torch.enable_grad):
+        layer.zero_grad()
+        xi = x.clone().requires_grad_()
+        with ctx():
+            y = layer(xi)
+        assert (y.grad_fn.name() == "_LinearBackward") == (ctx is matmul.linears)  # the oneDNN one, or torch's
+        (y * torch.arange(200.0)).sum().backward()  # a gradient that differs per output unit
+        outs.append([y.detach(), xi.grad, layer.weight.grad] + ([layer.bias.grad] if bias else []))
+    for got, want in zip(*outs):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_linears_leave_autocast_and_other_dtypes_to_torch():
+    """Under bf16 autocast (precision=bf16) or with bf16 weights, F.linear is torch's, as without the context."""
+    layer, x = torch.nn.Linear(64, 32), torch.randn(8, 64)
+    with matmul.linears(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+    with matmul.linears():
+        assert layer.to(torch.bfloat16)(x.to(torch.bfloat16)).grad_fn.name() != "_LinearBackward"
