@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from . import matmul
 from .files import atomic_write_json, cache_dir
 from .prompts import context_length
 
@@ -101,15 +102,17 @@ def bf16_native(flags: set[str]) -> bool:
 def matmul_gflops(dtype: str, n: int = 512, seconds: float = 0.3) -> float:
     """Sustained GFLOP/s of a [n, n] x [n, 2n] linear layer in `dtype` on the CPU (after a warm-up).
 
-    `F.linear`, not `@`: it is what the models run, and on some CPUs the two take different kernels.
+    `F.linear` in `matmul.linears()`, not `@`: it is what the trainer runs, and on some CPUs the ways take
+    different kernels (fp32 through oneDNN, not MKL).
     """
     x = torch.randn(n, n).to(getattr(torch, dtype))
     w = torch.randn(2 * n, n).to(getattr(torch, dtype))
-    torch.nn.functional.linear(x, w)
-    reps, t0 = 0, time.perf_counter()
-    while (dt := time.perf_counter() - t0) < seconds:
+    with torch.no_grad(), matmul.linears():
         torch.nn.functional.linear(x, w)
-        reps += 1
+        reps, t0 = 0, time.perf_counter()
+        while (dt := time.perf_counter() - t0) < seconds:
+            torch.nn.functional.linear(x, w)
+            reps += 1
     return 4 * n**3 * reps / dt / 1e9
 
 
@@ -161,7 +164,8 @@ def measure_cpu_precision() -> tuple[str, str]:
     fp32 and bf16 are measured interleaved, twice each, because this machine's speed drifts.
     """
     name, flags = cpu_info()
-    key = f"{name}|{'bf16' if bf16_native(flags) else 'no-bf16'}|avx512={'avx512f' in flags}|torch {torch.__version__}"
+    key = (f"{name}|{'bf16' if bf16_native(flags) else 'no-bf16'}|avx512={'avx512f' in flags}|torch {torch.__version__}"
+           + ("|onednn fp32" if matmul.onednn() else ""))  # measured as the trainer runs its products
     cache = _cache_file()
     try:
         known = json.loads(cache.read_text())
