@@ -73,6 +73,22 @@ def test_the_sampler_bench_runs_on_a_committed_rung(args, keys, tmp_path):
     assert all(k in r for k in keys), sorted(r)
 
 
+def test_the_onednn_bench_runs_both_ways(tmp_path):
+    """bench/onednn.py at a toy scale: both ways measured on the committed 1m rung (the oneDNN-vs-MKL rates
+    docs/performance quotes)."""
+    import json
+    import os
+
+    out = tmp_path / "onednn.json"
+    p = subprocess.run([sys.executable, "bench/onednn.py", "--rungs", "1m-s0-09cd6630/t1000000", "--repeats", "1",
+                        "--problems", "2", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert p.returncode == 0, p.stderr[-3000:]
+    runs = json.loads(out.read_text())["runs"]
+    assert {r["way"] for r in runs} == {"blas", "onednn"}
+    assert all(r["gemm_gflops"] > 0 and r["tokens_s"] > 0 and r["update_s"] > 0 for r in runs)
+
+
 def test_the_ladder_threads_bench_runs(tmp_path):
     """bench/ladder_threads.py at a toy scale: the pretraining rates docs/performance quotes for `--builds`."""
     import json

@@ -37,8 +37,7 @@ def linear_add(x: torch.Tensor, w: torch.Tensor, residual: torch.Tensor) -> torc
 
 
 class _Linear(torch.autograd.Function):
-    """y = x @ w.T (+ b), x (..., in), w (out, in), and its gradients: g @ w and g.T @ x, each a oneDNN product
-    (the transposes' copies cost less than MKL's slower GEMM does; docs/performance.md)."""
+    """y = x @ w.T (+ b), x (..., in), w (out, in), and its gradients: g @ w and g.T @ x, each a oneDNN product."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
@@ -51,7 +50,7 @@ class _Linear(torch.autograd.Function):
         x, w = ctx.saved_tensors
         g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
         gx = _dnn(g.contiguous(), w.t().contiguous(), None, "none", [None], "") if ctx.needs_input_grad[0] else None
-        gw = _dnn(g2.t().contiguous(), x2.t().contiguous(), None, "none", [None], "") if ctx.needs_input_grad[1] else None
+        gw = _dnn(g2.t(), x2.t(), None, "none", [None], "") if ctx.needs_input_grad[1] else None  # strided: oneDNN reads them
         return gx, gw, g2.sum(0) if ctx.bias and ctx.needs_input_grad[2] else None
 
 
@@ -70,3 +69,14 @@ def linears() -> contextlib.AbstractContextManager:
     """A context in which every fp32 `F.linear` on the CPU (a model's layers, forward and backward) runs in oneDNN;
     anything else (a GPU, autocast, bf16 weights) as before."""
     return _Linears() if _dnn is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def without_onednn():
+    """torch's own products instead, inside this context (what bench/onednn.py compares against)."""
+    global _dnn
+    saved, _dnn = _dnn, None
+    try:
+        yield
+    finally:
+        _dnn = saved
