@@ -177,7 +177,7 @@ def response_logprobs(model, prompts: Sequence[Sequence[int]], responses: Sequen
     tgt = torch.tensor([t for r in responses for t in r], dtype=torch.long)
     ids, attn, mask, rows, pos, tgt = (x.to(dev) for x in (ids, attn, mask, rows, pos, tgt))
     base, head = getattr(model, model.base_model_prefix), model.get_output_embeddings()
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16), matmul.linears():
+    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16), matmul.linears(dev):
         h = base(input_ids=ids, attention_mask=attn).last_hidden_state[rows, pos]  # [N, H]
         if torch.is_grad_enabled():
             lp, ent = token_logprobs(head(h), tgt, temperature, entropy_grad, consume=True)

@@ -65,10 +65,11 @@ class _Linears(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def linears() -> contextlib.AbstractContextManager:
+def linears(device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
     """A context in which every fp32 `F.linear` on the CPU (a model's layers, forward and backward) runs in oneDNN;
-    anything else (a GPU, autocast, bf16 weights) as before."""
-    return _Linears() if _dnn is not None else contextlib.nullcontext()
+    anything else (autocast, bf16 weights) as before. For a model on another `device`, no context at all (it
+    would only add a Python call to each of its operations)."""
+    return _Linears() if _dnn is not None and torch.device(device).type == "cpu" else contextlib.nullcontext()
 
 
 @contextlib.contextmanager

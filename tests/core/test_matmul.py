@@ -1,6 +1,8 @@
 """The static engine's matrix products (core.matmul): oneDNN's, where torch has it, equal torch's own ops within
 the rounding of a sum's order, for every shape and precision the sampler sends them."""
 
+import contextlib
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,3 +64,4 @@ def test_linears_leave_autocast_and_other_dtypes_to_torch():
         assert layer(x).dtype == torch.bfloat16
     with matmul.linears():
         assert layer.to(torch.bfloat16)(x.to(torch.bfloat16)).grad_fn.name() != "_LinearBackward"
+    assert isinstance(matmul.linears("cuda"), contextlib.nullcontext)  # a GPU model's operations are not intercepted
