@@ -1,4 +1,4 @@
-"""Matrix products on a CPU through oneDNN's linear (the kernel torch's compiler emits for CPUs), not the BLAS call
+"""fp32 matrix products on a CPU through oneDNN's linear (the kernel torch's compiler emits for CPUs), not the BLAS call
 behind `F.linear`: the static engine's, and the trainer's forward and backward (`linears`). torch's CPU wheel links
 MKL, whose GEMM runs its AVX2 code on AMD CPUs; oneDNN picks its kernel by instruction set, so on a CPU with
 full-width AVX-512 (Zen 5) it is 2.2-2.4x faster at the family's shapes (docs/performance.md). Its post-op also
@@ -23,7 +23,9 @@ def onednn() -> bool:
 
 
 def _ok(x: torch.Tensor) -> bool:
-    return _dnn is not None and x.dtype in (torch.float32, torch.bfloat16) and x.is_cpu
+    # fp32 only: torch's own bf16 product already takes oneDNN where the CPU has bf16 kernels, and falls back
+    # where it has none (an AVX2-only CPU), where oneDNN's op would fail
+    return _dnn is not None and x.dtype == torch.float32 and x.is_cpu
 
 
 def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
