@@ -56,13 +56,16 @@ class _Linear(torch.autograd.Function):
         return gx, gw, g2.sum(0) if ctx.bias and ctx.needs_input_grad[2] else None
 
 
+def _linear_args(input, weight, bias=None):  # F.linear's signature
+    return input, weight, bias
+
+
 class _Linears(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.linear:
-            x, w = args[0], args[1] if len(args) > 1 else kwargs["weight"]
-            b = args[2] if len(args) > 2 else kwargs.get("bias")
-            if x.is_cpu and x.dtype == w.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"):
+            x, w, b = _linear_args(*args, **kwargs)
+            if _ok(x) and w.dtype == x.dtype and not torch.is_autocast_enabled("cpu"):
                 return _Linear.apply(x, w, b)
         return func(*args, **kwargs)
 
