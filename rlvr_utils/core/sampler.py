@@ -22,7 +22,8 @@ What it does differently from the HF engine (rollouts.HFEngine):
 - temperature, top-p, min_tokens, EOS and the log-prob taken in a few tensor ops on the logits, with a
   counter-based random stream per sample (`core.picking`), so a sample's tokens depend on its own seed only, never
   on what else shares its batch or how it is chunked;
-- with several threads, a chunk of rows per thread rather than every op split over the threads.
+- with several threads, a chunk of rows per thread rather than every op split over the threads;
+- its fp32 matrix products in oneDNN (`core.matmul`): MKL's GEMM, behind `F.linear`, runs AVX2 code on AMD CPUs.
 """
 
 from __future__ import annotations
