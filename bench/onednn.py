@@ -16,26 +16,13 @@ from pathlib import Path
 
 import torch
 
-from sampler import REPO, RUNGS, requests
+from sampler import REPO, RUNGS, gemm_rates, requests
 
 from rlvr_utils.core import matmul
 from rlvr_utils.core.hardware import cpu_info, use_threads
 from rlvr_utils.core.losses import response_logprobs
 from rlvr_utils.core.models import load_policy
 from rlvr_utils.core.sampler import StaticEngine
-
-
-def gemm(config, rows: int = 1024, seconds: float = 0.5) -> float:
-    """GFLOP/s of the model's products (q/k/v, output, gate/up, down, vocabulary) at `rows` rows."""
-    h, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
-    mats = [(torch.randn(rows, k), torch.randn(n, k)) for k, n in [(h, 3 * h), (h, h), (h, 2 * f), (f, h), (h, v)]]
-    flops = sum(2 * rows * a.shape[1] * b.shape[0] for a, b in mats)
-    done, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for a, b in mats:
-            matmul.linear(a, b)
-        done += 1
-    return done * flops / (time.perf_counter() - t0) / 1e9
 
 
 def sampling(engine, prompts, sps) -> float:
@@ -75,9 +62,10 @@ def main() -> None:
         mb = ([prompts[i] for i in range(32)], [[rng.randrange(3, policy.config.vocab_size) for _ in range(rng.randrange(10, 64))]
                                                for _ in range(32)])
         for rep in range(a.repeats):
+            gemm = gemm_rates(policy.config, torch.float32)  # both ways' rates: {"blas": ..., "onednn": ...}
             for way in (("onednn", "blas") if rep % 2 == 0 else ("blas", "onednn")):
                 with matmul.without_onednn() if way == "blas" else contextlib.nullcontext():
-                    rows.append({"rung": rung, "repeat": rep, "way": way, "gemm_gflops": gemm(policy.config),
+                    rows.append({"rung": rung, "repeat": rep, "way": way, "gemm_gflops": gemm[way][0] / 1e9,
                                  "tokens_s": sampling(engine, prompts, sps), "update_s": update(policy, *mb)})
                 print(json.dumps(rows[-1]), flush=True)
     out = {"cpu": name, "avx512_bf16": "avx512_bf16" in flags, "threads": threads, "problems": a.problems, "runs": rows}
