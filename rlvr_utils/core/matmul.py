@@ -28,9 +28,14 @@ def _ok(x: torch.Tensor) -> bool:
     return _dnn is not None and x.dtype == torch.float32 and x.is_cpu
 
 
+def _mm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """oneDNN's x @ w.T (+ b), no post-op; x may be strided (oneDNN reads it so)."""
+    return _dnn(x, w, b, "none", [None], "")
+
+
 def linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     """x @ w.T: x (..., in), w (out, in)."""
-    return _dnn(x.contiguous(), w, None, "none", [None], "") if _ok(x) else F.linear(x, w)
+    return _mm(x.contiguous(), w) if _ok(x) else F.linear(x, w)
 
 
 def linear_add(x: torch.Tensor, w: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -45,14 +50,14 @@ class _Linear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, w)
         ctx.bias = b is not None
-        return _dnn(x.contiguous(), w, b, "none", [None], "")
+        return _mm(x.contiguous(), w, b)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
         x, w = ctx.saved_tensors
         g2, x2 = g.reshape(-1, g.shape[-1]), x.reshape(-1, x.shape[-1])
-        gx = _dnn(g.contiguous(), w.t().contiguous(), None, "none", [None], "") if ctx.needs_input_grad[0] else None
-        gw = _dnn(g2.t(), x2.t(), None, "none", [None], "") if ctx.needs_input_grad[1] else None  # strided: oneDNN reads them
+        gx = _mm(g.contiguous(), w.t().contiguous()) if ctx.needs_input_grad[0] else None
+        gw = _mm(g2.t(), x2.t()) if ctx.needs_input_grad[1] else None  # transposed views, not copies
         return gx, gw, g2.sum(0) if ctx.bias and ctx.needs_input_grad[2] else None
 
 
